@@ -31,6 +31,10 @@ struct vmmio_dev {
 	/* Interrupt: an eventfd wired to the guest's GSI with KVM_IRQFD, or -1
 	 * for guests that poll (no interrupt is ever raised). */
 	int irq_fd;
+	/* An eventfd written on every vmmio_signal_used() whether or not an
+	 * interrupt is due, or -1: a polling guest that waits in the VMM (the
+	 * micro guest's wait hypercall) sleeps on it. */
+	int wake_fd;
 	uint32_t gsi;
 	uint64_t base;             /* window guest-physical address */
 
@@ -49,11 +53,18 @@ struct vmmio_dev {
 void vmmio_init(struct vmmio_dev *t, const struct virtio_dev_ops *ops,
 		void *dev, const struct guest_mem *mem, uint64_t base,
 		uint32_t gsi, int irq_fd);
+/* Sets the wake eventfd (see wake_fd above); -1 by default. */
+void vmmio_set_wake_fd(struct vmmio_dev *t, int wake_fd);
 void vmmio_destroy(struct vmmio_dev *t);
 
 /* The bus handler for the window (offset relative to the window base). */
 int vmmio_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 		 bool is_write);
+
+/* Queue notification from an ioeventfd (or the QueueNotify register):
+ * checks `q` against the device's queue count and that the device is live,
+ * then calls ops->notify. */
+void vmmio_notify(struct vmmio_dev *t, uint32_t q);
 
 /* Device -> transport: used buffers were pushed on queue `q`; raises the
  * vring interrupt if the driver wants one. */
