@@ -45,6 +45,24 @@
 #define EMBER_PORT_EXIT 0xe4
 #define EMBER_PORT_HYPERCALL 0xe8
 
+/*
+ * Hypercalls: the guest fills struct ember_hypercall at EMBER_HCALL_GPA, then
+ * writes the op (32 bits) to EMBER_PORT_HYPERCALL; when the `out` returns,
+ * `ret` holds the result. One page, no register traffic, so a hypercall costs
+ * one port-I/O exit.
+ *   EMBER_HC_WAIT(arg0 = timeout in ns, 0 = none): sleeps until a virtio
+ *     device pushed used buffers (any queue) since the last WAIT, or the
+ *     timeout. ret = 1 woken, 0 timed out.
+ *   EMBER_HC_READY: the guest is initialized and waits for its first
+ *     request (the point a snapshot is taken). ret = 0.
+ */
+#define EMBER_HC_WAIT 1
+#define EMBER_HC_READY 2
+struct ember_hypercall {
+	uint64_t arg0, arg1, arg2;
+	int64_t ret;
+};
+
 /* Fixed low-memory layout of a plain-ELF guest (all below 1 MiB). Page 0 is
  * never mapped so that a null dereference faults. */
 #define EMBER_GDT_GPA 0x1000ULL
@@ -52,6 +70,7 @@
 #define EMBER_TSS_GPA 0x3000ULL
 #define EMBER_STUBS_GPA 0x4000ULL
 #define EMBER_BOOT_INFO_GPA 0x5000ULL
+#define EMBER_HCALL_GPA 0x5800ULL
 #define EMBER_EXC_STACK_TOP 0x8000ULL /* RSP0 and IST1 for exceptions */
 #define EMBER_PML4_GPA 0x9000ULL
 #define EMBER_PDPT_GPA 0xa000ULL
