@@ -1,0 +1,397 @@
+/*
+ * cli.c - ember-vmm, the command-line front end of libember.
+ *
+ * Turns flags into a struct ember_config, runs one VM, and maps how it ended
+ * to an exit status. The only place in the VMM that prints usage or calls
+ * exit().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ember.h"
+#include "log.h"
+
+/* Exit statuses (also in --help and docs/ember-vmm.md). */
+enum {
+	ST_OK = 0,
+	ST_GUEST_MAX = 63,  /* 1..63: the guest's own non-zero status */
+	ST_USAGE = 64,      /* bad flags */
+	ST_DATAERR = 65,    /* a file is invalid (kernel not an ELF, ...) */
+	ST_NOINPUT = 66,    /* a file could not be opened */
+	ST_UNAVAILABLE = 69,/* /dev/kvm missing or lacking a capability */
+	ST_SOFTWARE = 70,   /* VMM internal error */
+	ST_TIMEOUT = 124,   /* --timeout expired (as timeout(1)) */
+	ST_CRASH = 125,     /* the guest crashed */
+};
+
+static const char usage_text[] =
+"Usage: ember-vmm --kernel FILE [OPTIONS]\n"
+"       ember-vmm --micro --handler FILE [OPTIONS]\n"
+"\n"
+"Run one virtual machine on /dev/kvm until its guest powers off, fails or\n"
+"times out. The kind of guest is chosen from the kernel file: a Linux\n"
+"vmlinux (uncompressed ELF) boots through the Linux x86-64 boot protocol;\n"
+"any other static x86-64 ELF is entered at its entry point in 64-bit mode\n"
+"(a \"plain\" guest, such as Ember's test guests and micro guest).\n"
+"\n"
+"Guest:\n"
+"  -k, --kernel FILE      vmlinux or plain ELF to boot (required unless --micro)\n"
+"  -i, --initrd FILE      Linux: initial ramdisk. Plain guests: a boot module\n"
+"                         placed after the image (see docs/guest-abi.md)\n"
+"  -c, --cmdline STRING   kernel command line. Linux default:\n"
+"                         \"console=ttyS0 reboot=k panic=-1\"; Ember appends the\n"
+"                         CPU template's words and one virtio_mmio.device= per\n"
+"                         device\n"
+"  -m, --mem MIB          guest RAM in MiB (default 256; plain guests <= 3072)\n"
+"  -n, --cpus N           vCPUs, 1..8 (default 1; plain guests use one).\n"
+"                         Linux SMP uses an MP table (docs/linux-guest.md)\n"
+"      --kind KIND        auto (default), linux or plain\n"
+"      --cpl N            plain guests: start at CPL 3 (default) or 0\n"
+"      --cpu-template T   auto (default: pvm on kvm-pvm hosts, else host),\n"
+"                         host, or pvm (hide the CPU features the PVM\n"
+"                         emulator cannot run; docs/cpu-templates.md)\n"
+"      --micro            run Ember's micro guest (the ember-micro binary\n"
+"                         beside ember-vmm) with --handler as its function\n"
+"      --handler FILE     with --micro: the static x86-64 Linux executable\n"
+"                         to run (passed as the boot module)\n"
+"\n"
+"Devices:\n"
+"  -s, --serial DEST      console: stdout (default), stderr, none, or a file\n"
+"                         path (created or truncated)\n"
+"  -d, --disk PATH[,ro]   a virtio-blk disk backed by PATH; ',ro' makes it\n"
+"                         read-only (writes fail with VIRTIO_BLK_S_IOERR).\n"
+"                         Repeatable, up to 8; devices appear in order\n"
+"      --disk-backend B   uring (default, io_uring) or sync (pread/pwrite)\n"
+"      --vsock PATH       a virtio-vsock device; the host side is the Unix\n"
+"                         socket PATH (connect, send \"CONNECT <port>\\n\",\n"
+"                         read \"OK <n>\\n\"); guest connections to host port\n"
+"                         P go to the socket PATH_P\n"
+"      --cid N            the guest's vsock CID (default 3)\n"
+"\n"
+"Control:\n"
+"  -t, --timeout SECONDS  stop the guest after this long (decimals allowed)\n"
+"  -v, --verbose          more log lines on stderr (repeat for more)\n"
+"  -q, --quiet            only errors on stderr\n"
+"  -h, --help             this text\n"
+"\n"
+"Exit status:\n"
+"  0       the guest powered off cleanly (i8042 reset, or status 0 on the\n"
+"          Ember exit port)\n"
+"  1-63    a plain guest reported this non-zero status (larger ones: 63)\n"
+"  64      usage error            65  invalid kernel or other input file\n"
+"  66      a file cannot be opened 69  /dev/kvm unusable or lacking a feature\n"
+"  70      internal VMM error     124 --timeout expired\n"
+"  125     the guest crashed: unhandled exception, triple fault, access to\n"
+"          unmapped MMIO, emulation failure or an unknown exit; the reason,\n"
+"          RIP and registers are printed on stderr\n";
+
+static void usage_error(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
+
+static void usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "ember-vmm: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'ember-vmm --help'.\n");
+	exit(ST_USAGE);
+}
+
+static uint64_t parse_u64(const char *s, const char *what, uint64_t min,
+			  uint64_t max)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || v < min || v > max)
+		usage_error("invalid %s '%s' (expected %llu..%llu)", what, s,
+			    (unsigned long long)min, (unsigned long long)max);
+	return v;
+}
+
+static uint64_t parse_seconds_ms(const char *s)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v > 0) || v > 86400.0 * 365)
+		usage_error("invalid timeout '%s' (seconds, > 0)", s);
+	return (uint64_t)(v * 1000.0 + 0.5) ? (uint64_t)(v * 1000.0 + 0.5) : 1;
+}
+
+static int open_serial(const char *dest)
+{
+	int fd;
+
+	if (!strcmp(dest, "stdout"))
+		return STDOUT_FILENO;
+	if (!strcmp(dest, "stderr"))
+		return STDERR_FILENO;
+	if (!strcmp(dest, "none"))
+		return -1;
+	fd = open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		fprintf(stderr, "ember-vmm: cannot open serial output '%s': %s\n",
+			dest, strerror(errno));
+		exit(ST_NOINPUT);
+	}
+	return fd;
+}
+
+/* The micro guest lives beside the ember-vmm binary. */
+static char *sibling_path(const char *name)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash, *out;
+
+	if (n <= 0)
+		return NULL;
+	self[n] = '\0';
+	slash = strrchr(self, '/');
+	if (!slash)
+		return NULL;
+	slash[1] = '\0';
+	if (asprintf(&out, "%s%s", self, name) < 0)
+		return NULL;
+	return out;
+}
+
+static int status_for_create_error(int ret)
+{
+	switch (ret) {
+	case -ENOENT:
+	case -EACCES:
+	case -EPERM:
+	case -EISDIR:
+		return ST_NOINPUT;
+	case -ENOEXEC:
+	case -E2BIG:
+		return ST_DATAERR;
+	case -EINVAL:
+		return ST_USAGE;
+	case -ENOTSUP:
+	case -ENODEV:
+		return ST_UNAVAILABLE;
+	default:
+		return ST_SOFTWARE;
+	}
+}
+
+static int status_for_exit(const struct ember_exit *e)
+{
+	switch (e->reason) {
+	case EMBER_EXIT_POWEROFF:
+	case EMBER_EXIT_STOPPED:
+		return ST_OK;
+	case EMBER_EXIT_GUEST_STATUS:
+		return e->guest_status > 0 && e->guest_status < ST_GUEST_MAX ?
+			       e->guest_status : ST_GUEST_MAX;
+	case EMBER_EXIT_TIMEOUT:
+		return ST_TIMEOUT;
+	case EMBER_EXIT_VMM_ERROR:
+		return ST_SOFTWARE;
+	default:
+		return ST_CRASH;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	enum {
+		OPT_KIND = 256, OPT_CPL, OPT_TEMPLATE, OPT_MICRO, OPT_HANDLER,
+		OPT_BACKEND, OPT_VSOCK, OPT_CID,
+	};
+	static const struct option opts[] = {
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "initrd", required_argument, NULL, 'i' },
+		{ "cmdline", required_argument, NULL, 'c' },
+		{ "mem", required_argument, NULL, 'm' },
+		{ "cpus", required_argument, NULL, 'n' },
+		{ "serial", required_argument, NULL, 's' },
+		{ "disk", required_argument, NULL, 'd' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "kind", required_argument, NULL, OPT_KIND },
+		{ "cpl", required_argument, NULL, OPT_CPL },
+		{ "cpu-template", required_argument, NULL, OPT_TEMPLATE },
+		{ "micro", no_argument, NULL, OPT_MICRO },
+		{ "handler", required_argument, NULL, OPT_HANDLER },
+		{ "disk-backend", required_argument, NULL, OPT_BACKEND },
+		{ "vsock", required_argument, NULL, OPT_VSOCK },
+		{ "cid", required_argument, NULL, OPT_CID },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ember_config cfg;
+	struct ember_exit ex;
+	struct ember_vm *vm;
+	const char *handler = NULL;
+	bool micro = false;
+	char err[1024];
+	int c, ret, verbosity = 0, status;
+
+	ember_config_init(&cfg);
+	while ((c = getopt_long(argc, argv, "k:i:c:m:n:s:d:t:vqh", opts,
+				NULL)) != -1) {
+		switch (c) {
+		case 'k':
+			cfg.kernel = optarg;
+			break;
+		case 'i':
+			cfg.initrd = optarg;
+			break;
+		case 'c':
+			cfg.cmdline = optarg;
+			break;
+		case 'm':
+			cfg.mem_mib = parse_u64(optarg, "memory size (MiB)", 2,
+						64 * 1024);
+			break;
+		case 'n':
+			cfg.nr_cpus = (unsigned)parse_u64(optarg, "vCPU count",
+							  1, EMBER_MAX_VCPUS);
+			break;
+		case 's':
+			cfg.serial_fd = open_serial(optarg);
+			break;
+		case 'd': {
+			char *comma = strrchr(optarg, ',');
+
+			if (cfg.nr_disks == EMBER_MAX_DISKS)
+				usage_error("too many disks (at most 8): '%s'",
+					    optarg);
+			cfg.disks[cfg.nr_disks].read_only = false;
+			if (comma && !strcmp(comma, ",ro")) {
+				*comma = '\0';
+				cfg.disks[cfg.nr_disks].read_only = true;
+			} else if (comma && !strcmp(comma, ",rw")) {
+				*comma = '\0';
+			}
+			if (!*optarg)
+				usage_error("empty disk path");
+			cfg.disks[cfg.nr_disks++].path = optarg;
+			break;
+		}
+		case 't':
+			cfg.timeout_ms = parse_seconds_ms(optarg);
+			break;
+		case 'v':
+			verbosity++;
+			break;
+		case 'q':
+			verbosity = -1;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return ST_OK;
+		case OPT_KIND:
+			if (!strcmp(optarg, "auto"))
+				cfg.kind = EMBER_KIND_AUTO;
+			else if (!strcmp(optarg, "linux"))
+				cfg.kind = EMBER_KIND_LINUX;
+			else if (!strcmp(optarg, "plain"))
+				cfg.kind = EMBER_KIND_PLAIN;
+			else
+				usage_error("unknown guest kind '%s' (auto, linux, plain)",
+					    optarg);
+			break;
+		case OPT_CPL:
+			if (strcmp(optarg, "0") && strcmp(optarg, "3"))
+				usage_error("invalid CPL '%s' (0 or 3)", optarg);
+			cfg.cpl = (unsigned)(optarg[0] - '0');
+			break;
+		case OPT_TEMPLATE:
+			if (!strcmp(optarg, "auto"))
+				cfg.cpu_template = EMBER_CPU_AUTO;
+			else if (!strcmp(optarg, "host"))
+				cfg.cpu_template = EMBER_CPU_HOST;
+			else if (!strcmp(optarg, "pvm"))
+				cfg.cpu_template = EMBER_CPU_PVM;
+			else
+				usage_error("unknown CPU template '%s' (auto, host, pvm)",
+					    optarg);
+			break;
+		case OPT_MICRO:
+			micro = true;
+			break;
+		case OPT_HANDLER:
+			handler = optarg;
+			break;
+		case OPT_BACKEND:
+			if (!strcmp(optarg, "uring"))
+				cfg.disk_sync = false;
+			else if (!strcmp(optarg, "sync"))
+				cfg.disk_sync = true;
+			else
+				usage_error("unknown disk backend '%s' (uring, sync)",
+					    optarg);
+			break;
+		case OPT_VSOCK:
+			cfg.vsock_path = optarg;
+			break;
+		case OPT_CID:
+			cfg.vsock_cid = parse_u64(optarg, "CID", 3, UINT32_MAX - 1);
+			break;
+		default:
+			fprintf(stderr, "Try 'ember-vmm --help'.\n");
+			return ST_USAGE;
+		}
+	}
+	if (optind < argc)
+		usage_error("unexpected argument '%s'", argv[optind]);
+	if (micro) {
+		if (!handler)
+			usage_error("--micro needs --handler FILE");
+		if (cfg.initrd)
+			usage_error("--micro takes the handler, not --initrd");
+		if (!cfg.kernel)
+			cfg.kernel = sibling_path("ember-micro");
+		cfg.initrd = handler;
+		cfg.kind = EMBER_KIND_PLAIN;
+	} else if (handler) {
+		usage_error("--handler needs --micro");
+	}
+	if (!cfg.kernel)
+		usage_error("no kernel given: use --kernel FILE");
+	if (verbosity < 0)
+		log_set_level(LOG_ERR);
+	else if (verbosity == 1)
+		log_set_level(LOG_INFO);
+	else if (verbosity > 1)
+		log_set_level(LOG_DEBUG);
+
+	vm = ember_vm_create(&cfg, &ret, err, sizeof(err));
+	if (!vm) {
+		fprintf(stderr, "ember-vmm: %s\n", err);
+		return status_for_create_error(ret);
+	}
+	ret = ember_vm_run(vm, &ex);
+	if (ret < 0) {
+		fprintf(stderr, "ember-vmm: cannot run the VM: %s\n",
+			strerror(-ret));
+		ember_vm_destroy(vm);
+		return ST_SOFTWARE;
+	}
+	status = status_for_exit(&ex);
+	if (status != ST_OK || verbosity > 0)
+		fprintf(stderr, "ember-vmm: %s: %s\n",
+			ember_exit_reason_name(ex.reason), ex.detail);
+	ember_vm_destroy(vm);
+	return status;
+}

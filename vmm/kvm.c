@@ -1,0 +1,162 @@
+#define LOG_MOD "kvm"
+#include "kvm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "ember/abi.h"
+#include "log.h"
+
+#define KVM_MAX_CPUID_ENTRIES 256
+
+/* The capabilities the VMM cannot work without, with the reason each is
+ * needed, so the error message tells the user what is missing and why. */
+static const struct {
+	int cap;
+	const char *name;
+} required_caps[] = {
+	{ KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY (guest RAM slots)" },
+	{ KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD (virtio queue notifications)" },
+	{ KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT (pausing vCPUs)" },
+	{ KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID (CPUID templates)" },
+	{ KVM_CAP_GET_TSC_KHZ, "KVM_CAP_GET_TSC_KHZ (guest clock)" },
+};
+
+bool kvm_host_is_pvm(void)
+{
+	return access("/sys/module/kvm_pvm", F_OK) == 0;
+}
+
+int kvm_open(struct kvm *kvm, char *err, size_t errlen)
+{
+	int ret, version;
+
+	memset(kvm, 0, sizeof(*kvm));
+	kvm->vm_fd = -1;
+	kvm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm->kvm_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot open /dev/kvm: %s%s", strerror(-ret),
+			 ret == -ENOENT ? " (is the kvm module loaded?)" : "");
+		return ret;
+	}
+	version = ioctl(kvm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (version != KVM_API_VERSION) {
+		snprintf(err, errlen, "KVM API version %d, expected %d", version,
+			 KVM_API_VERSION);
+		ret = -ENOTSUP;
+		goto err_close_kvm;
+	}
+	for (size_t i = 0; i < sizeof(required_caps) / sizeof(required_caps[0]);
+	     i++) {
+		if (ioctl(kvm->kvm_fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0) {
+			snprintf(err, errlen, "KVM lacks %s", required_caps[i].name);
+			ret = -ENOTSUP;
+			goto err_close_kvm;
+		}
+	}
+	kvm->vcpu_mmap_size = ioctl(kvm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (kvm->vcpu_mmap_size < (int)sizeof(struct kvm_run)) {
+		ret = -ENOTSUP;
+		snprintf(err, errlen, "KVM_GET_VCPU_MMAP_SIZE failed");
+		goto err_close_kvm;
+	}
+	kvm->supported_cpuid = calloc(1, sizeof(struct kvm_cpuid2) +
+		KVM_MAX_CPUID_ENTRIES * sizeof(struct kvm_cpuid_entry2));
+	if (!kvm->supported_cpuid) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto err_close_kvm;
+	}
+	kvm->supported_cpuid->nent = KVM_MAX_CPUID_ENTRIES;
+	if (ioctl(kvm->kvm_fd, KVM_GET_SUPPORTED_CPUID, kvm->supported_cpuid) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-ret));
+		goto err_free_cpuid;
+	}
+	kvm->is_pvm = kvm_host_is_pvm();
+	kvm->vm_fd = ioctl(kvm->kvm_fd, KVM_CREATE_VM, 0);
+	if (kvm->vm_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "KVM_CREATE_VM: %s", strerror(-ret));
+		goto err_free_cpuid;
+	}
+	return 0;
+
+err_free_cpuid:
+	free(kvm->supported_cpuid);
+	kvm->supported_cpuid = NULL;
+err_close_kvm:
+	close(kvm->kvm_fd);
+	kvm->kvm_fd = -1;
+	return ret;
+}
+
+int kvm_map_ram(struct kvm *kvm, uint64_t ram_size, int fd, char *err,
+		size_t errlen)
+{
+	int flags = fd >= 0 ? MAP_PRIVATE : MAP_PRIVATE | MAP_ANONYMOUS |
+		MAP_NORESERVE;
+	void *p;
+	int ret;
+
+	p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, flags, fd, 0);
+	if (p == MAP_FAILED) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot map %llu MiB of guest RAM: %s",
+			 (unsigned long long)(ram_size >> 20), strerror(-ret));
+		return ret;
+	}
+	/* Guest RAM in a core dump would leak tenant data and be huge. */
+	madvise(p, ram_size, MADV_DONTDUMP);
+	kvm->ram = p;
+	kvm->ram_size = ram_size;
+	kvm->ram_is_file = fd >= 0;
+	mem_layout(&kvm->mem, kvm->ram, ram_size);
+	for (unsigned i = 0; i < kvm->mem.nr_regions; i++) {
+		const struct mem_region *r = &kvm->mem.region[i];
+		struct kvm_userspace_memory_region slot = {
+			.slot = i,
+			.guest_phys_addr = r->gpa,
+			.memory_size = r->size,
+			.userspace_addr = (uintptr_t)r->hva,
+		};
+
+		if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "KVM_SET_USER_MEMORY_REGION: %s",
+				 strerror(-ret));
+			munmap(kvm->ram, ram_size);
+			kvm->ram = NULL;
+			return ret;
+		}
+	}
+	return 0;
+}
+
+void kvm_close(struct kvm *kvm)
+{
+	if (kvm->vm_fd >= 0)
+		close(kvm->vm_fd);
+	if (kvm->kvm_fd >= 0)
+		close(kvm->kvm_fd);
+	if (kvm->ram)
+		munmap(kvm->ram, kvm->ram_size);
+	free(kvm->supported_cpuid);
+	memset(kvm, 0, sizeof(*kvm));
+	kvm->vm_fd = kvm->kvm_fd = -1;
+}
+
+uint64_t kvm_tsc_khz(int vcpu_fd)
+{
+	int khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
+
+	return khz > 0 ? (uint64_t)khz : 0;
+}

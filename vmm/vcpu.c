@@ -1,0 +1,447 @@
+/*
+ * vcpu.c - vCPU threads: the KVM_RUN loop and exit dispatch.
+ *
+ * Each vCPU thread enters KVM_RUN, handles the exit (port I/O and MMIO go to
+ * the buses; Ember's own ports are handled here), and loops until the VM is
+ * stopping. A stop is noticed in three ways: vm->stopping is checked after
+ * every exit, run->immediate_exit makes the next KVM_RUN return at once, and
+ * EMBER_KICK_SIGNAL interrupts a KVM_RUN in progress (-EINTR).
+ */
+#define LOG_MOD "vcpu"
+#include "vm.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/kvm.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static void kick_handler(int sig)
+{
+	(void)sig; /* its only job is to make KVM_RUN return -EINTR */
+}
+
+static void install_kick_handler_once(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = kick_handler;
+	sigemptyset(&sa.sa_mask);
+	sigaction(EMBER_KICK_SIGNAL, &sa, NULL);
+}
+
+void vcpu_install_kick_handler(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, install_kick_handler_once);
+}
+
+int vcpu_create(struct ember_vm *vm, unsigned id, char *err, size_t errlen)
+{
+	struct vcpu *v = &vm->vcpu[id];
+	void *run;
+	int ret;
+
+	v->vm = vm;
+	v->id = id;
+	v->fd = ioctl(vm->kvm.vm_fd, KVM_CREATE_VCPU, id);
+	if (v->fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "KVM_CREATE_VCPU %u: %s", id, strerror(-ret));
+		return ret;
+	}
+	run = mmap(NULL, (size_t)vm->kvm.vcpu_mmap_size, PROT_READ | PROT_WRITE,
+		   MAP_SHARED, v->fd, 0);
+	if (run == MAP_FAILED) {
+		ret = -errno;
+		snprintf(err, errlen, "mmap of vCPU %u: %s", id, strerror(-ret));
+		close(v->fd);
+		v->fd = -1;
+		return ret;
+	}
+	v->run = run;
+	return 0;
+}
+
+void vcpu_destroy(struct vcpu *v)
+{
+	if (v->run)
+		munmap(v->run, (size_t)v->vm->kvm.vcpu_mmap_size);
+	if (v->fd >= 0)
+		close(v->fd);
+	v->run = NULL;
+	v->fd = -1;
+}
+
+void vcpu_kick(struct vcpu *v)
+{
+	if (v->run)
+		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	if (v->thread_started)
+		pthread_kill(v->thread, EMBER_KICK_SIGNAL);
+}
+
+static uint64_t vcpu_rip(struct vcpu *v)
+{
+	struct kvm_regs regs;
+
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0)
+		return 0;
+	return regs.rip;
+}
+
+/* Reports or reflects an exception caught by the stub for `vector`. The
+ * frame is on the IST1 stack: [error code], RIP, CS, RFLAGS, RSP, SS. */
+static void handle_exception(struct vcpu *v, unsigned vector)
+{
+	struct ember_vm *vm = v->vm;
+	const struct guest_mem *mem = &vm->kvm.mem;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	uint64_t frame[6] = { 0 }, err_code = 0, *f = frame;
+	bool has_err = cpu_vector_has_error_code(vector);
+
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 ||
+	    ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0) {
+		vm_request_stop(vm, EMBER_EXIT_VMM_ERROR, 0, 0,
+				"cannot read vCPU state after exception %u", vector);
+		return;
+	}
+	/* The frame is guest memory: read it through the checked accessor. */
+	if (vector >= 32 ||
+	    mem_read(mem, frame, regs.rsp, sizeof(frame)) < 0) {
+		vm_request_stop(vm, EMBER_EXIT_EXCEPTION, 0, regs.rip,
+				"guest exception %u with an unreadable frame "
+				"(RSP 0x%llx)", vector,
+				(unsigned long long)regs.rsp);
+		return;
+	}
+	if (has_err) {
+		err_code = frame[0];
+		f = frame + 1;
+	}
+	/* f: RIP, CS, RFLAGS, RSP, SS (of the interrupted context). */
+	if (vm->reflect_exceptions && vector != 8 && vector != 18) {
+		uint64_t cpl = f[1] & 3;
+		struct kvm_regs r = regs;
+
+		/* Resume at the guest's exception entry, at the CPL it was
+		 * running at, on its own stack below the red zone. */
+		r.rip = vm->exception_entry;
+		r.rsp = ((f[3] & ~15ULL) - 256);
+		r.rflags = (f[2] & ~(1ULL << 8)) | 2; /* clear TF */
+		r.rdi = vector;
+		r.rsi = err_code;
+		r.rdx = f[0];
+		r.rcx = sregs.cr2;
+		r.r8 = f[3];
+		sregs.cs.selector = (uint16_t)f[1];
+		sregs.cs.dpl = (uint8_t)cpl;
+		sregs.ss.selector = (uint16_t)f[4];
+		sregs.ss.dpl = (uint8_t)cpl;
+		if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0 ||
+		    ioctl(v->fd, KVM_SET_REGS, &r) < 0)
+			vm_request_stop(vm, EMBER_EXIT_VMM_ERROR, 0, f[0],
+					"cannot reflect exception %u", vector);
+		return;
+	}
+	if (vector == 14)
+		vm_request_stop(vm, EMBER_EXIT_EXCEPTION, 0, f[0],
+				"guest exception: %s at RIP 0x%" PRIx64
+				", address 0x%llx, error code 0x%" PRIx64
+				" (%s, %s, %s mode), RSP 0x%" PRIx64,
+				cpu_vector_name(vector), f[0],
+				(unsigned long long)sregs.cr2, err_code,
+				err_code & 1 ? "protection" : "not present",
+				err_code & 2 ? "write" : "read",
+				err_code & 4 ? "user" : "kernel", f[3]);
+	else
+		vm_request_stop(vm, EMBER_EXIT_EXCEPTION, 0, f[0],
+				"guest exception: %s at RIP 0x%" PRIx64
+				", error code 0x%" PRIx64 ", RSP 0x%" PRIx64,
+				cpu_vector_name(vector), f[0], err_code, f[3]);
+}
+
+/* EMBER_HC_WAIT: sleep until a device signals, the VM stops, or the timeout
+ * (ns) passes. Returns 1 when woken by a device, 0 otherwise. */
+static int64_t hypercall_wait(struct ember_vm *vm, uint64_t timeout_ns)
+{
+	struct pollfd p[2] = {
+		{ .fd = vm->wake_fd, .events = POLLIN },
+		{ .fd = vm->stop_fd, .events = POLLIN },
+	};
+	int timeout_ms = -1, n;
+	uint64_t v;
+
+	if (timeout_ns) {
+		uint64_t ms = (timeout_ns + 999999) / 1000000;
+
+		timeout_ms = ms > 3600000 ? 3600000 : (int)ms;
+	}
+	n = poll(p, 2, timeout_ms);
+	if (n > 0 && (p[0].revents & POLLIN)) {
+		if (read(vm->wake_fd, &v, sizeof(v)) < 0)
+			return 0;
+		return 1;
+	}
+	return 0;
+}
+
+static void handle_hypercall(struct vcpu *v, uint32_t op)
+{
+	struct ember_vm *vm = v->vm;
+	struct ember_hypercall *hc;
+
+	hc = mem_gpa_to_hva(&vm->kvm.mem, EMBER_HCALL_GPA, sizeof(*hc));
+	if (!hc)
+		return;
+	switch (op) {
+	case EMBER_HC_WAIT:
+		hc->ret = hypercall_wait(vm, hc->arg0);
+		break;
+	case EMBER_HC_READY:
+		log_info("guest is ready");
+		hc->ret = 0;
+		break;
+	default:
+		log_warn_rl("unknown hypercall %u", op);
+		hc->ret = -38; /* ENOSYS, as the guest sees it */
+		break;
+	}
+}
+
+/* Ember's own ports, handled here rather than on the bus because they need
+ * the vCPU (registers) and the VM (stop). */
+static bool handle_ember_port(struct vcpu *v, uint16_t port, uint8_t *data,
+			      uint32_t size, bool is_write)
+{
+	struct ember_vm *vm = v->vm;
+	uint32_t val = 0;
+
+	if (vm->boot != BOOT_PLAIN)
+		return false;
+	if (port != EMBER_PORT_EXCEPTION && port != EMBER_PORT_EXIT &&
+	    port != EMBER_PORT_HYPERCALL)
+		return false;
+	if (!is_write) {
+		memset(data, 0xff, size);
+		return true;
+	}
+	memcpy(&val, data, size > 4 ? 4 : size);
+	switch (port) {
+	case EMBER_PORT_EXCEPTION:
+		handle_exception(v, val & 0xff);
+		break;
+	case EMBER_PORT_EXIT:
+		if (val == 0)
+			vm_request_stop(vm, EMBER_EXIT_POWEROFF, 0, 0,
+					"guest exited with status 0");
+		else
+			vm_request_stop(vm, EMBER_EXIT_GUEST_STATUS, (int)val,
+					vcpu_rip(v),
+					"guest exited with status %u", val);
+		break;
+	default:
+		handle_hypercall(v, val);
+		break;
+	}
+	return true;
+}
+
+static void handle_io(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
+
+	for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
+		if (handle_ember_port(v, run->io.port, data, run->io.size,
+				      is_write))
+			continue;
+		if (bus_dispatch(&v->vm->pio, run->io.port, data, run->io.size,
+				 is_write) == -ENOENT) {
+			/* A PC has many ports nobody here emulates (POST
+			 * code 0x80, PIT speaker 0x61...): reads float high,
+			 * writes vanish. */
+			if (!is_write)
+				memset(data, 0xff, run->io.size);
+		}
+	}
+}
+
+static void handle_mmio(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	uint64_t addr = run->mmio.phys_addr;
+	uint32_t len = run->mmio.len;
+	int ret;
+
+	if (len > 8) {
+		vm_request_stop(v->vm, EMBER_EXIT_EMULATION, 0, vcpu_rip(v),
+				"MMIO access of %u bytes at 0x%llx", len,
+				(unsigned long long)addr);
+		return;
+	}
+	ret = bus_dispatch(&v->vm->mmio, addr, run->mmio.data, len,
+			   run->mmio.is_write);
+	if (ret == -ENOENT)
+		vm_request_stop(v->vm, EMBER_EXIT_MMIO_UNMAPPED, 0, vcpu_rip(v),
+				"guest %s %u bytes at unmapped MMIO address "
+				"0x%llx (RIP 0x%llx)",
+				run->mmio.is_write ? "wrote" : "read", len,
+				(unsigned long long)addr,
+				(unsigned long long)vcpu_rip(v));
+	else if (ret < 0)
+		vm_request_stop(v->vm, EMBER_EXIT_VMM_ERROR, 0, vcpu_rip(v),
+				"device at MMIO 0x%llx failed: %s",
+				(unsigned long long)addr, strerror(-ret));
+}
+
+static void report_internal_error(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	struct kvm_regs regs;
+	char extra[160] = "";
+
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0)
+		memset(&regs, 0, sizeof(regs));
+	if (run->internal.ndata >= 1)
+		snprintf(extra, sizeof(extra), ", data[0] 0x%llx",
+			 (unsigned long long)run->internal.data[0]);
+	vm_request_stop(v->vm, EMBER_EXIT_EMULATION, 0, regs.rip,
+			"KVM internal error, suberror %u (%s)%s at RIP 0x%llx, "
+			"RSP 0x%llx, RAX 0x%llx",
+			run->internal.suberror,
+			run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ?
+				"instruction emulation failed" : "other",
+			extra, (unsigned long long)regs.rip,
+			(unsigned long long)regs.rsp,
+			(unsigned long long)regs.rax);
+}
+
+static void handle_exit(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	struct ember_vm *vm = v->vm;
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		handle_io(v);
+		break;
+	case KVM_EXIT_MMIO:
+		handle_mmio(v);
+		break;
+	case KVM_EXIT_HLT:
+		/* Only without the in-kernel irqchip: nothing can wake us. */
+		vm_request_stop(vm, EMBER_EXIT_POWEROFF, 0, vcpu_rip(v),
+				"guest halted with no interrupt source");
+		break;
+	case KVM_EXIT_SHUTDOWN:
+		vm_request_stop(vm, EMBER_EXIT_TRIPLE_FAULT, 0, vcpu_rip(v),
+				"guest triple fault (KVM_EXIT_SHUTDOWN) on vCPU "
+				"%u, RIP 0x%llx", v->id,
+				(unsigned long long)vcpu_rip(v));
+		break;
+	case KVM_EXIT_SYSTEM_EVENT:
+		if (run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN ||
+		    run->system_event.type == KVM_SYSTEM_EVENT_RESET)
+			vm_request_stop(vm, EMBER_EXIT_POWEROFF, 0, 0,
+					"guest %s",
+					run->system_event.type ==
+							KVM_SYSTEM_EVENT_RESET ?
+						"reset" : "shut down");
+		else
+			vm_request_stop(vm, EMBER_EXIT_TRIPLE_FAULT, 0,
+					vcpu_rip(v),
+					"guest system event %u (crash)",
+					run->system_event.type);
+		break;
+	case KVM_EXIT_INTERNAL_ERROR:
+		report_internal_error(v);
+		break;
+	case KVM_EXIT_FAIL_ENTRY:
+		vm_request_stop(vm, EMBER_EXIT_EMULATION, 0, vcpu_rip(v),
+				"KVM_RUN failed to enter the guest, hardware "
+				"reason 0x%llx",
+				(unsigned long long)run->fail_entry
+					.hardware_entry_failure_reason);
+		break;
+	case KVM_EXIT_INTR:
+		break;
+	default:
+		vm_request_stop(vm, EMBER_EXIT_UNKNOWN, 0, vcpu_rip(v),
+				"unhandled KVM exit %u on vCPU %u at RIP 0x%llx",
+				run->exit_reason, v->id,
+				(unsigned long long)vcpu_rip(v));
+		break;
+	}
+}
+
+static bool vm_is_stopping(struct ember_vm *vm)
+{
+	return __atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE);
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	struct ember_vm *vm = v->vm;
+	char name[16];
+
+	snprintf(name, sizeof(name), "vcpu%u", v->id);
+	pthread_setname_np(pthread_self(), name);
+	while (!vm_is_stopping(vm)) {
+		int ret = ioctl(v->fd, KVM_RUN, 0);
+
+		if (ret < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				__atomic_store_n(&v->run->immediate_exit, 0,
+						 __ATOMIC_SEQ_CST);
+				continue;
+			}
+			vm_request_stop(vm, EMBER_EXIT_VMM_ERROR, 0, 0,
+					"KVM_RUN on vCPU %u: %s", v->id,
+					strerror(errno));
+			break;
+		}
+		handle_exit(v);
+	}
+	pthread_mutex_lock(&vm->lock);
+	vm->vcpus_running--;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return NULL;
+}
+
+int vcpu_start(struct vcpu *v)
+{
+	sigset_t set, old;
+	int ret;
+
+	/* The new thread inherits this mask: keep the kick signal unblocked
+	 * there. */
+	sigemptyset(&set);
+	sigaddset(&set, EMBER_KICK_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &set, &old);
+	ret = -pthread_create(&v->thread, NULL, vcpu_thread, v);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret == 0)
+		v->thread_started = true;
+	return ret;
+}
+
+void vcpu_join(struct vcpu *v)
+{
+	if (v->thread_started)
+		pthread_join(v->thread, NULL);
+	v->thread_started = false;
+}

@@ -1,0 +1,787 @@
+/*
+ * vm.c - assembling and running a VM: the implementation of ember.h.
+ *
+ * Creation order matters to KVM: the irqchip and PIT exist before any vCPU;
+ * memory slots before the kernel is loaded; CPUID before the first KVM_RUN.
+ * Each step that acquires something has a matching release in
+ * ember_vm_destroy(), which copes with a partly built VM.
+ */
+#define LOG_MOD "vm"
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/kvm.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "virtio/blk.h"
+#include "virtio/vsock.h"
+#include "x86/elf.h"
+#include "x86/linux.h"
+
+#define DEFAULT_MEM_MIB 256
+#define MAX_MEM_MIB (64ULL * 1024)
+#define DEFAULT_VSOCK_CID 3
+#define DEFAULT_LINUX_CMDLINE "console=ttyS0 reboot=k panic=-1"
+/* Where KVM (on VMX) keeps the real-mode TSS and identity map: three pages
+ * just below the BIOS area, inside the MMIO hole, never RAM. */
+#define KVM_TSS_ADDR 0xfffbd000ULL
+#define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
+
+bool ember_host_is_pvm(void)
+{
+	return kvm_host_is_pvm();
+}
+
+void ember_config_init(struct ember_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->mem_mib = DEFAULT_MEM_MIB;
+	cfg->nr_cpus = 1;
+	cfg->cpl = 3;
+	cfg->serial_fd = STDOUT_FILENO;
+}
+
+const char *ember_exit_reason_name(enum ember_exit_reason r)
+{
+	static const char *const names[] = {
+		[EMBER_EXIT_NONE] = "none",
+		[EMBER_EXIT_POWEROFF] = "poweroff",
+		[EMBER_EXIT_GUEST_STATUS] = "guest-status",
+		[EMBER_EXIT_TIMEOUT] = "timeout",
+		[EMBER_EXIT_STOPPED] = "stopped",
+		[EMBER_EXIT_EXCEPTION] = "guest-exception",
+		[EMBER_EXIT_TRIPLE_FAULT] = "triple-fault",
+		[EMBER_EXIT_MMIO_UNMAPPED] = "unmapped-mmio",
+		[EMBER_EXIT_EMULATION] = "emulation-failure",
+		[EMBER_EXIT_UNKNOWN] = "unknown-exit",
+		[EMBER_EXIT_VMM_ERROR] = "vmm-error",
+	};
+
+	if ((unsigned)r < sizeof(names) / sizeof(names[0]) && names[r])
+		return names[r];
+	return "invalid";
+}
+
+void vm_request_stop(struct ember_vm *vm, enum ember_exit_reason reason,
+		     int guest_status, uint64_t rip, const char *fmt, ...)
+{
+	uint64_t one = 1;
+	va_list ap;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->stopping) {
+		pthread_mutex_unlock(&vm->lock);
+		return;
+	}
+	vm->exit.reason = reason;
+	vm->exit.guest_status = guest_status;
+	vm->exit.rip = rip;
+	va_start(ap, fmt);
+	vsnprintf(vm->exit.detail, sizeof(vm->exit.detail), fmt, ap);
+	va_end(ap);
+	__atomic_store_n(&vm->stopping, true, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+
+	if (write(vm->stop_fd, &one, sizeof(one)) < 0)
+		log_warn_errno("stop eventfd");
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_kick(&vm->vcpu[i]);
+}
+
+void ember_vm_stop(struct ember_vm *vm)
+{
+	vm_request_stop(vm, EMBER_EXIT_STOPPED, 0, 0, "stopped on request");
+}
+
+/* Reads a whole file of at most `max` bytes. 0 or -errno with a reason. */
+static int read_file(const char *what, const char *path, uint64_t max,
+		     uint8_t **out, size_t *out_len, char *err, size_t errlen)
+{
+	struct stat st;
+	uint8_t *buf = NULL;
+	size_t done = 0;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot open %s '%s': %s", what, path,
+			 strerror(-ret));
+		return ret;
+	}
+	if (fstat(fd, &st) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot stat %s '%s': %s", what, path,
+			 strerror(-ret));
+		goto err_close;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		ret = -EINVAL;
+		snprintf(err, errlen, "%s '%s' is not a regular file", what, path);
+		goto err_close;
+	}
+	if ((uint64_t)st.st_size > max) {
+		ret = -E2BIG;
+		snprintf(err, errlen, "%s '%s' is too large (%lld bytes, limit %llu)",
+			 what, path, (long long)st.st_size,
+			 (unsigned long long)max);
+		goto err_close;
+	}
+	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!buf) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "out of memory reading %s", what);
+		goto err_close;
+	}
+	while (done < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			ret = n < 0 ? -errno : -EIO;
+			snprintf(err, errlen, "cannot read %s '%s': %s", what,
+				 path, strerror(-ret));
+			goto err_free;
+		}
+		done += (size_t)n;
+	}
+	close(fd);
+	*out = buf;
+	*out_len = done;
+	return 0;
+
+err_free:
+	free(buf);
+err_close:
+	close(fd);
+	return ret;
+}
+
+/* A vmlinux is linked in the kernel half of the address space; a plain
+ * guest runs where it is loaded. */
+static enum ember_kind detect_kind(const struct elf_image *img)
+{
+	for (unsigned i = 0; i < img->nr_segs; i++)
+		if (img->seg[i].vaddr >= 0xffff800000000000ULL)
+			return EMBER_KIND_LINUX;
+	return EMBER_KIND_PLAIN;
+}
+
+static void serial_set_irq(void *opaque, int level)
+{
+	struct ember_vm *vm = opaque;
+	struct kvm_irq_level irq = { .irq = 4, .level = (uint32_t)level };
+
+	if (vm->irqchip)
+		ioctl(vm->kvm.vm_fd, KVM_IRQ_LINE, &irq);
+}
+
+static void i8042_reset(void *opaque)
+{
+	struct ember_vm *vm = opaque;
+
+	vm_request_stop(vm, EMBER_EXIT_POWEROFF, 0, 0,
+			"guest reset through the i8042 (power-off)");
+}
+
+static int setup_irqchip(struct ember_vm *vm, char *err, size_t errlen)
+{
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	uint64_t idmap = KVM_IDENTITY_MAP_ADDR;
+	int fd = vm->kvm.vm_fd;
+
+	if (ioctl(fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0 ||
+	    ioctl(fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0) {
+		snprintf(err, errlen, "KVM_SET_TSS_ADDR/IDENTITY_MAP: %s",
+			 strerror(errno));
+		return -errno;
+	}
+	if (ioctl(fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		snprintf(err, errlen, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+		return -errno;
+	}
+	if (ioctl(fd, KVM_CREATE_PIT2, &pit) < 0) {
+		snprintf(err, errlen, "KVM_CREATE_PIT2: %s", strerror(errno));
+		return -errno;
+	}
+	vm->irqchip = true;
+	return 0;
+}
+
+static void ioeventfd_ready(void *opaque, uint32_t events)
+{
+	struct vm_notify *n = opaque;
+	uint64_t v;
+
+	(void)events;
+	if (read(n->fd, &v, sizeof(v)) == sizeof(v))
+		vmmio_notify(n->t, n->queue);
+}
+
+/*
+ * Plugs a virtio device into window `i`: bus registration, one ioeventfd per
+ * queue (QueueNotify with the queue index as datamatch) so notifications
+ * never exit to user space, and an irqfd when the guest takes interrupts.
+ */
+static int attach_virtio(struct ember_vm *vm, enum vm_virtio_kind kind,
+			 const struct virtio_dev_ops *ops, void *dev,
+			 char *err, size_t errlen)
+{
+	unsigned i = vm->nr_virtio;
+	struct vm_virtio *vd = &vm->virtio[i];
+	uint64_t base = EMBER_VIRTIO_MMIO_BASE + i * EMBER_VIRTIO_MMIO_SIZE;
+	uint32_t gsi = EMBER_VIRTIO_IRQ_BASE + i;
+	int ret;
+
+	vd->kind = kind;
+	vd->dev = dev;
+	vd->irqfd = -1;
+	for (unsigned q = 0; q < VMMIO_MAX_QUEUES; q++)
+		vd->ioeventfd[q] = -1;
+	if (vm->irqchip) {
+		struct kvm_irqfd irqfd = { .gsi = gsi };
+
+		vd->irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		irqfd.fd = (uint32_t)vd->irqfd;
+		if (vd->irqfd < 0 || ioctl(vm->kvm.vm_fd, KVM_IRQFD, &irqfd) < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "irqfd for %s: %s", ops->name,
+				 strerror(-ret));
+			return ret;
+		}
+	}
+	vmmio_init(&vd->transport, ops, dev, &vm->kvm.mem, base, gsi, vd->irqfd);
+	vmmio_set_wake_fd(&vd->transport, vm->wake_fd);
+	vm->nr_virtio++; /* from here on destroy cleans this slot up */
+	ret = bus_register(&vm->mmio, base, EMBER_VIRTIO_MMIO_SIZE,
+			   vmmio_access, &vd->transport);
+	if (ret < 0) {
+		snprintf(err, errlen, "cannot register %s on the MMIO bus",
+			 ops->name);
+		return ret;
+	}
+	for (unsigned q = 0; q < ops->nr_queues && q < VMMIO_MAX_QUEUES; q++) {
+		struct vm_notify *n = &vd->notify[q];
+		struct kvm_ioeventfd io = {
+			.datamatch = q,
+			.addr = base + VMMIO_QUEUE_NOTIFY,
+			.len = 4,
+			.flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
+		};
+		int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+		if (fd < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "eventfd: %s", strerror(-ret));
+			return ret;
+		}
+		vd->ioeventfd[q] = fd;
+		io.fd = fd;
+		if (ioctl(vm->kvm.vm_fd, KVM_IOEVENTFD, &io) < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "KVM_IOEVENTFD: %s", strerror(-ret));
+			return ret;
+		}
+		*n = (struct vm_notify){ &vd->transport, q, fd };
+		ret = evloop_add(vm->loop, fd, EPOLLIN, ioeventfd_ready, n);
+		if (ret < 0) {
+			snprintf(err, errlen, "evloop: %s", strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static int create_devices(struct ember_vm *vm, char *err, size_t errlen)
+{
+	const struct ember_config *cfg = &vm->cfg;
+	int ret;
+
+	serial_init(&vm->serial, cfg->serial_fd, serial_set_irq, vm);
+	vm->serial_ready = true;
+	i8042_init(&vm->i8042, i8042_reset, vm);
+	if (bus_register(&vm->pio, EMBER_PORT_COM1, 8, serial_access,
+			 &vm->serial) < 0 ||
+	    bus_register(&vm->pio, EMBER_PORT_I8042_DATA, 1, i8042_data_access,
+			 &vm->i8042) < 0 ||
+	    bus_register(&vm->pio, EMBER_PORT_I8042_CMD, 1, i8042_cmd_access,
+			 &vm->i8042) < 0) {
+		snprintf(err, errlen, "cannot register legacy devices");
+		return -EEXIST;
+	}
+	for (unsigned i = 0; i < cfg->nr_disks; i++) {
+		struct vblk *b = vblk_create(cfg->disks[i].path,
+					     cfg->disks[i].read_only,
+					     cfg->disk_sync ? DISK_SYNC : DISK_URING,
+					     vm->loop, &ret);
+
+		if (!b) {
+			snprintf(err, errlen, "cannot open disk '%s': %s",
+				 cfg->disks[i].path, strerror(-ret));
+			return ret;
+		}
+		ret = attach_virtio(vm, VM_VIRTIO_BLK, &vblk_ops, b, err, errlen);
+		if (ret < 0)
+			return ret;
+	}
+	if (cfg->vsock_path) {
+		struct vsock *v = vsock_create(cfg->vsock_path,
+					       cfg->vsock_cid ? cfg->vsock_cid :
+								DEFAULT_VSOCK_CID,
+					       vm->loop, &ret);
+
+		if (!v) {
+			snprintf(err, errlen, "cannot create vsock at '%s': %s",
+				 cfg->vsock_path, strerror(-ret));
+			return ret;
+		}
+		ret = attach_virtio(vm, VM_VIRTIO_VSOCK, &vsock_ops, v, err,
+				    errlen);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+/* The final Linux command line: the user's (or the default), then what the
+ * CPU template needs, then one virtio_mmio.device= per device. */
+static char *linux_cmdline(const struct ember_vm *vm)
+{
+	const struct ember_config *cfg = &vm->cfg;
+	const char *extra = cpu_template_linux_cmdline(vm->cpu_template);
+	size_t cap = 4096, len;
+	char *s = malloc(cap);
+	unsigned nr = cfg->nr_disks + (cfg->vsock_path ? 1 : 0);
+
+	if (!s)
+		return NULL;
+	len = (size_t)snprintf(s, cap, "%s%s%s",
+			       cfg->cmdline ? cfg->cmdline : DEFAULT_LINUX_CMDLINE,
+			       *extra ? " " : "", extra);
+	for (unsigned i = 0; i < nr && len < cap; i++)
+		len += (size_t)snprintf(s + len, cap - len,
+					" virtio_mmio.device=4K@0x%llx:%u",
+					EMBER_VIRTIO_MMIO_BASE +
+						i * EMBER_VIRTIO_MMIO_SIZE,
+					EMBER_VIRTIO_IRQ_BASE + i);
+	if (len >= cap) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+static int load_linux(struct ember_vm *vm, const uint8_t *kernel,
+		      size_t kernel_len, const uint8_t *initrd,
+		      size_t initrd_len, struct cpu_boot *boot, char *err,
+		      size_t errlen)
+{
+	struct linux_load_args a = {
+		.kernel = kernel,
+		.kernel_len = kernel_len,
+		.cmdline = vm->cmdline,
+		.initrd = initrd,
+		.initrd_len = initrd_len,
+		.nr_cpus = vm->nr_vcpus,
+	};
+	struct linux_entry entry;
+	int ret;
+
+	ret = linux_load(&vm->kvm.mem, &a, &entry, err, errlen);
+	if (ret < 0)
+		return ret;
+	boot->kind = BOOT_LINUX;
+	boot->cpl = 0;
+	boot->rip = entry.rip;
+	boot->rsi = entry.zero_page_gpa;
+	return 0;
+}
+
+static int load_plain(struct ember_vm *vm, const struct elf_image *img,
+		      const uint8_t *module, size_t module_len,
+		      struct cpu_boot *boot, char *err, size_t errlen)
+{
+	const struct guest_mem *mem = &vm->kvm.mem;
+	uint64_t low = mem->region[0].size;
+	uint64_t end = (img->highest_gpa + 0xfff) & ~0xfffULL;
+	struct ember_boot_info *bi;
+	const char *cmdline = vm->cfg.cmdline ? vm->cfg.cmdline : "";
+	struct timespec now;
+	int ret;
+
+	ret = elf_load(mem, img, EMBER_ELF_MIN_GPA, low, err, errlen);
+	if (ret < 0)
+		return ret;
+	if (strlen(cmdline) >= EMBER_CMDLINE_MAX) {
+		snprintf(err, errlen, "command line longer than %d bytes",
+			 EMBER_CMDLINE_MAX - 1);
+		return -E2BIG;
+	}
+	if (mem_write(mem, EMBER_CMDLINE_GPA, cmdline, strlen(cmdline) + 1) < 0)
+		return -EFAULT;
+	bi = mem_gpa_to_hva(mem, EMBER_BOOT_INFO_GPA, sizeof(*bi));
+	if (!bi)
+		return -EFAULT;
+	memset(bi, 0, sizeof(*bi));
+	if (module) {
+		/* The module follows the image, page-aligned, and the guest's
+		 * free memory starts after both. Leave 64 KiB for the stack. */
+		if (module_len > low || end > low - module_len ||
+		    end + module_len > low - 0x10000) {
+			snprintf(err, errlen, "boot module of %zu bytes does not "
+				 "fit in %llu MiB of RAM after the image",
+				 module_len, (unsigned long long)(low >> 20));
+			return -E2BIG;
+		}
+		if (mem_write(mem, end, module, module_len) < 0)
+			return -EFAULT;
+		bi->initrd_gpa = end;
+		bi->initrd_size = module_len;
+		end = (end + module_len + 0xfff) & ~0xfffULL;
+	}
+	bi->magic = EMBER_BOOT_INFO_MAGIC;
+	bi->version = EMBER_BOOT_INFO_VERSION;
+	bi->cpl = vm->cfg.cpl;
+	bi->low_ram_size = low;
+	bi->high_ram_size = mem->nr_regions > 1 ? mem->region[1].size : 0;
+	bi->cmdline_gpa = EMBER_CMDLINE_GPA;
+	bi->tsc_khz = kvm_tsc_khz(vm->vcpu[0].fd);
+	if (getrandom(bi->seed, sizeof(bi->seed), 0) != sizeof(bi->seed)) {
+		snprintf(err, errlen, "getrandom: %s", strerror(errno));
+		return -EIO;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	bi->wall_ns = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
+	bi->image_end = end;
+	bi->nr_virtio = vm->nr_virtio;
+	for (unsigned i = 0; i < vm->nr_virtio; i++) {
+		bi->virtio[i].gpa = vm->virtio[i].transport.base;
+		bi->virtio[i].irq = vm->virtio[i].transport.gsi;
+		bi->virtio[i].device_id = vm->virtio[i].transport.ops->device_id;
+	}
+	boot->kind = BOOT_PLAIN;
+	boot->cpl = vm->cfg.cpl;
+	boot->rip = img->entry;
+	boot->rsp = low & ~0xfffULL;
+	boot->rdi = EMBER_BOOT_INFO_GPA;
+	if (img->has_entries_note) {
+		boot->syscall = true;
+		boot->lstar = img->syscall_entry;
+		vm->reflect_exceptions = img->exception_entry != 0;
+		vm->exception_entry = img->exception_entry;
+	}
+	return 0;
+}
+
+static int check_config(const struct ember_config *cfg, char *err,
+			size_t errlen)
+{
+	if (!cfg->kernel) {
+		snprintf(err, errlen, "no kernel given");
+		return -EINVAL;
+	}
+	if (cfg->mem_mib < 2 || cfg->mem_mib > MAX_MEM_MIB) {
+		snprintf(err, errlen, "memory size %llu MiB out of range (2..%llu)",
+			 (unsigned long long)cfg->mem_mib, MAX_MEM_MIB);
+		return -EINVAL;
+	}
+	if (cfg->nr_cpus < 1 || cfg->nr_cpus > EMBER_MAX_VCPUS) {
+		snprintf(err, errlen, "vCPU count %u out of range (1..%d)",
+			 cfg->nr_cpus, EMBER_MAX_VCPUS);
+		return -EINVAL;
+	}
+	if (cfg->cpl != 0 && cfg->cpl != 3) {
+		snprintf(err, errlen, "CPL must be 0 or 3");
+		return -EINVAL;
+	}
+	if (cfg->nr_disks > EMBER_MAX_DISKS) {
+		snprintf(err, errlen, "at most %d disks", EMBER_MAX_DISKS);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static struct ember_vm *vm_alloc(const struct ember_config *cfg)
+{
+	struct ember_vm *vm = calloc(1, sizeof(*vm));
+
+	if (!vm)
+		return NULL;
+	vm->cfg = *cfg;
+	vm->kvm.kvm_fd = vm->kvm.vm_fd = -1;
+	vm->wake_fd = vm->stop_fd = -1;
+	for (unsigned i = 0; i < EMBER_MAX_VCPUS; i++)
+		vm->vcpu[i].fd = -1;
+	pthread_mutex_init(&vm->lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&vm->cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	return vm;
+}
+
+struct ember_vm *ember_vm_create(const struct ember_config *cfg, int *retp,
+				 char *err, size_t errlen)
+{
+	struct ember_vm *vm;
+	uint8_t *kernel = NULL, *initrd = NULL;
+	size_t kernel_len = 0, initrd_len = 0;
+	struct elf_image img;
+	struct cpu_boot boot;
+	enum ember_kind kind;
+	int ret;
+
+	vcpu_install_kick_handler();
+	ret = check_config(cfg, err, errlen);
+	if (ret < 0)
+		goto out;
+	ret = read_file("kernel", cfg->kernel, ELF_MAX_FILE, &kernel,
+			&kernel_len, err, errlen);
+	if (ret < 0)
+		goto out;
+	ret = elf_parse(kernel, kernel_len, &img, err, errlen);
+	if (ret < 0) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "%s", err);
+		snprintf(err, errlen, "kernel '%s' is not a loadable x86-64 ELF: %s",
+			 cfg->kernel, why);
+		ret = -ENOEXEC;
+		goto err_free_files;
+	}
+	if (cfg->initrd) {
+		ret = read_file("initrd", cfg->initrd, 1ULL << 30, &initrd,
+				&initrd_len, err, errlen);
+		if (ret < 0)
+			goto err_free_files;
+	}
+	kind = cfg->kind != EMBER_KIND_AUTO ? cfg->kind : detect_kind(&img);
+
+	vm = vm_alloc(cfg);
+	if (!vm) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto err_free_files;
+	}
+	vm->boot = kind == EMBER_KIND_LINUX ? BOOT_LINUX : BOOT_PLAIN;
+	vm->nr_vcpus = vm->boot == BOOT_PLAIN ? 1 : cfg->nr_cpus;
+	if (vm->boot == BOOT_PLAIN && cfg->nr_cpus > 1)
+		log_warn("plain ELF guests run on one vCPU; ignoring --cpus %u",
+			 cfg->nr_cpus);
+	if (vm->boot == BOOT_PLAIN && cfg->mem_mib * 1024 * 1024 > EMBER_LOW_RAM_MAX) {
+		ret = -EINVAL;
+		snprintf(err, errlen, "plain ELF guests take at most %llu MiB",
+			 EMBER_LOW_RAM_MAX >> 20);
+		goto err_destroy;
+	}
+	switch (cfg->cpu_template) {
+	case EMBER_CPU_HOST:
+		vm->cpu_template = CPU_TEMPLATE_HOST;
+		break;
+	case EMBER_CPU_PVM:
+		vm->cpu_template = CPU_TEMPLATE_PVM;
+		break;
+	default:
+		vm->cpu_template = kvm_host_is_pvm() ? CPU_TEMPLATE_PVM :
+						       CPU_TEMPLATE_HOST;
+		if (vm->cpu_template == CPU_TEMPLATE_PVM) {
+			static bool said;
+
+			if (!said)
+				fprintf(stderr, "ember: host KVM is kvm-pvm: "
+					"using the 'pvm' CPU template\n");
+			said = true;
+		}
+		break;
+	}
+	if (vm->boot == BOOT_LINUX) {
+		vm->cmdline = linux_cmdline(vm);
+		if (!vm->cmdline) {
+			ret = -E2BIG;
+			snprintf(err, errlen, "kernel command line too long");
+			goto err_destroy;
+		}
+	}
+
+	ret = kvm_open(&vm->kvm, err, errlen);
+	if (ret < 0)
+		goto err_destroy;
+	if (vm->boot == BOOT_LINUX) {
+		ret = setup_irqchip(vm, err, errlen);
+		if (ret < 0)
+			goto err_destroy;
+	}
+	ret = kvm_map_ram(&vm->kvm, cfg->mem_mib << 20, -1, err, errlen);
+	if (ret < 0)
+		goto err_destroy;
+	ret = cpu_write_boot_tables(&vm->kvm.mem, vm->boot);
+	if (ret < 0) {
+		snprintf(err, errlen, "RAM too small for the boot tables");
+		goto err_destroy;
+	}
+	vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vm->loop = evloop_create(&ret);
+	if (vm->wake_fd < 0 || vm->stop_fd < 0 || !vm->loop) {
+		ret = ret ? ret : -errno;
+		snprintf(err, errlen, "cannot create the event loop: %s",
+			 strerror(-ret));
+		goto err_destroy;
+	}
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		ret = vcpu_create(vm, i, err, errlen);
+		if (ret < 0)
+			goto err_destroy;
+	}
+	ret = create_devices(vm, err, errlen);
+	if (ret < 0)
+		goto err_destroy;
+
+	memset(&boot, 0, sizeof(boot));
+	if (vm->boot == BOOT_LINUX)
+		ret = load_linux(vm, kernel, kernel_len, initrd, initrd_len,
+				 &boot, err, errlen);
+	else
+		ret = load_plain(vm, &img, initrd, initrd_len, &boot, err,
+				 errlen);
+	if (ret < 0) {
+		if (ret != -EFAULT)
+			ret = -ENOEXEC;
+		goto err_destroy;
+	}
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		int fd = vm->vcpu[i].fd;
+
+		ret = cpu_setup_cpuid(fd, vm->kvm.supported_cpuid,
+				      vm->cpu_template, i, vm->nr_vcpus);
+		if (!ret && vm->irqchip)
+			ret = cpu_setup_lapic(fd);
+		if (!ret && i == 0)
+			ret = cpu_setup_bsp(fd, &boot);
+		if (ret < 0) {
+			snprintf(err, errlen, "cannot set up vCPU %u: %s", i,
+				 strerror(-ret));
+			goto err_destroy;
+		}
+	}
+	free(kernel);
+	free(initrd);
+	*retp = 0;
+	return vm;
+
+err_destroy:
+	ember_vm_destroy(vm);
+err_free_files:
+	free(kernel);
+	free(initrd);
+out:
+	*retp = ret;
+	return NULL;
+}
+
+int ember_vm_run(struct ember_vm *vm, struct ember_exit *exit)
+{
+	struct timespec deadline;
+	int ret;
+
+	ret = evloop_start(vm->loop);
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&vm->lock);
+	vm->vcpus_running = vm->nr_vcpus;
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		ret = vcpu_start(&vm->vcpu[i]);
+		if (ret < 0) {
+			pthread_mutex_lock(&vm->lock);
+			vm->vcpus_running -= vm->nr_vcpus - i;
+			pthread_mutex_unlock(&vm->lock);
+			vm_request_stop(vm, EMBER_EXIT_VMM_ERROR, 0, 0,
+					"cannot start vCPU thread %u: %s", i,
+					strerror(-ret));
+			break;
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += (time_t)(vm->cfg.timeout_ms / 1000);
+	deadline.tv_nsec += (long)(vm->cfg.timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&vm->lock);
+	while (!vm->stopping) {
+		if (!vm->cfg.timeout_ms) {
+			pthread_cond_wait(&vm->cond, &vm->lock);
+			continue;
+		}
+		if (pthread_cond_timedwait(&vm->cond, &vm->lock, &deadline) ==
+		    ETIMEDOUT) {
+			pthread_mutex_unlock(&vm->lock);
+			vm_request_stop(vm, EMBER_EXIT_TIMEOUT, 0, 0,
+					"stopped after the %llu ms timeout",
+					(unsigned long long)vm->cfg.timeout_ms);
+			pthread_mutex_lock(&vm->lock);
+		}
+	}
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_join(&vm->vcpu[i]);
+	serial_flush(&vm->serial);
+	*exit = vm->exit;
+	return 0;
+}
+
+void ember_vm_destroy(struct ember_vm *vm)
+{
+	if (!vm)
+		return;
+	if (vm->loop)
+		evloop_destroy(vm->loop); /* no device callback runs after */
+	for (unsigned i = 0; i < vm->nr_virtio; i++) {
+		struct vm_virtio *vd = &vm->virtio[i];
+
+		vmmio_destroy(&vd->transport);
+		if (vd->kind == VM_VIRTIO_BLK)
+			vblk_destroy(vd->dev);
+		else
+			vsock_destroy(vd->dev);
+		for (unsigned q = 0; q < VMMIO_MAX_QUEUES; q++)
+			if (vd->ioeventfd[q] >= 0)
+				close(vd->ioeventfd[q]);
+		if (vd->irqfd >= 0)
+			close(vd->irqfd);
+	}
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_destroy(&vm->vcpu[i]);
+	if (vm->serial_ready)
+		serial_destroy(&vm->serial);
+	if (vm->wake_fd >= 0)
+		close(vm->wake_fd);
+	if (vm->stop_fd >= 0)
+		close(vm->stop_fd);
+	kvm_close(&vm->kvm);
+	pthread_cond_destroy(&vm->cond);
+	pthread_mutex_destroy(&vm->lock);
+	free(vm->cmdline);
+	free(vm);
+}

@@ -1,0 +1,103 @@
+/*
+ * vm.h - the VM object behind ember.h: what a running VM is made of.
+ *
+ * Owns: the assembly of a VM (KVM, memory, boot, devices, vCPUs) and its
+ * life cycle (created -> running -> stopped). Private to libember: the
+ * public API is ember.h. vcpu.c runs the vCPU threads over this structure.
+ */
+#ifndef EMBER_VM_H
+#define EMBER_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bus.h"
+#include "dev/i8042.h"
+#include "dev/serial.h"
+#include "ember.h"
+#include "ember/abi.h"
+#include "evloop.h"
+#include "kvm.h"
+#include "virtio/mmio.h"
+#include "x86/cpu.h"
+
+struct kvm_run;
+struct ember_vm;
+
+struct vcpu {
+	struct ember_vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool thread_started;
+};
+
+enum vm_virtio_kind { VM_VIRTIO_BLK, VM_VIRTIO_VSOCK };
+
+/* One queue's ioeventfd, as seen by its evloop callback. */
+struct vm_notify {
+	struct vmmio_dev *t;
+	uint32_t queue;
+	int fd;
+};
+
+struct vm_virtio {
+	enum vm_virtio_kind kind;
+	struct vmmio_dev transport;
+	void *dev;
+	int ioeventfd[VMMIO_MAX_QUEUES];
+	struct vm_notify notify[VMMIO_MAX_QUEUES];
+	int irqfd;
+};
+
+struct ember_vm {
+	struct ember_config cfg;
+	char *cmdline;              /* the final command line given to the guest */
+	enum boot_kind boot;
+	enum cpu_template cpu_template;
+	bool irqchip;               /* in-kernel PIC/IOAPIC/PIT (Linux guests) */
+	struct kvm kvm;
+	struct bus pio, mmio;
+	struct serial serial;
+	bool serial_ready;
+	struct i8042 i8042;
+	struct evloop *loop;
+
+	unsigned nr_vcpus;
+	struct vcpu vcpu[EMBER_MAX_VCPUS];
+
+	unsigned nr_virtio;
+	struct vm_virtio virtio[EMBER_VIRTIO_MAX_DEVICES];
+	int wake_fd;                /* eventfd: a device pushed used buffers */
+
+	/* Plain-ELF exception reflection (the Ember ELF note). */
+	bool reflect_exceptions;
+	uint64_t exception_entry;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stopping;
+	unsigned vcpus_running;
+	struct ember_exit exit;
+	int stop_fd;                /* eventfd written when the VM stops */
+};
+
+/* Records why the VM ends (the first caller wins) and kicks every vCPU out
+ * of KVM_RUN. Any thread. */
+void vm_request_stop(struct ember_vm *vm, enum ember_exit_reason reason,
+		     int guest_status, uint64_t rip, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+/* vcpu.c: creates vCPU `id` (fd and kvm_run mapping). 0 or -errno. */
+int vcpu_create(struct ember_vm *vm, unsigned id, char *err, size_t errlen);
+/* vcpu.c: starts / joins the vCPU threads. */
+int vcpu_start(struct vcpu *v);
+void vcpu_join(struct vcpu *v);
+void vcpu_kick(struct vcpu *v);
+void vcpu_destroy(struct vcpu *v);
+/* Installs the no-op EMBER_KICK_SIGNAL handler (once per process). */
+void vcpu_install_kick_handler(void);
+
+#endif
