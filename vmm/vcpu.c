@@ -167,8 +167,10 @@ static void handle_exception(struct vcpu *v, unsigned vector)
 	else
 		vm_request_stop(vm, EMBER_EXIT_EXCEPTION, 0, f[0],
 				"guest exception: %s at RIP 0x%" PRIx64
-				", error code 0x%" PRIx64 ", RSP 0x%" PRIx64,
-				cpu_vector_name(vector), f[0], err_code, f[3]);
+				", error code 0x%" PRIx64 ", RSP 0x%" PRIx64
+				", RFLAGS 0x%" PRIx64 ", CS 0x%" PRIx64,
+				cpu_vector_name(vector), f[0], err_code, f[3],
+				f[2], f[1]);
 }
 
 /* EMBER_HC_WAIT: sleep until a device signals, the VM stops, or the timeout

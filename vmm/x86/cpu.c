@@ -56,6 +56,15 @@
 #define GDT_CODE32(dpl) (0x00cf9a000000ffffULL | ((uint64_t)(dpl) << 45))
 
 #define TSS_SIZE 104
+/*
+ * The I/O permission bitmap after the TSS: one bit per port, 0 = allowed,
+ * covering ports 0..0x3ff, then the 0xff byte the SDM requires. On hardware
+ * RFLAGS.IOPL = 3 already lets CPL3 use every port; kvm-pvm does not honour
+ * the guest's IOPL at CPL3 (an `out` faults with #GP, measured) but does
+ * consult this bitmap, so plain guests get both.
+ */
+#define IOMAP_PORTS 0x400
+#define TSS_LIMIT (TSS_SIZE + IOMAP_PORTS / 8 + 1)
 #define NR_EXC_VECTORS 32
 #define STUB_SIZE 8
 
@@ -213,7 +222,7 @@ static int write_gdt(const struct guest_mem *mem, enum boot_kind kind)
 		gdt[LINUX_SEL_CS / 8] = GDT_CODE64(0);
 		gdt[LINUX_SEL_DS / 8] = GDT_DATA(0);
 	} else {
-		uint64_t base = EMBER_TSS_GPA, limit = TSS_SIZE - 1;
+		uint64_t base = EMBER_TSS_GPA, limit = TSS_LIMIT - 1;
 
 		gdt[EMBER_SEL_KCODE / 8] = GDT_CODE64(0);
 		gdt[EMBER_SEL_KDATA / 8] = GDT_DATA(0);
@@ -267,7 +276,7 @@ static int write_idt_tss_stubs(const struct guest_mem *mem)
 {
 	uint8_t stubs[NR_EXC_VECTORS * STUB_SIZE];
 	uint64_t idt[NR_EXC_VECTORS * 2];
-	uint8_t tss[TSS_SIZE] = { 0 };
+	uint8_t tss[TSS_LIMIT] = { 0 };
 	uint64_t top = EMBER_EXC_STACK_TOP;
 	uint16_t iomap = TSS_SIZE;
 	int ret = 0;
@@ -291,6 +300,7 @@ static int write_idt_tss_stubs(const struct guest_mem *mem)
 	memcpy(tss + 4, &top, 8);
 	memcpy(tss + 36, &top, 8);
 	memcpy(tss + 102, &iomap, 2);
+	tss[TSS_LIMIT - 1] = 0xff;
 	ret |= mem_write(mem, EMBER_STUBS_GPA, stubs, sizeof(stubs));
 	ret |= mem_write(mem, EMBER_IDT_GPA, idt, sizeof(idt));
 	ret |= mem_write(mem, EMBER_TSS_GPA, tss, sizeof(tss));
@@ -364,6 +374,15 @@ int cpu_setup_bsp(int vcpu_fd, const struct cpu_boot *b)
 	uint16_t ds = cpu_boot_ds(b->kind, b->cpl);
 	int ret;
 
+	memset(&regs, 0, sizeof(regs));
+	regs.rflags = RFLAGS_RESERVED;
+	if (b->kind == BOOT_PLAIN)
+		regs.rflags |= RFLAGS_IOPL3; /* in/out at CPL3 (hardware) */
+	regs.rip = b->rip;
+	regs.rsp = b->rsp;
+	regs.rdi = b->rdi;
+	regs.rsi = b->rsi;
+
 	if (ioctl(vcpu_fd, KVM_GET_SREGS, &sregs) < 0)
 		return -errno;
 	flat_segment(&sregs.cs, cs, true);
@@ -380,7 +399,7 @@ int cpu_setup_bsp(int vcpu_fd, const struct cpu_boot *b)
 		sregs.idt.limit = NR_EXC_VECTORS * 16 - 1;
 		memset(&sregs.tr, 0, sizeof(sregs.tr));
 		sregs.tr.base = EMBER_TSS_GPA;
-		sregs.tr.limit = TSS_SIZE - 1;
+		sregs.tr.limit = TSS_LIMIT - 1;
 		sregs.tr.selector = EMBER_SEL_TSS;
 		sregs.tr.type = 11; /* busy 64-bit TSS */
 		sregs.tr.present = 1;
@@ -393,14 +412,6 @@ int cpu_setup_bsp(int vcpu_fd, const struct cpu_boot *b)
 	if (ioctl(vcpu_fd, KVM_SET_SREGS, &sregs) < 0)
 		return -errno;
 
-	memset(&regs, 0, sizeof(regs));
-	regs.rflags = RFLAGS_RESERVED;
-	if (b->kind == BOOT_PLAIN)
-		regs.rflags |= RFLAGS_IOPL3; /* in/out at CPL3 */
-	regs.rip = b->rip;
-	regs.rsp = b->rsp;
-	regs.rdi = b->rdi;
-	regs.rsi = b->rsi;
 	if (ioctl(vcpu_fd, KVM_SET_REGS, &regs) < 0)
 		return -errno;
 
