@@ -131,7 +131,7 @@ static int read_file(const char *what, const char *path, uint64_t max,
 		goto err_close;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		ret = -EINVAL;
+		ret = -ENOEXEC;
 		snprintf(err, errlen, "%s '%s' is not a regular file", what, path);
 		goto err_close;
 	}
