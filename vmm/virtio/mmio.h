@@ -23,11 +23,56 @@
 #define VMMIO_INT_VRING 1
 #define VMMIO_INT_CONFIG 2
 
+/* Register offsets of the version 2 window (virtio 1.2, 4.2.2, table
+ * "MMIO Device Register Layout"); all 32 bits wide. */
+#define VMMIO_MAGIC_VALUE 0x000      /* R: 0x74726976, "virt" */
+#define VMMIO_VERSION 0x004          /* R: 2 */
+#define VMMIO_DEVICE_ID 0x008        /* R */
+#define VMMIO_VENDOR_ID 0x00c        /* R */
+#define VMMIO_DEVICE_FEATURES 0x010  /* R */
+#define VMMIO_DEVICE_FEATURES_SEL 0x014 /* W */
+#define VMMIO_DRIVER_FEATURES 0x020  /* W */
+#define VMMIO_DRIVER_FEATURES_SEL 0x024 /* W */
+#define VMMIO_QUEUE_SEL 0x030        /* W */
+#define VMMIO_QUEUE_NUM_MAX 0x034    /* R */
+#define VMMIO_QUEUE_NUM 0x038        /* W */
+#define VMMIO_QUEUE_READY 0x044      /* RW */
+#define VMMIO_INTERRUPT_STATUS 0x060 /* R */
+#define VMMIO_INTERRUPT_ACK 0x064    /* W */
+#define VMMIO_STATUS 0x070           /* RW */
+#define VMMIO_QUEUE_DESC_LOW 0x080   /* W */
+#define VMMIO_QUEUE_DESC_HIGH 0x084
+#define VMMIO_QUEUE_DRIVER_LOW 0x090
+#define VMMIO_QUEUE_DRIVER_HIGH 0x094
+#define VMMIO_QUEUE_DEVICE_LOW 0x0a0
+#define VMMIO_QUEUE_DEVICE_HIGH 0x0a4
+#define VMMIO_SHM_SEL 0x0ac
+#define VMMIO_SHM_LEN_LOW 0x0b0
+#define VMMIO_SHM_LEN_HIGH 0x0b4
+#define VMMIO_SHM_BASE_LOW 0x0b8
+#define VMMIO_SHM_BASE_HIGH 0x0bc
+#define VMMIO_CONFIG_GENERATION 0x0fc /* R */
+#define VMMIO_CONFIG 0x100           /* device config space starts here */
+
+#define VMMIO_MAGIC 0x74726976u
+#define VMMIO_VENDOR 0x52424d45u     /* "EMBR" */
+
+/*
+ * Locks, outermost first: ctrl_lock (one register access at a time; held
+ * while the transport calls ops->config_read/config_write/activate/reset/
+ * notify for a register write), then the device's own lock, then `lock`
+ * (transport state; a leaf: the transport never calls out while holding
+ * it). So a device may call any vmmio_* function while holding its own lock,
+ * and device ops must not call vmmio_access. vmmio_notify from an ioeventfd
+ * takes only `lock`, briefly, then calls ops->notify with no lock held.
+ */
+
 struct vmmio_dev {
 	const struct virtio_dev_ops *ops;
 	void *dev;                 /* the device, passed to ops */
 	const struct guest_mem *mem;
 	pthread_mutex_t lock;
+	pthread_mutex_t ctrl_lock;
 	/* Interrupt: an eventfd wired to the guest's GSI with KVM_IRQFD, or -1
 	 * for guests that poll (no interrupt is ever raised). */
 	int irq_fd;

@@ -23,6 +23,9 @@
 #define VIRTQ_DESC_F_WRITE 2
 #define VIRTQ_DESC_F_INDIRECT 4
 
+#define VIRTQ_AVAIL_F_NO_INTERRUPT 1 /* avail->flags (2.7.7) */
+#define VIRTQ_USED_F_NO_NOTIFY 1     /* used->flags (2.7.7) */
+
 struct virtq {
 	/* Programmed by the driver through the transport. */
 	uint16_t size;
@@ -32,6 +35,7 @@ struct virtq {
 	uint16_t last_avail;   /* next avail entry to consume */
 	uint16_t used_idx;     /* our shadow of used->idx */
 	bool event_idx;        /* VIRTIO_F_EVENT_IDX negotiated */
+	bool indirect;         /* VIRTIO_F_INDIRECT_DESC negotiated */
 	uint16_t signalled_used; /* used_idx at the last interrupt */
 	bool signalled_valid;
 	/* Host pointers resolved and checked by virtq_activate(). */
@@ -72,6 +76,14 @@ void virtq_reset(struct virtq *q);
  * loop, a buffer outside RAM, a zero-length or oversize buffer, a readable
  * buffer after a writable one, bad indirect table). After an error the queue
  * must not be used again: the caller sets DEVICE_NEEDS_RESET.
+ * Errors: -ENXIO queue not activated; -EOVERFLOW avail idx > size ahead;
+ * -ERANGE head or next index out of range; -ELOOP more than `size`
+ * descriptors (direct + indirect) in one chain; -EFAULT buffer or indirect
+ * table outside RAM; -EMSGSIZE zero-length buffer or chain over
+ * VIRTQ_MAX_CHAIN_BYTES; -E2BIG over VIRTQ_MAX_SEGS buffers; -EPROTO readable
+ * after writable; -EINVAL bad indirect descriptor (not negotiated, nested,
+ * with NEXT, length not a non-zero multiple of 16).
+ * With event_idx, an empty ring also publishes avail_event (2.7.10).
  */
 int virtq_pop(struct virtq *q, const struct guest_mem *mem,
 	      struct virtq_chain *chain);

@@ -17,6 +17,8 @@
 
 #define ELF_MAX_SEGS 16
 #define ELF_MAX_FILE (512ULL << 20)
+/* No segment may claim more memory than this (a guest has less RAM). */
+#define ELF_MAX_SEG_MEMSZ (64ULL << 30)
 
 struct elf_segment {
 	uint64_t gpa;     /* p_paddr: where the segment goes in guest memory */

@@ -119,6 +119,18 @@ struct ember_boot_info {
 	uint32_t nr_virtio;
 	uint32_t reserved;
 	struct ember_boot_virtio virtio[EMBER_VIRTIO_MAX_DEVICES];
+	/*
+	 * Clock and clone identity. wall_ns was the host's CLOCK_REALTIME when
+	 * the guest's TSC read wall_tsc. Each restore from a snapshot
+	 * increments `generation` and rewrites seed[], wall_ns and wall_tsc
+	 * before the vCPU runs again (like VMGenID): a guest that sees the
+	 * generation change knows it is a new clone, reseeds its entropy and
+	 * resets its clock from these fields. Written by the VMM only while
+	 * the vCPU is stopped; the guest reads generation last-to-first
+	 * (read generation, then the rest).
+	 */
+	uint64_t wall_tsc;
+	uint64_t generation;
 };
 
 /*
