@@ -422,7 +422,6 @@ static int load_plain(struct ember_vm *vm, const struct elf_image *img,
 	uint64_t end = (img->highest_gpa + 0xfff) & ~0xfffULL;
 	struct ember_boot_info *bi;
 	const char *cmdline = vm->cfg.cmdline ? vm->cfg.cmdline : "";
-	struct timespec now;
 	int ret;
 
 	ret = elf_load(mem, img, EMBER_ELF_MIN_GPA, low, err, errlen);
@@ -466,8 +465,6 @@ static int load_plain(struct ember_vm *vm, const struct elf_image *img,
 		snprintf(err, errlen, "getrandom: %s", strerror(errno));
 		return -EIO;
 	}
-	clock_gettime(CLOCK_REALTIME, &now);
-	bi->wall_ns = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
 	bi->image_end = end;
 	bi->nr_virtio = vm->nr_virtio;
 	for (unsigned i = 0; i < vm->nr_virtio; i++) {
@@ -486,6 +483,31 @@ static int load_plain(struct ember_vm *vm, const struct elf_image *img,
 		vm->reflect_exceptions = img->exception_entry != 0;
 		vm->exception_entry = img->exception_entry;
 	}
+	return 0;
+}
+
+/*
+ * Gives a plain guest its wall-clock reference: the guest TSC now, paired
+ * with the host's CLOCK_REALTIME read right after. Called at creation and
+ * after every restore, with the vCPU stopped. 0 or -errno.
+ */
+int vm_sync_guest_clock(struct ember_vm *vm)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e;
+	} m = { .hdr.nmsrs = 1, .e.index = 0x10 /* IA32_TSC */ };
+	struct ember_boot_info *bi;
+	struct timespec now;
+
+	bi = mem_gpa_to_hva(&vm->kvm.mem, EMBER_BOOT_INFO_GPA, sizeof(*bi));
+	if (!bi)
+		return -EFAULT;
+	if (ioctl(vm->vcpu[0].fd, KVM_GET_MSRS, &m) != 1)
+		return -EIO;
+	clock_gettime(CLOCK_REALTIME, &now);
+	bi->wall_tsc = m.e.data;
+	bi->wall_ns = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
 	return 0;
 }
 
@@ -680,6 +702,14 @@ struct ember_vm *ember_vm_create(const struct ember_config *cfg, int *retp,
 			ret = cpu_setup_bsp(fd, &boot);
 		if (ret < 0) {
 			snprintf(err, errlen, "cannot set up vCPU %u: %s", i,
+				 strerror(-ret));
+			goto err_destroy;
+		}
+	}
+	if (vm->boot == BOOT_PLAIN) {
+		ret = vm_sync_guest_clock(vm);
+		if (ret < 0) {
+			snprintf(err, errlen, "cannot set the guest clock: %s",
 				 strerror(-ret));
 			goto err_destroy;
 		}

@@ -90,6 +90,9 @@ void vm_request_stop(struct ember_vm *vm, enum ember_exit_reason reason,
 		     int guest_status, uint64_t rip, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
 
+/* Writes the guest TSC / wall-clock pair into a plain guest's boot info. */
+int vm_sync_guest_clock(struct ember_vm *vm);
+
 /* vcpu.c: creates vCPU `id` (fd and kvm_run mapping). 0 or -errno. */
 int vcpu_create(struct ember_vm *vm, unsigned id, char *err, size_t errlen);
 /* vcpu.c: starts / joins the vCPU threads. */
