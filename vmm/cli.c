@@ -75,6 +75,19 @@ static const char usage_text[] =
 "                         P go to the socket PATH_P\n"
 "      --cid N            the guest's vsock CID (default 3)\n"
 "\n"
+"Snapshots:\n"
+"      --restore DIR      start from the snapshot in DIR instead of a kernel\n"
+"                         (guest RAM mapped copy-on-write from DIR/memory).\n"
+"                         --vsock and --disk then override the saved socket\n"
+"                         path and disk paths (a clone must not share them)\n"
+"      --control PATH     serve the control socket PATH: one command per line,\n"
+"                         status | pause | resume | snapshot DIR | stop,\n"
+"                         answered \"OK ...\" or \"ERR reason\"\n"
+"      --snapshot-at-ready DIR\n"
+"                         write a snapshot to DIR when the guest reports\n"
+"                         READY (the micro guest does, when its handler\n"
+"                         first waits for a request), then exit 0\n"
+"\n"
 "Control:\n"
 "  -t, --timeout SECONDS  stop the guest after this long (decimals allowed)\n"
 "  -v, --verbose          more log lines on stderr (repeat for more)\n"
@@ -214,7 +227,8 @@ int main(int argc, char **argv)
 {
 	enum {
 		OPT_KIND = 256, OPT_CPL, OPT_TEMPLATE, OPT_MICRO, OPT_HANDLER,
-		OPT_BACKEND, OPT_VSOCK, OPT_CID,
+		OPT_BACKEND, OPT_VSOCK, OPT_CID, OPT_RESTORE, OPT_CONTROL,
+		OPT_SNAP_READY,
 	};
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, 'k' },
@@ -236,12 +250,17 @@ int main(int argc, char **argv)
 		{ "disk-backend", required_argument, NULL, OPT_BACKEND },
 		{ "vsock", required_argument, NULL, OPT_VSOCK },
 		{ "cid", required_argument, NULL, OPT_CID },
+		{ "restore", required_argument, NULL, OPT_RESTORE },
+		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "snapshot-at-ready", required_argument, NULL, OPT_SNAP_READY },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ember_config cfg;
 	struct ember_exit ex;
 	struct ember_vm *vm;
-	const char *handler = NULL;
+	const char *handler = NULL, *restore = NULL, *control = NULL;
+	const char *snap_ready = NULL;
+	struct ember_control *ctl = NULL;
 	bool micro = false;
 	char err[1024];
 	int c, ret, verbosity = 0, status;
@@ -345,6 +364,15 @@ int main(int argc, char **argv)
 		case OPT_VSOCK:
 			cfg.vsock_path = optarg;
 			break;
+		case OPT_RESTORE:
+			restore = optarg;
+			break;
+		case OPT_CONTROL:
+			control = optarg;
+			break;
+		case OPT_SNAP_READY:
+			snap_ready = optarg;
+			break;
 		case OPT_CID:
 			cfg.vsock_cid = parse_u64(optarg, "CID", 3, UINT32_MAX - 1);
 			break;
@@ -367,7 +395,9 @@ int main(int argc, char **argv)
 	} else if (handler) {
 		usage_error("--handler needs --micro");
 	}
-	if (!cfg.kernel)
+	if (restore && (cfg.kernel || micro || cfg.initrd || cfg.cmdline))
+		usage_error("--restore takes no --kernel, --micro, --initrd or --cmdline");
+	if (!cfg.kernel && !restore)
 		usage_error("no kernel given: use --kernel FILE");
 	if (verbosity < 0)
 		log_set_level(LOG_ERR);
@@ -376,12 +406,39 @@ int main(int argc, char **argv)
 	else if (verbosity > 1)
 		log_set_level(LOG_DEBUG);
 
-	vm = ember_vm_create(&cfg, &ret, err, sizeof(err));
+	if (restore) {
+		struct ember_restore r = {
+			.dir = restore,
+			.vsock_path = cfg.vsock_path,
+			.nr_disks = cfg.nr_disks,
+			.serial_fd = cfg.serial_fd,
+			.timeout_ms = cfg.timeout_ms,
+			.cpu_template = cfg.cpu_template,
+		};
+
+		for (unsigned i = 0; i < cfg.nr_disks; i++)
+			r.disks[i] = cfg.disks[i].path;
+		vm = ember_vm_restore(&r, &ret, err, sizeof(err));
+	} else {
+		vm = ember_vm_create(&cfg, &ret, err, sizeof(err));
+	}
 	if (!vm) {
 		fprintf(stderr, "ember-vmm: %s\n", err);
 		return status_for_create_error(ret);
 	}
+	if (snap_ready)
+		ember_vm_snapshot_at_ready(vm, snap_ready);
+	if (control) {
+		ctl = ember_control_start(vm, control, &ret);
+		if (!ctl) {
+			fprintf(stderr, "ember-vmm: cannot serve control socket "
+				"'%s': %s\n", control, strerror(-ret));
+			ember_vm_destroy(vm);
+			return ST_NOINPUT;
+		}
+	}
 	ret = ember_vm_run(vm, &ex);
+	ember_control_stop(ctl);
 	if (ret < 0) {
 		fprintf(stderr, "ember-vmm: cannot run the VM: %s\n",
 			strerror(-ret));

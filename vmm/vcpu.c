@@ -198,6 +198,29 @@ static int64_t hypercall_wait(struct ember_vm *vm, uint64_t timeout_ns)
 	return 0;
 }
 
+/* --snapshot-at-ready: on the vCPU thread, complete the READY hypercall's
+ * exit, write the snapshot and end the VM. One vCPU (plain guests). */
+static void snapshot_here(struct vcpu *v)
+{
+	struct ember_vm *vm = v->vm;
+	char err[512];
+	int ret;
+
+	ret = vcpu_complete_exit(v);
+	if (!ret)
+		ret = vm_snapshot(vm, vm->snapshot_at_ready, err, sizeof(err));
+	else
+		snprintf(err, sizeof(err), "cannot complete the exit: %s",
+			 strerror(-ret));
+	if (ret < 0)
+		vm_request_stop(vm, EMBER_EXIT_VMM_ERROR, 0, 0,
+				"snapshot at READY failed: %s", err);
+	else
+		vm_request_stop(vm, EMBER_EXIT_POWEROFF, 0, 0,
+				"snapshot written to %s at READY",
+				vm->snapshot_at_ready);
+}
+
 static void handle_hypercall(struct vcpu *v, uint32_t op)
 {
 	struct ember_vm *vm = v->vm;
@@ -213,6 +236,12 @@ static void handle_hypercall(struct vcpu *v, uint32_t op)
 	case EMBER_HC_READY:
 		log_info("guest is ready");
 		hc->ret = 0;
+		pthread_mutex_lock(&vm->lock);
+		vm->guest_ready = true;
+		pthread_cond_broadcast(&vm->cond);
+		pthread_mutex_unlock(&vm->lock);
+		if (vm->snapshot_at_ready)
+			snapshot_here(v);
 		break;
 	default:
 		log_warn_rl("unknown hypercall %u", op);
@@ -388,6 +417,34 @@ static void handle_exit(struct vcpu *v)
 	}
 }
 
+int vcpu_complete_exit(struct vcpu *v)
+{
+	int ret = 0;
+
+	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	if (ioctl(v->fd, KVM_RUN, 0) == 0 || (errno != EINTR && errno != EAGAIN))
+		ret = -EIO; /* KVM_RUN must return -EINTR at once here */
+	__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+	return ret;
+}
+
+/* Parks this vCPU while a pause is requested. */
+static void vcpu_park(struct vcpu *v)
+{
+	struct ember_vm *vm = v->vm;
+
+	if (vcpu_complete_exit(v) < 0)
+		log_warn("vCPU %u: pending exit not completed before pause",
+			 v->id);
+	pthread_mutex_lock(&vm->lock);
+	vm->vcpus_paused++;
+	pthread_cond_broadcast(&vm->cond);
+	while (vm->pause_requested && !vm->stopping)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	vm->vcpus_paused--;
+	pthread_mutex_unlock(&vm->lock);
+}
+
 static bool vm_is_stopping(struct ember_vm *vm)
 {
 	return __atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE);
@@ -402,7 +459,13 @@ static void *vcpu_thread(void *arg)
 	snprintf(name, sizeof(name), "vcpu%u", v->id);
 	pthread_setname_np(pthread_self(), name);
 	while (!vm_is_stopping(vm)) {
-		int ret = ioctl(v->fd, KVM_RUN, 0);
+		int ret;
+
+		if (__atomic_load_n(&vm->pause_requested, __ATOMIC_ACQUIRE)) {
+			vcpu_park(v);
+			continue;
+		}
+		ret = ioctl(v->fd, KVM_RUN, 0);
 
 		if (ret < 0) {
 			if (errno == EINTR || errno == EAGAIN) {

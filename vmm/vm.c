@@ -200,7 +200,7 @@ static void i8042_reset(void *opaque)
 			"guest reset through the i8042 (power-off)");
 }
 
-static int setup_irqchip(struct ember_vm *vm, char *err, size_t errlen)
+int vm_setup_irqchip(struct ember_vm *vm, char *err, size_t errlen)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 	uint64_t idmap = KVM_IDENTITY_MAP_ADDR;
@@ -482,6 +482,7 @@ static int load_plain(struct ember_vm *vm, const struct elf_image *img,
 		boot->lstar = img->syscall_entry;
 		vm->reflect_exceptions = img->exception_entry != 0;
 		vm->exception_entry = img->exception_entry;
+		bi->exception_entry = img->exception_entry;
 	}
 	return 0;
 }
@@ -509,6 +510,43 @@ int vm_sync_guest_clock(struct ember_vm *vm)
 	bi->wall_tsc = m.e.data;
 	bi->wall_ns = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
 	return 0;
+}
+
+enum cpu_template vm_pick_template(enum ember_cpu_template t)
+{
+	static bool said;
+
+	if (t == EMBER_CPU_HOST)
+		return CPU_TEMPLATE_HOST;
+	if (t == EMBER_CPU_PVM || !kvm_host_is_pvm())
+		return t == EMBER_CPU_PVM ? CPU_TEMPLATE_PVM : CPU_TEMPLATE_HOST;
+	if (!__atomic_exchange_n(&said, true, __ATOMIC_RELAXED))
+		fprintf(stderr, "ember: host KVM is kvm-pvm: using the 'pvm' "
+			"CPU template\n");
+	return CPU_TEMPLATE_PVM;
+}
+
+/* The parts of a VM that a boot and a restore build alike: eventfds, the
+ * event loop, vCPUs and devices. */
+int vm_create_runtime(struct ember_vm *vm, char *err, size_t errlen)
+{
+	int ret = 0;
+
+	vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vm->loop = evloop_create(&ret);
+	if (vm->wake_fd < 0 || vm->stop_fd < 0 || !vm->loop) {
+		ret = ret ? ret : -errno;
+		snprintf(err, errlen, "cannot create the event loop: %s",
+			 strerror(-ret));
+		return ret;
+	}
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		ret = vcpu_create(vm, i, err, errlen);
+		if (ret < 0)
+			return ret;
+	}
+	return create_devices(vm, err, errlen);
 }
 
 static int check_config(const struct ember_config *cfg, char *err,
@@ -539,7 +577,7 @@ static int check_config(const struct ember_config *cfg, char *err,
 	return 0;
 }
 
-static struct ember_vm *vm_alloc(const struct ember_config *cfg)
+struct ember_vm *vm_alloc(const struct ember_config *cfg)
 {
 	struct ember_vm *vm = calloc(1, sizeof(*vm));
 
@@ -616,26 +654,7 @@ struct ember_vm *ember_vm_create(const struct ember_config *cfg, int *retp,
 			 EMBER_LOW_RAM_MAX >> 20);
 		goto err_destroy;
 	}
-	switch (cfg->cpu_template) {
-	case EMBER_CPU_HOST:
-		vm->cpu_template = CPU_TEMPLATE_HOST;
-		break;
-	case EMBER_CPU_PVM:
-		vm->cpu_template = CPU_TEMPLATE_PVM;
-		break;
-	default:
-		vm->cpu_template = kvm_host_is_pvm() ? CPU_TEMPLATE_PVM :
-						       CPU_TEMPLATE_HOST;
-		if (vm->cpu_template == CPU_TEMPLATE_PVM) {
-			static bool said;
-
-			if (!said)
-				fprintf(stderr, "ember: host KVM is kvm-pvm: "
-					"using the 'pvm' CPU template\n");
-			said = true;
-		}
-		break;
-	}
+	vm->cpu_template = vm_pick_template(cfg->cpu_template);
 	if (vm->boot == BOOT_LINUX) {
 		vm->cmdline = linux_cmdline(vm);
 		if (!vm->cmdline) {
@@ -649,7 +668,7 @@ struct ember_vm *ember_vm_create(const struct ember_config *cfg, int *retp,
 	if (ret < 0)
 		goto err_destroy;
 	if (vm->boot == BOOT_LINUX) {
-		ret = setup_irqchip(vm, err, errlen);
+		ret = vm_setup_irqchip(vm, err, errlen);
 		if (ret < 0)
 			goto err_destroy;
 	}
@@ -661,21 +680,7 @@ struct ember_vm *ember_vm_create(const struct ember_config *cfg, int *retp,
 		snprintf(err, errlen, "RAM too small for the boot tables");
 		goto err_destroy;
 	}
-	vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	vm->loop = evloop_create(&ret);
-	if (vm->wake_fd < 0 || vm->stop_fd < 0 || !vm->loop) {
-		ret = ret ? ret : -errno;
-		snprintf(err, errlen, "cannot create the event loop: %s",
-			 strerror(-ret));
-		goto err_destroy;
-	}
-	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-		ret = vcpu_create(vm, i, err, errlen);
-		if (ret < 0)
-			goto err_destroy;
-	}
-	ret = create_devices(vm, err, errlen);
+	ret = vm_create_runtime(vm, err, errlen);
 	if (ret < 0)
 		goto err_destroy;
 
@@ -815,4 +820,51 @@ void ember_vm_destroy(struct ember_vm *vm)
 	pthread_mutex_destroy(&vm->lock);
 	free(vm->cmdline);
 	free(vm);
+}
+
+int ember_vm_pause(struct ember_vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->stopping) {
+		pthread_mutex_unlock(&vm->lock);
+		return -ESRCH;
+	}
+	__atomic_store_n(&vm->pause_requested, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_kick(&vm->vcpu[i]);
+	pthread_mutex_lock(&vm->lock);
+	while (vm->vcpus_paused < vm->vcpus_running && !vm->stopping)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+	return vm->stopping ? -ESRCH : 0;
+}
+
+int ember_vm_resume(struct ember_vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	__atomic_store_n(&vm->pause_requested, false, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+int ember_vm_snapshot(struct ember_vm *vm, const char *dir, char *err,
+		      size_t errlen)
+{
+	bool paused;
+
+	pthread_mutex_lock(&vm->lock);
+	paused = vm->pause_requested && vm->vcpus_paused == vm->vcpus_running;
+	pthread_mutex_unlock(&vm->lock);
+	if (!paused) {
+		snprintf(err, errlen, "the VM must be paused first");
+		return -EBUSY;
+	}
+	return vm_snapshot(vm, dir, err, errlen);
+}
+
+void ember_vm_snapshot_at_ready(struct ember_vm *vm, const char *dir)
+{
+	vm->snapshot_at_ready = dir;
 }

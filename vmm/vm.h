@@ -79,6 +79,14 @@ struct ember_vm {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stopping;
+	/* Pause: vCPUs park at a clean point (any pending I/O exit completed)
+	 * while pause_requested; vcpus_paused counts the parked ones. */
+	bool pause_requested;
+	unsigned vcpus_paused;
+	/* Set by EMBER_HC_READY; snapshot_at_ready makes the vCPU write a
+	 * snapshot to that directory and stop the VM right there. */
+	bool guest_ready;
+	const char *snapshot_at_ready;
 	unsigned vcpus_running;
 	struct ember_exit exit;
 	int stop_fd;                /* eventfd written when the VM stops */
@@ -90,6 +98,12 @@ void vm_request_stop(struct ember_vm *vm, enum ember_exit_reason reason,
 		     int guest_status, uint64_t rip, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
 
+/* vm.c helpers shared with snapshot.c. */
+struct ember_vm *vm_alloc(const struct ember_config *cfg);
+enum cpu_template vm_pick_template(enum ember_cpu_template t);
+int vm_setup_irqchip(struct ember_vm *vm, char *err, size_t errlen);
+int vm_create_runtime(struct ember_vm *vm, char *err, size_t errlen);
+
 /* Writes the guest TSC / wall-clock pair into a plain guest's boot info. */
 int vm_sync_guest_clock(struct ember_vm *vm);
 
@@ -100,6 +114,15 @@ int vcpu_start(struct vcpu *v);
 void vcpu_join(struct vcpu *v);
 void vcpu_kick(struct vcpu *v);
 void vcpu_destroy(struct vcpu *v);
+/* Parks the vCPU at a clean point: completes a pending I/O or MMIO exit by
+ * re-entering KVM_RUN with immediate_exit set, so that its registers are
+ * architecturally complete. Called on the vCPU's own thread. */
+int vcpu_complete_exit(struct vcpu *v);
+
+/* snapshot.c: captures the (paused) VM into DIR. 0 or -errno + reason. */
+int vm_snapshot(struct ember_vm *vm, const char *dir, char *err,
+		size_t errlen);
+
 /* Installs the no-op EMBER_KICK_SIGNAL handler (once per process). */
 void vcpu_install_kick_handler(void);
 

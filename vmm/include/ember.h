@@ -106,6 +106,50 @@ void ember_vm_stop(struct ember_vm *vm);
 
 void ember_vm_destroy(struct ember_vm *vm);
 
+/* Restoring a snapshot (docs/snapshots.md). Resources a clone must not
+ * share with its siblings can be overridden; NULL keeps the saved one. */
+struct ember_restore {
+	const char *dir;            /* snapshot directory (required) */
+	const char *vsock_path;     /* new vsock Unix socket path */
+	const char *disks[EMBER_MAX_DISKS]; /* new backing paths, in order */
+	unsigned nr_disks;
+	int serial_fd;
+	uint64_t timeout_ms;
+	enum ember_cpu_template cpu_template;
+};
+
+/*
+ * Builds a VM from a snapshot: guest RAM mapped MAP_PRIVATE from DIR/memory
+ * (copy-on-write, nothing copied), devices recreated, saved state applied
+ * and validated; a plain guest gets a new generation, fresh entropy and the
+ * wall clock in its boot info; vsock gets a transport reset. Run it with
+ * ember_vm_run(). NULL on error, as ember_vm_create().
+ */
+struct ember_vm *ember_vm_restore(const struct ember_restore *r, int *ret,
+				  char *err, size_t errlen);
+
+/*
+ * Pausing and snapshots. ember_vm_pause() parks every vCPU at a clean point
+ * (a pending I/O exit completed) and returns once they are parked;
+ * ember_vm_snapshot() writes a paused VM to DIR (created if missing);
+ * ember_vm_resume() lets it run again. 0 or -errno (+ reason for snapshot).
+ */
+int ember_vm_pause(struct ember_vm *vm);
+int ember_vm_resume(struct ember_vm *vm);
+int ember_vm_snapshot(struct ember_vm *vm, const char *dir, char *err,
+		      size_t errlen);
+
+/* The control socket (protocol in vmm/control.c and docs/snapshots.md):
+ * a thread serving PATH until ember_control_stop(). NULL + *ret on error. */
+struct ember_control;
+struct ember_control *ember_control_start(struct ember_vm *vm,
+					  const char *path, int *ret);
+void ember_control_stop(struct ember_control *c);
+
+/* Makes the VM write a snapshot to DIR at the guest's READY hypercall and
+ * then stop (EMBER_EXIT_POWEROFF). Call before ember_vm_run(). */
+void ember_vm_snapshot_at_ready(struct ember_vm *vm, const char *dir);
+
 /* A stable name for an exit reason ("poweroff", "timeout", ...). */
 const char *ember_exit_reason_name(enum ember_exit_reason r);
 

@@ -131,6 +131,9 @@ struct ember_boot_info {
 	 */
 	uint64_t wall_tsc;
 	uint64_t generation;
+	/* The exception entry from the ELF note (0: none), kept by the VMM
+	 * across snapshots. Guests ignore it. */
+	uint64_t exception_entry;
 };
 
 /*

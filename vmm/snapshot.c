@@ -1,0 +1,538 @@
+/*
+ * snapshot.c - capturing a paused VM into a snapshot directory and building
+ * a VM from one (the format itself lives in snapshots/).
+ *
+ * Capture reads every piece of state KVM keeps (per vCPU and VM-wide) plus
+ * Ember's device state, then writes DIR/state and the sparse DIR/memory.
+ * Restore maps DIR/memory MAP_PRIVATE (copy-on-write: nothing is copied and
+ * every clone shares the page cache), recreates the devices, and applies the
+ * saved state in the order documented at restore_vcpu(). Everything read
+ * back is validated twice: by the format reader, and again here as
+ * untrusted guest state (queues through virtq_activate()).
+ */
+#define LOG_MOD "snapshot"
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "snapshots/snap.h"
+#include "virtio/blk.h"
+#include "virtio/vsock.h"
+
+#define MSR_IA32_TSC 0x10
+
+/* MSRs to save: KVM's index list, minus those KVM_GET_MSRS refuses on this
+ * vCPU (probed one by one once). */
+static int collect_msrs(struct ember_vm *vm, int vcpu_fd,
+			struct snap_vcpu *sv)
+{
+	struct kvm_msr_list probe = { .nmsrs = 0 }, *list;
+	int ret = 0;
+
+	if (ioctl(vm->kvm.kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 &&
+	    errno != E2BIG)
+		return -errno;
+	list = calloc(1, sizeof(*list) + probe.nmsrs * sizeof(uint32_t));
+	if (!list)
+		return -ENOMEM;
+	list->nmsrs = probe.nmsrs;
+	if (ioctl(vm->kvm.kvm_fd, KVM_GET_MSR_INDEX_LIST, list) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	sv->nr_msrs = 0;
+	for (uint32_t i = 0; i < list->nmsrs && sv->nr_msrs < SNAP_MAX_MSRS; i++) {
+		struct {
+			struct kvm_msrs hdr;
+			struct kvm_msr_entry e;
+		} m = { .hdr.nmsrs = 1, .e.index = list->indices[i] };
+
+		if (ioctl(vcpu_fd, KVM_GET_MSRS, &m) == 1)
+			sv->msrs[sv->nr_msrs++] = m.e;
+	}
+out:
+	free(list);
+	return ret;
+}
+
+static int capture_vcpu(struct ember_vm *vm, struct vcpu *v,
+			struct snap_vcpu *sv, char *err, size_t errlen)
+{
+	int fd = v->fd;
+
+	memset(sv, 0, sizeof(*sv));
+#define GET(req, ptr)                                                         \
+	do {                                                                  \
+		if (ioctl(fd, req, ptr) < 0) {                                \
+			snprintf(err, errlen, "vCPU %u: %s: %s", v->id, #req, \
+				 strerror(errno));                            \
+			return -errno;                                        \
+		}                                                             \
+	} while (0)
+	GET(KVM_GET_REGS, &sv->regs);
+	GET(KVM_GET_SREGS, &sv->sregs);
+	GET(KVM_GET_VCPU_EVENTS, &sv->events);
+	GET(KVM_GET_MP_STATE, &sv->mp_state);
+	GET(KVM_GET_DEBUGREGS, &sv->debugregs);
+#undef GET
+	{
+		struct kvm_xsave xs;
+
+		if (ioctl(fd, KVM_GET_XSAVE, &xs) == 0) {
+			memcpy(sv->xsave.region, xs.region, sizeof(xs.region));
+			sv->has_xsave = true;
+		}
+	}
+	if (ioctl(fd, KVM_GET_FPU, &sv->fpu) == 0)
+		sv->has_fpu = true;
+	if (!sv->has_xsave && !sv->has_fpu) {
+		snprintf(err, errlen, "vCPU %u: neither XSAVE nor FPU state", v->id);
+		return -EIO;
+	}
+	if (ioctl(fd, KVM_GET_XCRS, &sv->xcrs) == 0 &&
+	    sv->xcrs.nr_xcrs <= KVM_MAX_XCRS)
+		sv->has_xcrs = true;
+	if (vm->irqchip) {
+		if (ioctl(fd, KVM_GET_LAPIC, &sv->lapic) < 0) {
+			snprintf(err, errlen, "vCPU %u: KVM_GET_LAPIC: %s", v->id,
+				 strerror(errno));
+			return -errno;
+		}
+		sv->has_lapic = true;
+	}
+	if (collect_msrs(vm, fd, sv) < 0) {
+		snprintf(err, errlen, "vCPU %u: cannot list MSRs", v->id);
+		return -EIO;
+	}
+	for (uint32_t i = 0; i < sv->nr_msrs; i++)
+		if (sv->msrs[i].index == MSR_IA32_TSC)
+			sv->tsc = sv->msrs[i].data;
+	sv->tsc_khz = (uint32_t)kvm_tsc_khz(fd);
+	return 0;
+}
+
+static void capture_device(const struct ember_vm *vm, unsigned i,
+			   struct snap_virtio_dev *d)
+{
+	const struct vm_virtio *vd = &vm->virtio[i];
+	const struct vmmio_dev *t = &vd->transport;
+
+	memset(d, 0, sizeof(*d));
+	d->device_id = t->ops->device_id;
+	d->mmio_base = t->base;
+	d->gsi = t->gsi;
+	d->status = t->status;
+	d->device_features_sel = t->device_features_sel;
+	d->driver_features_sel = t->driver_features_sel;
+	d->driver_features = t->driver_features;
+	d->acked_features = t->acked_features;
+	d->queue_sel = t->queue_sel;
+	d->interrupt_status = t->interrupt_status;
+	d->config_generation = t->config_generation;
+	d->activated = t->activated;
+	d->nr_queues = t->ops->nr_queues;
+	for (unsigned q = 0; q < d->nr_queues && q < SNAP_MAX_QUEUES; q++) {
+		const struct virtq *vq = &t->vq[q];
+
+		d->vq[q] = (struct snap_virtq){
+			.size = vq->size,
+			.ready = vq->ready,
+			.desc_gpa = vq->desc_gpa,
+			.avail_gpa = vq->avail_gpa,
+			.used_gpa = vq->used_gpa,
+			.last_avail = vq->last_avail,
+			.used_idx = vq->used_idx,
+			.event_idx = vq->event_idx,
+			.signalled_used = vq->signalled_used,
+			.signalled_valid = vq->signalled_valid,
+		};
+	}
+	if (vd->kind == VM_VIRTIO_BLK) {
+		const struct ember_disk *disk = &vm->cfg.disks[i];
+		struct stat st;
+
+		snprintf(d->u.blk.path, sizeof(d->u.blk.path), "%s", disk->path);
+		d->u.blk.read_only = disk->read_only;
+		d->u.blk.capacity = stat(disk->path, &st) == 0 ?
+					    (uint64_t)st.st_size & ~511ULL : 0;
+	} else {
+		d->u.vsock.guest_cid = vm->cfg.vsock_cid ? vm->cfg.vsock_cid : 3;
+		snprintf(d->u.vsock.uds_path, sizeof(d->u.vsock.uds_path), "%s",
+			 vm->cfg.vsock_path);
+	}
+}
+
+int vm_snapshot(struct ember_vm *vm, const char *dir, char *err,
+		size_t errlen)
+{
+	struct snap_vm *s = calloc(1, sizeof(*s));
+	int ret;
+
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot create '%s': %s", dir, strerror(errno));
+		goto out;
+	}
+	snap_cpu_fingerprint(&s->cpu);
+	s->machine.mem_size = vm->kvm.ram_size;
+	s->machine.nr_vcpus = vm->nr_vcpus;
+	s->machine.kind = vm->boot == BOOT_LINUX ? SNAP_GUEST_LINUX :
+			  vm->exception_entry ? SNAP_GUEST_MICRO :
+						 SNAP_GUEST_PLAIN;
+	snprintf(s->machine.cmdline, sizeof(s->machine.cmdline), "%s",
+		 vm->cmdline ? vm->cmdline : vm->cfg.cmdline ? vm->cfg.cmdline : "");
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		ret = capture_vcpu(vm, &vm->vcpu[i], &s->vcpu[i], err, errlen);
+		if (ret < 0)
+			goto out;
+	}
+	if (vm->irqchip) {
+		for (unsigned c = 0; c < 3; c++) {
+			s->irqchip[c].chip_id = c;
+			if (ioctl(vm->kvm.vm_fd, KVM_GET_IRQCHIP, &s->irqchip[c]) < 0) {
+				ret = -errno;
+				snprintf(err, errlen, "KVM_GET_IRQCHIP: %s",
+					 strerror(errno));
+				goto out;
+			}
+		}
+		s->has_irqchip = true;
+		if (ioctl(vm->kvm.vm_fd, KVM_GET_PIT2, &s->pit) == 0)
+			s->has_pit = true;
+		if (ioctl(vm->kvm.vm_fd, KVM_GET_CLOCK, &s->clock) == 0)
+			s->has_clock = true;
+	}
+	s->has_serial = true;
+	pthread_mutex_lock(&vm->serial.lock);
+	s->serial = (struct snap_serial){
+		.ier = vm->serial.ier, .iir = vm->serial.iir,
+		.fcr = vm->serial.fcr, .lcr = vm->serial.lcr,
+		.mcr = vm->serial.mcr, .lsr = vm->serial.lsr,
+		.msr = vm->serial.msr, .scr = vm->serial.scr,
+		.dll = vm->serial.dll, .dlm = vm->serial.dlm,
+	};
+	pthread_mutex_unlock(&vm->serial.lock);
+	s->nr_devices = vm->nr_virtio;
+	for (unsigned i = 0; i < vm->nr_virtio; i++)
+		capture_device(vm, i, &s->dev[i]);
+
+	ret = snap_write_memory(dir, vm->kvm.ram, vm->kvm.ram_size, NULL, err,
+				errlen);
+	if (!ret)
+		ret = snap_write_state(dir, s, err, errlen);
+out:
+	free(s);
+	return ret;
+}
+
+/*
+ * Restore order, per vCPU (Firecracker's order, with KVM's reasons): CPUID
+ * first (it decides which MSRs and XSAVE features exist); MP state; regs
+ * and sregs (sregs sets EFER and the APIC base); XSAVE or FPU and XCRs;
+ * debug registers; the LAPIC (after the APIC base MSR in sregs); MSRs (after
+ * the LAPIC: the TSC-deadline MSR needs it); vCPU events last (pending
+ * exceptions refer to the state above).
+ */
+static int restore_vcpu(struct ember_vm *vm, struct vcpu *v,
+			const struct snap_vcpu *sv, char *err, size_t errlen)
+{
+	int fd = v->fd, ret;
+
+	ret = cpu_setup_cpuid(fd, vm->kvm.supported_cpuid, vm->cpu_template,
+			      v->id, vm->nr_vcpus);
+	if (ret < 0) {
+		snprintf(err, errlen, "vCPU %u: CPUID: %s", v->id, strerror(-ret));
+		return ret;
+	}
+#define SET(req, ptr)                                                         \
+	do {                                                                  \
+		if (ioctl(fd, req, ptr) < 0) {                                \
+			snprintf(err, errlen, "vCPU %u: %s: %s", v->id, #req, \
+				 strerror(errno));                            \
+			return -errno;                                        \
+		}                                                             \
+	} while (0)
+	SET(KVM_SET_MP_STATE, &sv->mp_state);
+	SET(KVM_SET_REGS, &sv->regs);
+	SET(KVM_SET_SREGS, &sv->sregs);
+	if (sv->has_xsave) {
+		struct kvm_xsave xs;
+
+		memset(&xs, 0, sizeof(xs));
+		memcpy(xs.region, sv->xsave.region, sizeof(xs.region));
+		SET(KVM_SET_XSAVE, &xs);
+	} else {
+		SET(KVM_SET_FPU, &sv->fpu);
+	}
+	if (sv->has_xcrs)
+		SET(KVM_SET_XCRS, &sv->xcrs);
+	SET(KVM_SET_DEBUGREGS, &sv->debugregs);
+	if (sv->has_lapic && vm->irqchip)
+		SET(KVM_SET_LAPIC, &sv->lapic);
+	{
+		size_t size = sizeof(struct kvm_msrs) +
+			      sv->nr_msrs * sizeof(struct kvm_msr_entry);
+		struct kvm_msrs *m = calloc(1, size);
+		int n;
+
+		if (!m)
+			return -ENOMEM;
+		m->nmsrs = sv->nr_msrs;
+		memcpy(m->entries, sv->msrs, sv->nr_msrs * sizeof(sv->msrs[0]));
+		n = ioctl(fd, KVM_SET_MSRS, m);
+		free(m);
+		if (n != (int)sv->nr_msrs) {
+			snprintf(err, errlen, "vCPU %u: KVM_SET_MSRS set %d of %u "
+				 "MSRs (MSR 0x%x refused)", v->id, n, sv->nr_msrs,
+				 n >= 0 && (uint32_t)n < sv->nr_msrs ?
+					 sv->msrs[n].index : 0);
+			return -EINVAL;
+		}
+	}
+	SET(KVM_SET_VCPU_EVENTS, &sv->events);
+#undef SET
+	return 0;
+}
+
+/* Devices come back with the queues the guest had programmed; each queue is
+ * validated again as if the driver had just written it. */
+static int restore_device(struct ember_vm *vm, unsigned i,
+			  const struct snap_virtio_dev *d, char *err,
+			  size_t errlen)
+{
+	struct vm_virtio *vd = &vm->virtio[i];
+	struct vmmio_dev *t = &vd->transport;
+	int ret;
+
+	if (d->device_id != t->ops->device_id || d->nr_queues != t->ops->nr_queues) {
+		snprintf(err, errlen, "device %u: kind or queue count differs", i);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&t->lock);
+	t->status = d->status;
+	t->device_features_sel = d->device_features_sel;
+	t->driver_features_sel = d->driver_features_sel;
+	t->driver_features = d->driver_features & (t->ops->features |
+						   (1ULL << VIRTIO_F_VERSION_1));
+	t->acked_features = d->acked_features & (t->ops->features |
+						 (1ULL << VIRTIO_F_VERSION_1));
+	t->queue_sel = d->queue_sel;
+	t->interrupt_status = d->interrupt_status;
+	t->config_generation = d->config_generation;
+	for (unsigned q = 0; q < d->nr_queues; q++) {
+		struct virtq *vq = &t->vq[q];
+		const struct snap_virtq *sq = &d->vq[q];
+
+		virtq_reset(vq);
+		vq->size = sq->size;
+		vq->desc_gpa = sq->desc_gpa;
+		vq->avail_gpa = sq->avail_gpa;
+		vq->used_gpa = sq->used_gpa;
+		vq->ready = sq->ready;
+		vq->event_idx = sq->event_idx;
+		if (d->activated && vq->ready) {
+			ret = virtq_activate(vq, &vm->kvm.mem, t->ops->queue_max);
+			if (ret < 0) {
+				pthread_mutex_unlock(&t->lock);
+				snprintf(err, errlen, "device %u queue %u: saved "
+					 "queue state is invalid", i, q);
+				return -EINVAL;
+			}
+		}
+		vq->last_avail = sq->last_avail;
+		vq->used_idx = sq->used_idx;
+		vq->signalled_used = sq->signalled_used;
+		vq->signalled_valid = sq->signalled_valid;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (d->activated) {
+		ret = t->ops->activate(vd->dev, t);
+		if (ret < 0) {
+			snprintf(err, errlen, "device %u: cannot activate: %s", i,
+				 strerror(-ret));
+			return ret;
+		}
+		t->activated = true;
+	}
+	return 0;
+}
+
+static int restore_vm_state(struct ember_vm *vm, const struct snap_vm *s,
+			    char *err, size_t errlen)
+{
+	int ret;
+
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		ret = restore_vcpu(vm, &vm->vcpu[i], &s->vcpu[i], err, errlen);
+		if (ret < 0)
+			return ret;
+	}
+	if (vm->irqchip && s->has_irqchip) {
+		for (unsigned c = 0; c < 3; c++)
+			if (ioctl(vm->kvm.vm_fd, KVM_SET_IRQCHIP, &s->irqchip[c]) < 0) {
+				snprintf(err, errlen, "KVM_SET_IRQCHIP: %s",
+					 strerror(errno));
+				return -errno;
+			}
+		if (s->has_pit && ioctl(vm->kvm.vm_fd, KVM_SET_PIT2, &s->pit) < 0) {
+			snprintf(err, errlen, "KVM_SET_PIT2: %s", strerror(errno));
+			return -errno;
+		}
+		if (s->has_clock) {
+			struct kvm_clock_data c = { .clock = s->clock.clock };
+
+			if (ioctl(vm->kvm.vm_fd, KVM_SET_CLOCK, &c) < 0) {
+				snprintf(err, errlen, "KVM_SET_CLOCK: %s",
+					 strerror(errno));
+				return -errno;
+			}
+		}
+	}
+	if (s->has_serial) {
+		vm->serial.ier = s->serial.ier;
+		vm->serial.iir = s->serial.iir;
+		vm->serial.fcr = s->serial.fcr;
+		vm->serial.lcr = s->serial.lcr;
+		vm->serial.mcr = s->serial.mcr;
+		vm->serial.scr = s->serial.scr;
+		vm->serial.dll = s->serial.dll;
+		vm->serial.dlm = s->serial.dlm;
+	}
+	for (unsigned i = 0; i < s->nr_devices; i++) {
+		ret = restore_device(vm, i, &s->dev[i], err, errlen);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+/* The clone learns it is a clone: new generation, entropy and clock. */
+static int refresh_identity(struct ember_vm *vm)
+{
+	struct ember_boot_info *bi;
+	uint64_t seed[4];
+
+	bi = mem_gpa_to_hva(&vm->kvm.mem, EMBER_BOOT_INFO_GPA, sizeof(*bi));
+	if (!bi || bi->magic != EMBER_BOOT_INFO_MAGIC)
+		return -EINVAL;
+	/* Where exceptions are reflected to was taken from the ELF note at
+	 * boot and kept here. Guest memory, so guest-controlled: it can only
+	 * redirect the guest's own exceptions, never affect the host. */
+	vm->exception_entry = bi->exception_entry;
+	vm->reflect_exceptions = bi->exception_entry != 0;
+	if (getrandom(seed, sizeof(seed), 0) != sizeof(seed))
+		return -EIO;
+	memcpy(bi->seed, seed, sizeof(seed));
+	__atomic_store_n(&bi->generation, bi->generation + 1, __ATOMIC_RELEASE);
+	return vm_sync_guest_clock(vm);
+}
+
+struct ember_vm *ember_vm_restore(const struct ember_restore *r, int *retp,
+				  char *err, size_t errlen)
+{
+	struct ember_config cfg;
+	struct ember_vm *vm = NULL;
+	struct snap_vm *s = calloc(1, sizeof(*s));
+	int ret, mem_fd = -1;
+
+	vcpu_install_kick_handler();
+	if (!s) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	ret = snap_read_state(r->dir, s, err, errlen);
+	if (ret < 0)
+		goto out;
+	ember_config_init(&cfg);
+	cfg.kernel = "(snapshot)";
+	cfg.mem_mib = s->machine.mem_size >> 20;
+	cfg.nr_cpus = s->machine.nr_vcpus;
+	cfg.serial_fd = r->serial_fd;
+	cfg.timeout_ms = r->timeout_ms;
+	cfg.cpu_template = r->cpu_template;
+	for (unsigned i = 0; i < s->nr_devices; i++) {
+		const struct snap_virtio_dev *d = &s->dev[i];
+
+		if (d->device_id == VIRTIO_ID_BLOCK) {
+			unsigned k = cfg.nr_disks;
+
+			if (k >= EMBER_MAX_DISKS || i != k) {
+				ret = -EINVAL;
+				snprintf(err, errlen, "unsupported device order");
+				goto out;
+			}
+			cfg.disks[k].path = k < r->nr_disks && r->disks[k] ?
+						    r->disks[k] : d->u.blk.path;
+			cfg.disks[k].read_only = d->u.blk.read_only;
+			cfg.nr_disks++;
+		} else {
+			cfg.vsock_path = r->vsock_path ? r->vsock_path :
+							 d->u.vsock.uds_path;
+			cfg.vsock_cid = d->u.vsock.guest_cid;
+		}
+	}
+	vm = vm_alloc(&cfg);
+	if (!vm) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	vm->boot = s->machine.kind == SNAP_GUEST_LINUX ? BOOT_LINUX : BOOT_PLAIN;
+	vm->nr_vcpus = s->machine.nr_vcpus;
+	vm->cpu_template = vm_pick_template(cfg.cpu_template);
+	ret = kvm_open(&vm->kvm, err, errlen);
+	if (ret < 0)
+		goto out;
+	if (s->has_irqchip) {
+		ret = vm_setup_irqchip(vm, err, errlen);
+		if (ret < 0)
+			goto out;
+	}
+	ret = snap_open_memory(r->dir, s->machine.mem_size, &mem_fd, err, errlen);
+	if (ret < 0)
+		goto out;
+	ret = kvm_map_ram(&vm->kvm, s->machine.mem_size, mem_fd, err, errlen);
+	close(mem_fd);
+	if (ret < 0)
+		goto out;
+	ret = vm_create_runtime(vm, err, errlen);
+	if (ret < 0)
+		goto out;
+	ret = restore_vm_state(vm, s, err, errlen);
+	if (ret < 0)
+		goto out;
+	if (vm->boot == BOOT_PLAIN) {
+		ret = refresh_identity(vm);
+		if (ret < 0) {
+			snprintf(err, errlen, "snapshot has no Ember boot info");
+			goto out;
+		}
+	}
+	for (unsigned i = 0; i < vm->nr_virtio; i++)
+		if (vm->virtio[i].kind == VM_VIRTIO_VSOCK &&
+		    vm->virtio[i].transport.activated)
+			vsock_transport_reset(vm->virtio[i].dev);
+	free(s);
+	*retp = 0;
+	return vm;
+out:
+	ember_vm_destroy(vm);
+	free(s);
+	*retp = ret;
+	return NULL;
+}
