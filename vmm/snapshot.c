@@ -32,8 +32,10 @@
 
 #define MSR_IA32_TSC 0x10
 
-/* MSRs to save: KVM's index list, minus those KVM_GET_MSRS refuses on this
- * vCPU (probed one by one once). */
+/* MSRs to save: KVM's index list, minus those this vCPU refuses to read or
+ * to have written back (KVM lists paravirtual MSRs whose host writes it
+ * then rejects for a guest without the matching CPUID feature; writing the
+ * value just read to a paused vCPU changes nothing). */
 static int collect_msrs(struct ember_vm *vm, int vcpu_fd,
 			struct snap_vcpu *sv)
 {
@@ -58,7 +60,8 @@ static int collect_msrs(struct ember_vm *vm, int vcpu_fd,
 			struct kvm_msr_entry e;
 		} m = { .hdr.nmsrs = 1, .e.index = list->indices[i] };
 
-		if (ioctl(vcpu_fd, KVM_GET_MSRS, &m) == 1)
+		if (ioctl(vcpu_fd, KVM_GET_MSRS, &m) == 1 &&
+		    ioctl(vcpu_fd, KVM_SET_MSRS, &m) == 1)
 			sv->msrs[sv->nr_msrs++] = m.e;
 	}
 out:

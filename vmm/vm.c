@@ -520,7 +520,8 @@ enum cpu_template vm_pick_template(enum ember_cpu_template t)
 		return CPU_TEMPLATE_HOST;
 	if (t == EMBER_CPU_PVM || !kvm_host_is_pvm())
 		return t == EMBER_CPU_PVM ? CPU_TEMPLATE_PVM : CPU_TEMPLATE_HOST;
-	if (!__atomic_exchange_n(&said, true, __ATOMIC_RELAXED))
+	if (!__atomic_exchange_n(&said, true, __ATOMIC_RELAXED) &&
+	    log_get_level() >= LOG_WARN)
 		fprintf(stderr, "ember: host KVM is kvm-pvm: using the 'pvm' "
 			"CPU template\n");
 	return CPU_TEMPLATE_PVM;
