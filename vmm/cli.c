@@ -80,8 +80,11 @@ static const char usage_text[] =
 "                         (guest RAM mapped copy-on-write from DIR/memory).\n"
 "                         --vsock and --disk then override the saved socket\n"
 "                         path and disk paths (a clone must not share them)\n"
+"      --prefetch         with --restore: map the pages recorded in\n"
+"                         DIR/workingset before the guest runs\n"
 "      --control PATH     serve the control socket PATH: one command per line,\n"
-"                         status | pause | resume | snapshot DIR | stop,\n"
+"                         status | pause | resume | snapshot DIR |\n"
+"                         workingset | stop,\n"
 "                         answered \"OK ...\" or \"ERR reason\"\n"
 "      --snapshot-at-ready DIR\n"
 "                         write a snapshot to DIR when the guest reports\n"
@@ -228,7 +231,7 @@ int main(int argc, char **argv)
 	enum {
 		OPT_KIND = 256, OPT_CPL, OPT_TEMPLATE, OPT_MICRO, OPT_HANDLER,
 		OPT_BACKEND, OPT_VSOCK, OPT_CID, OPT_RESTORE, OPT_CONTROL,
-		OPT_SNAP_READY,
+		OPT_SNAP_READY, OPT_PREFETCH,
 	};
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, 'k' },
@@ -253,6 +256,7 @@ int main(int argc, char **argv)
 		{ "restore", required_argument, NULL, OPT_RESTORE },
 		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "snapshot-at-ready", required_argument, NULL, OPT_SNAP_READY },
+		{ "prefetch", no_argument, NULL, OPT_PREFETCH },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ember_config cfg;
@@ -260,6 +264,7 @@ int main(int argc, char **argv)
 	struct ember_vm *vm;
 	const char *handler = NULL, *restore = NULL, *control = NULL;
 	const char *snap_ready = NULL;
+	bool prefetch = false;
 	struct ember_control *ctl = NULL;
 	bool micro = false;
 	char err[1024];
@@ -370,6 +375,9 @@ int main(int argc, char **argv)
 		case OPT_CONTROL:
 			control = optarg;
 			break;
+		case OPT_PREFETCH:
+			prefetch = true;
+			break;
 		case OPT_SNAP_READY:
 			snap_ready = optarg;
 			break;
@@ -414,6 +422,7 @@ int main(int argc, char **argv)
 			.serial_fd = cfg.serial_fd,
 			.timeout_ms = cfg.timeout_ms,
 			.cpu_template = cfg.cpu_template,
+			.prefetch = prefetch,
 		};
 
 		for (unsigned i = 0; i < cfg.nr_disks; i++)

@@ -6,6 +6,9 @@
  *   pause           -> "OK paused"
  *   resume          -> "OK running"
  *   snapshot DIR    -> "OK snapshot DIR" (the VM must be paused)
+ *   workingset      -> "OK workingset" (restored VMs: records the pages
+ *                      touched since the restore into the snapshot's
+ *                      workingset file, for --prefetch on later restores)
  *   stop            -> "OK stopping"
  *   anything else   -> "ERR <reason>"
  *
@@ -81,12 +84,17 @@ static void run_command(struct ember_vm *vm, int fd, char *cmd)
 			reply(fd, "ERR %s", err);
 		else
 			reply(fd, "OK snapshot %s", cmd + 9);
+	} else if (!strcmp(cmd, "workingset")) {
+		if (ember_vm_record_workingset(vm, err, sizeof(err)) < 0)
+			reply(fd, "ERR %s", err);
+		else
+			reply(fd, "OK workingset");
 	} else if (!strcmp(cmd, "stop")) {
 		reply(fd, "OK stopping");
 		ember_vm_stop(vm);
 	} else {
 		reply(fd, "ERR unknown command (status, pause, resume, "
-			  "snapshot DIR, stop)");
+			  "snapshot DIR, workingset, stop)");
 	}
 }
 

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -445,67 +446,208 @@ static int refresh_identity(struct ember_vm *vm)
 	return vm_sync_guest_clock(vm);
 }
 
-struct ember_vm *ember_vm_restore(const struct ember_restore *r, int *retp,
-				  char *err, size_t errlen)
-{
-	struct ember_config cfg;
-	struct ember_vm *vm = NULL;
-	struct snap_vm *s = calloc(1, sizeof(*s));
-	int ret, mem_fd = -1;
+/* /proc/self/pagemap: one u64 per page; bit 63 = present in our page
+ * tables, which for guest RAM means the guest (through KVM) touched it
+ * since the mapping was made. Documentation/admin-guide/mm/pagemap.rst. */
+#define PAGEMAP_PRESENT (1ULL << 63)
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
 
-	vcpu_install_kick_handler();
-	if (!s) {
-		ret = -ENOMEM;
-		snprintf(err, errlen, "out of memory");
+int vm_record_workingset(struct ember_vm *vm, char *err, size_t errlen)
+{
+	uint64_t npages = vm->kvm.ram_size / SNAP_PAGE_SIZE, n = 0;
+	uint64_t *pages = NULL, *entries = NULL;
+	const uint64_t chunk = 4096;
+	int fd, ret = 0;
+
+	if (!vm->snapshot_dir[0] || !vm->kvm.ram_is_file) {
+		snprintf(err, errlen, "the VM was not restored from a snapshot");
+		return -EINVAL;
+	}
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	pages = malloc(npages * sizeof(*pages));
+	entries = malloc(chunk * sizeof(*entries));
+	if (fd < 0 || !pages || !entries) {
+		ret = fd < 0 ? -errno : -ENOMEM;
+		snprintf(err, errlen, "cannot read pagemap: %s", strerror(-ret));
 		goto out;
 	}
-	ret = snap_read_state(r->dir, s, err, errlen);
-	if (ret < 0)
-		goto out;
+	for (uint64_t first = 0; first < npages; first += chunk) {
+		uint64_t cnt = npages - first < chunk ? npages - first : chunk;
+		off_t off = (off_t)(((uintptr_t)vm->kvm.ram / SNAP_PAGE_SIZE +
+				     first) * sizeof(uint64_t));
+		ssize_t got = pread(fd, entries, cnt * sizeof(uint64_t), off);
+
+		if (got != (ssize_t)(cnt * sizeof(uint64_t))) {
+			ret = -EIO;
+			snprintf(err, errlen, "short pagemap read");
+			goto out;
+		}
+		for (uint64_t i = 0; i < cnt; i++)
+			if (entries[i] & PAGEMAP_PRESENT)
+				pages[n++] = first + i;
+	}
+	ret = snap_write_workingset(vm->snapshot_dir, pages, n,
+				    vm->kvm.ram_size, err, errlen);
+	if (!ret)
+		log_info("working set: %llu pages", (unsigned long long)n);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(pages);
+	free(entries);
+	return ret;
+}
+
+/* Maps the recorded working set into our page tables before the vCPU runs,
+ * one madvise per run of consecutive pages, so the guest's first touches
+ * do not each take a host page fault. Best effort: without a working set,
+ * or on a kernel without MADV_POPULATE_READ, restore just goes on lazily. */
+void vm_prefetch_workingset(struct ember_vm *vm, const char *dir)
+{
+	uint64_t *pages;
+	size_t n;
+	char err[256];
+
+	if (snap_read_workingset(dir, vm->kvm.ram_size, &pages, &n, err,
+				 sizeof(err)) < 0)
+		return;
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+
+		while (j < n && pages[j] == pages[j - 1] + 1)
+			j++;
+		if (madvise(vm->kvm.ram + pages[i] * SNAP_PAGE_SIZE,
+			    (j - i) * SNAP_PAGE_SIZE, MADV_POPULATE_READ) < 0) {
+			log_warn_errno("working-set prefetch");
+			break;
+		}
+		i = j;
+	}
+	free(pages);
+}
+
+struct ember_shell {
+	struct ember_vm *vm;
+	unsigned nr_vcpus;
+	bool irqchip;
+};
+
+struct ember_shell *ember_shell_create(unsigned nr_vcpus, bool irqchip,
+				       int *retp, char *err, size_t errlen)
+{
+	struct ember_config cfg;
+	struct ember_shell *sh = calloc(1, sizeof(*sh));
+	int ret;
+
+	vcpu_install_kick_handler();
 	ember_config_init(&cfg);
-	cfg.kernel = "(snapshot)";
-	cfg.mem_mib = s->machine.mem_size >> 20;
-	cfg.nr_cpus = s->machine.nr_vcpus;
-	cfg.serial_fd = r->serial_fd;
-	cfg.timeout_ms = r->timeout_ms;
-	cfg.cpu_template = r->cpu_template;
+	cfg.kernel = "(shell)";
+	cfg.nr_cpus = nr_vcpus;
+	if (!sh || nr_vcpus < 1 || nr_vcpus > EMBER_MAX_VCPUS) {
+		ret = sh ? -EINVAL : -ENOMEM;
+		snprintf(err, errlen, sh ? "vCPU count out of range" :
+					   "out of memory");
+		goto err;
+	}
+	sh->nr_vcpus = nr_vcpus;
+	sh->irqchip = irqchip;
+	sh->vm = vm_alloc(&cfg);
+	if (!sh->vm) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto err;
+	}
+	sh->vm->nr_vcpus = nr_vcpus;
+	ret = kvm_open(&sh->vm->kvm, err, errlen);
+	if (!ret && irqchip)
+		ret = vm_setup_irqchip(sh->vm, err, errlen);
+	if (!ret)
+		ret = vm_create_core(sh->vm, err, errlen);
+	if (ret < 0)
+		goto err;
+	*retp = 0;
+	return sh;
+err:
+	ember_shell_destroy(sh);
+	*retp = ret;
+	return NULL;
+}
+
+void ember_shell_destroy(struct ember_shell *sh)
+{
+	if (!sh)
+		return;
+	ember_vm_destroy(sh->vm);
+	free(sh);
+}
+
+/* Fills the configuration of a restored VM from the snapshot and the
+ * overrides. */
+static int restore_config(const struct snap_vm *s, const struct ember_restore *r,
+			  struct ember_config *cfg, char *err, size_t errlen)
+{
+	ember_config_init(cfg);
+	cfg->kernel = "(snapshot)";
+	cfg->mem_mib = s->machine.mem_size >> 20;
+	cfg->nr_cpus = s->machine.nr_vcpus;
+	cfg->serial_fd = r->serial_fd;
+	cfg->timeout_ms = r->timeout_ms;
+	cfg->cpu_template = r->cpu_template;
 	for (unsigned i = 0; i < s->nr_devices; i++) {
 		const struct snap_virtio_dev *d = &s->dev[i];
 
 		if (d->device_id == VIRTIO_ID_BLOCK) {
-			unsigned k = cfg.nr_disks;
+			unsigned k = cfg->nr_disks;
 
+			/* Disks come first, in --disk order (vm.c). */
 			if (k >= EMBER_MAX_DISKS || i != k) {
-				ret = -EINVAL;
-				snprintf(err, errlen, "unsupported device order");
-				goto out;
+				snprintf(err, errlen, "device %u: unexpected "
+					 "device order", i);
+				return -EINVAL;
 			}
-			cfg.disks[k].path = k < r->nr_disks && r->disks[k] ?
-						    r->disks[k] : d->u.blk.path;
-			cfg.disks[k].read_only = d->u.blk.read_only;
-			cfg.nr_disks++;
+			cfg->disks[k].path = k < r->nr_disks && r->disks[k] ?
+						     r->disks[k] : d->u.blk.path;
+			cfg->disks[k].read_only = d->u.blk.read_only;
+			cfg->nr_disks++;
+		} else if (!cfg->vsock_path) {
+			cfg->vsock_path = r->vsock_path ? r->vsock_path :
+							  d->u.vsock.uds_path;
+			cfg->vsock_cid = d->u.vsock.guest_cid;
 		} else {
-			cfg.vsock_path = r->vsock_path ? r->vsock_path :
-							 d->u.vsock.uds_path;
-			cfg.vsock_cid = d->u.vsock.guest_cid;
+			snprintf(err, errlen, "more than one vsock device");
+			return -EINVAL;
 		}
 	}
-	vm = vm_alloc(&cfg);
-	if (!vm) {
-		ret = -ENOMEM;
+	return 0;
+}
+
+/* Restores parsed state `s` into shell `sh`; consumes the shell. */
+static struct ember_vm *shell_restore_state(struct ember_shell *sh,
+					    const struct ember_restore *r,
+					    const struct snap_vm *s, int *retp,
+					    char *err, size_t errlen)
+{
+	struct ember_vm *vm = sh->vm;
+	struct ember_config cfg;
+	int ret, mem_fd = -1;
+
+	if (s->machine.nr_vcpus != sh->nr_vcpus ||
+	    s->has_irqchip != sh->irqchip) {
+		ret = -EINVAL;
+		snprintf(err, errlen, "snapshot needs %u vCPUs%s; the shell has "
+			 "%u%s", s->machine.nr_vcpus,
+			 s->has_irqchip ? " and an irqchip" : "", sh->nr_vcpus,
+			 sh->irqchip ? " and an irqchip" : "");
 		goto out;
 	}
-	vm->boot = s->machine.kind == SNAP_GUEST_LINUX ? BOOT_LINUX : BOOT_PLAIN;
-	vm->nr_vcpus = s->machine.nr_vcpus;
-	vm->cpu_template = vm_pick_template(cfg.cpu_template);
-	ret = kvm_open(&vm->kvm, err, errlen);
+	ret = restore_config(s, r, &cfg, err, errlen);
 	if (ret < 0)
 		goto out;
-	if (s->has_irqchip) {
-		ret = vm_setup_irqchip(vm, err, errlen);
-		if (ret < 0)
-			goto out;
-	}
+	vm->cfg = cfg;
+	vm->boot = s->machine.kind == SNAP_GUEST_LINUX ? BOOT_LINUX : BOOT_PLAIN;
+	vm->cpu_template = vm_pick_template(cfg.cpu_template);
 	ret = snap_open_memory(r->dir, s->machine.mem_size, &mem_fd, err, errlen);
 	if (ret < 0)
 		goto out;
@@ -513,10 +655,11 @@ struct ember_vm *ember_vm_restore(const struct ember_restore *r, int *retp,
 	close(mem_fd);
 	if (ret < 0)
 		goto out;
-	ret = vm_create_runtime(vm, err, errlen);
-	if (ret < 0)
-		goto out;
-	ret = restore_vm_state(vm, s, err, errlen);
+	if (r->prefetch)
+		vm_prefetch_workingset(vm, r->dir);
+	ret = vm_create_devices(vm, err, errlen);
+	if (!ret)
+		ret = restore_vm_state(vm, s, err, errlen);
 	if (ret < 0)
 		goto out;
 	if (vm->boot == BOOT_PLAIN) {
@@ -530,12 +673,62 @@ struct ember_vm *ember_vm_restore(const struct ember_restore *r, int *retp,
 		if (vm->virtio[i].kind == VM_VIRTIO_VSOCK &&
 		    vm->virtio[i].transport.activated)
 			vsock_transport_reset(vm->virtio[i].dev);
-	free(s);
+	snprintf(vm->snapshot_dir, sizeof(vm->snapshot_dir), "%s", r->dir);
+	sh->vm = NULL;
+	ember_shell_destroy(sh);
 	*retp = 0;
 	return vm;
 out:
-	ember_vm_destroy(vm);
-	free(s);
+	ember_shell_destroy(sh); /* the half-restored VM goes with it */
 	*retp = ret;
 	return NULL;
+}
+
+struct ember_vm *ember_shell_restore(struct ember_shell *sh,
+				     const struct ember_restore *r, int *retp,
+				     char *err, size_t errlen)
+{
+	struct snap_vm *s = calloc(1, sizeof(*s));
+	struct ember_vm *vm = NULL;
+
+	*retp = s ? snap_read_state(r->dir, s, err, errlen) : -ENOMEM;
+	if (*retp == 0)
+		vm = shell_restore_state(sh, r, s, retp, err, errlen);
+	else
+		ember_shell_destroy(sh);
+	free(s);
+	return vm;
+}
+
+struct ember_vm *ember_vm_restore(const struct ember_restore *r, int *retp,
+				  char *err, size_t errlen)
+{
+	struct snap_vm *s = calloc(1, sizeof(*s));
+	struct ember_vm *vm = NULL;
+	struct ember_shell *sh;
+	int ret;
+
+	/* The shell's shape (vCPUs, irqchip) comes from the snapshot. */
+	if (!s) {
+		*retp = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	ret = snap_read_state(r->dir, s, err, errlen);
+	if (ret < 0) {
+		free(s);
+		*retp = ret;
+		return NULL;
+	}
+	sh = ember_shell_create(s->machine.nr_vcpus, s->has_irqchip, retp, err,
+				errlen);
+	if (sh)
+		vm = shell_restore_state(sh, r, s, retp, err, errlen);
+	free(s);
+	return vm;
+}
+
+int ember_vm_record_workingset(struct ember_vm *vm, char *err, size_t errlen)
+{
+	return vm_record_workingset(vm, err, errlen);
 }

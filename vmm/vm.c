@@ -308,7 +308,7 @@ static int attach_virtio(struct ember_vm *vm, enum vm_virtio_kind kind,
 	return 0;
 }
 
-static int create_devices(struct ember_vm *vm, char *err, size_t errlen)
+int vm_create_devices(struct ember_vm *vm, char *err, size_t errlen)
 {
 	const struct ember_config *cfg = &vm->cfg;
 	int ret;
@@ -527,9 +527,9 @@ enum cpu_template vm_pick_template(enum ember_cpu_template t)
 	return CPU_TEMPLATE_PVM;
 }
 
-/* The parts of a VM that a boot and a restore build alike: eventfds, the
- * event loop, vCPUs and devices. */
-int vm_create_runtime(struct ember_vm *vm, char *err, size_t errlen)
+/* The parts of a VM that a boot and a restore (or a shell) build alike:
+ * eventfds, the event loop and the vCPUs. */
+int vm_create_core(struct ember_vm *vm, char *err, size_t errlen)
 {
 	int ret = 0;
 
@@ -547,7 +547,7 @@ int vm_create_runtime(struct ember_vm *vm, char *err, size_t errlen)
 		if (ret < 0)
 			return ret;
 	}
-	return create_devices(vm, err, errlen);
+	return 0;
 }
 
 static int check_config(const struct ember_config *cfg, char *err,
@@ -681,7 +681,9 @@ struct ember_vm *ember_vm_create(const struct ember_config *cfg, int *retp,
 		snprintf(err, errlen, "RAM too small for the boot tables");
 		goto err_destroy;
 	}
-	ret = vm_create_runtime(vm, err, errlen);
+	ret = vm_create_core(vm, err, errlen);
+	if (!ret)
+		ret = vm_create_devices(vm, err, errlen);
 	if (ret < 0)
 		goto err_destroy;
 

@@ -87,6 +87,7 @@ struct ember_vm {
 	 * snapshot to that directory and stop the VM right there. */
 	bool guest_ready;
 	const char *snapshot_at_ready;
+	char snapshot_dir[256];     /* restored from here, "" when booted */
 	unsigned vcpus_running;
 	struct ember_exit exit;
 	int stop_fd;                /* eventfd written when the VM stops */
@@ -102,7 +103,8 @@ void vm_request_stop(struct ember_vm *vm, enum ember_exit_reason reason,
 struct ember_vm *vm_alloc(const struct ember_config *cfg);
 enum cpu_template vm_pick_template(enum ember_cpu_template t);
 int vm_setup_irqchip(struct ember_vm *vm, char *err, size_t errlen);
-int vm_create_runtime(struct ember_vm *vm, char *err, size_t errlen);
+int vm_create_core(struct ember_vm *vm, char *err, size_t errlen);
+int vm_create_devices(struct ember_vm *vm, char *err, size_t errlen);
 
 /* Writes the guest TSC / wall-clock pair into a plain guest's boot info. */
 int vm_sync_guest_clock(struct ember_vm *vm);
@@ -122,6 +124,11 @@ int vcpu_complete_exit(struct vcpu *v);
 /* snapshot.c: captures the (paused) VM into DIR. 0 or -errno + reason. */
 int vm_snapshot(struct ember_vm *vm, const char *dir, char *err,
 		size_t errlen);
+
+/* snapshot.c: the working set (pages the guest touched since the restore)
+ * written to the snapshot directory; and its prefetch at restore. */
+int vm_record_workingset(struct ember_vm *vm, char *err, size_t errlen);
+void vm_prefetch_workingset(struct ember_vm *vm, const char *dir);
 
 /* Installs the no-op EMBER_KICK_SIGNAL handler (once per process). */
 void vcpu_install_kick_handler(void);

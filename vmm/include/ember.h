@@ -116,6 +116,7 @@ struct ember_restore {
 	int serial_fd;
 	uint64_t timeout_ms;
 	enum ember_cpu_template cpu_template;
+	bool prefetch;              /* map DIR/workingset before running */
 };
 
 /*
@@ -127,6 +128,24 @@ struct ember_restore {
  */
 struct ember_vm *ember_vm_restore(const struct ember_restore *r, int *ret,
 				  char *err, size_t errlen);
+
+/*
+ * A VM shell for embedders that keep a pool: the KVM VM, its vCPUs, event
+ * loop and eventfds created ahead of time, off the critical path, so that
+ * a restore only maps memory, creates devices and sets state.
+ * ember_shell_restore() consumes the shell (on success and on error).
+ */
+struct ember_shell;
+struct ember_shell *ember_shell_create(unsigned nr_vcpus, bool irqchip,
+				       int *ret, char *err, size_t errlen);
+struct ember_vm *ember_shell_restore(struct ember_shell *sh,
+				     const struct ember_restore *r, int *ret,
+				     char *err, size_t errlen);
+void ember_shell_destroy(struct ember_shell *sh);
+
+/* Writes the pages a restored VM has touched so far to its snapshot's
+ * `workingset` file (call after the first invocation). 0 or -errno. */
+int ember_vm_record_workingset(struct ember_vm *vm, char *err, size_t errlen);
 
 /*
  * Pausing and snapshots. ember_vm_pause() parks every vCPU at a clean point

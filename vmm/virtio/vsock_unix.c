@@ -1,0 +1,412 @@
+/*
+ * vsock_unix.c - the host side of virtio-vsock: Unix sockets compatible with
+ * Firecracker's hybrid vsock (docs/vsock.md).
+ *
+ * host -> guest: accept on uds_path, read "CONNECT <port>\n" (bounded line,
+ * deadline VSOCK_HANDSHAKE_MS), queue a REQUEST to the guest; vsock.c writes
+ * "OK <local_port>\n" when the guest answers RESPONSE.
+ * guest -> host: connect to "<uds_path>_<port>" without blocking.
+ * Every callback here runs on the evloop thread and takes the device lock.
+ */
+#define LOG_MOD "vsock"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "../evloop.h"
+#include "../log.h"
+#include "vsock_int.h"
+
+/* While handshakes are pending, deadlines are checked this often. */
+#define VSOCK_TIMER_MS 100
+
+int vsock_parse_connect(const char *buf, size_t len, uint32_t *port)
+{
+	static const char prefix[] = "CONNECT ";
+	const size_t plen = sizeof(prefix) - 1;
+	uint64_t val = 0;
+	size_t i, digits;
+
+	if (len < plen + 2 || len > VSOCK_CONNECT_LINE_MAX ||
+	    buf[len - 1] != '\n' || memcmp(buf, prefix, plen) != 0)
+		return -EINVAL;
+	digits = len - 1 - plen;
+	if (digits > 10)
+		return -EINVAL;
+	for (i = plen; i < len - 1; i++) {
+		if (buf[i] < '0' || buf[i] > '9')
+			return -EINVAL;
+		val = val * 10 + (uint64_t)(buf[i] - '0');
+	}
+	/* 0xffffffff is VMADDR_PORT_ANY, never a destination. */
+	if (val > 0xfffffffeULL)
+		return -EINVAL;
+	*port = (uint32_t)val;
+	return 0;
+}
+
+static void on_conn_event(void *opaque, uint32_t events);
+
+void vsock_host_watch(struct vsock *v, struct vsock_conn *c, uint32_t events)
+{
+	int ret;
+
+	if (c->fd < 0)
+		return;
+	/* Interest 0 means "not in the epoll set at all": a hung-up socket
+	 * would otherwise report EPOLLHUP in a loop while we wait for the
+	 * guest. */
+	if (!events) {
+		if (c->registered)
+			evloop_del(v->loop, c->fd);
+		c->registered = false;
+		c->ev_mask = 0;
+		return;
+	}
+	if (c->registered)
+		ret = evloop_mod(v->loop, c->fd, events);
+	else
+		ret = evloop_add(v->loop, c->fd, events, on_conn_event, c);
+	if (ret < 0) {
+		log_warn_rl("cannot watch host socket: %s", strerror(-ret));
+		return;
+	}
+	c->registered = true;
+	c->ev_mask = events;
+}
+
+void vsock_host_close(struct vsock *v, struct vsock_conn *c)
+{
+	if (c->fd < 0)
+		return;
+	if (v->nr_zombies < VSOCK_MAX_ZOMBIES) {
+		v->zombie[v->nr_zombies++] = c->registered ? c->fd : ~c->fd;
+	} else {
+		/* Cannot happen (see VSOCK_MAX_ZOMBIES); never leak the fd. */
+		if (c->registered && v->loop)
+			evloop_del(v->loop, c->fd);
+		close(c->fd);
+	}
+	c->registered = false;
+	c->ev_mask = 0;
+	c->fd = -1;
+}
+
+void vsock_host_reap(struct vsock *v, const int *fds, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		/* ~fd marks a socket that was never in the epoll set; no loop
+		 * means it is already destroyed (vsock_destroy). */
+		if (fds[i] >= 0) {
+			if (v->loop)
+				evloop_del(v->loop, fds[i]);
+			close(fds[i]);
+		} else {
+			close(~fds[i]);
+		}
+	}
+}
+
+static int fill_addr(struct sockaddr_un *sa, const char *path)
+{
+	size_t n = strlen(path);
+
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (n == 0 || n >= sizeof(sa->sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa->sun_path, path, n + 1);
+	return 0;
+}
+
+int vsock_host_connect(struct vsock *v, uint32_t port)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 16];
+	struct sockaddr_un sa;
+	int fd, ret;
+
+	ret = snprintf(path, sizeof(path), "%s_%u", v->uds_path, port);
+	if (ret < 0 || (size_t)ret >= sizeof(path))
+		return -ENAMETOOLONG;
+	ret = fill_addr(&sa, path);
+	if (ret < 0)
+		return ret;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* A non-blocking Unix connect completes at once or fails (ENOENT,
+	 * ECONNREFUSED, EAGAIN when the listener's backlog is full). */
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+void vsock_host_arm_timer(struct vsock *v)
+{
+	struct itimerspec its = {
+		.it_interval = { 0, VSOCK_TIMER_MS * 1000000L },
+		.it_value = { 0, VSOCK_TIMER_MS * 1000000L },
+	};
+
+	if (v->timer_armed || v->timer_fd < 0)
+		return;
+	if (timerfd_settime(v->timer_fd, 0, &its, NULL) == 0)
+		v->timer_armed = true;
+}
+
+static uint32_t pick_local_port(struct vsock *v, uint32_t peer_port)
+{
+	for (unsigned i = 0; i <= VSOCK_MAX_CONNS; i++) {
+		uint32_t p = v->next_local_port++;
+
+		if (v->next_local_port == 0xffffffffu)
+			v->next_local_port = 1u << 30;
+		if (!vsock_conn_lookup(v, p, peer_port))
+			return p;
+	}
+	return 0; /* unreachable: at most VSOCK_MAX_CONNS ports are in use */
+}
+
+/* Reads the handshake line without consuming anything past its '\n' (the
+ * host may pipeline stream bytes right after it). */
+static void handshake_read(struct vsock *v, struct vsock_conn *c)
+{
+	char peek[VSOCK_CONNECT_LINE_MAX];
+	size_t room = sizeof(c->line) - c->line_len, take;
+	uint32_t port;
+	char *nl;
+	ssize_t n;
+
+	n = recv(c->fd, peek, room, MSG_PEEK | MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) {
+		vsock_conn_close(v, c, false);
+		return;
+	}
+	nl = memchr(peek, '\n', (size_t)n);
+	take = nl ? (size_t)(nl - peek) + 1 : (size_t)n;
+	if (recv(c->fd, c->line + c->line_len, take, MSG_DONTWAIT) != (ssize_t)take) {
+		vsock_conn_close(v, c, false);
+		return;
+	}
+	c->line_len += (uint32_t)take;
+	if (!nl) {
+		if (c->line_len >= sizeof(c->line)) {
+			log_warn_rl("host handshake line too long");
+			vsock_conn_close(v, c, false);
+		}
+		return; /* wait for the rest of the line */
+	}
+	if (vsock_parse_connect(c->line, c->line_len, &port) < 0) {
+		log_warn_rl("bad host handshake line");
+		vsock_conn_close(v, c, false);
+		return;
+	}
+	c->peer_port = port;
+	c->local_port = pick_local_port(v, port);
+	c->state = VCONN_REQ_SENT;
+	c->deadline_ms = vsock_now_ms() + VSOCK_HANDSHAKE_MS;
+	vsock_conn_hash(v, c);
+	vsock_conn_kick(v, c, VPEND_REQUEST);
+	vsock_conn_rewatch(v, c); /* nothing to read until the guest answers */
+}
+
+static void on_conn_event(void *opaque, uint32_t events)
+{
+	struct vsock_conn *c = opaque;
+	struct vsock *v = c->v;
+
+	pthread_mutex_lock(&v->lock);
+	/* The slot may have been closed (or even reused) since epoll saw the
+	 * event: events are hints, the state below decides. */
+	if (c->fd < 0 || c->state == VCONN_FREE) {
+		vsock_unlock(v);
+		return;
+	}
+	if (c->state == VCONN_HANDSHAKE) {
+		handshake_read(v, c);
+	} else if (c->state == VCONN_ESTABLISHED) {
+		bool alive = true;
+
+		if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && c->buf_len)
+			alive = vsock_conn_output(v, c);
+		if (alive && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) &&
+		    !c->host_eof && !(c->guest_shut & VSOCK_SHUTDOWN_RCV)) {
+			vsock_conn_kick(v, c, VPEND_DATA);
+			vsock_conn_rewatch(v, c);
+		}
+	}
+	vsock_process_queues_locked(v);
+	vsock_unlock(v);
+}
+
+static void on_accept(void *opaque, uint32_t events)
+{
+	struct vsock *v = opaque;
+
+	(void)events;
+	for (int i = 0; i < 64; i++) {
+		struct vsock_conn *c;
+		int fd = accept4(v->listen_fd, NULL, NULL,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != EINTR && errno != ECONNABORTED)
+				log_warn_errno("accept on %s", v->uds_path);
+			return;
+		}
+		pthread_mutex_lock(&v->lock);
+		c = vsock_conn_alloc(v, fd);
+		if (!c) {
+			log_warn_rl("connection table full, refusing host peer");
+			close(fd);
+		} else {
+			c->state = VCONN_HANDSHAKE;
+			c->host_initiated = true;
+			c->deadline_ms = vsock_now_ms() + VSOCK_HANDSHAKE_MS;
+			vsock_conn_rewatch(v, c);
+			vsock_host_arm_timer(v);
+		}
+		vsock_unlock(v);
+	}
+}
+
+static void on_timer(void *opaque, uint32_t events)
+{
+	struct vsock *v = opaque;
+	uint64_t ticks, now = vsock_now_ms();
+	bool waiting = false;
+	struct itimerspec off = { { 0, 0 }, { 0, 0 } };
+
+	(void)events;
+	if (read(v->timer_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+		log_warn_errno("vsock timer");
+	pthread_mutex_lock(&v->lock);
+	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+		struct vsock_conn *c = &v->conns[i];
+
+		if (c->state != VCONN_HANDSHAKE && c->state != VCONN_REQ_SENT)
+			continue;
+		if (c->deadline_ms > now) {
+			waiting = true;
+			continue;
+		}
+		/* No CONNECT line, or no answer from the guest, in time. */
+		vsock_conn_close(v, c, true);
+	}
+	if (!waiting && v->timer_armed) {
+		timerfd_settime(v->timer_fd, 0, &off, NULL);
+		v->timer_armed = false;
+	}
+	vsock_process_queues_locked(v);
+	vsock_unlock(v);
+}
+
+/* Binds uds_path, replacing a stale socket but nothing else. */
+static int listen_on(const char *path)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	int fd, ret;
+
+	ret = fill_addr(&sa, path);
+	if (ret < 0)
+		return ret;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return -EEXIST;
+		if (unlink(path) < 0)
+			return -errno;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(fd, 128) < 0) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+struct vsock *vsock_create(const char *uds_path, uint64_t guest_cid,
+			   struct evloop *loop, int *err)
+{
+	struct vsock *v;
+	int ret;
+
+	v = calloc(1, sizeof(*v));
+	if (!v) {
+		ret = -ENOMEM;
+		goto err_out;
+	}
+	ret = vsock_dev_init(v, guest_cid);
+	if (ret < 0)
+		goto err_free;
+	v->loop = loop;
+	v->uds_path = strdup(uds_path);
+	if (!v->uds_path) {
+		ret = -ENOMEM;
+		goto err_fini;
+	}
+	ret = listen_on(uds_path);
+	if (ret < 0)
+		goto err_path;
+	v->listen_fd = ret;
+	v->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (v->timer_fd < 0) {
+		ret = -errno;
+		goto err_listen;
+	}
+	ret = evloop_add(loop, v->listen_fd, EPOLLIN, on_accept, v);
+	if (ret < 0)
+		goto err_timer;
+	ret = evloop_add(loop, v->timer_fd, EPOLLIN, on_timer, v);
+	if (ret < 0)
+		goto err_del_listen;
+	return v;
+
+err_del_listen:
+	evloop_del(loop, v->listen_fd);
+err_timer:
+	close(v->timer_fd);
+err_listen:
+	close(v->listen_fd);
+	unlink(uds_path);
+err_path:
+	free(v->uds_path);
+err_fini:
+	vsock_dev_fini(v);
+err_free:
+	free(v);
+err_out:
+	*err = ret;
+	return NULL;
+}
+
+void vsock_destroy(struct vsock *v)
+{
+	if (!v)
+		return;
+	v->loop = NULL; /* destroyed already: close without unregistering */
+	vsock_dev_fini(v);
+	close(v->timer_fd);
+	close(v->listen_fd);
+	unlink(v->uds_path);
+	free(v->uds_path);
+	free(v);
+}
