@@ -1,0 +1,1033 @@
+/*
+ * Unit tests: the virtio-vsock device (vsock.c) and its Unix-socket host
+ * side (vsock_unix.c), driven through real split virtqueues (virtq.c) over a
+ * fake guest RAM, the real event loop (run one round at a time) and real
+ * Unix sockets in a temporary directory. The transport is faked: these
+ * tests play the driver.
+ */
+// link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/virtio/virtq.c
+// link: vmm/virtio/vsock.c vmm/virtio/vsock_unix.c
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "evloop.h"
+#include "log.h"
+#include "mem.h"
+#include "virtio/mmio.h"
+#include "virtio/virtq.h"
+#include "virtio/vsock.h"
+#include "virtio/vsock_int.h"
+
+#define GUEST_CID 3
+#define RAM_SIZE (4u << 20)
+#define QSZ 16
+#define RXBUF_GPA 0x100000ULL
+#define RXBUF_SIZE 0x11000u /* a 64 KiB payload plus the header fits */
+#define TXBUF_GPA 0x300000ULL
+#define TXBUF_SIZE (VSOCK_MAX_PAYLOAD + 0x1000)
+#define EVBUF_GPA 0x3f0000ULL
+
+/* ---- a fake transport: only what vsock.c calls ---- */
+
+static unsigned signalled[VSOCK_NR_QUEUES];
+static int needs_reset;
+
+void vmmio_signal_used(struct vmmio_dev *t, unsigned q)
+{
+	(void)t;
+	assert_true(q < VSOCK_NR_QUEUES);
+	signalled[q]++;
+}
+
+bool vmmio_is_live(const struct vmmio_dev *t)
+{
+	return t->activated && !needs_reset;
+}
+
+void vmmio_set_needs_reset(struct vmmio_dev *t, const char *why)
+{
+	(void)t;
+	(void)why;
+	needs_reset++;
+}
+
+/* ---- the "driver": rings in fake guest RAM ---- */
+
+struct tq {
+	uint64_t desc, avail, used;
+	uint16_t avail_idx, used_seen;
+};
+
+static uint8_t *ram;
+static struct guest_mem mem;
+static struct vmmio_dev t;
+static struct tq q[VSOCK_NR_QUEUES];
+static struct evloop *loop;
+static struct vsock *v;
+static char dir[64], path[128];
+
+static void set_desc(struct tq *tq, uint16_t i, uint64_t addr, uint32_t len,
+		     uint16_t flags, uint16_t next)
+{
+	uint8_t *d = ram + tq->desc + 16 * i;
+
+	memcpy(d, &addr, 8);
+	memcpy(d + 8, &len, 4);
+	memcpy(d + 12, &flags, 2);
+	memcpy(d + 14, &next, 2);
+}
+
+static void offer(struct tq *tq, uint16_t head)
+{
+	uint16_t *avail = (uint16_t *)(ram + tq->avail);
+
+	avail[2 + tq->avail_idx % QSZ] = head;
+	tq->avail_idx++;
+	__atomic_store_n(&avail[1], tq->avail_idx, __ATOMIC_RELEASE);
+}
+
+/* Next used element of a queue: 1 and (id, len), or 0. */
+static int take_used(struct tq *tq, uint32_t *id, uint32_t *len)
+{
+	uint8_t *used = ram + tq->used;
+	uint16_t idx;
+
+	memcpy(&idx, used + 2, 2);
+	if (idx == tq->used_seen)
+		return 0;
+	memcpy(id, used + 4 + 8 * (tq->used_seen % QSZ), 4);
+	memcpy(len, used + 8 + 8 * (tq->used_seen % QSZ), 4);
+	tq->used_seen++;
+	return 1;
+}
+
+static void post_rx(uint16_t slot)
+{
+	set_desc(&q[0], slot, RXBUF_GPA + (uint64_t)slot * RXBUF_SIZE, RXBUF_SIZE,
+		 VIRTQ_DESC_F_WRITE, 0);
+	offer(&q[0], slot);
+}
+
+static void post_all_rx(void)
+{
+	for (uint16_t i = 0; i < QSZ; i++)
+		post_rx(i);
+}
+
+struct pkt {
+	struct vsock_hdr h;
+	uint8_t *data;
+};
+
+/* Takes one packet the device put in an rx buffer and re-posts the
+ * buffer. 1 or 0 when none is waiting. */
+static int rx_pkt(struct pkt *p)
+{
+	uint32_t id, len;
+
+	if (!take_used(&q[0], &id, &len))
+		return 0;
+	assert_true(id < QSZ);
+	assert_true(len >= VSOCK_HDR_SIZE);
+	memcpy(&p->h, ram + RXBUF_GPA + (uint64_t)id * RXBUF_SIZE, sizeof(p->h));
+	assert_int_equal(p->h.len, len - VSOCK_HDR_SIZE);
+	assert_int_equal(p->h.src_cid, VSOCK_HOST_CID);
+	assert_int_equal(p->h.dst_cid, GUEST_CID);
+	assert_int_equal(p->h.type, VSOCK_TYPE_STREAM);
+	p->data = ram + RXBUF_GPA + (uint64_t)id * RXBUF_SIZE + VSOCK_HDR_SIZE;
+	post_rx((uint16_t)id);
+	return 1;
+}
+
+static void kick(unsigned qi)
+{
+	vsock_ops.notify(v, qi);
+}
+
+/* Expects the next rx packet to have `op` between the given ports (failures
+ * are reported at the caller's line). */
+#define expect_pkt(op, src, dst) expect_pkt_at(op, src, dst, __FILE__, __LINE__)
+static struct pkt expect_pkt_at(uint16_t op, uint32_t src_port,
+				uint32_t dst_port, const char *file, int line)
+{
+	struct pkt p;
+
+	_assert_int_equal(rx_pkt(&p), 1, file, line);
+	_assert_int_equal(p.h.op, op, file, line);
+	_assert_int_equal(p.h.src_port, src_port, file, line);
+	_assert_int_equal(p.h.dst_port, dst_port, file, line);
+	return p;
+}
+
+static void expect_no_pkt(void)
+{
+	struct pkt p;
+
+	assert_int_equal(rx_pkt(&p), 0);
+}
+
+static struct vsock_hdr ghdr(uint16_t op, uint32_t src_port, uint32_t dst_port,
+			     uint32_t len)
+{
+	return (struct vsock_hdr){
+		.src_cid = GUEST_CID,
+		.dst_cid = VSOCK_HOST_CID,
+		.src_port = src_port,
+		.dst_port = dst_port,
+		.len = len,
+		.type = VSOCK_TYPE_STREAM,
+		.op = op,
+		.buf_alloc = 1u << 20,
+		.fwd_cnt = 0,
+	};
+}
+
+/* Sends one packet on tx: header and payload in two descriptors (as Linux
+ * does), `present` payload bytes actually in the chain. */
+static void tx_raw(const struct vsock_hdr *h, const void *data,
+		   uint32_t present)
+{
+	uint32_t id, len;
+
+	memcpy(ram + TXBUF_GPA, h, sizeof(*h));
+	if (present) {
+		memcpy(ram + TXBUF_GPA + 0x1000, data, present);
+		set_desc(&q[1], 0, TXBUF_GPA, VSOCK_HDR_SIZE, VIRTQ_DESC_F_NEXT, 1);
+		set_desc(&q[1], 1, TXBUF_GPA + 0x1000, present, 0, 0);
+	} else {
+		set_desc(&q[1], 0, TXBUF_GPA, VSOCK_HDR_SIZE, 0, 0);
+	}
+	offer(&q[1], 0);
+	kick(VSOCK_QUEUE_TX);
+	assert_int_equal(take_used(&q[1], &id, &len), 1);
+	assert_int_equal(id, 0);
+}
+
+static void tx(uint16_t op, uint32_t src_port, uint32_t dst_port,
+	       const void *data, uint32_t len)
+{
+	struct vsock_hdr h = ghdr(op, src_port, dst_port, len);
+
+	tx_raw(&h, data, len);
+}
+
+static void pump(int rounds)
+{
+	for (int i = 0; i < rounds; i++)
+		evloop_run_once(loop, 0);
+}
+
+static int setup(void **state)
+{
+	int err = 0;
+
+	(void)state;
+	log_set_level(LOG_ERR);
+	ram = aligned_alloc(4096, RAM_SIZE);
+	assert_non_null(ram);
+	memset(ram, 0, RAM_SIZE);
+	mem_layout(&mem, ram, RAM_SIZE);
+	strcpy(dir, "/tmp/vsock-test-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/v.sock", dir);
+	loop = evloop_create(&err);
+	assert_non_null(loop);
+	v = vsock_create(path, GUEST_CID, loop, &err);
+	assert_non_null(v);
+
+	memset(&t, 0, sizeof(t));
+	memset(q, 0, sizeof(q));
+	memset(signalled, 0, sizeof(signalled));
+	needs_reset = 0;
+	t.mem = &mem;
+	for (unsigned i = 0; i < VSOCK_NR_QUEUES; i++) {
+		q[i].desc = 0x10000 + 0x1000 * i;
+		q[i].avail = q[i].desc + 0x400;
+		q[i].used = q[i].desc + 0x800;
+		virtq_reset(&t.vq[i]);
+		t.vq[i].size = QSZ;
+		t.vq[i].desc_gpa = q[i].desc;
+		t.vq[i].avail_gpa = q[i].avail;
+		t.vq[i].used_gpa = q[i].used;
+		t.vq[i].ready = true;
+		assert_int_equal(virtq_activate(&t.vq[i], &mem, VSOCK_QUEUE_MAX), 0);
+	}
+	t.activated = true;
+	t.status = VIRTIO_STATUS_DRIVER_OK;
+	assert_int_equal(vsock_ops.activate(v, &t), 0);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	evloop_destroy(loop); /* the VM's order: no callback runs after */
+	vsock_destroy(v);
+	/* The device unlinked its socket; remove listeners tests made. */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+	free(ram);
+	return 0;
+}
+
+/* A host listener at "<path>_<port>". */
+static int host_listen(uint32_t port)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_true(snprintf(sa.sun_path, sizeof(sa.sun_path), "%.80s_%u", path,
+			     port) < (int)sizeof(sa.sun_path));
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 128), 0);
+	return fd;
+}
+
+/* A host client of the device's socket. */
+static int host_dial(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_true(snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", path) <
+		    (int)sizeof(sa.sun_path));
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static void write_all(int fd, const void *buf, size_t len)
+{
+	assert_int_equal(write(fd, buf, len), (ssize_t)len);
+}
+
+/* True when the peer closed `fd` (read returns EOF or a reset) within
+ * a short wait, pumping the device meanwhile. */
+static bool host_closed(int fd)
+{
+	char c;
+
+	for (int i = 0; i < 50; i++) {
+		ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return true;
+		if (n > 0)
+			return false;
+		pump(1);
+		usleep(1000);
+	}
+	return false;
+}
+
+/* Guest connects to host port `port` from guest port `gport`; returns the
+ * accepted host socket. */
+static int guest_connect(int lfd, uint32_t gport, uint32_t port)
+{
+	int fd;
+
+	tx(VSOCK_OP_REQUEST, gport, port, NULL, 0);
+	expect_pkt(VSOCK_OP_RESPONSE, port, gport);
+	fd = accept(lfd, NULL, NULL);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/* Host connects to guest port `gport` and the guest accepts. Sets *local
+ * to the host-side port the device chose. */
+static int host_connect(uint32_t gport, uint32_t *local)
+{
+	char line[64], want[32];
+	struct pkt p;
+	int fd = host_dial();
+	ssize_t n;
+
+	snprintf(line, sizeof(line), "CONNECT %u\n", gport);
+	write_all(fd, line, strlen(line));
+	pump(3);
+	assert_int_equal(rx_pkt(&p), 1);
+	assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
+	assert_int_equal(p.h.dst_port, gport);
+	assert_true(p.h.src_port >= (1u << 30));
+	*local = p.h.src_port;
+	tx(VSOCK_OP_RESPONSE, gport, *local, NULL, 0);
+	snprintf(want, sizeof(want), "OK %u\n", *local);
+	n = recv(fd, line, strlen(want), MSG_WAITALL);
+	assert_int_equal(n, (ssize_t)strlen(want));
+	assert_memory_equal(line, want, strlen(want));
+	return fd;
+}
+
+/* ---- tests ---- */
+
+static void test_config(void **state)
+{
+	uint8_t b[8];
+	uint32_t hi;
+
+	(void)state;
+	assert_int_equal(vsock_ops.device_id, VIRTIO_ID_VSOCK);
+	assert_int_equal(vsock_ops.nr_queues, 3);
+	vsock_ops.config_read(v, 0, b, 8);
+	assert_int_equal(b[0], GUEST_CID);
+	assert_int_equal(b[1] | b[7], 0);
+	vsock_ops.config_read(v, 4, (uint8_t *)&hi, 4);
+	assert_int_equal(hi, 0);
+	b[0] = 99;
+	vsock_ops.config_write(v, 0, b, 1); /* read-only */
+	vsock_ops.config_read(v, 0, b, 1);
+	assert_int_equal(b[0], GUEST_CID);
+}
+
+static void test_create_checks(void **state)
+{
+	char p2[160];
+	int err = 0, fd;
+
+	(void)state;
+	/* Bad CIDs. */
+	snprintf(p2, sizeof(p2), "%s/x.sock", dir);
+	assert_null(vsock_create(p2, 2, loop, &err));
+	assert_int_equal(err, -EINVAL);
+	assert_null(vsock_create(p2, 0xffffffffULL, loop, &err));
+	assert_int_equal(err, -EINVAL);
+	/* A regular file is never replaced. */
+	snprintf(p2, sizeof(p2), "%s/file", dir);
+	fd = open(p2, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_null(vsock_create(p2, 3, loop, &err));
+	assert_int_equal(err, -EEXIST);
+	/* A path longer than sun_path. */
+	memset(p2, 'a', sizeof(p2) - 1);
+	p2[sizeof(p2) - 1] = 0;
+	assert_null(vsock_create(p2, 3, loop, &err));
+	assert_int_equal(err, -ENAMETOOLONG);
+}
+
+static void test_hdr_check(void **state)
+{
+	struct vsock_hdr h = ghdr(VSOCK_OP_RW, 1, 2, 10);
+
+	(void)state;
+	assert_int_equal(vsock_hdr_check(v, &h, 10), 0);
+	assert_int_equal(vsock_hdr_check(v, &h, 9), -EBADMSG);
+	h.len = VSOCK_MAX_PAYLOAD + 1;
+	assert_int_equal(vsock_hdr_check(v, &h, h.len), -EMSGSIZE);
+	h.len = 0xffffffffu;
+	assert_int_equal(vsock_hdr_check(v, &h, 0), -EMSGSIZE);
+	h = ghdr(VSOCK_OP_RW, 1, 2, 0);
+	h.type = VSOCK_TYPE_SEQPACKET;
+	assert_int_equal(vsock_hdr_check(v, &h, 0), -EPROTOTYPE);
+	h = ghdr(VSOCK_OP_INVALID, 1, 2, 0);
+	assert_int_equal(vsock_hdr_check(v, &h, 0), -EOPNOTSUPP);
+	h.op = 8;
+	assert_int_equal(vsock_hdr_check(v, &h, 0), -EOPNOTSUPP);
+	h = ghdr(VSOCK_OP_RW, 1, 2, 0);
+	h.src_cid = 4;
+	assert_int_equal(vsock_hdr_check(v, &h, 0), -EADDRNOTAVAIL);
+	h.src_cid = GUEST_CID | (1ULL << 32);
+	assert_int_equal(vsock_hdr_check(v, &h, 0), -EADDRNOTAVAIL);
+	h = ghdr(VSOCK_OP_RW, 1, 2, 0);
+	h.dst_cid = 1;
+	assert_int_equal(vsock_hdr_check(v, &h, 0), -EADDRNOTAVAIL);
+}
+
+/* Every malformed packet is answered by an RST with swapped ports. */
+static void test_bad_packets_rst(void **state)
+{
+	static uint8_t data[VSOCK_MAX_PAYLOAD + 16];
+	struct vsock_hdr h;
+	uint32_t id, len;
+
+	(void)state;
+	post_all_rx();
+	h = ghdr(VSOCK_OP_RW, 10, 20, 100); /* says 100, carries 50 */
+	tx_raw(&h, data, 50);
+	expect_pkt(VSOCK_OP_RST, 20, 10);
+	h = ghdr(VSOCK_OP_RW, 11, 20, VSOCK_MAX_PAYLOAD + 16); /* oversize */
+	tx_raw(&h, data, VSOCK_MAX_PAYLOAD + 16);
+	expect_pkt(VSOCK_OP_RST, 20, 11);
+	h = ghdr(9, 12, 20, 0); /* unknown op */
+	tx_raw(&h, NULL, 0);
+	expect_pkt(VSOCK_OP_RST, 20, 12);
+	h = ghdr(VSOCK_OP_REQUEST, 13, 20, 0); /* seqpacket */
+	h.type = VSOCK_TYPE_SEQPACKET;
+	tx_raw(&h, NULL, 0);
+	expect_pkt(VSOCK_OP_RST, 20, 13);
+	h = ghdr(VSOCK_OP_REQUEST, 14, 20, 0); /* spoofed source */
+	h.src_cid = 77;
+	tx_raw(&h, NULL, 0);
+	expect_pkt(VSOCK_OP_RST, 20, 14);
+	/* An RST to an unknown connection is never answered. */
+	tx(VSOCK_OP_RST, 15, 20, NULL, 0);
+	expect_no_pkt();
+	/* Data for a connection that does not exist: RST. */
+	tx(VSOCK_OP_RW, 16, 20, "x", 1);
+	expect_pkt(VSOCK_OP_RST, 20, 16);
+	/* A chain shorter than a header is dropped without an answer. */
+	set_desc(&q[1], 0, TXBUF_GPA, 20, 0, 0);
+	offer(&q[1], 0);
+	kick(VSOCK_QUEUE_TX);
+	assert_int_equal(take_used(&q[1], &id, &len), 1);
+	expect_no_pkt();
+	assert_int_equal(v->stat_bad_pkts, 6);
+	assert_int_equal(needs_reset, 0);
+	assert_int_equal(v->nr_conns, 0);
+}
+
+static void test_parse_connect(void **state)
+{
+	uint32_t port = 0;
+	static const char *const bad[] = {
+		"CONNECT \n", "CONNECT  1\n", "CONNECT -1\n", "CONNECT +1\n",
+		"CONNECT 12a\n", "CONNECT 4294967295\n", "CONNECT 99999999999\n",
+		"connect 1\n", "CONNECT 1", "CONNECT 1\r\n", "CONNECTX 1\n",
+		"CONNECT 000000000000000000001\n", "\n", "",
+	};
+
+	(void)state;
+	assert_int_equal(vsock_parse_connect("CONNECT 1234\n", 13, &port), 0);
+	assert_int_equal(port, 1234);
+	assert_int_equal(vsock_parse_connect("CONNECT 0\n", 10, &port), 0);
+	assert_int_equal(port, 0);
+	assert_int_equal(vsock_parse_connect("CONNECT 4294967294\n", 19, &port), 0);
+	assert_int_equal(port, 4294967294u);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(vsock_parse_connect(bad[i], strlen(bad[i]), &port),
+				 -EINVAL);
+}
+
+/* Garbage, over-long or missing handshakes close the host socket. */
+static void test_handshake_errors(void **state)
+{
+	static const char *const lines[] = {
+		"CONNECT abc\n", "GET / HTTP/1.0\n", "CONNECT 4294967295\n",
+		"CONNECT 1234567890123456789012345678901234567890", /* no \n */
+	};
+	int fd;
+
+	(void)state;
+	post_all_rx();
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		fd = host_dial();
+		write_all(fd, lines[i], strlen(lines[i]));
+		assert_true(host_closed(fd));
+		close(fd);
+	}
+	/* A partial line is kept, not busy-looped on; EOF closes it. */
+	fd = host_dial();
+	write_all(fd, "CONN", 4);
+	pump(3);
+	assert_int_equal(v->nr_conns, 1);
+	shutdown(fd, SHUT_WR);
+	assert_true(host_closed(fd));
+	close(fd);
+	/* Silence: the deadline closes it. */
+	fd = host_dial();
+	pump(2);
+	assert_int_equal(v->nr_conns, 1);
+	for (int i = 0; i < 40 && !host_closed(fd); i++)
+		evloop_run_once(loop, 100);
+	assert_int_equal(v->nr_conns, 0);
+	close(fd);
+	expect_no_pkt(); /* the guest never heard of any of them */
+}
+
+static void test_guest_connect_refused(void **state)
+{
+	(void)state;
+	post_all_rx();
+	tx(VSOCK_OP_REQUEST, 1000, 5000, NULL, 0);
+	expect_pkt(VSOCK_OP_RST, 5000, 1000);
+	assert_int_equal(v->nr_conns, 0);
+}
+
+static void fill_pattern(uint8_t *b, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		b[i] = (uint8_t)(i * 131 + seed + (i >> 8));
+}
+
+static void test_guest_connect_data(void **state)
+{
+	static uint8_t out[300000], in[300000];
+	size_t got = 0, off;
+	struct pkt p;
+	int lfd, fd;
+
+	(void)state;
+	post_all_rx();
+	lfd = host_listen(5001);
+	fd = guest_connect(lfd, 1001, 5001);
+	/* guest -> host, byte-exact, in 64 KiB packets. */
+	fill_pattern(out, sizeof(out), 7);
+	for (off = 0; off < sizeof(out);) {
+		uint32_t n = sizeof(out) - off > VSOCK_MAX_PAYLOAD
+				     ? VSOCK_MAX_PAYLOAD
+				     : (uint32_t)(sizeof(out) - off);
+
+		tx(VSOCK_OP_RW, 1001, 5001, out + off, n);
+		off += n;
+		/* Read as we go: the guest's credit is 256 KiB. */
+		while (got < off) {
+			ssize_t r = recv(fd, in + got, sizeof(in) - got, MSG_DONTWAIT);
+
+			if (r <= 0) {
+				pump(1);
+				continue;
+			}
+			got += (size_t)r;
+		}
+	}
+	assert_memory_equal(in, out, sizeof(out));
+	/* host -> guest, byte-exact. */
+	fill_pattern(out, 100000, 9);
+	write_all(fd, out, 100000);
+	got = 0;
+	for (int i = 0; i < 100 && got < 100000; i++) {
+		pump(1);
+		while (rx_pkt(&p)) {
+			if (p.h.op != VSOCK_OP_RW)
+				continue; /* credit updates */
+			assert_int_equal(p.h.src_port, 5001);
+			assert_int_equal(p.h.dst_port, 1001);
+			assert_true(got + p.h.len <= 100000);
+			memcpy(in + got, p.data, p.h.len);
+			got += p.h.len;
+		}
+	}
+	assert_int_equal(got, 100000);
+	assert_memory_equal(in, out, 100000);
+	close(fd);
+	close(lfd);
+}
+
+static void test_host_connect(void **state)
+{
+	uint32_t local;
+	struct pkt p;
+	char buf[16];
+	int fd, fd2;
+
+	(void)state;
+	post_all_rx();
+	fd = host_connect(1234, &local);
+	/* Bytes pipelined right after the CONNECT line are not lost. */
+	fd2 = host_dial();
+	write_all(fd2, "CONNECT 1235\nhello", 18);
+	pump(3);
+	expect_pkt(VSOCK_OP_REQUEST, local + 1, 1235);
+	tx(VSOCK_OP_RESPONSE, 1235, local + 1, NULL, 0);
+	assert_int_equal(recv(fd2, buf, 16, 0), (ssize_t)strlen("OK 1073741825\n"));
+	pump(2);
+	p = expect_pkt(VSOCK_OP_RW, local + 1, 1235);
+	assert_int_equal(p.h.len, 5);
+	assert_memory_equal(p.data, "hello", 5);
+	/* guest -> host on the first one. */
+	tx(VSOCK_OP_RW, 1234, local, "abc", 3);
+	assert_int_equal(recv(fd, buf, 3, MSG_WAITALL), 3);
+	assert_memory_equal(buf, "abc", 3);
+	/* A guest with nobody on the port answers RST: the host socket closes
+	 * at once. */
+	{
+		int fd3 = host_dial();
+
+		write_all(fd3, "CONNECT 4444\n", 13);
+		pump(3);
+		p = expect_pkt(VSOCK_OP_REQUEST, local + 2, 4444);
+		tx(VSOCK_OP_RST, 4444, local + 2, NULL, 0);
+		assert_true(host_closed(fd3));
+		close(fd3);
+	}
+	assert_int_equal(v->nr_conns, 2);
+	close(fd);
+	close(fd2);
+}
+
+/* Host -> guest never exceeds the guest's advertised credit. */
+static void test_host_to_guest_credit(void **state)
+{
+	static uint8_t out[5000];
+	struct vsock_hdr h;
+	uint32_t local, got = 0;
+	struct pkt p;
+	char ok[32];
+	int fd = host_dial();
+
+	(void)state;
+	post_all_rx();
+	write_all(fd, "CONNECT 77\n", 11);
+	pump(3);
+	assert_int_equal(rx_pkt(&p), 1);
+	assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
+	assert_int_equal(p.h.dst_port, 77);
+	local = p.h.src_port;
+	h = ghdr(VSOCK_OP_RESPONSE, 77, local, 0);
+	h.buf_alloc = 1000;
+	h.fwd_cnt = 0;
+	tx_raw(&h, NULL, 0);
+	assert_true(recv(fd, ok, sizeof(ok), 0) > 0);
+	fill_pattern(out, sizeof(out), 3);
+	write_all(fd, out, sizeof(out));
+	pump(5);
+	while (rx_pkt(&p)) {
+		assert_int_equal(p.h.op, VSOCK_OP_RW);
+		assert_memory_equal(p.data, out + got, p.h.len);
+		got += p.h.len;
+	}
+	assert_int_equal(got, 1000);
+	/* Still stalled after more events: no reads without credit. */
+	pump(5);
+	expect_no_pkt();
+	/* The guest consumed 600: exactly 600 more may come. */
+	h = ghdr(VSOCK_OP_CREDIT_UPDATE, 77, local, 0);
+	h.buf_alloc = 1000;
+	h.fwd_cnt = 600;
+	tx_raw(&h, NULL, 0);
+	pump(3);
+	while (rx_pkt(&p)) {
+		assert_int_equal(p.h.op, VSOCK_OP_RW);
+		assert_memory_equal(p.data, out + got, p.h.len);
+		got += p.h.len;
+	}
+	assert_int_equal(got, 1600);
+	/* A guest that lies (fwd_cnt ahead of what we sent) gets nothing. */
+	h.fwd_cnt = 100000;
+	tx_raw(&h, NULL, 0);
+	pump(3);
+	expect_no_pkt();
+	/* CREDIT_REQUEST is answered with our credit (the guest's own credit
+	 * is exactly used up, so no data may come with it). */
+	h = ghdr(VSOCK_OP_CREDIT_REQUEST, 77, local, 0);
+	h.buf_alloc = 1000;
+	h.fwd_cnt = 600;
+	tx_raw(&h, NULL, 0);
+	p = expect_pkt(VSOCK_OP_CREDIT_UPDATE, local, 77);
+	assert_int_equal(p.h.buf_alloc, VSOCK_BUF_ALLOC);
+	close(fd);
+}
+
+/* A host peer that stops reading: we buffer at most our advertised credit,
+ * send CREDIT_UPDATE once it reads, and RST a guest that overruns. */
+static void test_guest_to_host_credit(void **state)
+{
+	static uint8_t out[VSOCK_MAX_PAYLOAD], sink[VSOCK_BUF_ALLOC * 2];
+	struct vsock_conn *c;
+	struct pkt p;
+	int lfd, fd, sz = 4096;
+	bool update = false;
+	unsigned sent = 0;
+
+	(void)state;
+	post_all_rx();
+	lfd = host_listen(6001);
+	fd = guest_connect(lfd, 2001, 6001);
+	c = vsock_conn_lookup(v, 6001, 2001);
+	assert_non_null(c);
+	/* Shrink both socket buffers so the device must hold the bytes. */
+	assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)), 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz)), 0);
+	fill_pattern(out, sizeof(out), 1);
+	for (int i = 0; i < 4; i++) {
+		tx(VSOCK_OP_RW, 2001, 6001, out, sizeof(out));
+		sent += sizeof(out);
+	}
+	assert_true(c->buf_len > 0);
+	assert_true(c->buf_len <= VSOCK_BUF_ALLOC);
+	assert_int_equal(c->state, VCONN_ESTABLISHED);
+	/* The host drains: the device flushes and tells the guest. */
+	for (int i = 0; i < 200 && !update; i++) {
+		ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+
+		(void)n;
+		pump(1);
+		while (rx_pkt(&p))
+			if (p.h.op == VSOCK_OP_CREDIT_UPDATE) {
+				assert_true(p.h.fwd_cnt > 0);
+				assert_true(p.h.fwd_cnt <= sent);
+				update = true;
+			}
+	}
+	assert_true(update);
+	/* Now stop reading and overrun the credit: RST, connection gone. */
+	for (int i = 0; i < 8 && vsock_conn_lookup(v, 6001, 2001); i++)
+		tx(VSOCK_OP_RW, 2001, 6001, out, sizeof(out));
+	assert_null(vsock_conn_lookup(v, 6001, 2001));
+	assert_int_equal(v->stat_credit_violations, 1);
+	for (;;) {
+		assert_int_equal(rx_pkt(&p), 1);
+		if (p.h.op == VSOCK_OP_RST)
+			break;
+	}
+	assert_int_equal(p.h.src_port, 6001);
+	/* The host reads what was already in its socket, then EOF. */
+	for (int i = 0;; i++) {
+		ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+
+		assert_true(i < 1000);
+		if (n == 0)
+			break;
+		assert_true(n > 0);
+	}
+	close(fd);
+	close(lfd);
+}
+
+static void test_shutdown_and_rst_free(void **state)
+{
+	char buf[8];
+	int lfd, fd;
+
+	(void)state;
+	post_all_rx();
+	lfd = host_listen(7001);
+
+	/* Guest shuts down both ways: the data still reaches the host, then
+	 * the host sees EOF, the guest gets our RST, the slot is free. */
+	fd = guest_connect(lfd, 3001, 7001);
+	tx(VSOCK_OP_RW, 3001, 7001, "bye", 3);
+	{
+		struct vsock_hdr h = ghdr(VSOCK_OP_SHUTDOWN, 3001, 7001, 0);
+
+		h.flags = VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND;
+		tx_raw(&h, NULL, 0);
+	}
+	expect_pkt(VSOCK_OP_RST, 7001, 3001);
+	assert_int_equal(recv(fd, buf, 3, MSG_WAITALL), 3);
+	assert_true(host_closed(fd));
+	assert_int_equal(v->nr_conns, 0);
+	close(fd);
+
+	/* Guest half-close (SEND): host reads EOF but may still write. */
+	fd = guest_connect(lfd, 3002, 7001);
+	{
+		struct vsock_hdr h = ghdr(VSOCK_OP_SHUTDOWN, 3002, 7001, 0);
+
+		h.flags = VSOCK_SHUTDOWN_SEND;
+		tx_raw(&h, NULL, 0);
+	}
+	assert_true(host_closed(fd));
+	write_all(fd, "late", 4);
+	pump(3);
+	{
+		struct pkt p = expect_pkt(VSOCK_OP_RW, 7001, 3002);
+
+		assert_memory_equal(p.data, "late", 4);
+	}
+	/* Host closes too: both directions are over, the device ends the
+	 * connection with RST. */
+	close(fd);
+	pump(3);
+	expect_pkt(VSOCK_OP_RST, 7001, 3002);
+	assert_int_equal(v->nr_conns, 0);
+
+	/* Host closes first: SHUTDOWN(SEND) to the guest, guest RSTs. */
+	fd = guest_connect(lfd, 3003, 7001);
+	close(fd);
+	pump(3);
+	{
+		struct pkt p = expect_pkt(VSOCK_OP_SHUTDOWN, 7001, 3003);
+
+		assert_int_equal(p.h.flags, VSOCK_SHUTDOWN_SEND);
+	}
+	assert_int_equal(v->nr_conns, 1);
+	tx(VSOCK_OP_RST, 3003, 7001, NULL, 0);
+	assert_int_equal(v->nr_conns, 0);
+	expect_no_pkt();
+
+	/* Host peer killed mid-stream: the next write fails, RST, freed. */
+	fd = guest_connect(lfd, 3004, 7001);
+	close(fd);
+	tx(VSOCK_OP_RW, 3004, 7001, "data", 4);
+	pump(2);
+	for (;;) {
+		struct pkt p;
+
+		assert_int_equal(rx_pkt(&p), 1);
+		if (p.h.op == VSOCK_OP_RST) {
+			assert_int_equal(p.h.dst_port, 3004);
+			break;
+		}
+		assert_int_equal(p.h.op, VSOCK_OP_SHUTDOWN);
+	}
+	assert_int_equal(v->nr_conns, 0);
+
+	/* Duplicate REQUEST for a live connection: RST, dropped. */
+	fd = guest_connect(lfd, 3005, 7001);
+	tx(VSOCK_OP_REQUEST, 3005, 7001, NULL, 0);
+	expect_pkt(VSOCK_OP_RST, 7001, 3005);
+	assert_int_equal(v->nr_conns, 0);
+	assert_true(host_closed(fd));
+	close(fd);
+	close(lfd);
+}
+
+/* Without rx buffers, packets wait (bounded) and resume on the rx kick. */
+static void test_rx_without_buffers(void **state)
+{
+	(void)state;
+	for (uint32_t i = 0; i < 40; i++)
+		tx(VSOCK_OP_REQUEST, 100 + i, 9999, NULL, 0);
+	assert_int_equal(v->ctrl_len, 40);
+	post_all_rx();
+	kick(VSOCK_QUEUE_RX);
+	for (uint32_t i = 0; i < 40; i++) {
+		expect_pkt(VSOCK_OP_RST, 9999, 100 + i);
+		kick(VSOCK_QUEUE_RX);
+	}
+	expect_no_pkt();
+	/* A flood without rx buffers stalls tx instead of growing. */
+	for (uint32_t i = 0; i < VSOCK_CTRL_QUEUE + 64; i++) {
+		struct vsock_hdr h = ghdr(VSOCK_OP_RW, 1, 2, 0);
+		uint32_t id, len;
+
+		while (take_used(&q[0], &id, &len))
+			; /* the driver stops re-posting */
+		memcpy(ram + TXBUF_GPA, &h, sizeof(h));
+		set_desc(&q[1], 0, TXBUF_GPA, VSOCK_HDR_SIZE, 0, 0);
+		offer(&q[1], 0);
+		kick(VSOCK_QUEUE_TX);
+		if (v->tx_stalled)
+			break;
+	}
+	assert_true(v->tx_stalled);
+	assert_true(v->ctrl_len <= VSOCK_CTRL_QUEUE);
+}
+
+static void test_many_connections(void **state)
+{
+	enum { N = 64 };
+	int hfd[N], cfd[N], lfd;
+	uint32_t local[N];
+	char buf[32];
+
+	(void)state;
+	post_all_rx();
+	lfd = host_listen(8001);
+	for (int i = 0; i < N; i++)
+		hfd[i] = guest_connect(lfd, 4000 + (uint32_t)i, 8001);
+	for (int i = 0; i < N; i++)
+		cfd[i] = host_connect(5000 + (uint32_t)i, &local[i]);
+	assert_int_equal(v->nr_conns, 2 * N);
+	/* Each carries its own bytes. */
+	for (int i = 0; i < N; i++) {
+		snprintf(buf, sizeof(buf), "conn %d", i);
+		tx(VSOCK_OP_RW, 4000 + (uint32_t)i, 8001, buf, (uint32_t)strlen(buf));
+		tx(VSOCK_OP_RW, 5000 + (uint32_t)i, local[i], buf, (uint32_t)strlen(buf));
+	}
+	for (int i = 0; i < N; i++) {
+		char want[32], got[32] = { 0 };
+
+		snprintf(want, sizeof(want), "conn %d", i);
+		assert_int_equal(recv(hfd[i], got, strlen(want), MSG_WAITALL),
+				 (ssize_t)strlen(want));
+		assert_string_equal(got, want);
+		memset(got, 0, sizeof(got));
+		assert_int_equal(recv(cfd[i], got, strlen(want), MSG_WAITALL),
+				 (ssize_t)strlen(want));
+		assert_string_equal(got, want);
+	}
+	/* Killing one host peer leaves the others alone. */
+	close(hfd[5]);
+	tx(VSOCK_OP_RW, 4005, 8001, "x", 1);
+	pump(2);
+	assert_null(vsock_conn_lookup(v, 8001, 4005));
+	tx(VSOCK_OP_RW, 4006, 8001, "y", 1);
+	assert_int_equal(recv(hfd[6], buf, 1, 0), 1);
+	assert_int_equal(v->nr_conns, 2 * N - 1);
+	/* Transport reset drops them all and tells the guest. */
+	set_desc(&q[2], 0, EVBUF_GPA, 8, VIRTQ_DESC_F_WRITE, 0);
+	offer(&q[2], 0);
+	memset(ram + EVBUF_GPA, 0xff, 8);
+	vsock_transport_reset(v);
+	assert_int_equal(v->nr_conns, 0);
+	{
+		uint32_t id, len, ev;
+
+		assert_int_equal(take_used(&q[2], &id, &len), 1);
+		assert_int_equal(len, 4);
+		memcpy(&ev, ram + EVBUF_GPA, 4);
+		assert_int_equal(ev, VSOCK_EVENT_TRANSPORT_RESET);
+	}
+	for (int i = 0; i < N; i++) {
+		if (i != 5)
+			assert_true(host_closed(hfd[i]));
+		assert_true(host_closed(cfd[i]));
+		if (i != 5)
+			close(hfd[i]);
+		close(cfd[i]);
+	}
+	close(lfd);
+}
+
+/* The table is bounded: connection VSOCK_MAX_CONNS + 1 gets an RST. */
+static void test_table_full(void **state)
+{
+	int lfd, fds[VSOCK_MAX_CONNS];
+
+	(void)state;
+	post_all_rx();
+	lfd = host_listen(9001);
+	for (int i = 0; i < VSOCK_MAX_CONNS; i++)
+		fds[i] = guest_connect(lfd, 10000 + (uint32_t)i, 9001);
+	tx(VSOCK_OP_REQUEST, 20000, 9001, NULL, 0);
+	expect_pkt(VSOCK_OP_RST, 9001, 20000);
+	assert_int_equal(v->nr_conns, VSOCK_MAX_CONNS);
+	for (int i = 0; i < VSOCK_MAX_CONNS; i++)
+		close(fds[i]);
+	close(lfd);
+}
+
+/* A broken ring marks the device for reset and nothing more happens. */
+static void test_broken_ring(void **state)
+{
+	(void)state;
+	set_desc(&q[1], 0, RAM_SIZE - 8, 64, 0, 0); /* past the end of RAM */
+	offer(&q[1], 0);
+	kick(VSOCK_QUEUE_TX);
+	assert_int_equal(needs_reset, 1);
+	/* The driver resets the device. */
+	vsock_ops.reset(v);
+	assert_int_equal(v->nr_conns, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_config, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_checks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hdr_check, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_packets_rst, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parse_connect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_handshake_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_guest_connect_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_guest_connect_data, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_host_connect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_host_to_guest_credit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_guest_to_host_credit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_and_rst_free, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rx_without_buffers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_table_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_broken_ring, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
