@@ -92,3 +92,6 @@ clean:
 	rm -rf $(BUILD)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+demo: $(ALL)
+	@scripts/demo.sh
