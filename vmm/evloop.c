@@ -47,7 +47,30 @@ struct evloop {
 	bool dispatching;
 	pthread_t thread;
 	bool started, stop;
+	struct evloop *next_loop; /* live_loops list */
 };
+
+/*
+ * Live loops. evloop_add/mod/del on a loop that evloop_destroy already freed
+ * return -ENOENT instead of touching freed memory, so a VM may destroy its
+ * loop (guaranteeing no callback runs any more) before its devices, whose
+ * destroy still unregisters their fds. A stale pointer can only match a new
+ * loop at the same address, where the fd (still open, so not reusable by
+ * anyone else) is not registered: -ENOENT again.
+ */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct evloop *live_loops;
+
+static bool loop_is_live(const struct evloop *loop)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&live_lock);
+	for (struct evloop *l = live_loops; l && !found; l = l->next_loop)
+		found = l == loop;
+	pthread_mutex_unlock(&live_lock);
+	return found;
+}
 
 struct evloop *evloop_create(int *err)
 {
@@ -77,6 +100,10 @@ struct evloop *evloop_create(int *err)
 	}
 	pthread_mutex_init(&loop->lock, NULL);
 	pthread_cond_init(&loop->idle, NULL);
+	pthread_mutex_lock(&live_lock);
+	loop->next_loop = live_loops;
+	live_loops = loop;
+	pthread_mutex_unlock(&live_lock);
 	return loop;
 
 err_wake:
@@ -196,6 +223,14 @@ void evloop_destroy(struct evloop *loop)
 
 	if (!loop)
 		return;
+	pthread_mutex_lock(&live_lock);
+	for (struct evloop **pp = &live_loops; *pp; pp = &(*pp)->next_loop) {
+		if (*pp == loop) {
+			*pp = loop->next_loop;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&live_lock);
 	pthread_mutex_lock(&loop->lock);
 	loop->stop = true;
 	pthread_mutex_unlock(&loop->lock);
@@ -233,6 +268,8 @@ int evloop_add(struct evloop *loop, int fd, uint32_t events, evloop_fn fn,
 
 	if (fd < 0 || !fn)
 		return -EINVAL;
+	if (!loop_is_live(loop))
+		return -ENOENT;
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
@@ -261,6 +298,8 @@ int evloop_mod(struct evloop *loop, int fd, uint32_t events)
 	struct ev_entry *e;
 	int ret = 0;
 
+	if (!loop_is_live(loop))
+		return -ENOENT;
 	pthread_mutex_lock(&loop->lock);
 	e = find_live(loop, fd);
 	if (!e) {
@@ -279,6 +318,8 @@ int evloop_del(struct evloop *loop, int fd)
 	struct ev_entry **pp, *e = NULL;
 	int ret = 0;
 
+	if (!loop_is_live(loop))
+		return -ENOENT;
 	pthread_mutex_lock(&loop->lock);
 	for (pp = &loop->live; *pp; pp = &(*pp)->next) {
 		if ((*pp)->fd == fd) {

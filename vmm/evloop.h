@@ -31,7 +31,9 @@ int evloop_add(struct evloop *loop, int fd, uint32_t events, evloop_fn fn,
 	       void *opaque);
 int evloop_mod(struct evloop *loop, int fd, uint32_t events);
 /* After it returns, fn will not be called again for fd (unless called from
- * fn itself on the event thread, where that holds from the next wait). */
+ * fn itself on the event thread, where that holds from the next wait).
+ * add/mod/del on a loop already destroyed return -ENOENT (devices may be
+ * destroyed after their loop). */
 int evloop_del(struct evloop *loop, int fd);
 
 /* Runs one round of callbacks without the thread (for unit tests): waits at

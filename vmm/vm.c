@@ -336,7 +336,8 @@ int vm_create_devices(struct ember_vm *vm, char *err, size_t errlen)
 				 cfg->disks[i].path, strerror(-ret));
 			return ret;
 		}
-		ret = attach_virtio(vm, VM_VIRTIO_BLK, &vblk_ops, b, err, errlen);
+		ret = attach_virtio(vm, VM_VIRTIO_BLK, vblk_get_ops(b), b, err,
+				    errlen);
 		if (ret < 0)
 			return ret;
 	}
