@@ -235,7 +235,7 @@ int vm_snapshot(struct ember_vm *vm, const char *dir, char *err,
 	for (unsigned i = 0; i < vm->nr_virtio; i++)
 		capture_device(vm, i, &s->dev[i]);
 
-	ret = snap_write_memory(dir, vm->kvm.ram, vm->kvm.ram_size, NULL, err,
+	ret = snap_write_memory(dir, vm->kvm.ram, vm->kvm.ram_size, err,
 				errlen);
 	if (!ret)
 		ret = snap_write_state(dir, s, err, errlen);
