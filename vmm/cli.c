@@ -101,7 +101,7 @@ static const char usage_text[] =
 "  0       the guest powered off cleanly (i8042 reset, or status 0 on the\n"
 "          Ember exit port)\n"
 "  1-63    a plain guest reported this non-zero status (larger ones: 63)\n"
-"  64      usage error            65  invalid kernel or other input file\n"
+"  64      usage error            65  invalid kernel, snapshot or other input\n"
 "  66      a file cannot be opened 69  /dev/kvm unusable or lacking a feature\n"
 "  70      internal VMM error     124 --timeout expired\n"
 "  125     the guest crashed: unhandled exception, triple fault, access to\n"
@@ -205,6 +205,25 @@ static int status_for_create_error(int ret)
 		return ST_UNAVAILABLE;
 	default:
 		return ST_SOFTWARE;
+	}
+}
+
+/* A snapshot that cannot be used is invalid input (65), whatever the
+ * reader's errno, unless a file is missing or KVM is the problem. */
+static int status_for_restore_error(int ret)
+{
+	switch (ret) {
+	case -ENOENT:
+	case -EACCES:
+	case -EPERM:
+		return ST_NOINPUT;
+	case -ENOTSUP:
+	case -ENODEV:
+		return ST_UNAVAILABLE;
+	case -ENOMEM:
+		return ST_SOFTWARE;
+	default:
+		return ST_DATAERR;
 	}
 }
 
@@ -432,6 +451,11 @@ int main(int argc, char **argv)
 		vm = ember_vm_create(&cfg, &ret, err, sizeof(err));
 	}
 	if (!vm) {
+		if (restore) {
+			fprintf(stderr, "ember-vmm: cannot restore '%s': %s\n",
+				restore, err);
+			return status_for_restore_error(ret);
+		}
 		fprintf(stderr, "ember-vmm: %s\n", err);
 		return status_for_create_error(ret);
 	}
