@@ -80,6 +80,8 @@ static const char usage_text[] =
 "                         (guest RAM mapped copy-on-write from DIR/memory).\n"
 "                         --vsock and --disk then override the saved socket\n"
 "                         path and disk paths (a clone must not share them)\n"
+"      --paused           start with the vCPUs paused (resume through the\n"
+"                         control socket)\n"
 "      --prefetch         with --restore: map the pages recorded in\n"
 "                         DIR/workingset before the guest runs\n"
 "      --control PATH     serve the control socket PATH: one command per line,\n"
@@ -250,7 +252,7 @@ int main(int argc, char **argv)
 	enum {
 		OPT_KIND = 256, OPT_CPL, OPT_TEMPLATE, OPT_MICRO, OPT_HANDLER,
 		OPT_BACKEND, OPT_VSOCK, OPT_CID, OPT_RESTORE, OPT_CONTROL,
-		OPT_SNAP_READY, OPT_PREFETCH,
+		OPT_SNAP_READY, OPT_PREFETCH, OPT_PAUSED,
 	};
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, 'k' },
@@ -276,6 +278,7 @@ int main(int argc, char **argv)
 		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "snapshot-at-ready", required_argument, NULL, OPT_SNAP_READY },
 		{ "prefetch", no_argument, NULL, OPT_PREFETCH },
+		{ "paused", no_argument, NULL, OPT_PAUSED },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ember_config cfg;
@@ -283,7 +286,7 @@ int main(int argc, char **argv)
 	struct ember_vm *vm;
 	const char *handler = NULL, *restore = NULL, *control = NULL;
 	const char *snap_ready = NULL;
-	bool prefetch = false;
+	bool prefetch = false, paused = false;
 	struct ember_control *ctl = NULL;
 	bool micro = false;
 	char err[1024];
@@ -394,6 +397,9 @@ int main(int argc, char **argv)
 		case OPT_CONTROL:
 			control = optarg;
 			break;
+		case OPT_PAUSED:
+			paused = true;
+			break;
 		case OPT_PREFETCH:
 			prefetch = true;
 			break;
@@ -461,6 +467,10 @@ int main(int argc, char **argv)
 	}
 	if (snap_ready)
 		ember_vm_snapshot_at_ready(vm, snap_ready);
+	if (paused && !control)
+		usage_error("--paused needs --control PATH to resume the VM");
+	if (paused)
+		ember_vm_pause(vm); /* not running yet: only marks it */
 	if (control) {
 		ctl = ember_control_start(vm, control, &ret);
 		if (!ctl) {

@@ -315,16 +315,31 @@ static void on_timer(void *opaque, uint32_t events)
 	vsock_unlock(v);
 }
 
-/* Binds uds_path, replacing a stale socket but nothing else. */
+/*
+ * Binds uds_path, replacing a stale socket but nothing else. The socket is
+ * bound and listening under a temporary name first, then renamed into
+ * place, so that a client that sees the path never meets the window
+ * between bind() and listen() (ECONNREFUSED).
+ */
 static int listen_on(const char *path)
 {
 	struct sockaddr_un sa;
+	char tmp[sizeof(sa.sun_path)];
 	struct stat st;
 	int fd, ret;
+	bool renamed = false;
 
 	ret = fill_addr(&sa, path);
 	if (ret < 0)
 		return ret;
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid()) <
+	    sizeof(tmp)) {
+		ret = fill_addr(&sa, tmp);
+		if (ret < 0)
+			return ret;
+		renamed = true;
+		unlink(tmp);
+	}
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
 			return -EEXIST;
@@ -335,9 +350,11 @@ static int listen_on(const char *path)
 	if (fd < 0)
 		return -errno;
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(fd, 128) < 0) {
+	    listen(fd, 128) < 0 || (renamed && rename(tmp, path) < 0)) {
 		ret = -errno;
 		close(fd);
+		if (renamed)
+			unlink(tmp);
 		return ret;
 	}
 	return fd;

@@ -1,0 +1,480 @@
+/*
+ * syscall.c - the Linux x86-64 system call table of the micro guest.
+ *
+ * micro_syscall() runs on the kernel stack with the handler's registers
+ * (entry.S): number in rax, arguments in rdi, rsi, rdx, r10, r8, r9, result
+ * (or -errno) back in rax, as the Linux syscall ABI specifies. Every pointer
+ * argument is checked with mm_access_ok() before use. A number we do not
+ * serve returns -ENOSYS and is reported once per number on the serial
+ * console and as a LOG frame to the host. docs/micro-guest.md lists what
+ * each call does here.
+ */
+#include "kernel.h"
+
+enum {
+	NR_read = 0, NR_write = 1, NR_open = 2, NR_close = 3, NR_stat = 4,
+	NR_fstat = 5, NR_lstat = 6, NR_poll = 7, NR_lseek = 8, NR_mmap = 9,
+	NR_mprotect = 10, NR_munmap = 11, NR_brk = 12, NR_rt_sigaction = 13,
+	NR_rt_sigprocmask = 14, NR_ioctl = 16, NR_pread64 = 17,
+	NR_pwrite64 = 18, NR_readv = 19, NR_writev = 20, NR_access = 21,
+	NR_pipe = 22, NR_sched_yield = 24, NR_mremap = 25, NR_madvise = 28,
+	NR_dup = 32, NR_dup2 = 33, NR_nanosleep = 35, NR_getpid = 39,
+	NR_clone = 56, NR_fork = 57, NR_vfork = 58, NR_execve = 59,
+	NR_exit = 60, NR_wait4 = 61, NR_kill = 62, NR_uname = 63,
+	NR_fcntl = 72, NR_getcwd = 79, NR_chdir = 80, NR_mkdir = 83,
+	NR_rmdir = 84, NR_unlink = 87, NR_readlink = 89,
+	NR_gettimeofday = 96, NR_getrlimit = 97, NR_getrusage = 98,
+	NR_sysinfo = 99, NR_getuid = 102, NR_getgid = 104, NR_geteuid = 107,
+	NR_getegid = 108, NR_getppid = 110, NR_getpgrp = 111,
+	NR_sigaltstack = 131, NR_arch_prctl = 158, NR_gettid = 186,
+	NR_tkill = 200, NR_time = 201, NR_futex = 202,
+	NR_sched_getaffinity = 204, NR_getdents64 = 217,
+	NR_set_tid_address = 218, NR_clock_gettime = 228,
+	NR_clock_getres = 229, NR_clock_nanosleep = 230, NR_exit_group = 231,
+	NR_tgkill = 234, NR_openat = 257, NR_mkdirat = 258,
+	NR_newfstatat = 262, NR_unlinkat = 263, NR_readlinkat = 267,
+	NR_faccessat = 269, NR_set_robust_list = 273, NR_dup3 = 292,
+	NR_pipe2 = 293, NR_prlimit64 = 302, NR_getrandom = 318,
+	NR_statx = 332, NR_rseq = 334, NR_clone3 = 435, NR_faccessat2 = 439,
+};
+
+#define AT_FDCWD (-100)
+#define ARCH_SET_GS 0x1001
+#define ARCH_SET_FS 0x1002
+#define ARCH_GET_FS 0x1003
+#define ARCH_GET_GS 0x1004
+#define FUTEX_WAIT 0
+#define FUTEX_WAKE 1
+#define FUTEX_CMD_MASK 0x7f /* without FUTEX_PRIVATE_FLAG, CLOCK_REALTIME */
+#define GRND_NONBLOCK 1
+#define GRND_RANDOM 2
+#define GRND_INSECURE 4
+#define RLIMIT_STACK 3
+#define RLIMIT_NOFILE 7
+#define RLIM_INFINITY (~0ULL)
+
+/* Reports an unsupported syscall once per number; returns `err`. */
+static long nosys_once(uint64_t nr, long err)
+{
+	static uint64_t seen[1024 / 64];
+	static bool seen_big;
+	char msg[96];
+	int n;
+
+	if (nr < 1024) {
+		if (seen[nr / 64] & (1ULL << (nr % 64)))
+			return err;
+		seen[nr / 64] |= 1ULL << (nr % 64);
+	} else {
+		if (seen_big)
+			return err;
+		seen_big = true;
+	}
+	n = ksnprintf(msg, sizeof(msg), "micro: unsupported syscall %lu -> %s\n",
+		      nr, err == -EAGAIN ? "EAGAIN" : "ENOSYS");
+	serial_write(msg, (size_t)MIN(n, (int)sizeof(msg) - 1));
+	stdio_log(msg, (size_t)MIN(n, (int)sizeof(msg) - 1));
+	return err;
+}
+
+struct iovec_k {
+	uint64_t base, len;
+};
+
+/* One read or write on fd: the invocation streams (wherever dup put them)
+ * or a read-only file of the image. `buf` is already checked. */
+static long io_one(int fd, void *buf, uint64_t len, bool wr)
+{
+	switch (fs_kind(fd)) {
+	case FS_KIND_STDIN:
+		return wr ? -EBADF : stdio_read(buf, len);
+	case FS_KIND_STDOUT:
+		return wr ? stdio_write(1, buf, len) : -EBADF;
+	case FS_KIND_STDERR:
+		return wr ? stdio_write(2, buf, len) : -EBADF;
+	case FS_KIND_FILE:
+		return wr ? -EBADF : fs_read(fd, buf, len);
+	default:
+		return -EBADF;
+	}
+}
+
+/* readv/writev: each iovec is checked; stops at the first short transfer,
+ * as Linux does for a stream. */
+static long do_iov(int fd, const void *iovp, uint64_t cnt, bool wr)
+{
+	struct iovec_k iov;
+	long total = 0;
+
+	if (cnt > 1024)
+		return -EINVAL;
+	if (!mm_access_ok(iovp, cnt * sizeof(iov)))
+		return -EFAULT;
+	for (uint64_t i = 0; i < cnt; i++) {
+		long n;
+
+		memcpy(&iov, (const char *)iovp + i * sizeof(iov), sizeof(iov));
+		if (!iov.len)
+			continue;
+		if (!mm_access_ok((void *)(uintptr_t)iov.base, iov.len))
+			return total ? total : -EFAULT;
+		n = io_one(fd, (void *)(uintptr_t)iov.base, iov.len, wr);
+		if (n < 0)
+			return total ? total : n;
+		total += n;
+		if ((uint64_t)n < iov.len)
+			break;
+	}
+	return total;
+}
+
+static long do_rw(int fd, void *buf, uint64_t len, bool wr)
+{
+	if (!mm_access_ok(buf, len))
+		return -EFAULT;
+	return io_one(fd, buf, len, wr);
+}
+
+static long do_uname(void *p)
+{
+	static const char f[6][65] = { "Linux", "ember", "6.1.0-ember-micro",
+				       "#1 Ember micro guest", "x86_64",
+				       "(none)" };
+
+	if (!mm_access_ok(p, sizeof(f)))
+		return -EFAULT;
+	memcpy(p, f, sizeof(f));
+	return 0;
+}
+
+static long do_arch_prctl(int code, uint64_t addr)
+{
+	uint64_t v;
+
+	switch (code) {
+	case ARCH_SET_FS:
+		/* WRFSBASE works at CPL3 with CR4.FSGSBASE (set by the
+		 * VMM); the base must be canonical or it faults. */
+		if (addr >= (1ULL << 47))
+			return -EPERM;
+		__asm__ volatile("wrfsbase %0" : : "r"(addr) : "memory");
+		return 0;
+	case ARCH_SET_GS:
+		if (addr >= (1ULL << 47))
+			return -EPERM;
+		__asm__ volatile("wrgsbase %0" : : "r"(addr) : "memory");
+		return 0;
+	case ARCH_GET_FS:
+	case ARCH_GET_GS:
+		if (!mm_access_ok((void *)(uintptr_t)addr, 8))
+			return -EFAULT;
+		if (code == ARCH_GET_FS)
+			__asm__ volatile("rdfsbase %0" : "=r"(v));
+		else
+			__asm__ volatile("rdgsbase %0" : "=r"(v));
+		memcpy((void *)(uintptr_t)addr, &v, 8);
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+static long do_prlimit(int res, const void *newl, void *oldl)
+{
+	uint64_t lim[2] = { RLIM_INFINITY, RLIM_INFINITY };
+
+	(void)newl; /* accepted, not enforced */
+	if (res < 0 || res > 15)
+		return -EINVAL;
+	if (res == RLIMIT_STACK)
+		lim[0] = lim[1] = micro_stack_hi - micro_stack_lo;
+	else if (res == RLIMIT_NOFILE)
+		lim[0] = lim[1] = 64;
+	if (oldl) {
+		if (!mm_access_ok(oldl, sizeof(lim)))
+			return -EFAULT;
+		memcpy(oldl, lim, sizeof(lim));
+	}
+	return 0;
+}
+
+static long do_getrandom(void *buf, uint64_t len, unsigned flags)
+{
+	if (flags & ~(unsigned)(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE))
+		return -EINVAL;
+	if (!mm_access_ok(buf, len))
+		return -EFAULT;
+	len = MIN(len, 33554431ULL); /* Linux caps one call at 32 MiB - 1 */
+	random_bytes(buf, len);
+	return (long)len;
+}
+
+static long do_sysinfo(void *p)
+{
+	uint64_t info[14] = { 0 }; /* struct sysinfo is 112 bytes */
+
+	if (!mm_access_ok(p, sizeof(info)))
+		return -EFAULT;
+	info[0] = time_mono_ns() / 1000000000u;            /* uptime */
+	info[4] = boot_info->low_ram_size;                 /* totalram */
+	info[5] = mm_free_bytes();                         /* freeram */
+	info[10] = 1;                                      /* procs (u16) */
+	((uint32_t *)info)[26] = 1;                        /* mem_unit */
+	memcpy(p, info, sizeof(info));
+	return 0;
+}
+
+/* A signal sent to ourselves (abort() raises SIGABRT) ends the handler. */
+static long do_kill(int sig)
+{
+	char msg[96];
+
+	if (sig == 0)
+		return 0;
+	if (sig < 0 || sig > 64)
+		return -EINVAL;
+	ksnprintf(msg, sizeof(msg), "handler killed by signal %d%s", sig,
+		  sig == 6 ? " (SIGABRT: abort)" : "");
+	kprintf("%s\n", msg);
+	stdio_report_end(EMBER_ERR_CRASH, msg);
+	micro_exit_vm(MICRO_EXIT_SIGNAL_BASE + (uint32_t)sig);
+}
+
+__attribute__((noreturn)) static void do_exit(int status)
+{
+	char msg[96];
+
+	status &= 0xff;
+	if (stdio_current_request()) {
+		ksnprintf(msg, sizeof(msg), "handler exited with status %d "
+			  "before answering the request", status);
+		stdio_report_end(EMBER_ERR_CRASH, msg);
+	} else if (status) {
+		ksnprintf(msg, sizeof(msg), "handler exited with status %d",
+			  status);
+		stdio_report_end(EMBER_ERR_CRASH, msg);
+	} else {
+		stdio_report_end(0, NULL);
+	}
+	micro_exit_vm((uint32_t)status);
+}
+
+static long dispatch(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2,
+		     uint64_t a3, uint64_t a4, uint64_t a5)
+{
+	void *p0 = (void *)(uintptr_t)a0, *p1 = (void *)(uintptr_t)a1;
+	void *p2 = (void *)(uintptr_t)a2, *p3 = (void *)(uintptr_t)a3;
+
+	switch (nr) {
+	case NR_read:
+		return do_rw((int)a0, p1, a2, false);
+	case NR_write:
+		return do_rw((int)a0, p1, a2, true);
+	case NR_readv:
+		return do_iov((int)a0, p1, a2, false);
+	case NR_writev:
+		return do_iov((int)a0, p1, a2, true);
+	case NR_pread64:
+		if (!mm_access_ok(p1, a2))
+			return -EFAULT;
+		return fs_pread((int)a0, p1, a2, (int64_t)a3);
+	case NR_pwrite64:
+		return -EBADF;
+	case NR_open:
+		return fs_openat(AT_FDCWD, p0, (int)a1, (int)a2);
+	case NR_openat:
+		return fs_openat((int)a0, p1, (int)a2, (int)a3);
+	case NR_close:
+		return fs_close((int)a0);
+	case NR_lseek:
+		return fs_lseek((int)a0, (int64_t)a1, (int)a2);
+	case NR_stat:
+		return fs_fstatat(AT_FDCWD, p0, p1, 0);
+	case NR_lstat:
+		return fs_fstatat(AT_FDCWD, p0, p1, 0x100 /* NOFOLLOW */);
+	case NR_fstat:
+		return fs_fstat((int)a0, p1);
+	case NR_newfstatat:
+		return fs_fstatat((int)a0, p1, p2, (int)a3);
+	case NR_statx:
+		return fs_statx((int)a0, p1, (int)a2, (unsigned)a3,
+				(void *)(uintptr_t)a4);
+	case NR_getdents64:
+		return fs_getdents64((int)a0, p1, a2);
+	case NR_readlink:
+		return fs_readlinkat(AT_FDCWD, p0, p1, a2);
+	case NR_readlinkat:
+		return fs_readlinkat((int)a0, p1, p2, a3);
+	case NR_access:
+		return fs_faccessat(AT_FDCWD, p0, (int)a1);
+	case NR_faccessat:
+	case NR_faccessat2:
+		return fs_faccessat((int)a0, p1, (int)a2);
+	case NR_fcntl:
+		return fs_fcntl((int)a0, (int)a1, a2);
+	case NR_dup:
+		return fs_dup((int)a0, -1, 0);
+	case NR_dup2:
+	case NR_dup3:
+		if ((int)a1 < 0)
+			return -EBADF;
+		if (nr == NR_dup3 && (int)a0 == (int)a1)
+			return -EINVAL;
+		return fs_dup((int)a0, (int)a1, 0);
+	case NR_ioctl:
+		return -ENOTTY; /* no terminals here (TIOCGWINSZ et al.) */
+	case NR_mkdir:
+	case NR_mkdirat:
+	case NR_rmdir:
+	case NR_unlink:
+	case NR_unlinkat:
+		return -EROFS;
+	case NR_getcwd:
+		if (a1 < 2)
+			return -ERANGE;
+		if (!mm_access_ok(p0, 2))
+			return -EFAULT;
+		memcpy(p0, "/", 2);
+		return 2;
+	case NR_chdir:
+		return -EACCES;
+
+	case NR_brk:
+		return sys_brk(a0);
+	case NR_mmap:
+		return sys_mmap(a0, a1, (int)a2, (int)a3, (int)a4, a5);
+	case NR_munmap:
+		return sys_munmap(a0, a1);
+	case NR_mremap:
+		return sys_mremap(a0, a1, a2, (int)a3, a4);
+	case NR_mprotect:
+		return sys_mprotect(a0, a1, (int)a2);
+	case NR_madvise:
+		return sys_madvise(a0, a1, (int)a2);
+
+	case NR_clock_gettime:
+		return sys_clock_gettime((int)a0, p1);
+	case NR_clock_getres:
+		if (p1) {
+			int64_t r[2] = { 0, 1 };
+			if (!mm_access_ok(p1, sizeof(r)))
+				return -EFAULT;
+			memcpy(p1, r, sizeof(r));
+		}
+		return 0;
+	case NR_gettimeofday:
+		return sys_gettimeofday(p0, p1);
+	case NR_time: {
+		int64_t t = (int64_t)(time_real_ns() / 1000000000u);
+		if (p0) {
+			if (!mm_access_ok(p0, 8))
+				return -EFAULT;
+			memcpy(p0, &t, 8);
+		}
+		return t;
+	}
+	case NR_nanosleep:
+		return sys_nanosleep(p0, p1);
+	case NR_clock_nanosleep:
+		return sys_clock_nanosleep((int)a0, (int)a1, p2, p3);
+	case NR_getrandom:
+		return do_getrandom(p0, a1, (unsigned)a2);
+
+	case NR_exit:
+	case NR_exit_group:
+		do_exit((int)a0);
+	case NR_kill:
+		return (a0 == 1 || a0 == 0) ? do_kill((int)a1) : -ESRCH;
+	case NR_tkill:
+		return a0 == 1 ? do_kill((int)a1) : -ESRCH;
+	case NR_tgkill:
+		return (a0 == 1 && a1 == 1) ? do_kill((int)a2) : -ESRCH;
+	case NR_uname:
+		return do_uname(p0);
+	case NR_getpid:
+	case NR_gettid:
+	case NR_getpgrp:
+		return 1;
+	case NR_getppid:
+		return 0;
+	case NR_getuid:
+	case NR_getgid:
+	case NR_geteuid:
+	case NR_getegid:
+		return 0;
+	case NR_arch_prctl:
+		return do_arch_prctl((int)a0, a1);
+	case NR_set_tid_address:
+		return 1; /* the tid */
+	case NR_set_robust_list:
+		return 0;
+	case NR_rseq:
+		return -ENOSYS; /* glibc copes; no need to log it */
+	case NR_prlimit64:
+		if (a0 != 0 && a0 != 1)
+			return -ESRCH;
+		return do_prlimit((int)a1, p2, p3);
+	case NR_getrlimit:
+		return do_prlimit((int)a0, NULL, p1);
+	case NR_getrusage:
+		if (!mm_access_ok(p1, 144))
+			return -EFAULT;
+		memset(p1, 0, 144);
+		return 0;
+	case NR_sysinfo:
+		return do_sysinfo(p0);
+	case NR_rt_sigaction:
+		/* Accepted, never delivered: faults end the handler. */
+		if (p2) {
+			if (!mm_access_ok(p2, 32))
+				return -EFAULT;
+			memset(p2, 0, 32);
+		}
+		return 0;
+	case NR_rt_sigprocmask:
+		if (p2) {
+			if (!mm_access_ok(p2, 8))
+				return -EFAULT;
+			memset(p2, 0, 8);
+		}
+		return 0;
+	case NR_sigaltstack:
+		return 0;
+	case NR_sched_yield:
+		return 0;
+	case NR_sched_getaffinity:
+		if (a1 < 8)
+			return -EINVAL;
+		if (!mm_access_ok(p2, 8))
+			return -EFAULT;
+		memset(p2, 0, 8);
+		*(uint8_t *)p2 = 1; /* one CPU */
+		return 8;
+	case NR_futex:
+		/* One thread: nobody to wait for or to wake. */
+		switch (a1 & FUTEX_CMD_MASK) {
+		case FUTEX_WAKE:
+			return 0;
+		case FUTEX_WAIT:
+			if (!mm_access_ok(p0, 4))
+				return -EFAULT;
+			return *(volatile uint32_t *)p0 != (uint32_t)a2 ?
+				       -EAGAIN : -ETIMEDOUT;
+		default:
+			return -ENOSYS;
+		}
+	case NR_clone:
+	case NR_clone3:
+	case NR_fork:
+	case NR_vfork:
+		return nosys_once(nr, -EAGAIN); /* one process, one thread */
+	default:
+		return nosys_once(nr, -ENOSYS);
+	}
+}
+
+void micro_syscall(struct micro_regs *r)
+{
+	r->rax = (uint64_t)dispatch(r->rax, r->rdi, r->rsi, r->rdx, r->r10,
+				    r->r8, r->r9);
+}
