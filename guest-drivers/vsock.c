@@ -4,7 +4,7 @@
  */
 #include "vsock.h"
 
-#define HDR_LEN ((uint32_t)sizeof(struct gvsock_hdr))
+#define HDR_LEN ((uint32_t)sizeof(struct vsock_hdr))
 #define PKT_BUF (HDR_LEN + GVSOCK_PKT_MAX)
 #define RXQ 0
 #define TXQ 1
@@ -16,7 +16,7 @@
 #define DEFAULT_SPINS 2000
 #define EPHEMERAL_FIRST 49152u
 
-_Static_assert(sizeof(struct gvsock_hdr) == 44, "5.10.6 header is 44 bytes");
+_Static_assert(sizeof(struct vsock_hdr) == 44, "5.10.6 header is 44 bytes");
 
 /* ---- transmit ---- */
 
@@ -38,7 +38,7 @@ static int reap_tx(struct gvsock *v)
 
 /* Queues one packet (header + payload copied into a tx slot); no kick.
  * Returns 0 or -GD_EAGAIN when no slot is free. */
-static int tx_put(struct gvsock *v, const struct gvsock_hdr *h,
+static int tx_put(struct gvsock *v, const struct vsock_hdr *h,
 		  const void *data)
 {
 	struct gvq_buf b;
@@ -67,7 +67,7 @@ static int tx_put(struct gvsock *v, const struct gvsock_hdr *h,
 }
 
 static void fill_hdr(struct gvsock *v, struct gvsock_conn *c,
-		     struct gvsock_hdr *h, uint16_t op, uint32_t flags,
+		     struct vsock_hdr *h, uint16_t op, uint32_t flags,
 		     uint32_t len)
 {
 	memset(h, 0, sizeof(*h));
@@ -76,7 +76,7 @@ static void fill_hdr(struct gvsock *v, struct gvsock_conn *c,
 	h->src_port = c->local_port;
 	h->dst_port = c->peer_port;
 	h->len = len;
-	h->type = GVSOCK_TYPE_STREAM;
+	h->type = VSOCK_TYPE_STREAM;
 	h->op = op;
 	h->flags = flags;
 	/* Every packet carries our credit (5.10.6.3). */
@@ -86,9 +86,9 @@ static void fill_hdr(struct gvsock *v, struct gvsock_conn *c,
 }
 
 /* Sends a control packet now, or queues it behind earlier ones. */
-static void send_ctrl_hdr(struct gvsock *v, const struct gvsock_hdr *h)
+static void send_ctrl_hdr(struct gvsock *v, const struct vsock_hdr *h)
 {
-	if (h->op == GVSOCK_OP_RST)
+	if (h->op == VSOCK_OP_RST)
 		v->st.rst_sent++;
 	if (v->ctrl_len == 0 && tx_put(v, h, NULL) == 0)
 		return;
@@ -103,24 +103,24 @@ static void send_ctrl_hdr(struct gvsock *v, const struct gvsock_hdr *h)
 static void send_ctrl(struct gvsock *v, struct gvsock_conn *c, uint16_t op,
 		      uint32_t flags)
 {
-	struct gvsock_hdr h;
+	struct vsock_hdr h;
 
 	fill_hdr(v, c, &h, op, flags, 0);
 	send_ctrl_hdr(v, &h);
 }
 
 /* RST in reply to a packet that matches no connection (5.10.6.4). */
-static void send_rst_reply(struct gvsock *v, const struct gvsock_hdr *in)
+static void send_rst_reply(struct gvsock *v, const struct vsock_hdr *in)
 {
-	struct gvsock_hdr h;
+	struct vsock_hdr h;
 
 	memset(&h, 0, sizeof(h));
 	h.src_cid = v->cid;
 	h.dst_cid = in->src_cid;
 	h.src_port = in->dst_port;
 	h.dst_port = in->src_port;
-	h.type = GVSOCK_TYPE_STREAM;
-	h.op = GVSOCK_OP_RST;
+	h.type = VSOCK_TYPE_STREAM;
+	h.op = VSOCK_OP_RST;
 	send_ctrl_hdr(v, &h);
 }
 
@@ -176,7 +176,7 @@ static void conn_free(struct gvsock_conn *c)
 /* The live connection a packet from the peer belongs to. Connections that
  * are CLOSED no longer exchange packets. */
 static struct gvsock_conn *conn_lookup(struct gvsock *v,
-				       const struct gvsock_hdr *h)
+				       const struct vsock_hdr *h)
 {
 	unsigned i;
 
@@ -242,15 +242,15 @@ static void conn_reset(struct gvsock_conn *c)
 /* ---- receive ---- */
 
 static void rx_data(struct gvsock *v, struct gvsock_conn *c,
-		    const struct gvsock_hdr *h, const uint8_t *data)
+		    const struct vsock_hdr *h, const uint8_t *data)
 {
 	uint32_t tail, first;
 
 	if (c->state == GVSOCK_CLOSING)
 		return; /* we shut down receiving: discard */
-	if (c->peer_shut & GVSOCK_SHUTDOWN_SEND) {
+	if (c->peer_shut & VSOCK_SHUTDOWN_SEND) {
 		/* Data after the peer said it would send no more. */
-		send_ctrl(v, c, GVSOCK_OP_RST, 0);
+		send_ctrl(v, c, VSOCK_OP_RST, 0);
 		conn_reset(c);
 		return;
 	}
@@ -258,7 +258,7 @@ static void rx_data(struct gvsock *v, struct gvsock_conn *c,
 	 * that does not would overrun the ring, so the connection ends. */
 	if (h->len > v->buf_size - c->rx_used) {
 		v->st.credit_violations++;
-		send_ctrl(v, c, GVSOCK_OP_RST, 0);
+		send_ctrl(v, c, VSOCK_OP_RST, 0);
 		conn_reset(c);
 		return;
 	}
@@ -272,7 +272,7 @@ static void rx_data(struct gvsock *v, struct gvsock_conn *c,
 	v->st.rx_bytes += h->len;
 }
 
-static void rx_request(struct gvsock *v, const struct gvsock_hdr *h)
+static void rx_request(struct gvsock *v, const struct vsock_hdr *h)
 {
 	struct gvsock_conn *c;
 
@@ -287,26 +287,26 @@ static void rx_request(struct gvsock *v, const struct gvsock_hdr *h)
 	c->peer_cid = h->src_cid;
 	c->peer_buf_alloc = h->buf_alloc;
 	c->peer_fwd_cnt = h->fwd_cnt;
-	send_ctrl(v, c, GVSOCK_OP_RESPONSE, 0);
+	send_ctrl(v, c, VSOCK_OP_RESPONSE, 0);
 }
 
 /* Acts on one validated packet. */
-static void rx_packet(struct gvsock *v, const struct gvsock_hdr *h,
+static void rx_packet(struct gvsock *v, const struct vsock_hdr *h,
 		      const uint8_t *data)
 {
 	struct gvsock_conn *c;
 
-	if (h->type != GVSOCK_TYPE_STREAM) {
+	if (h->type != VSOCK_TYPE_STREAM) {
 		/* Only streams are negotiated; refuse anything else. */
-		if (h->op != GVSOCK_OP_RST)
+		if (h->op != VSOCK_OP_RST)
 			send_rst_reply(v, h);
 		return;
 	}
 	c = conn_lookup(v, h);
 	if (!c) {
-		if (h->op == GVSOCK_OP_REQUEST)
+		if (h->op == VSOCK_OP_REQUEST)
 			rx_request(v, h);
-		else if (h->op != GVSOCK_OP_RST)
+		else if (h->op != VSOCK_OP_RST)
 			send_rst_reply(v, h);
 		return;
 	}
@@ -314,50 +314,50 @@ static void rx_packet(struct gvsock *v, const struct gvsock_hdr *h,
 	/* Every header carries the peer's credit. */
 	c->peer_buf_alloc = h->buf_alloc;
 	c->peer_fwd_cnt = h->fwd_cnt;
-	if (h->op == GVSOCK_OP_CREDIT_UPDATE || credit(c) > 0)
+	if (h->op == VSOCK_OP_CREDIT_UPDATE || credit(c) > 0)
 		c->credit_requested = false;
 
 	switch (h->op) {
-	case GVSOCK_OP_RESPONSE:
+	case VSOCK_OP_RESPONSE:
 		if (c->state == GVSOCK_CONNECTING) {
 			c->state = GVSOCK_ESTABLISHED;
 			break;
 		}
-		send_ctrl(v, c, GVSOCK_OP_RST, 0);
+		send_ctrl(v, c, VSOCK_OP_RST, 0);
 		conn_reset(c);
 		break;
-	case GVSOCK_OP_RW:
+	case VSOCK_OP_RW:
 		if (c->state == GVSOCK_CONNECTING) {
-			send_ctrl(v, c, GVSOCK_OP_RST, 0);
+			send_ctrl(v, c, VSOCK_OP_RST, 0);
 			conn_reset(c);
 			break;
 		}
 		rx_data(v, c, h, data);
 		break;
-	case GVSOCK_OP_CREDIT_UPDATE:
+	case VSOCK_OP_CREDIT_UPDATE:
 		break;
-	case GVSOCK_OP_CREDIT_REQUEST:
-		send_ctrl(v, c, GVSOCK_OP_CREDIT_UPDATE, 0);
+	case VSOCK_OP_CREDIT_REQUEST:
+		send_ctrl(v, c, VSOCK_OP_CREDIT_UPDATE, 0);
 		break;
-	case GVSOCK_OP_SHUTDOWN:
-		c->peer_shut |= h->flags & (GVSOCK_SHUTDOWN_RCV |
-					    GVSOCK_SHUTDOWN_SEND);
+	case VSOCK_OP_SHUTDOWN:
+		c->peer_shut |= h->flags & (VSOCK_SHUTDOWN_RCV |
+					    VSOCK_SHUTDOWN_SEND);
 		/* Both directions shut: the peer expects our RST to finish
 		 * the connection (5.10.6.5). Buffered data stays readable. */
-		if (c->peer_shut == (GVSOCK_SHUTDOWN_RCV | GVSOCK_SHUTDOWN_SEND) ||
+		if (c->peer_shut == (VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND) ||
 		    c->state == GVSOCK_CLOSING) {
-			send_ctrl(v, c, GVSOCK_OP_RST, 0);
+			send_ctrl(v, c, VSOCK_OP_RST, 0);
 			if (c->state == GVSOCK_CLOSING)
 				conn_free(c);
 			else
 				c->state = GVSOCK_CLOSED;
 		}
 		break;
-	case GVSOCK_OP_RST:
+	case VSOCK_OP_RST:
 		conn_reset(c);
 		break;
 	default: /* REQUEST on a live connection, or an unknown op */
-		send_ctrl(v, c, GVSOCK_OP_RST, 0);
+		send_ctrl(v, c, VSOCK_OP_RST, 0);
 		conn_reset(c);
 		break;
 	}
@@ -372,7 +372,7 @@ static int rx_post(struct gvsock *v, uint8_t *buf)
 
 static int reap_rx(struct gvsock *v)
 {
-	struct gvsock_hdr h;
+	struct vsock_hdr h;
 	void *cookie;
 	uint32_t len;
 	int n = 0, ret;
@@ -391,7 +391,7 @@ static int reap_rx(struct gvsock *v)
 			memcpy(&h, buf, HDR_LEN);
 			if (h.len > len - HDR_LEN || h.len > GVSOCK_PKT_MAX ||
 			    h.dst_cid != v->cid ||
-			    (h.op != GVSOCK_OP_RW && h.len != 0))
+			    (h.op != VSOCK_OP_RW && h.len != 0))
 				v->st.bad_pkts++;
 			else
 				rx_packet(v, &h, buf + HDR_LEN);
@@ -442,7 +442,7 @@ static int reap_ev(struct gvsock *v)
 		struct gvq_buf b = { ev, sizeof(*ev) };
 
 		n++;
-		if (len >= sizeof(*ev) && *ev == GVSOCK_EVENT_TRANSPORT_RESET)
+		if (len >= sizeof(*ev) && *ev == VSOCK_EVENT_TRANSPORT_RESET)
 			transport_reset(v);
 		*ev = 0xffffffff;
 		if (gvq_add(&v->evq, NULL, 0, &b, 1, ev) < 0)
@@ -586,7 +586,7 @@ int gvsock_connect(struct gvsock *v, uint64_t cid, uint32_t port)
 	c->peer_cid = cid;
 	c->peer_port = port;
 	c->state = GVSOCK_CONNECTING;
-	send_ctrl(v, c, GVSOCK_OP_REQUEST, 0);
+	send_ctrl(v, c, VSOCK_OP_REQUEST, 0);
 	gvq_kick(&v->txq);
 	return (int)(c - v->conns);
 }
@@ -624,7 +624,7 @@ long gvsock_send(struct gvsock *v, int h, const void *buf, uint32_t len)
 {
 	struct gvsock_conn *c = conn_get(v, h);
 	const uint8_t *p = buf;
-	struct gvsock_hdr hdr;
+	struct vsock_hdr hdr;
 	uint32_t sent = 0;
 
 	if (!c || c->state == GVSOCK_CLOSING || c->state == GVSOCK_CONNECTING)
@@ -632,7 +632,7 @@ long gvsock_send(struct gvsock *v, int h, const void *buf, uint32_t len)
 	if (c->reset)
 		return -GD_ECONNRESET;
 	if (c->state != GVSOCK_ESTABLISHED ||
-	    (c->peer_shut & GVSOCK_SHUTDOWN_RCV))
+	    (c->peer_shut & VSOCK_SHUTDOWN_RCV))
 		return -GD_EPIPE;
 	if (len == 0)
 		return 0;
@@ -649,7 +649,7 @@ long gvsock_send(struct gvsock *v, int h, const void *buf, uint32_t len)
 			/* 5.10.6.3: ask once; the answer resets the flag. */
 			if (!c->credit_requested && sent == 0) {
 				c->credit_requested = true;
-				send_ctrl(v, c, GVSOCK_OP_CREDIT_REQUEST, 0);
+				send_ctrl(v, c, VSOCK_OP_CREDIT_REQUEST, 0);
 			}
 			break;
 		}
@@ -657,7 +657,7 @@ long gvsock_send(struct gvsock *v, int h, const void *buf, uint32_t len)
 			n = cr;
 		if (n > GVSOCK_PKT_MAX)
 			n = GVSOCK_PKT_MAX;
-		fill_hdr(v, c, &hdr, GVSOCK_OP_RW, 0, n);
+		fill_hdr(v, c, &hdr, VSOCK_OP_RW, 0, n);
 		if (tx_put(v, &hdr, p + sent))
 			break;
 		c->tx_cnt += n;
@@ -678,7 +678,7 @@ long gvsock_recv(struct gvsock *v, int h, void *buf, uint32_t len)
 	if (c->rx_used == 0) {
 		if (c->reset)
 			return -GD_ECONNRESET;
-		if ((c->peer_shut & GVSOCK_SHUTDOWN_SEND) ||
+		if ((c->peer_shut & VSOCK_SHUTDOWN_SEND) ||
 		    c->state == GVSOCK_CLOSED)
 			return 0;
 		return -GD_EAGAIN;
@@ -697,7 +697,7 @@ long gvsock_recv(struct gvsock *v, int h, void *buf, uint32_t len)
 	 * this. */
 	if (c->state == GVSOCK_ESTABLISHED &&
 	    c->fwd_cnt - c->fwd_cnt_sent >= v->buf_size / 4) {
-		send_ctrl(v, c, GVSOCK_OP_CREDIT_UPDATE, 0);
+		send_ctrl(v, c, VSOCK_OP_CREDIT_UPDATE, 0);
 		gvq_kick(&v->txq);
 	}
 	return (long)n;
@@ -715,14 +715,14 @@ void gvsock_close(struct gvsock *v, int h)
 	}
 	if (c->state == GVSOCK_CONNECTING) {
 		/* Nothing to shut down cleanly: abort the attempt. */
-		send_ctrl(v, c, GVSOCK_OP_RST, 0);
+		send_ctrl(v, c, VSOCK_OP_RST, 0);
 		gvq_kick(&v->txq);
 		conn_free(c);
 		return;
 	}
 	/* ESTABLISHED: 5.10.6.5 clean disconnect. */
-	send_ctrl(v, c, GVSOCK_OP_SHUTDOWN,
-		  GVSOCK_SHUTDOWN_RCV | GVSOCK_SHUTDOWN_SEND);
+	send_ctrl(v, c, VSOCK_OP_SHUTDOWN,
+		  VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND);
 	gvq_kick(&v->txq);
 	c->state = GVSOCK_CLOSING;
 	c->accept_pending = false;
@@ -747,7 +747,7 @@ static int expire_closing(struct gvsock *v)
 
 		if (c->state == GVSOCK_CLOSING && c->close_deadline &&
 		    now >= c->close_deadline) {
-			send_ctrl(v, c, GVSOCK_OP_RST, 0);
+			send_ctrl(v, c, VSOCK_OP_RST, 0);
 			conn_free(c);
 			n++;
 		}

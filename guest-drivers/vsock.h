@@ -18,36 +18,13 @@
 #include "gd_platform.h"
 #include "virtio_mmio.h"
 #include "virtq.h"
+#include "ember/vsock_wire.h"
 
 #define GVSOCK_DEVICE_ID 19
-#define GVSOCK_HOST_CID 2
 #define GVSOCK_F_STREAM 0
 
-/* Packet header, 5.10.6 (little-endian, packed: 44 bytes). */
-struct gvsock_hdr {
-	uint64_t src_cid;
-	uint64_t dst_cid;
-	uint32_t src_port;
-	uint32_t dst_port;
-	uint32_t len;
-	uint16_t type;
-	uint16_t op;
-	uint32_t flags;
-	uint32_t buf_alloc;
-	uint32_t fwd_cnt;
-} __attribute__((packed));
-
-#define GVSOCK_TYPE_STREAM 1
-#define GVSOCK_OP_REQUEST 1
-#define GVSOCK_OP_RESPONSE 2
-#define GVSOCK_OP_RST 3
-#define GVSOCK_OP_SHUTDOWN 4
-#define GVSOCK_OP_RW 5
-#define GVSOCK_OP_CREDIT_UPDATE 6
-#define GVSOCK_OP_CREDIT_REQUEST 7
-#define GVSOCK_SHUTDOWN_RCV 1
-#define GVSOCK_SHUTDOWN_SEND 2
-#define GVSOCK_EVENT_TRANSPORT_RESET 0
+/* The packet header and its constants: ember/vsock_wire.h (shared with
+ * the VMM's device). */
 
 #define GVSOCK_PKT_MAX 4096     /* payload of one rx buffer / tx packet */
 #define GVSOCK_MAX_LISTEN 8
@@ -105,7 +82,7 @@ struct gvsock {
 	unsigned nr_listen;
 	uint32_t next_port;
 	/* Control packets that found the tx queue full, sent first later. */
-	struct gvsock_hdr *ctrl;
+	struct vsock_hdr *ctrl;
 	unsigned ctrl_head, ctrl_len, ctrl_cap;
 	unsigned spins;        /* empty polls before gd_idle() in gvsock_wait */
 	struct gvsock_stats st;

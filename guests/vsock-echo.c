@@ -185,7 +185,7 @@ static void connect_host(uint64_t port)
 	uint64_t deadline = rt_now_ns() + 5000000000ULL;
 	int h, r;
 
-	h = gvsock_connect(&vs, GVSOCK_HOST_CID, (uint32_t)port);
+	h = gvsock_connect(&vs, VSOCK_HOST_CID, (uint32_t)port);
 	if (h < 0) {
 		rt_printf("vsock-echo: FAIL connect %lu: %d\n", port, h);
 		return;

@@ -685,7 +685,7 @@ static void test_blk_async(void **state)
 #define GCID 3
 #define MAX_PKTS 64
 static struct pkt {
-	struct gvsock_hdr h;
+	struct vsock_hdr h;
 	uint8_t data[GVSOCK_PKT_MAX];
 } sent[MAX_PKTS];
 static unsigned nr_sent;
@@ -701,12 +701,12 @@ static void vsock_notify(unsigned q)
 	while ((n = dev_pop(1, s, 4, &head)) > 0) {
 		assert_int_equal(n, 1);
 		assert_false(s[0].w);
-		assert_true(s[0].len >= sizeof(struct gvsock_hdr));
+		assert_true(s[0].len >= sizeof(struct vsock_hdr));
 		assert_true(nr_sent < MAX_PKTS);
-		memcpy(&sent[nr_sent].h, s[0].p, sizeof(struct gvsock_hdr));
+		memcpy(&sent[nr_sent].h, s[0].p, sizeof(struct vsock_hdr));
 		assert_int_equal(sent[nr_sent].h.len,
-				 s[0].len - sizeof(struct gvsock_hdr));
-		memcpy(sent[nr_sent].data, s[0].p + sizeof(struct gvsock_hdr),
+				 s[0].len - sizeof(struct vsock_hdr));
+		memcpy(sent[nr_sent].data, s[0].p + sizeof(struct vsock_hdr),
 		       sent[nr_sent].h.len);
 		nr_sent++;
 		dev_push(1, head, 0);
@@ -715,7 +715,7 @@ static void vsock_notify(unsigned q)
 
 /* Delivers a packet from the host into the next rx buffer; `claim` is the
  * used length the device reports (0 = the true one). */
-static void inject_raw(const struct gvsock_hdr *h, const void *data,
+static void inject_raw(const struct vsock_hdr *h, const void *data,
 		       uint32_t datalen, uint32_t claim)
 {
 	struct seg s[4];
@@ -734,9 +734,9 @@ static void inject(uint16_t op, uint32_t src_port, uint32_t dst_port,
 		   const void *data, uint32_t len, uint32_t flags,
 		   uint32_t buf_alloc, uint32_t fwd_cnt)
 {
-	struct gvsock_hdr h = {
+	struct vsock_hdr h = {
 		.src_cid = 2, .dst_cid = GCID, .src_port = src_port,
-		.dst_port = dst_port, .len = len, .type = GVSOCK_TYPE_STREAM,
+		.dst_port = dst_port, .len = len, .type = VSOCK_TYPE_STREAM,
 		.op = op, .flags = flags, .buf_alloc = buf_alloc,
 		.fwd_cnt = fwd_cnt,
 	};
@@ -771,9 +771,9 @@ static int vsock_accept_one(struct gvsock *v, uint32_t peer_buf)
 {
 	int h;
 
-	inject(GVSOCK_OP_REQUEST, 5000, 1234, NULL, 0, 0, peer_buf, 0);
+	inject(VSOCK_OP_REQUEST, 5000, 1234, NULL, 0, 0, peer_buf, 0);
 	assert_true(gvsock_poll(v) > 0);
-	assert_int_equal(last_sent()->h.op, GVSOCK_OP_RESPONSE);
+	assert_int_equal(last_sent()->h.op, VSOCK_OP_RESPONSE);
 	h = gvsock_accept(v, 1234);
 	assert_true(h >= 0);
 	assert_int_equal(gvsock_connected(v, h), 1);
@@ -798,13 +798,13 @@ static void test_vsock_accept_rw(void **state)
 	assert_int_equal(p->h.dst_cid, 2);
 	assert_int_equal(p->h.src_port, 1234);
 	assert_int_equal(p->h.dst_port, 5000);
-	assert_int_equal(p->h.type, GVSOCK_TYPE_STREAM);
+	assert_int_equal(p->h.type, VSOCK_TYPE_STREAM);
 	assert_int_equal(p->h.buf_alloc, 64 * 1024);
 	assert_int_equal(gvsock_accept(&v, 0), -GD_EAGAIN);
 
 	assert_int_equal(gvsock_recv(&v, h, buf, sizeof(buf)), -GD_EAGAIN);
-	inject(GVSOCK_OP_RW, 5000, 1234, "hello", 5, 0, 1000, 0);
-	inject(GVSOCK_OP_RW, 5000, 1234, " world", 6, 0, 1000, 0);
+	inject(VSOCK_OP_RW, 5000, 1234, "hello", 5, 0, 1000, 0);
+	inject(VSOCK_OP_RW, 5000, 1234, " world", 6, 0, 1000, 0);
 	/* Two packets in, plus the RESPONSE's tx slot coming back. */
 	assert_int_equal(gvsock_poll(&v), 3);
 	assert_int_equal(gvsock_rx_avail(&v, h), 11);
@@ -815,24 +815,24 @@ static void test_vsock_accept_rw(void **state)
 
 	assert_int_equal(gvsock_send(&v, h, "xyz", 3), 3);
 	p = last_sent();
-	assert_int_equal(p->h.op, GVSOCK_OP_RW);
+	assert_int_equal(p->h.op, VSOCK_OP_RW);
 	assert_int_equal(p->h.len, 3);
 	assert_memory_equal(p->data, "xyz", 3);
 	assert_int_equal(p->h.fwd_cnt, 11); /* our consumption rides along */
 
 	/* Peer shuts down sending: EOF after the data, sends still work. */
-	inject(GVSOCK_OP_RW, 5000, 1234, "!", 1, 0, 1000, 3);
-	inject(GVSOCK_OP_SHUTDOWN, 5000, 1234, NULL, 0, GVSOCK_SHUTDOWN_SEND,
+	inject(VSOCK_OP_RW, 5000, 1234, "!", 1, 0, 1000, 3);
+	inject(VSOCK_OP_SHUTDOWN, 5000, 1234, NULL, 0, VSOCK_SHUTDOWN_SEND,
 	       1000, 3);
 	gvsock_poll(&v);
 	assert_int_equal(gvsock_recv(&v, h, buf, sizeof(buf)), 1);
 	assert_int_equal(gvsock_recv(&v, h, buf, sizeof(buf)), 0);
 	assert_int_equal(gvsock_send(&v, h, "a", 1), 1);
 	/* Then receiving: the connection is over, we answer RST. */
-	inject(GVSOCK_OP_SHUTDOWN, 5000, 1234, NULL, 0, GVSOCK_SHUTDOWN_RCV,
+	inject(VSOCK_OP_SHUTDOWN, 5000, 1234, NULL, 0, VSOCK_SHUTDOWN_RCV,
 	       1000, 4);
 	gvsock_poll(&v);
-	assert_int_equal(last_sent()->h.op, GVSOCK_OP_RST);
+	assert_int_equal(last_sent()->h.op, VSOCK_OP_RST);
 	assert_int_equal(gvsock_send(&v, h, "a", 1), -GD_EPIPE);
 	gvsock_close(&v, h);
 	assert_int_equal(gvsock_connected(&v, h), -GD_ENOTCONN);
@@ -859,23 +859,23 @@ static void test_vsock_credit(void **state)
 	assert_int_equal(sent[before + 1].h.len, 6000 - GVSOCK_PKT_MAX);
 	/* Out of credit: ask once, not on every attempt. */
 	assert_int_equal(gvsock_send(&v, h, big, 10), -GD_EAGAIN);
-	assert_int_equal(last_sent()->h.op, GVSOCK_OP_CREDIT_REQUEST);
+	assert_int_equal(last_sent()->h.op, VSOCK_OP_CREDIT_REQUEST);
 	before = nr_sent;
 	assert_int_equal(gvsock_send(&v, h, big, 10), -GD_EAGAIN);
 	assert_int_equal(nr_sent, before);
 	/* The peer consumed 2500 bytes. */
-	inject(GVSOCK_OP_CREDIT_UPDATE, 5000, 1234, NULL, 0, 0, 6000, 2500);
+	inject(VSOCK_OP_CREDIT_UPDATE, 5000, 1234, NULL, 0, 0, 6000, 2500);
 	gvsock_poll(&v);
 	assert_int_equal(gvsock_send(&v, h, big, sizeof(big)), 2500);
 	/* A peer that shrinks its buffer below what is in flight gives no
 	 * credit rather than a huge unsigned one. */
-	inject(GVSOCK_OP_CREDIT_UPDATE, 5000, 1234, NULL, 0, 0, 100, 2500);
+	inject(VSOCK_OP_CREDIT_UPDATE, 5000, 1234, NULL, 0, 0, 100, 2500);
 	gvsock_poll(&v);
 	assert_int_equal(gvsock_tx_credit(&v, h), 0);
 	/* The peer asks for our credit. */
-	inject(GVSOCK_OP_CREDIT_REQUEST, 5000, 1234, NULL, 0, 0, 100, 2500);
+	inject(VSOCK_OP_CREDIT_REQUEST, 5000, 1234, NULL, 0, 0, 100, 2500);
 	gvsock_poll(&v);
-	assert_int_equal(last_sent()->h.op, GVSOCK_OP_CREDIT_UPDATE);
+	assert_int_equal(last_sent()->h.op, VSOCK_OP_CREDIT_UPDATE);
 	assert_int_equal(last_sent()->h.buf_alloc, 64 * 1024);
 }
 
@@ -893,7 +893,7 @@ static void test_vsock_rx_credit_update(void **state)
 	/* Fill the 16 KiB window exactly. */
 	for (i = 0; i < 4; i++) {
 		memset(data, 'a' + i, sizeof(data));
-		inject(GVSOCK_OP_RW, 5000, 1234, data, sizeof(data), 0,
+		inject(VSOCK_OP_RW, 5000, 1234, data, sizeof(data), 0,
 		       1 << 20, 0);
 	}
 	gvsock_poll(&v);
@@ -904,12 +904,12 @@ static void test_vsock_rx_credit_update(void **state)
 	assert_int_equal(nr_sent, before);
 	assert_int_equal(gvsock_recv(&v, h, out, sizeof(out)), sizeof(out));
 	assert_int_equal(nr_sent, before + 1);
-	assert_int_equal(last_sent()->h.op, GVSOCK_OP_CREDIT_UPDATE);
+	assert_int_equal(last_sent()->h.op, VSOCK_OP_CREDIT_UPDATE);
 	assert_int_equal(last_sent()->h.fwd_cnt, 1000 + sizeof(out));
 	assert_int_equal(out[sizeof(out) - 1], 'b');
 	/* The ring wraps: a new packet lands across the end. */
 	memset(data, 'z', sizeof(data));
-	inject(GVSOCK_OP_RW, 5000, 1234, data, sizeof(data), 0, 1 << 20, 0);
+	inject(VSOCK_OP_RW, 5000, 1234, data, sizeof(data), 0, 1 << 20, 0);
 	gvsock_poll(&v);
 	for (i = 0; i < 3; i++)
 		assert_true(gvsock_recv(&v, h, out, sizeof(out)) > 0);
@@ -922,7 +922,7 @@ static void test_vsock_rx_credit_update(void **state)
 static void test_vsock_bad_packets(void **state)
 {
 	static struct gvsock v;
-	struct gvsock_hdr hdr;
+	struct vsock_hdr hdr;
 	char data[GVSOCK_PKT_MAX], out[64];
 	int h;
 
@@ -930,9 +930,9 @@ static void test_vsock_bad_packets(void **state)
 	vsock_bringup(&v, 8 * 1024);
 	assert_int_equal(gvsock_listen(&v, 1234), 0);
 	/* REQUEST to a port nobody listens on: RST. */
-	inject(GVSOCK_OP_REQUEST, 5000, 99, NULL, 0, 0, 100, 0);
+	inject(VSOCK_OP_REQUEST, 5000, 99, NULL, 0, 0, 100, 0);
 	gvsock_poll(&v);
-	assert_int_equal(last_sent()->h.op, GVSOCK_OP_RST);
+	assert_int_equal(last_sent()->h.op, VSOCK_OP_RST);
 	assert_int_equal(last_sent()->h.src_port, 99);
 	assert_int_equal(last_sent()->h.dst_port, 5000);
 	assert_int_equal(gvsock_accept(&v, 0), -GD_EAGAIN);
@@ -941,8 +941,8 @@ static void test_vsock_bad_packets(void **state)
 	/* Header claims more payload than the device wrote: dropped. */
 	memset(&hdr, 0, sizeof(hdr));
 	hdr.src_cid = 2, hdr.dst_cid = GCID, hdr.src_port = 5000;
-	hdr.dst_port = 1234, hdr.type = GVSOCK_TYPE_STREAM;
-	hdr.op = GVSOCK_OP_RW, hdr.len = 100;
+	hdr.dst_port = 1234, hdr.type = VSOCK_TYPE_STREAM;
+	hdr.op = VSOCK_OP_RW, hdr.len = 100;
 	inject_raw(&hdr, "abcdefghij", 10, sizeof(hdr) + 10);
 	/* Shorter than a header: dropped. */
 	inject_raw(&hdr, NULL, 0, 20);
@@ -950,13 +950,13 @@ static void test_vsock_bad_packets(void **state)
 	hdr.dst_cid = 77, hdr.len = 2;
 	inject_raw(&hdr, "xx", 2, 0);
 	/* Payload on a non-RW op: dropped. */
-	hdr.dst_cid = GCID, hdr.op = GVSOCK_OP_CREDIT_UPDATE;
+	hdr.dst_cid = GCID, hdr.op = VSOCK_OP_CREDIT_UPDATE;
 	inject_raw(&hdr, "xx", 2, 0);
 	gvsock_poll(&v);
 	assert_int_equal(v.st.bad_pkts, 4);
 	assert_int_equal(gvsock_rx_avail(&v, h), 0);
 	/* A device claiming more than the rx buffer is clamped by virtq. */
-	hdr.op = GVSOCK_OP_RW, hdr.len = 5000;
+	hdr.op = VSOCK_OP_RW, hdr.len = 5000;
 	inject_raw(&hdr, NULL, 0, 100000);
 	gvsock_poll(&v);
 	assert_int_equal(v.st.bad_pkts, 5);
@@ -964,12 +964,12 @@ static void test_vsock_bad_packets(void **state)
 	/* A peer overrunning our 8 KiB of credit: RST, the connection ends
 	 * and nothing beyond the buffer was written. */
 	memset(data, 'c', sizeof(data));
-	inject(GVSOCK_OP_RW, 5000, 1234, data, sizeof(data), 0, 1000, 0);
-	inject(GVSOCK_OP_RW, 5000, 1234, data, sizeof(data), 0, 1000, 0);
-	inject(GVSOCK_OP_RW, 5000, 1234, data, 1, 0, 1000, 0);
+	inject(VSOCK_OP_RW, 5000, 1234, data, sizeof(data), 0, 1000, 0);
+	inject(VSOCK_OP_RW, 5000, 1234, data, sizeof(data), 0, 1000, 0);
+	inject(VSOCK_OP_RW, 5000, 1234, data, 1, 0, 1000, 0);
 	gvsock_poll(&v);
 	assert_int_equal(v.st.credit_violations, 1);
-	assert_int_equal(last_sent()->h.op, GVSOCK_OP_RST);
+	assert_int_equal(last_sent()->h.op, VSOCK_OP_RST);
 	assert_int_equal(gvsock_connected(&v, h), -GD_ECONNRESET);
 	/* Buffered data is still readable, then the reset shows. */
 	assert_int_equal(gvsock_recv(&v, h, out, sizeof(out)), sizeof(out));
@@ -978,15 +978,15 @@ static void test_vsock_bad_packets(void **state)
 	assert_int_equal(gvsock_recv(&v, h, out, sizeof(out)), -GD_ECONNRESET);
 	assert_int_equal(gvsock_send(&v, h, "a", 1), -GD_ECONNRESET);
 	/* Packets for the dead connection get RST, not data. */
-	inject(GVSOCK_OP_RW, 5000, 1234, "late", 4, 0, 1000, 0);
+	inject(VSOCK_OP_RW, 5000, 1234, "late", 4, 0, 1000, 0);
 	gvsock_poll(&v);
-	assert_int_equal(last_sent()->h.op, GVSOCK_OP_RST);
+	assert_int_equal(last_sent()->h.op, VSOCK_OP_RST);
 	gvsock_close(&v, h);
 	/* Unknown socket type: RST. */
-	hdr.type = 9, hdr.op = GVSOCK_OP_REQUEST, hdr.len = 0;
+	hdr.type = 9, hdr.op = VSOCK_OP_REQUEST, hdr.len = 0;
 	inject_raw(&hdr, NULL, 0, 0);
 	gvsock_poll(&v);
-	assert_int_equal(last_sent()->h.op, GVSOCK_OP_RST);
+	assert_int_equal(last_sent()->h.op, VSOCK_OP_RST);
 	assert_int_equal(gvsock_accept(&v, 0), -GD_EAGAIN);
 }
 
@@ -1002,13 +1002,13 @@ static void test_vsock_connect_close(void **state)
 	h = gvsock_connect(&v, 2, 7000);
 	assert_true(h >= 0);
 	p = last_sent();
-	assert_int_equal(p->h.op, GVSOCK_OP_REQUEST);
+	assert_int_equal(p->h.op, VSOCK_OP_REQUEST);
 	assert_int_equal(p->h.dst_port, 7000);
 	assert_true(p->h.src_port >= 49152);
 	lport = p->h.src_port;
 	assert_int_equal(gvsock_connected(&v, h), 0);
 	assert_int_equal(gvsock_send(&v, h, "x", 1), -GD_ENOTCONN);
-	inject(GVSOCK_OP_RESPONSE, 7000, lport, NULL, 0, 0, 4096, 0);
+	inject(VSOCK_OP_RESPONSE, 7000, lport, NULL, 0, 0, 4096, 0);
 	gvsock_poll(&v);
 	assert_int_equal(gvsock_connected(&v, h), 1);
 	assert_int_equal(gvsock_send(&v, h, "x", 1), 1);
@@ -1017,7 +1017,7 @@ static void test_vsock_connect_close(void **state)
 	h2 = gvsock_connect(&v, 2, 7000);
 	assert_true(h2 >= 0 && h2 != h);
 	assert_true(last_sent()->h.src_port != lport);
-	inject(GVSOCK_OP_RST, 7000, last_sent()->h.src_port, NULL, 0, 0, 0, 0);
+	inject(VSOCK_OP_RST, 7000, last_sent()->h.src_port, NULL, 0, 0, 0, 0);
 	gvsock_poll(&v);
 	assert_int_equal(gvsock_connected(&v, h2), -GD_ECONNREFUSED);
 	gvsock_close(&v, h2);
@@ -1025,24 +1025,24 @@ static void test_vsock_connect_close(void **state)
 	/* Clean close: SHUTDOWN both ways, then the peer's RST frees it. */
 	gvsock_close(&v, h);
 	p = last_sent();
-	assert_int_equal(p->h.op, GVSOCK_OP_SHUTDOWN);
-	assert_int_equal(p->h.flags, GVSOCK_SHUTDOWN_RCV | GVSOCK_SHUTDOWN_SEND);
+	assert_int_equal(p->h.op, VSOCK_OP_SHUTDOWN);
+	assert_int_equal(p->h.flags, VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND);
 	assert_int_equal(v.conns[h].state, GVSOCK_CLOSING);
-	inject(GVSOCK_OP_RST, 7000, lport, NULL, 0, 0, 0, 0);
+	inject(VSOCK_OP_RST, 7000, lport, NULL, 0, 0, 0, 0);
 	gvsock_poll(&v);
 	assert_int_equal(v.conns[h].state, GVSOCK_FREE);
 
 	/* A peer that never answers: our RST after the timeout. */
 	h = gvsock_connect(&v, 2, 7000);
 	lport = last_sent()->h.src_port;
-	inject(GVSOCK_OP_RESPONSE, 7000, lport, NULL, 0, 0, 4096, 0);
+	inject(VSOCK_OP_RESPONSE, 7000, lport, NULL, 0, 0, 4096, 0);
 	gvsock_poll(&v);
 	gvsock_close(&v, h);
 	gvsock_poll(&v);
 	assert_int_equal(v.conns[h].state, GVSOCK_CLOSING);
 	fake_now += GVSOCK_CLOSE_TIMEOUT_NS;
 	gvsock_poll(&v);
-	assert_int_equal(last_sent()->h.op, GVSOCK_OP_RST);
+	assert_int_equal(last_sent()->h.op, VSOCK_OP_RST);
 	assert_int_equal(v.conns[h].state, GVSOCK_FREE);
 }
 
@@ -1059,7 +1059,7 @@ static void test_vsock_transport_reset(void **state)
 	vsock_bringup(&v, 0);
 	assert_int_equal(gvsock_listen(&v, 1234), 0);
 	h = vsock_accept_one(&v, 1000);
-	inject(GVSOCK_OP_RW, 5000, 1234, "ab", 2, 0, 1000, 0);
+	inject(VSOCK_OP_RW, 5000, 1234, "ab", 2, 0, 1000, 0);
 	gvsock_poll(&v);
 	/* 5.10.6.6: the event, with a new CID (as after a restore). */
 	memcpy(F.config, &cid, 8);
@@ -1076,16 +1076,16 @@ static void test_vsock_transport_reset(void **state)
 	/* The event buffer was given back; the listener still works. */
 	assert_int_equal(((struct gvq_avail *)(uintptr_t)F.q[2].drv)->idx, 9);
 	{
-		struct gvsock_hdr hd = {
+		struct vsock_hdr hd = {
 			.src_cid = 2, .dst_cid = 42, .src_port = 6000,
-			.dst_port = 1234, .type = GVSOCK_TYPE_STREAM,
-			.op = GVSOCK_OP_REQUEST, .buf_alloc = 100,
+			.dst_port = 1234, .type = VSOCK_TYPE_STREAM,
+			.op = VSOCK_OP_REQUEST, .buf_alloc = 100,
 		};
 
 		inject_raw(&hd, NULL, 0, 0);
 	}
 	gvsock_poll(&v);
-	assert_int_equal(last_sent()->h.op, GVSOCK_OP_RESPONSE);
+	assert_int_equal(last_sent()->h.op, VSOCK_OP_RESPONSE);
 	assert_int_equal(last_sent()->h.src_cid, 42);
 	assert_true(gvsock_accept(&v, 1234) >= 0);
 }
@@ -1099,7 +1099,7 @@ static void test_vsock_many_conns(void **state)
 	vsock_bringup(&v, 4096);
 	assert_int_equal(gvsock_listen(&v, 1234), 0);
 	for (i = 0; i < 8; i++) {
-		inject(GVSOCK_OP_REQUEST, 6000 + (uint32_t)i, 1234, NULL, 0, 0,
+		inject(VSOCK_OP_REQUEST, 6000 + (uint32_t)i, 1234, NULL, 0, 0,
 		       1000, 0);
 	}
 	gvsock_poll(&v);
@@ -1108,15 +1108,15 @@ static void test_vsock_many_conns(void **state)
 		assert_true(hs[i] >= 0);
 	}
 	/* Table full (8): the ninth is refused with RST. */
-	inject(GVSOCK_OP_REQUEST, 7000, 1234, NULL, 0, 0, 1000, 0);
+	inject(VSOCK_OP_REQUEST, 7000, 1234, NULL, 0, 0, 1000, 0);
 	gvsock_poll(&v);
-	assert_int_equal(last_sent()->h.op, GVSOCK_OP_RST);
+	assert_int_equal(last_sent()->h.op, VSOCK_OP_RST);
 	assert_int_equal(last_sent()->h.dst_port, 7000);
 	/* Data goes to the right connection. */
 	for (i = 0; i < 8; i++) {
 		char c = (char)('A' + i);
 
-		inject(GVSOCK_OP_RW, 6000 + (uint32_t)i, 1234, &c, 1, 0, 1000, 0);
+		inject(VSOCK_OP_RW, 6000 + (uint32_t)i, 1234, &c, 1, 0, 1000, 0);
 	}
 	gvsock_poll(&v);
 	for (i = 0; i < 8; i++) {
