@@ -50,3 +50,6 @@ fuzz-replay: $(FZ_BINS)
 		$(FZ_DIR)/$$f -runs=0 tests/data/$$f >/dev/null 2>$(BUILD)/fuzz-replay-$$f.log || \
 			{ tail -30 $(BUILD)/fuzz-replay-$$f.log; exit 1; }; \
 	done
+
+# make test replays the kept inputs (tests/integration/fuzz-replay).
+TEST_DEPS += $(FZ_BINS)
