@@ -1,0 +1,38 @@
+# mk/bench.mk - the cold-start benchmark (docs/benchmarks.md).
+#
+#   make BUILD=... bench-coldstart   bench/results/coldstart.json, a table,
+#                                    bench/results/coldstart-cdf.svg
+#   BENCH_QUICK=1 make ... bench-coldstart   a short run (~30 s)
+#
+# COLDSTART_TOOLS is where ember-vmm, ember-micro, handlers/echo and
+# libember.a come from (default: $(BUILD), built by their own rules). Point
+# it at another build directory to measure that build without rebuilding it.
+#
+# The driver wraps ioctl/mmap/madvise and a few libember internals at link
+# time to time each restore step from inside (see bench/coldstart.c).
+
+COLDSTART_TOOLS ?= $(BUILD)
+COLDSTART_COMMA := ,
+COLDSTART_WRAP := $(addprefix -Wl$(COLDSTART_COMMA)--wrap=,ioctl mmap \
+	madvise snap_read_state snap_open_memory kvm_map_ram kvm_open \
+	vm_create_core vm_create_devices)
+
+$(BUILD)/bench/coldstart: bench/coldstart.c $(COLDSTART_TOOLS)/libember.a \
+		vmm/include/ember.h vmm/invoke.h proto/invoke.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ bench/coldstart.c $(COLDSTART_TOOLS)/libember.a \
+		$(COLDSTART_WRAP) $(LIBS)
+
+ALL += $(BUILD)/bench/coldstart
+
+.PHONY: bench-coldstart
+bench-coldstart: $(BUILD)/bench/coldstart $(COLDSTART_TOOLS)/ember-vmm \
+		$(COLDSTART_TOOLS)/ember-micro $(COLDSTART_TOOLS)/handlers/echo
+	@mkdir -p bench/results
+	$(BUILD)/bench/coldstart --vmm $(COLDSTART_TOOLS)/ember-vmm \
+		--handler $(COLDSTART_TOOLS)/handlers/echo \
+		--out bench/results/coldstart.json
+	python3 bench/plot_cdf.py bench/results/coldstart.json \
+		bench/results/coldstart-cdf.svg
+
+bench: bench-coldstart
