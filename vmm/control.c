@@ -20,6 +20,7 @@
 #include "vm.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,9 @@ struct ember_control {
 	int listen_fd;
 	char *path;
 	pthread_t thread;
+	pthread_mutex_t lock;  /* protects client_fd and stopping */
+	int client_fd;         /* the connection being served, or -1 */
+	bool stopping;
 };
 
 static void reply(int fd, const char *fmt, ...)
@@ -65,12 +69,16 @@ static void run_command(struct ember_vm *vm, int fd, char *cmd)
 	char err[512];
 
 	if (!strcmp(cmd, "status")) {
+		const char *state;
+		int ready;
+
+		/* Never hold the VM lock across a socket write. */
 		pthread_mutex_lock(&vm->lock);
-		reply(fd, "OK %s ready=%d",
-		      vm->stopping ? "stopping" :
-		      vm->pause_requested ? "paused" : "running",
-		      vm->guest_ready);
+		state = vm->stopping ? "stopping" :
+			vm->pause_requested ? "paused" : "running";
+		ready = vm->guest_ready;
 		pthread_mutex_unlock(&vm->lock);
+		reply(fd, "OK %s ready=%d", state, ready);
 	} else if (!strcmp(cmd, "pause")) {
 		if (ember_vm_pause(vm) < 0)
 			reply(fd, "ERR the VM is stopping");
@@ -138,9 +146,20 @@ static void *control_thread(void *arg)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			return NULL; /* closed by ember_control_stop() */
+			return NULL; /* shut down by ember_control_stop() */
 		}
+		pthread_mutex_lock(&c->lock);
+		if (c->stopping) {
+			pthread_mutex_unlock(&c->lock);
+			close(fd);
+			return NULL;
+		}
+		c->client_fd = fd;
+		pthread_mutex_unlock(&c->lock);
 		serve_client(c->vm, fd);
+		pthread_mutex_lock(&c->lock);
+		c->client_fd = -1;
+		pthread_mutex_unlock(&c->lock);
 		close(fd);
 	}
 }
@@ -170,6 +189,8 @@ struct ember_control *ember_control_start(struct ember_vm *vm,
 		return NULL;
 	}
 	c->vm = vm;
+	c->client_fd = -1;
+	pthread_mutex_init(&c->lock, NULL);
 	c->path = strdup(path);
 	strcpy(addr.sun_path, path);
 	c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -189,6 +210,7 @@ err_unlink:
 err:
 	if (c->listen_fd >= 0)
 		close(c->listen_fd);
+	pthread_mutex_destroy(&c->lock);
 	free(c->path);
 	free(c);
 	return NULL;
@@ -198,10 +220,19 @@ void ember_control_stop(struct ember_control *c)
 {
 	if (!c)
 		return;
+	/* Wake the thread wherever it blocks (accept, or recv on a client)
+	 * by shutting the sockets down; it then returns on its own. A command
+	 * in progress finishes first (the VM is stopped by now, so a pause
+	 * returns at once). */
+	pthread_mutex_lock(&c->lock);
+	c->stopping = true;
+	if (c->client_fd >= 0)
+		shutdown(c->client_fd, SHUT_RDWR);
+	pthread_mutex_unlock(&c->lock);
 	shutdown(c->listen_fd, SHUT_RDWR);
-	close(c->listen_fd);
-	pthread_cancel(c->thread); /* may be blocked in recv on a client */
 	pthread_join(c->thread, NULL);
+	close(c->listen_fd);
+	pthread_mutex_destroy(&c->lock);
 	unlink(c->path);
 	free(c->path);
 	free(c);

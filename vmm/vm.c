@@ -828,6 +828,8 @@ void ember_vm_destroy(struct ember_vm *vm)
 
 int ember_vm_pause(struct ember_vm *vm)
 {
+	int ret;
+
 	pthread_mutex_lock(&vm->lock);
 	if (vm->stopping) {
 		pthread_mutex_unlock(&vm->lock);
@@ -840,8 +842,9 @@ int ember_vm_pause(struct ember_vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	while (vm->vcpus_paused < vm->vcpus_running && !vm->stopping)
 		pthread_cond_wait(&vm->cond, &vm->lock);
+	ret = vm->stopping ? -ESRCH : 0;
 	pthread_mutex_unlock(&vm->lock);
-	return vm->stopping ? -ESRCH : 0;
+	return ret;
 }
 
 int ember_vm_resume(struct ember_vm *vm)
