@@ -492,6 +492,8 @@ int main(int argc, char **argv)
 	if (status != ST_OK || verbosity > 0)
 		fprintf(stderr, "ember-vmm: %s: %s\n",
 			ember_exit_reason_name(ex.reason), ex.detail);
+	if (ex.registers[0])
+		fprintf(stderr, "ember-vmm: registers: %s\n", ex.registers);
 	ember_vm_destroy(vm);
 	return status;
 }

@@ -99,15 +99,33 @@ static uint64_t vcpu_rip(struct vcpu *v)
 	return regs.rip;
 }
 
-/* Reports or reflects an exception caught by the stub for `vector`. The
- * frame is on the IST1 stack: [error code], RIP, CS, RFLAGS, RSP, SS. */
+static void format_registers(struct vcpu *v, const struct kvm_regs *r,
+			     const struct kvm_sregs *s)
+{
+	snprintf(v->vm->exit.registers, sizeof(v->vm->exit.registers),
+		 "vcpu%u rip=%llx rsp=%llx rflags=%llx rax=%llx rbx=%llx "
+		 "rcx=%llx rdx=%llx rsi=%llx rdi=%llx rbp=%llx r8=%llx "
+		 "r9=%llx r10=%llx r11=%llx r12=%llx r13=%llx r14=%llx "
+		 "r15=%llx cs=%x ss=%x cr0=%llx cr2=%llx cr3=%llx cr4=%llx "
+		 "efer=%llx",
+		 v->id, r->rip, r->rsp, r->rflags, r->rax, r->rbx, r->rcx,
+		 r->rdx, r->rsi, r->rdi, r->rbp, r->r8, r->r9, r->r10, r->r11,
+		 r->r12, r->r13, r->r14, r->r15, s->cs.selector,
+		 s->ss.selector, s->cr0, s->cr2, s->cr3, s->cr4, s->efer);
+}
+
+/*
+ * Reports or reflects an exception caught by the stub for `vector`. The IST
+ * stack holds, from RSP up: the RAX the stub saved, [error code], then the
+ * CPU's frame: RIP, CS, RFLAGS, RSP, SS of the interrupted context.
+ */
 static void handle_exception(struct vcpu *v, unsigned vector)
 {
 	struct ember_vm *vm = v->vm;
 	const struct guest_mem *mem = &vm->kvm.mem;
-	struct kvm_regs regs;
+	struct kvm_regs regs, ctx;
 	struct kvm_sregs sregs;
-	uint64_t frame[6] = { 0 }, err_code = 0, *f = frame;
+	uint64_t frame[7] = { 0 }, err_code = 0, *f;
 	bool has_err = cpu_vector_has_error_code(vector);
 
 	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 ||
@@ -125,14 +143,21 @@ static void handle_exception(struct vcpu *v, unsigned vector)
 				(unsigned long long)regs.rsp);
 		return;
 	}
-	if (has_err) {
-		err_code = frame[0];
-		f = frame + 1;
-	}
-	/* f: RIP, CS, RFLAGS, RSP, SS (of the interrupted context). */
+	f = frame + 1;
+	if (has_err)
+		err_code = *f++;
+	/* The faulting context: the stub changed only RAX, RIP, RSP, RFLAGS
+	 * and the segments, all of which it saved. */
+	ctx = regs;
+	ctx.rax = frame[0];
+	ctx.rip = f[0];
+	ctx.rflags = f[2];
+	ctx.rsp = f[3];
+	sregs.cs.selector = (uint16_t)f[1];
+	sregs.ss.selector = (uint16_t)f[4];
 	if (vm->reflect_exceptions && vector != 8 && vector != 18) {
 		uint64_t cpl = f[1] & 3;
-		struct kvm_regs r = regs;
+		struct kvm_regs r = ctx;
 
 		/* Resume at the guest's exception entry, at the CPL it was
 		 * running at, on its own stack below the red zone. */
@@ -144,9 +169,7 @@ static void handle_exception(struct vcpu *v, unsigned vector)
 		r.rdx = f[0];
 		r.rcx = sregs.cr2;
 		r.r8 = f[3];
-		sregs.cs.selector = (uint16_t)f[1];
 		sregs.cs.dpl = (uint8_t)cpl;
-		sregs.ss.selector = (uint16_t)f[4];
 		sregs.ss.dpl = (uint8_t)cpl;
 		if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0 ||
 		    ioctl(v->fd, KVM_SET_REGS, &r) < 0)
@@ -171,6 +194,8 @@ static void handle_exception(struct vcpu *v, unsigned vector)
 				", RFLAGS 0x%" PRIx64 ", CS 0x%" PRIx64,
 				cpu_vector_name(vector), f[0], err_code, f[3],
 				f[2], f[1]);
+	if (pthread_equal(vm->stop_thread, pthread_self()))
+		format_registers(v, &ctx, &sregs);
 }
 
 /* EMBER_HC_WAIT: sleep until a device signals, the VM stops, or the timeout
@@ -450,6 +475,27 @@ static bool vm_is_stopping(struct ember_vm *vm)
 	return __atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE);
 }
 
+static bool is_crash(enum ember_exit_reason r)
+{
+	return r == EMBER_EXIT_EXCEPTION || r == EMBER_EXIT_TRIPLE_FAULT ||
+	       r == EMBER_EXIT_MMIO_UNMAPPED || r == EMBER_EXIT_EMULATION ||
+	       r == EMBER_EXIT_UNKNOWN;
+}
+
+/* After this vCPU crashed the VM: its registers, for the report (an
+ * exception already recorded the faulting context's). */
+static void record_registers(struct vcpu *v)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+
+	if (v->vm->exit.registers[0] ||
+	    ioctl(v->fd, KVM_GET_REGS, &r) < 0 ||
+	    ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+		return;
+	format_registers(v, &r, &s);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -480,6 +526,10 @@ static void *vcpu_thread(void *arg)
 		}
 		handle_exit(v);
 	}
+	/* The winner of vm_request_stop is the only writer of vm->exit. */
+	if (pthread_equal(vm->stop_thread, pthread_self()) &&
+	    is_crash(vm->exit.reason))
+		record_registers(v);
 	pthread_mutex_lock(&vm->lock);
 	vm->vcpus_running--;
 	pthread_cond_broadcast(&vm->cond);

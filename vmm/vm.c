@@ -90,6 +90,7 @@ void vm_request_stop(struct ember_vm *vm, enum ember_exit_reason reason,
 	vm->exit.reason = reason;
 	vm->exit.guest_status = guest_status;
 	vm->exit.rip = rip;
+	vm->stop_thread = pthread_self();
 	va_start(ap, fmt);
 	vsnprintf(vm->exit.detail, sizeof(vm->exit.detail), fmt, ap);
 	va_end(ap);

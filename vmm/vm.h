@@ -90,6 +90,7 @@ struct ember_vm {
 	char snapshot_dir[256];     /* restored from here, "" when booted */
 	unsigned vcpus_running;
 	struct ember_exit exit;
+	pthread_t stop_thread;      /* the thread whose vm_request_stop won */
 	int stop_fd;                /* eventfd written when the VM stops */
 };
 

@@ -168,10 +168,11 @@ static void test_plain_boot_tables(void **state)
 		assert_int_equal(off, EMBER_STUBS_GPA + 14 * 8);
 		assert_int_equal((lo >> 32) & 7, 1);
 		assert_int_equal((lo >> 40) & 0xff, 0x8e);
-		/* The stub: mov $14, %al; out %al, $EXCEPTION. */
-		assert_int_equal(ram[EMBER_STUBS_GPA + 14 * 8], 0xb0);
-		assert_int_equal(ram[EMBER_STUBS_GPA + 14 * 8 + 1], 14);
-		assert_int_equal(ram[EMBER_STUBS_GPA + 14 * 8 + 3],
+		/* The stub: push %rax; mov $14, %al; out %al, $EXCEPTION. */
+		assert_int_equal(ram[EMBER_STUBS_GPA + 14 * 8], 0x50);
+		assert_int_equal(ram[EMBER_STUBS_GPA + 14 * 8 + 1], 0xb0);
+		assert_int_equal(ram[EMBER_STUBS_GPA + 14 * 8 + 2], 14);
+		assert_int_equal(ram[EMBER_STUBS_GPA + 14 * 8 + 4],
 				 EMBER_PORT_EXCEPTION);
 	}
 	/* TSS: RSP0 and IST1 at the exception stack. */

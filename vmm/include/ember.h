@@ -81,6 +81,10 @@ struct ember_exit {
 	int guest_status;         /* EMBER_EXIT_GUEST_STATUS */
 	uint64_t rip;             /* where the guest was, when known */
 	char detail[512];         /* one human-readable line */
+	/* For a crash (exception, triple fault, unmapped MMIO, emulation
+	 * failure, unknown exit): the vCPU's registers at that point, as
+	 * "rax=... rbx=..." on one line; empty otherwise. */
+	char registers[640];
 };
 
 struct ember_vm;

@@ -268,9 +268,11 @@ static int write_page_tables(const struct guest_mem *mem, enum boot_kind kind)
 
 /*
  * Plain-ELF guests get an IDT whose 32 exception gates lead, on IST1, to an
- * 8-byte stub each: `mov $vector, %al; out %al, $EMBER_PORT_EXCEPTION;
- * jmp .`. The stub runs at CPL0 (emulated under PVM, but it is two
- * instructions), and the VMM then reads the frame from the IST stack.
+ * 8-byte stub each: `push %rax; mov $vector, %al; out %al,
+ * $EMBER_PORT_EXCEPTION; jmp .`. The stub runs at CPL0 (emulated under PVM,
+ * but it is three instructions); the VMM then reads the saved RAX and the
+ * exception frame from the IST stack, so every register of the faulting
+ * context is known.
  */
 static int write_idt_tss_stubs(const struct guest_mem *mem)
 {
@@ -285,10 +287,11 @@ static int write_idt_tss_stubs(const struct guest_mem *mem)
 		uint8_t *s = &stubs[v * STUB_SIZE];
 		uint64_t off = EMBER_STUBS_GPA + v * STUB_SIZE;
 
-		s[0] = 0xb0, s[1] = (uint8_t)v;          /* mov $v, %al */
-		s[2] = 0xe6, s[3] = EMBER_PORT_EXCEPTION; /* out %al, $port */
-		s[4] = 0xeb, s[5] = 0xfe;                /* jmp . */
-		s[6] = 0x90, s[7] = 0x90;
+		s[0] = 0x50;                             /* push %rax */
+		s[1] = 0xb0, s[2] = (uint8_t)v;          /* mov $v, %al */
+		s[3] = 0xe6, s[4] = EMBER_PORT_EXCEPTION; /* out %al, $port */
+		s[5] = 0xeb, s[6] = 0xfe;                /* jmp . */
+		s[7] = 0x90;
 		/* Interrupt gate, present, DPL0, IST1, selector KCODE. */
 		idt[v * 2] = (off & 0xffff) | ((uint64_t)EMBER_SEL_KCODE << 16) |
 			     (1ULL << 32) | (0x8eULL << 40) |
