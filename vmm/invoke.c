@@ -630,22 +630,16 @@ static int read_handshake(struct inv_client *c, uint64_t deadline)
 	return 0;
 }
 
-struct inv_client *inv_client_connect(const char *uds_path, uint32_t port,
-				      int timeout_ms, int *err)
+/* One attempt at the hybrid handshake, until `deadline`. */
+static struct inv_client *connect_once(const struct sockaddr_un *sa,
+				       uint32_t port, uint64_t deadline,
+				       int *err)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	uint64_t deadline = now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
 	struct inv_client *c;
 	struct pollfd pfd;
 	char line[32];
 	int fd, ret, n;
 
-	if (!uds_path || strlen(uds_path) >= sizeof(sa.sun_path) ||
-	    timeout_ms <= 0) {
-		*err = uds_path && timeout_ms > 0 ? -ENAMETOOLONG : -EINVAL;
-		return NULL;
-	}
-	memcpy(sa.sun_path, uds_path, strlen(uds_path) + 1);
 	c = client_alloc(err);
 	if (!c)
 		return NULL;
@@ -656,7 +650,7 @@ struct inv_client *inv_client_connect(const char *uds_path, uint32_t port,
 	}
 	/* A non-blocking AF_UNIX connect either completes at once or fails
 	 * with EAGAIN when the listener's backlog is full: retry briefly. */
-	while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	while (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0) {
 		ret = -errno;
 		if (ret != -EAGAIN && ret != -EINTR)
 			goto err_close;
@@ -691,6 +685,44 @@ err_free:
 	free(c);
 	*err = ret;
 	return NULL;
+}
+
+/*
+ * A VM that is starting (or restoring) has its socket before its guest
+ * listens: the socket may not exist yet (ENOENT), or the device answers
+ * CONNECT by closing (ECONNREFUSED: the guest sent RST). Those are retried
+ * every millisecond until the deadline; anything else fails at once.
+ */
+struct inv_client *inv_client_connect(const char *uds_path, uint32_t port,
+				      int timeout_ms, int *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	uint64_t deadline;
+	struct inv_client *c;
+	int last = 0;
+
+	if (!uds_path || strlen(uds_path) >= sizeof(sa.sun_path) ||
+	    timeout_ms <= 0) {
+		*err = uds_path && timeout_ms > 0 ? -ENAMETOOLONG : -EINVAL;
+		return NULL;
+	}
+	memcpy(sa.sun_path, uds_path, strlen(uds_path) + 1);
+	deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	for (;;) {
+		c = connect_once(&sa, port, deadline, err);
+		if (c)
+			return c;
+		if (*err == -ENOENT || *err == -ECONNREFUSED)
+			last = *err;
+		else if (*err != -ETIMEDOUT || !last)
+			return NULL;
+		if (ms_left(deadline) == 0) {
+			/* Report why it never worked, not that time ran out. */
+			*err = last;
+			return NULL;
+		}
+		poll(NULL, 0, 1);
+	}
 }
 
 enum ember_invoke_status ember_invoke(const char *uds_path, uint32_t port,
