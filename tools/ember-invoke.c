@@ -168,11 +168,15 @@ static pid_t spawn(const char *cmd, int *to_child, int *from_child)
 	}
 	pid = fork();
 	if (pid == 0) {
+		/* Its own process group, so that a timeout can kill the
+		 * handler and anything it started, not just the shell. */
+		setpgid(0, 0);
 		if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0)
 			_exit(127);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
+	setpgid(pid, pid); /* also here: no race with the kill below */
 	close(in[0]);
 	close(out[1]);
 	if (pid < 0) {
@@ -376,7 +380,7 @@ out:
 		 * hung one is killed after a timeout has already been
 		 * reported. */
 		if (ret == EMBER_INVOKE_TIMEOUT)
-			kill(pid, SIGKILL);
+			kill(-pid, SIGKILL);
 		if (waitpid(pid, &wst, 0) == pid && ret == EMBER_INVOKE_TRANSPORT) {
 			if (WIFSIGNALED(wst))
 				fprintf(stderr, "ember-invoke: handler killed by signal %d\n",
