@@ -310,6 +310,29 @@ bool virtq_needs_notify(struct virtq *q)
 	return need;
 }
 
+void virtq_set_notify(struct virtq *q, bool enable)
+{
+	uint16_t *flags;
+
+	if (!q->used)
+		return;
+	flags = (uint16_t *)q->used; /* used->flags, 2.7.8 */
+	if (q->event_idx) {
+		/* 2.7.10: the driver notifies when it moves avail->idx past
+		 * avail_event; "off" is expressed by leaving it behind. */
+		if (enable)
+			__atomic_store_n(avail_event(q), htole16(q->last_avail),
+					 __ATOMIC_RELAXED);
+	} else {
+		__atomic_store_n(flags, htole16(enable ? 0 :
+						  VIRTQ_USED_F_NO_NOTIFY),
+				 __ATOMIC_RELAXED);
+	}
+	/* The store must be visible before the caller re-reads avail->idx,
+	 * or a buffer added in between would go unnoticed by both sides. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
 bool virtq_has_avail(const struct virtq *q)
 {
 	if (!q->avail)

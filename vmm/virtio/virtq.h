@@ -95,6 +95,15 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t written);
  * VIRTQ_AVAIL_F_NO_INTERRUPT or, with event_idx, used_event). */
 bool virtq_needs_notify(struct virtq *q);
 
+/*
+ * Asks the driver to notify (enable) or not to bother (disable) when it
+ * adds buffers: used->flags NO_NOTIFY (2.7.7), or avail_event with
+ * VIRTIO_F_EVENT_IDX (2.7.10). A hint the driver may ignore; after
+ * enabling, the caller must look at the avail ring again (a full fence is
+ * issued), since buffers may have arrived while notifications were off.
+ */
+void virtq_set_notify(struct virtq *q, bool enable);
+
 /* True when chains are waiting. */
 bool virtq_has_avail(const struct virtq *q);
 

@@ -863,6 +863,13 @@ static void process_tx(struct vsock *v)
 	v->tx_stalled = false;
 }
 
+/*
+ * Fills guest rx buffers with pending packets. The device looks at the rx
+ * ring whenever it has something to deliver, so the driver's notifications
+ * of new rx buffers are only needed while packets wait for one: they are
+ * switched off otherwise. That saves a wake-up of the event thread per
+ * message (the guest reposts a buffer after each packet it takes).
+ */
 static void process_rx(struct vsock *v)
 {
 	struct virtq *q = &v->t->vq[VSOCK_QUEUE_RX];
@@ -875,6 +882,13 @@ static void process_rx(struct vsock *v)
 
 		if (!v->rx_held) {
 			r = virtq_pop(q, v->mem, &v->rx_chain);
+			if (r == 0) {
+				/* Out of buffers with packets waiting: ask
+				 * to be told of new ones, then look again in
+				 * case one came meanwhile. */
+				virtq_set_notify(q, true);
+				r = virtq_pop(q, v->mem, &v->rx_chain);
+			}
 			if (r < 0) {
 				mark_broken(v, "vsock: broken rx ring");
 				return;
@@ -894,6 +908,7 @@ static void process_rx(struct vsock *v)
 		v->rx_held = false;
 		v->signal_mask |= 1u << VSOCK_QUEUE_RX;
 	}
+	virtq_set_notify(q, false); /* nothing waits for a buffer */
 }
 
 static void process_event(struct vsock *v)
