@@ -273,7 +273,13 @@ out:
 		t->activated = false;
 		needs_reset_locked(t, "device activation failed");
 		pthread_mutex_unlock(&t->lock);
+		return;
 	}
+	/* Once per driver bring-up: tells the operator (ember-vmm -v) which
+	 * devices the guest's drivers took. */
+	log_info("%s at %#llx: driver ready, features %#llx", t->ops->name,
+		 (unsigned long long)t->base,
+		 (unsigned long long)t->acked_features);
 }
 
 static uint32_t read_reg(struct vmmio_dev *t, uint64_t off)
