@@ -7,3 +7,4 @@
 .PHONY: bench-vsock
 bench-vsock: $(BUILD)/ember-vmm $(BUILD)/guests/vsock-echo
 	BUILD=$(BUILD) bench/vsock
+bench: bench-vsock
