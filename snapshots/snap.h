@@ -41,6 +41,8 @@
 #define SNAP_STATE_FILE "state"
 #define SNAP_MEMORY_FILE "memory"
 #define SNAP_WORKINGSET_FILE "workingset"
+/* The subset of the working set the guest wrote (same format). */
+#define SNAP_WORKINGSET_DIRTY_FILE "workingset-dirty"
 
 /* Caps applied by the reader before anything is trusted. */
 #define SNAP_MAX_STATE_SIZE (16u << 20) /* state blob, bytes */
@@ -342,6 +344,14 @@ int snap_memory_data_pages(int fd, uint64_t size, uint64_t *pages,
  */
 #define SNAP_WS_MAGIC "EMBRWSET"
 #define SNAP_WS_VERSION 1
+
+/* The same for any page-list file DIR/NAME (the working set, and the
+ * subset of it the guest wrote: SNAP_WORKINGSET_DIRTY_FILE). */
+int snap_write_pagelist(const char *dir, const char *name,
+			const uint64_t *pages, size_t n, uint64_t mem_size,
+			char *err, size_t errlen);
+int snap_read_pagelist(const char *dir, const char *name, uint64_t mem_size,
+		       uint64_t **pages, size_t *n, char *err, size_t errlen);
 
 /* Writes DIR/workingset atomically from `n` page numbers (any order,
  * duplicates dropped; each must be < mem_size / SNAP_PAGE_SIZE). */

@@ -259,8 +259,9 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int snap_write_workingset(const char *dir, const uint64_t *pages, size_t n,
-			  uint64_t mem_size, char *err, size_t errlen)
+int snap_write_pagelist(const char *dir, const char *name,
+			const uint64_t *pages, size_t n, uint64_t mem_size,
+			char *err, size_t errlen)
 {
 	const uint64_t mem_pages = mem_size / SNAP_PAGE_SIZE;
 	struct snap_ws_header h;
@@ -310,7 +311,7 @@ int snap_write_workingset(const char *dir, const uint64_t *pages, size_t n,
 	h.page_size = htole32((uint32_t)SNAP_PAGE_SIZE);
 	h.count = htole64(uniq);
 	memcpy(out, &h, sizeof(h));
-	ret = snap_write_file_atomic(dir, SNAP_WORKINGSET_FILE, out,
+	ret = snap_write_file_atomic(dir, name, out,
 				     sizeof(h) + uniq * sizeof(uint64_t), err,
 				     errlen);
 out_free:
@@ -337,8 +338,8 @@ static int read_exact(int fd, void *buf, size_t len)
 	return 0;
 }
 
-int snap_read_workingset(const char *dir, uint64_t mem_size, uint64_t **pages,
-			 size_t *n, char *err, size_t errlen)
+int snap_read_pagelist(const char *dir, const char *name, uint64_t mem_size,
+		       uint64_t **pages, size_t *n, char *err, size_t errlen)
 {
 	const uint64_t mem_pages = mem_size / SNAP_PAGE_SIZE;
 	char path[4096];
@@ -353,7 +354,7 @@ int snap_read_workingset(const char *dir, uint64_t mem_size, uint64_t **pages,
 			    (unsigned long long)mem_size);
 		return -EINVAL;
 	}
-	ret = join(path, sizeof(path), dir, SNAP_WORKINGSET_FILE, err, errlen);
+	ret = join(path, sizeof(path), dir, name, err, errlen);
 	if (ret < 0)
 		return ret;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -435,4 +436,18 @@ err_free:
 err_close:
 	close(fd);
 	return ret;
+}
+
+int snap_write_workingset(const char *dir, const uint64_t *pages, size_t n,
+			  uint64_t mem_size, char *err, size_t errlen)
+{
+	return snap_write_pagelist(dir, SNAP_WORKINGSET_FILE, pages, n,
+				   mem_size, err, errlen);
+}
+
+int snap_read_workingset(const char *dir, uint64_t mem_size, uint64_t **pages,
+			 size_t *n, char *err, size_t errlen)
+{
+	return snap_read_pagelist(dir, SNAP_WORKINGSET_FILE, mem_size, pages,
+				  n, err, errlen);
 }

@@ -446,18 +446,22 @@ static int refresh_identity(struct ember_vm *vm)
 	return vm_sync_guest_clock(vm);
 }
 
-/* /proc/self/pagemap: one u64 per page; bit 63 = present in our page
- * tables, which for guest RAM means the guest (through KVM) touched it
- * since the mapping was made. Documentation/admin-guide/mm/pagemap.rst. */
+/* /proc/self/pagemap: one u64 per page (Documentation/admin-guide/mm/
+ * pagemap.rst). Bit 63: present in our page tables, which for guest RAM
+ * means the guest (through KVM) touched it since the mapping was made. Bit
+ * 61: a file page; a page the guest wrote was copied on write and is then
+ * anonymous, so "present and not file" means written. */
 #define PAGEMAP_PRESENT (1ULL << 63)
+#define PAGEMAP_FILE (1ULL << 61)
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
+#define MADV_POPULATE_WRITE 23
 #endif
 
 int vm_record_workingset(struct ember_vm *vm, char *err, size_t errlen)
 {
-	uint64_t npages = vm->kvm.ram_size / SNAP_PAGE_SIZE, n = 0;
-	uint64_t *pages = NULL, *entries = NULL;
+	uint64_t npages = vm->kvm.ram_size / SNAP_PAGE_SIZE, n = 0, nw = 0;
+	uint64_t *pages = NULL, *written = NULL, *entries = NULL;
 	const uint64_t chunk = 4096;
 	int fd, ret = 0;
 
@@ -467,8 +471,9 @@ int vm_record_workingset(struct ember_vm *vm, char *err, size_t errlen)
 	}
 	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	pages = malloc(npages * sizeof(*pages));
+	written = malloc(npages * sizeof(*written));
 	entries = malloc(chunk * sizeof(*entries));
-	if (fd < 0 || !pages || !entries) {
+	if (fd < 0 || !pages || !written || !entries) {
 		ret = fd < 0 ? -errno : -ENOMEM;
 		snprintf(err, errlen, "cannot read pagemap: %s", strerror(-ret));
 		goto out;
@@ -484,48 +489,78 @@ int vm_record_workingset(struct ember_vm *vm, char *err, size_t errlen)
 			snprintf(err, errlen, "short pagemap read");
 			goto out;
 		}
-		for (uint64_t i = 0; i < cnt; i++)
-			if (entries[i] & PAGEMAP_PRESENT)
-				pages[n++] = first + i;
+		for (uint64_t i = 0; i < cnt; i++) {
+			if (!(entries[i] & PAGEMAP_PRESENT))
+				continue;
+			pages[n++] = first + i;
+			if (!(entries[i] & PAGEMAP_FILE))
+				written[nw++] = first + i;
+		}
 	}
 	ret = snap_write_workingset(vm->snapshot_dir, pages, n,
 				    vm->kvm.ram_size, err, errlen);
 	if (!ret)
-		log_info("working set: %llu pages", (unsigned long long)n);
+		ret = snap_write_pagelist(vm->snapshot_dir,
+					  SNAP_WORKINGSET_DIRTY_FILE, written,
+					  nw, vm->kvm.ram_size, err, errlen);
+	if (!ret)
+		log_info("working set: %llu pages, %llu of them written",
+			 (unsigned long long)n, (unsigned long long)nw);
 out:
 	if (fd >= 0)
 		close(fd);
 	free(pages);
+	free(written);
 	free(entries);
 	return ret;
 }
 
-/* Maps the recorded working set into our page tables before the vCPU runs,
- * one madvise per run of consecutive pages, so the guest's first touches
- * do not each take a host page fault. Best effort: without a working set,
- * or on a kernel without MADV_POPULATE_READ, restore just goes on lazily. */
-void vm_prefetch_workingset(struct ember_vm *vm, const char *dir)
+/* One madvise per run of consecutive pages of a list; false on failure. */
+static bool populate(struct ember_vm *vm, const uint64_t *pages, size_t n,
+		     int advice)
 {
-	uint64_t *pages;
-	size_t n;
-	char err[256];
-
-	if (snap_read_workingset(dir, vm->kvm.ram_size, &pages, &n, err,
-				 sizeof(err)) < 0)
-		return;
 	for (size_t i = 0; i < n;) {
 		size_t j = i + 1;
 
 		while (j < n && pages[j] == pages[j - 1] + 1)
 			j++;
 		if (madvise(vm->kvm.ram + pages[i] * SNAP_PAGE_SIZE,
-			    (j - i) * SNAP_PAGE_SIZE, MADV_POPULATE_READ) < 0) {
+			    (j - i) * SNAP_PAGE_SIZE, advice) < 0) {
 			log_warn_errno("working-set prefetch");
-			break;
+			return false;
 		}
 		i = j;
 	}
+	return true;
+}
+
+/*
+ * Brings the recorded working set into our page tables before the vCPU
+ * runs, so that the guest's first touches do not each take a host page
+ * fault: pages the recording run only read are mapped from the page cache
+ * (MADV_POPULATE_READ); pages it wrote get their private copy now
+ * (MADV_POPULATE_WRITE) instead of a copy-on-write fault each. Best effort:
+ * without a working set, or on a kernel without these advices, restore
+ * just goes on lazily.
+ */
+void vm_prefetch_workingset(struct ember_vm *vm, const char *dir)
+{
+	uint64_t *pages, *written = NULL;
+	size_t n, nw = 0;
+	char err[256];
+
+	if (snap_read_workingset(dir, vm->kvm.ram_size, &pages, &n, err,
+				 sizeof(err)) < 0)
+		return;
+	if (snap_read_pagelist(dir, SNAP_WORKINGSET_DIRTY_FILE,
+			       vm->kvm.ram_size, &written, &nw, err,
+			       sizeof(err)) < 0)
+		nw = 0;
+	/* Written pages first: the read pass then skips them (present). */
+	if (!nw || populate(vm, written, nw, MADV_POPULATE_WRITE))
+		populate(vm, pages, n, MADV_POPULATE_READ);
 	free(pages);
+	free(written);
 }
 
 struct ember_shell {
