@@ -25,9 +25,9 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -DEMBER_TESTING $(WARN) \
 	-fno-sanitize-recover=all
 
 $(BUILD)/fuzz/fuzz_elf: tests/fuzz/fuzz_elf.c vmm/x86/elf.c vmm/x86/elf.h \
-		vmm/mem.c vmm/mem.h
+		vmm/mem.c vmm/mem.h vmm/log.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_elf.c vmm/x86/elf.c vmm/mem.c
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_elf.c vmm/x86/elf.c vmm/mem.c vmm/log.c
 
 # Seeds: whatever static ELF guests are already built (test guests, micro
 # guest), so the fuzzer starts from files the parser accepts.

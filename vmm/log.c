@@ -74,3 +74,15 @@ int log_ratelimit_ok(struct log_ratelimit *rl, unsigned burst)
 	rl->suppressed++;
 	return 0;
 }
+
+int errbuf_fail(char *err, size_t errlen, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return ret;
+}

@@ -10,6 +10,7 @@
 #define EMBER_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level { LOG_ERR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
@@ -25,6 +26,12 @@ void log_set_sink(log_sink_fn sink, void *opaque);
 
 void log_msg(enum log_level level, const char *mod, int with_errno,
 	     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Formats a one-line reason into err[errlen] (ignored when err is NULL) and
+ * returns `ret`, so that a parser's rejection reads
+ * `return errbuf_fail(err, errlen, -EINVAL, "...", ...)`. */
+int errbuf_fail(char *err, size_t errlen, int ret, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 /* True at most `burst` times per second for the call site owning `state`. */
 struct log_ratelimit {

@@ -1,6 +1,6 @@
 /* Unit tests: the ELF parser and loader (vmm/x86/elf.c), on ELF files built
  * in memory and a heap buffer as guest RAM. */
-// link: vmm/x86/elf.c vmm/mem.c
+// link: vmm/x86/elf.c vmm/mem.c vmm/log.c
 #include <elf.h>
 #include <errno.h>
 #include <setjmp.h>

@@ -2,7 +2,7 @@
  * command line, initrd placement, zero page, MP table, and linux_load on a
  * fake vmlinux built in memory. Offsets are checked as raw bytes at the
  * protocol's offsets (boot.rst / zero-page.rst), not through our structs. */
-// link: vmm/x86/linux.c vmm/x86/elf.c vmm/mem.c
+// link: vmm/x86/linux.c vmm/x86/elf.c vmm/mem.c vmm/log.c
 #include <elf.h>
 #include <errno.h>
 #include <setjmp.h>

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "ember/abi.h"
+#include "log.h"
 
 /* The on-disk ELF64 layouts (gABI), declared here rather than taken from
  * <elf.h> so that the sizes we check are the ones we read. */
@@ -70,23 +71,6 @@ struct elf64_nhdr {
 /* e_phnum == PN_XNUM means "the real count is in section 0": not supported. */
 #define PN_XNUM 0xffff
 
-static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-/* Writes the one-line reason (if the caller gave a buffer) and returns ret,
- * so that every rejection is `return fail(...)`. */
-static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
-
 /* True if [off, off + size) lies inside a buffer of len bytes. */
 static int range_in(uint64_t off, uint64_t size, uint64_t len)
 {
@@ -137,7 +121,7 @@ static int parse_notes(struct elf_image *img, const struct elf64_phdr *ph,
 		desc_off = name_off + namesz_al;
 		if (!range_in(name_off, namesz_al, size) ||
 		    !range_in(desc_off, nh.n_descsz, size))
-			return fail(err, errlen, -EINVAL,
+			return errbuf_fail(err, errlen, -EINVAL,
 				    "ELF note at segment offset %llu runs past its segment",
 				    (unsigned long long)pos);
 		if (nh.n_namesz == sizeof(EMBER_NOTE_NAME) &&
@@ -147,11 +131,11 @@ static int parse_notes(struct elf_image *img, const struct elf64_phdr *ph,
 			struct ember_entries_note en;
 
 			if (nh.n_descsz != sizeof(en))
-				return fail(err, errlen, -EINVAL,
+				return errbuf_fail(err, errlen, -EINVAL,
 					    "Ember entries note has %u descriptor bytes, expected %zu",
 					    nh.n_descsz, sizeof(en));
 			if (img->has_entries_note)
-				return fail(err, errlen, -EINVAL,
+				return errbuf_fail(err, errlen, -EINVAL,
 					    "two Ember entries notes");
 			memcpy(&en, base + desc_off, sizeof(en));
 			img->has_entries_note = 1;
@@ -176,46 +160,46 @@ int elf_parse(const void *data, size_t len, struct elf_image *img, char *err,
 
 	memset(img, 0, sizeof(*img));
 	if (!data)
-		return fail(err, errlen, -EINVAL, "no ELF data");
+		return errbuf_fail(err, errlen, -EINVAL, "no ELF data");
 	if (len > ELF_MAX_FILE)
-		return fail(err, errlen, -E2BIG,
+		return errbuf_fail(err, errlen, -E2BIG,
 			    "ELF file is %zu bytes, the limit is %llu", len,
 			    (unsigned long long)ELF_MAX_FILE);
 	if (len < sizeof(eh))
-		return fail(err, errlen, -ENOEXEC,
+		return errbuf_fail(err, errlen, -ENOEXEC,
 			    "file too short for an ELF header (%zu bytes)", len);
 	memcpy(&eh, data, sizeof(eh));
 
 	if (memcmp(eh.e_ident, "\177ELF", 4))
-		return fail(err, errlen, -ENOEXEC, "not an ELF file (bad magic)");
+		return errbuf_fail(err, errlen, -ENOEXEC, "not an ELF file (bad magic)");
 	if (eh.e_ident[EI_CLASS] != ELFCLASS64)
-		return fail(err, errlen, -ENOEXEC,
+		return errbuf_fail(err, errlen, -ENOEXEC,
 			    "not a 64-bit ELF file (class %u)", eh.e_ident[EI_CLASS]);
 	if (eh.e_ident[EI_DATA] != ELFDATA2LSB)
-		return fail(err, errlen, -ENOEXEC,
+		return errbuf_fail(err, errlen, -ENOEXEC,
 			    "not a little-endian ELF file (data %u)",
 			    eh.e_ident[EI_DATA]);
 	if (eh.e_ident[EI_VERSION] != EV_CURRENT || eh.e_version != EV_CURRENT)
-		return fail(err, errlen, -ENOEXEC, "unknown ELF version %u/%u",
+		return errbuf_fail(err, errlen, -ENOEXEC, "unknown ELF version %u/%u",
 			    eh.e_ident[EI_VERSION], eh.e_version);
 	if (eh.e_machine != EM_X86_64)
-		return fail(err, errlen, -ENOEXEC,
+		return errbuf_fail(err, errlen, -ENOEXEC,
 			    "not an x86-64 ELF file (machine %u)", eh.e_machine);
 	if (eh.e_type != ET_EXEC)
-		return fail(err, errlen, -ENOEXEC,
+		return errbuf_fail(err, errlen, -ENOEXEC,
 			    "not a static executable (ELF type %u; need ET_EXEC)",
 			    eh.e_type);
 	if (eh.e_phentsize != sizeof(struct elf64_phdr))
-		return fail(err, errlen, -EINVAL,
+		return errbuf_fail(err, errlen, -EINVAL,
 			    "program header entry size %u, expected %zu",
 			    eh.e_phentsize, sizeof(struct elf64_phdr));
 	if (eh.e_phnum == 0 || eh.e_phnum == PN_XNUM)
-		return fail(err, errlen, -EINVAL, "bad program header count %u",
+		return errbuf_fail(err, errlen, -EINVAL, "bad program header count %u",
 			    eh.e_phnum);
 	/* phnum < 2^16 and phentsize == 56: no overflow. */
 	ph_bytes = (uint64_t)eh.e_phnum * sizeof(struct elf64_phdr);
 	if (!range_in(eh.e_phoff, ph_bytes, len))
-		return fail(err, errlen, -EINVAL,
+		return errbuf_fail(err, errlen, -EINVAL,
 			    "program headers [%llu, +%llu) lie outside the %zu-byte file",
 			    (unsigned long long)eh.e_phoff,
 			    (unsigned long long)ph_bytes, len);
@@ -231,12 +215,12 @@ int elf_parse(const void *data, size_t len, struct elf_image *img, char *err,
 
 		memcpy(&ph, img->data + eh.e_phoff + i * sizeof(ph), sizeof(ph));
 		if (ph.p_type == PT_INTERP || ph.p_type == PT_DYNAMIC)
-			return fail(err, errlen, -ENOEXEC,
+			return errbuf_fail(err, errlen, -ENOEXEC,
 				    "dynamically linked executable (program header %u)",
 				    i);
 		if (ph.p_type == PT_NOTE) {
 			if (!range_in(ph.p_offset, ph.p_filesz, len))
-				return fail(err, errlen, -EINVAL,
+				return errbuf_fail(err, errlen, -EINVAL,
 					    "note segment %u lies outside the file", i);
 			ret = parse_notes(img, &ph, err, errlen);
 			if (ret)
@@ -248,33 +232,33 @@ int elf_parse(const void *data, size_t len, struct elf_image *img, char *err,
 		if (ph.p_memsz == 0)
 			continue; /* occupies no memory; nothing to check */
 		if (img->nr_segs == ELF_MAX_SEGS)
-			return fail(err, errlen, -E2BIG,
+			return errbuf_fail(err, errlen, -E2BIG,
 				    "more than %d PT_LOAD segments", ELF_MAX_SEGS);
 		if (ph.p_filesz > ph.p_memsz)
-			return fail(err, errlen, -EINVAL,
+			return errbuf_fail(err, errlen, -EINVAL,
 				    "segment %u: file size %llu > memory size %llu", i,
 				    (unsigned long long)ph.p_filesz,
 				    (unsigned long long)ph.p_memsz);
 		if (ph.p_memsz > ELF_MAX_SEG_MEMSZ)
-			return fail(err, errlen, -E2BIG,
+			return errbuf_fail(err, errlen, -E2BIG,
 				    "segment %u: memory size %llu exceeds %llu", i,
 				    (unsigned long long)ph.p_memsz,
 				    (unsigned long long)ELF_MAX_SEG_MEMSZ);
 		if (!range_in(ph.p_offset, ph.p_filesz, len))
-			return fail(err, errlen, -EINVAL,
+			return errbuf_fail(err, errlen, -EINVAL,
 				    "segment %u: file range [%llu, +%llu) lies outside the %zu-byte file",
 				    i, (unsigned long long)ph.p_offset,
 				    (unsigned long long)ph.p_filesz, len);
 		if (ph.p_paddr > UINT64_MAX - ph.p_memsz ||
 		    ph.p_vaddr > UINT64_MAX - ph.p_memsz)
-			return fail(err, errlen, -EINVAL,
+			return errbuf_fail(err, errlen, -EINVAL,
 				    "segment %u: address range wraps around", i);
 		for (unsigned j = 0; j < img->nr_segs; j++) {
 			const struct elf_segment *o = &img->seg[j];
 
 			if (ph.p_paddr < o->gpa + o->memsz &&
 			    o->gpa < ph.p_paddr + ph.p_memsz)
-				return fail(err, errlen, -EINVAL,
+				return errbuf_fail(err, errlen, -EINVAL,
 					    "segment %u overlaps an earlier segment at 0x%llx",
 					    i, (unsigned long long)o->gpa);
 		}
@@ -292,14 +276,14 @@ int elf_parse(const void *data, size_t len, struct elf_image *img, char *err,
 	}
 
 	if (img->nr_segs == 0)
-		return fail(err, errlen, -EINVAL, "no loadable segment");
+		return errbuf_fail(err, errlen, -EINVAL, "no loadable segment");
 	if (!in_exec_seg(img, img->entry))
-		return fail(err, errlen, -EINVAL,
+		return errbuf_fail(err, errlen, -EINVAL,
 			    "entry point 0x%llx is not inside an executable segment",
 			    (unsigned long long)img->entry);
 	if (img->has_entries_note && (!in_exec_seg(img, img->syscall_entry) ||
 				      !in_exec_seg(img, img->exception_entry)))
-		return fail(err, errlen, -EINVAL,
+		return errbuf_fail(err, errlen, -EINVAL,
 			    "Ember note entries (0x%llx, 0x%llx) are not inside an executable segment",
 			    (unsigned long long)img->syscall_entry,
 			    (unsigned long long)img->exception_entry);
@@ -316,18 +300,18 @@ int elf_load(const struct guest_mem *mem, const struct elf_image *img,
 		const struct elf_segment *s = &img->seg[i];
 
 		if (s->filesz > s->memsz || !range_in(s->offset, s->filesz, img->len))
-			return fail(err, errlen, -ERANGE,
+			return errbuf_fail(err, errlen, -ERANGE,
 				    "segment %u: file range is inconsistent", i);
 		if (s->gpa < min_gpa || s->gpa > UINT64_MAX - s->memsz ||
 		    s->gpa + s->memsz > max_gpa)
-			return fail(err, errlen, -ERANGE,
+			return errbuf_fail(err, errlen, -ERANGE,
 				    "segment [0x%llx, 0x%llx) is outside the allowed [0x%llx, 0x%llx)",
 				    (unsigned long long)s->gpa,
 				    (unsigned long long)(s->gpa + s->memsz),
 				    (unsigned long long)min_gpa,
 				    (unsigned long long)max_gpa);
 		if (!mem_gpa_to_hva(mem, s->gpa, s->memsz))
-			return fail(err, errlen, -ERANGE,
+			return errbuf_fail(err, errlen, -ERANGE,
 				    "segment [0x%llx, +0x%llx) is not inside guest RAM",
 				    (unsigned long long)s->gpa,
 				    (unsigned long long)s->memsz);

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "ember/abi.h"
+#include "log.h"
 #include "x86/elf.h"
 
 /* The offsets the kernel reads; a layout slip here would be silent. */
@@ -373,21 +374,6 @@ int linux_build_boot_params(struct linux_boot_params *bp,
 
 /* --- the whole load --------------------------------------------------------- */
 
-static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
-
 int linux_load(const struct guest_mem *mem, const struct linux_load_args *a,
 	       struct linux_entry *out, char *err, size_t errlen)
 {
@@ -398,26 +384,26 @@ int linux_load(const struct guest_mem *mem, const struct linux_load_args *a,
 	int ret;
 
 	if (!a || !out || !a->kernel)
-		return fail(err, errlen, -EINVAL, "no kernel image");
+		return errbuf_fail(err, errlen, -EINVAL, "no kernel image");
 	if (a->nr_cpus < 1 || a->nr_cpus > LINUX_MAX_CPUS)
-		return fail(err, errlen, -EINVAL,
+		return errbuf_fail(err, errlen, -EINVAL,
 			    "%u CPUs: a Linux guest takes 1 to %d", a->nr_cpus,
 			    LINUX_MAX_CPUS);
 	if (low < 2 * LINUX_KERNEL_MIN_GPA)
-		return fail(err, errlen, -EINVAL,
+		return errbuf_fail(err, errlen, -EINVAL,
 			    "guest RAM too small for Linux (%llu bytes low RAM)",
 			    (unsigned long long)low);
 	if (a->cmdline && strnlen(a->cmdline, LINUX_CMDLINE_MAX) >= LINUX_CMDLINE_MAX)
-		return fail(err, errlen, -E2BIG,
+		return errbuf_fail(err, errlen, -E2BIG,
 			    "kernel command line longer than %d bytes",
 			    LINUX_CMDLINE_MAX - 1);
 	if (a->initrd_len && !a->initrd)
-		return fail(err, errlen, -EINVAL, "initrd length without data");
+		return errbuf_fail(err, errlen, -EINVAL, "initrd length without data");
 
 	why[0] = 0;
 	ret = elf_parse(a->kernel, a->kernel_len, &img, why, sizeof(why));
 	if (ret)
-		return fail(err, errlen, ret, "kernel: %s", why);
+		return errbuf_fail(err, errlen, ret, "kernel: %s", why);
 	/* The CPU starts with paging identity-mapped, so the entry must be a
 	 * physical address inside the loaded code, not only a virtual one. */
 	for (unsigned i = 0; i < img.nr_segs; i++)
@@ -425,14 +411,14 @@ int linux_load(const struct guest_mem *mem, const struct linux_load_args *a,
 		    img.entry - img.seg[i].gpa < img.seg[i].filesz)
 			entry_ok = 1;
 	if (!entry_ok)
-		return fail(err, errlen, -EINVAL,
+		return errbuf_fail(err, errlen, -EINVAL,
 			    "kernel entry 0x%llx is not a physical address in the image",
 			    (unsigned long long)img.entry);
 	if (a->initrd_len) {
 		ret = linux_place_initrd(mem, img.highest_gpa, a->initrd_len,
 					 &initrd_gpa);
 		if (ret)
-			return fail(err, errlen, ret,
+			return errbuf_fail(err, errlen, ret,
 				    "initrd of %zu bytes does not fit between the kernel end 0x%llx and 0x%llx",
 				    a->initrd_len,
 				    (unsigned long long)img.highest_gpa,
@@ -445,21 +431,21 @@ int linux_load(const struct guest_mem *mem, const struct linux_load_args *a,
 	 * in low RAM, where the identity map and the e820 RAM entry are. */
 	ret = elf_load(mem, &img, LINUX_KERNEL_MIN_GPA, low, why, sizeof(why));
 	if (ret)
-		return fail(err, errlen, ret, "kernel: %s", why);
+		return errbuf_fail(err, errlen, ret, "kernel: %s", why);
 	if (a->initrd_len &&
 	    mem_write(mem, initrd_gpa, a->initrd, a->initrd_len))
-		return fail(err, errlen, -EFAULT, "initrd write failed");
+		return errbuf_fail(err, errlen, -EFAULT, "initrd write failed");
 	ret = linux_write_cmdline(mem, a->cmdline);
 	if (ret)
-		return fail(err, errlen, ret, "cannot write the command line");
+		return errbuf_fail(err, errlen, ret, "cannot write the command line");
 	ret = linux_build_boot_params(&bp, mem, initrd_gpa, a->initrd_len);
 	if (ret)
-		return fail(err, errlen, ret, "cannot build the e820 map");
+		return errbuf_fail(err, errlen, ret, "cannot build the e820 map");
 	if (mem_write(mem, LINUX_ZERO_PAGE_GPA, &bp, sizeof(bp)))
-		return fail(err, errlen, -EFAULT, "cannot write the zero page");
+		return errbuf_fail(err, errlen, -EFAULT, "cannot write the zero page");
 	ret = linux_write_mptable(mem, a->nr_cpus);
 	if (ret < 0)
-		return fail(err, errlen, ret, "cannot write the MP table");
+		return errbuf_fail(err, errlen, ret, "cannot write the MP table");
 
 	out->rip = img.entry;
 	out->zero_page_gpa = LINUX_ZERO_PAGE_GPA;
