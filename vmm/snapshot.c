@@ -192,6 +192,18 @@ int vm_snapshot(struct ember_vm *vm, const char *dir, char *err,
 		snprintf(err, errlen, "cannot create '%s': %s", dir, strerror(errno));
 		goto out;
 	}
+	/* Device I/O drained first: a request in flight would be lost (its
+	 * chain taken from the avail ring, its used entry never written). */
+	for (unsigned i = 0; i < vm->nr_virtio; i++) {
+		if (vm->virtio[i].kind != VM_VIRTIO_BLK)
+			continue;
+		ret = vblk_quiesce(vm->virtio[i].dev);
+		if (ret < 0) {
+			snprintf(err, errlen, "disk %u: cannot drain its I/O: %s",
+				 i, strerror(-ret));
+			goto out;
+		}
+	}
 	snap_cpu_fingerprint(&s->cpu);
 	s->machine.mem_size = vm->kvm.ram_size;
 	s->machine.nr_vcpus = vm->nr_vcpus;

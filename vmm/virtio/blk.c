@@ -332,6 +332,24 @@ static void vblk_disk_event(void *opaque, uint32_t events)
 	pthread_mutex_unlock(&b->lock);
 }
 
+int vblk_quiesce(struct vblk *b)
+{
+	int ret;
+
+	pthread_mutex_lock(&b->lock);
+	/* Requests the guest queued before it was paused are started too,
+	 * and each round waits for everything in flight, until the ring has
+	 * nothing left: a snapshot then holds no half-done request. */
+	do {
+		service_queue(b);
+		ret = b->dops->wait(b->disk);
+	} while (!ret && b->t && !b->broken &&
+		 virtq_has_avail(&b->t->vq[0]));
+	signal_if_needed(b);
+	pthread_mutex_unlock(&b->lock);
+	return ret;
+}
+
 /* ------------------------------------------------------ transport callbacks */
 
 static void vblk_config_read(void *dev, uint32_t off, uint8_t *data,

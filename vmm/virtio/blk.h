@@ -102,6 +102,11 @@ struct vblk *vblk_create(const char *path, bool read_only, enum disk_kind kind,
  * Call it after the transport stopped calling the device (or on NULL). */
 void vblk_destroy(struct vblk *b);
 
+/* Completes every request the guest has made available and everything in
+ * flight, pushing their used entries (the guest must be paused, so that no
+ * new ones arrive). Called before a snapshot. 0 or -errno. */
+int vblk_quiesce(struct vblk *b);
+
 /* Device ops for the transport (dev pointer = struct vblk *). vblk_ops
  * offers a writable disk; vblk_get_ops() returns the table matching `b`
  * (with VIRTIO_BLK_F_RO for a read-only disk). Writes to a read-only disk
