@@ -18,9 +18,15 @@
 #if __STDC_HOSTED__
 #include <string.h>
 #else
+/* Freestanding: gd_string.c provides these. */
 void *memcpy(void *dst, const void *src, size_t n);
+void *memmove(void *dst, const void *src, size_t n);
 void *memset(void *dst, int c, size_t n);
 int memcmp(const void *a, const void *b, size_t n);
+size_t strlen(const char *s);
+size_t strnlen(const char *s, size_t max);
+int strcmp(const char *a, const char *b);
+int strncmp(const char *a, const char *b, size_t n);
 #endif
 
 /* Error numbers (Linux values): drivers return 0 / n >= 0 or -GD_E*. */

@@ -1,84 +1,9 @@
 /*
- * lib.c - the micro guest's small C library: string functions the compiler
- * may call, a printf subset, the serial console, hypercalls and VM exit.
+ * lib.c - the micro guest's small C library: a printf subset, the serial
+ * console, hypercalls and VM exit. The string functions are shared with the
+ * test guests (guest-drivers/gd_string.c).
  */
 #include "kernel.h"
-
-void *memcpy(void *dst, const void *src, size_t n)
-{
-	void *d = dst;
-
-	/* rep movsb: fast on every CPU with ERMSB, and no SSE state used. */
-	__asm__ volatile("rep movsb"
-			 : "+D"(d), "+S"(src), "+c"(n)
-			 :
-			 : "memory");
-	return dst;
-}
-
-void *memmove(void *dst, const void *src, size_t n)
-{
-	unsigned char *d = dst;
-	const unsigned char *s = src;
-
-	if (d <= s || d >= s + n)
-		return memcpy(dst, src, n);
-	/* Overlapping with dst above src: copy backwards. */
-	unsigned char *de = d + n - 1;
-	const unsigned char *se = s + n - 1;
-	__asm__ volatile("std; rep movsb; cld"
-			 : "+D"(de), "+S"(se), "+c"(n)
-			 :
-			 : "memory");
-	return dst;
-}
-
-void *memset(void *dst, int c, size_t n)
-{
-	void *d = dst;
-
-	__asm__ volatile("rep stosb" : "+D"(d), "+c"(n) : "a"(c) : "memory");
-	return dst;
-}
-
-int memcmp(const void *a, const void *b, size_t n)
-{
-	const unsigned char *x = a, *y = b;
-
-	for (size_t i = 0; i < n; i++)
-		if (x[i] != y[i])
-			return x[i] - y[i];
-	return 0;
-}
-
-size_t strlen(const char *s)
-{
-	size_t n = 0;
-
-	while (s[n])
-		n++;
-	return n;
-}
-
-size_t strnlen(const char *s, size_t max)
-{
-	size_t n = 0;
-
-	while (n < max && s[n])
-		n++;
-	return n;
-}
-
-int strncmp(const char *a, const char *b, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (a[i] != b[i])
-			return (unsigned char)a[i] - (unsigned char)b[i];
-		if (!a[i])
-			return 0;
-	}
-	return 0;
-}
 
 struct out {
 	char *buf;
