@@ -477,7 +477,7 @@ int vm_record_workingset(struct ember_vm *vm, char *err, size_t errlen)
 	const uint64_t chunk = 4096;
 	int fd, ret = 0;
 
-	if (!vm->snapshot_dir[0] || !vm->kvm.ram_is_file) {
+	if (!vm->snapshot_dir || !vm->kvm.ram_is_file) {
 		snprintf(err, errlen, "the VM was not restored from a snapshot");
 		return -EINVAL;
 	}
@@ -692,6 +692,20 @@ static struct ember_vm *shell_restore_state(struct ember_shell *sh,
 	ret = restore_config(s, r, &cfg, err, errlen);
 	if (ret < 0)
 		goto out;
+	/* Paths may point into `s`, which the caller frees: the VM keeps
+	 * its own copies (a later snapshot of this VM records them). */
+	for (unsigned i = 0; i < cfg.nr_disks; i++)
+		if (!(cfg.disks[i].path = vm_own_string(vm, cfg.disks[i].path)))
+			ret = -ENOMEM;
+	if (cfg.vsock_path &&
+	    !(cfg.vsock_path = vm_own_string(vm, cfg.vsock_path)))
+		ret = -ENOMEM;
+	vm->snapshot_dir = strdup(r->dir);
+	if (ret < 0 || !vm->snapshot_dir) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
 	vm->cfg = cfg;
 	vm->boot = s->machine.kind == SNAP_GUEST_LINUX ? BOOT_LINUX : BOOT_PLAIN;
 	vm->cpu_template = vm_pick_template(cfg.cpu_template);
@@ -720,7 +734,6 @@ static struct ember_vm *shell_restore_state(struct ember_shell *sh,
 		if (vm->virtio[i].kind == VM_VIRTIO_VSOCK &&
 		    vm->virtio[i].transport.activated)
 			vsock_transport_reset(vm->virtio[i].dev);
-	snprintf(vm->snapshot_dir, sizeof(vm->snapshot_dir), "%s", r->dir);
 	sh->vm = NULL;
 	ember_shell_destroy(sh);
 	*retp = 0;

@@ -514,6 +514,20 @@ int vm_sync_guest_clock(struct ember_vm *vm)
 	return 0;
 }
 
+/* Keeps a copy of `s` for the VM's lifetime; NULL when out of memory or
+ * out of slots. */
+const char *vm_own_string(struct ember_vm *vm, const char *s)
+{
+	char *copy;
+
+	if (vm->nr_owned == sizeof(vm->owned) / sizeof(vm->owned[0]))
+		return NULL;
+	copy = strdup(s);
+	if (copy)
+		vm->owned[vm->nr_owned++] = copy;
+	return copy;
+}
+
 enum cpu_template vm_pick_template(enum ember_cpu_template t)
 {
 	static bool said;
@@ -824,6 +838,9 @@ void ember_vm_destroy(struct ember_vm *vm)
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
 	free(vm->cmdline);
+	for (unsigned i = 0; i < vm->nr_owned; i++)
+		free(vm->owned[i]);
+	free(vm->snapshot_dir);
 	free(vm);
 }
 

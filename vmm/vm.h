@@ -87,7 +87,11 @@ struct ember_vm {
 	 * snapshot to that directory and stop the VM right there. */
 	bool guest_ready;
 	const char *snapshot_at_ready;
-	char snapshot_dir[256];     /* restored from here, "" when booted */
+	char *snapshot_dir;         /* restored from here, NULL when booted */
+	/* Strings cfg points to that the VM owns (a restored VM's paths come
+	 * from a snapshot that is freed after the restore). */
+	char *owned[EMBER_MAX_DISKS + 2];
+	unsigned nr_owned;
 	unsigned vcpus_running;
 	struct ember_exit exit;
 	pthread_t stop_thread;      /* the thread whose vm_request_stop won */
@@ -101,6 +105,7 @@ void vm_request_stop(struct ember_vm *vm, enum ember_exit_reason reason,
 	__attribute__((format(printf, 5, 6)));
 
 /* vm.c helpers shared with snapshot.c. */
+const char *vm_own_string(struct ember_vm *vm, const char *s);
 struct ember_vm *vm_alloc(const struct ember_config *cfg);
 enum cpu_template vm_pick_template(enum ember_cpu_template t);
 int vm_setup_irqchip(struct ember_vm *vm, char *err, size_t errlen);
