@@ -60,6 +60,16 @@ $(T)/libember.a: $(TEST_LIB_OBJS)
 $(BUILD)/ember-vmm: $(BUILD)/obj/vmm/cli.o $(BUILD)/libember.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
 
+# ember-vmm built with the sanitizers, for the integration tests that rerun
+# real VMs under it (tests/integration/sanitized-vmm).
+$(T)/ember-vmm: $(T)/obj/vmm/cli.o $(T)/libember.a
+	$(CC) $(TEST_CFLAGS) -o $@ $^ $(LIBS)
+# --micro finds ember-micro beside the ember-vmm binary.
+$(T)/ember-micro: $(BUILD)/ember-micro
+	@mkdir -p $(dir $@)
+	ln -sf ../ember-micro $@
+TEST_DEPS += $(T)/ember-vmm $(T)/ember-micro
+
 # Unit tests: tests/unit/test_<module>.c, one binary each, cmocka, sanitized.
 # A test links only the sources it names on "// link: a.c b.c" lines, so it
 # stays hermetic and builds while unrelated modules are being changed.

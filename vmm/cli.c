@@ -287,6 +287,7 @@ int main(int argc, char **argv)
 	const char *handler = NULL, *restore = NULL, *control = NULL;
 	const char *snap_ready = NULL;
 	bool prefetch = false, paused = false;
+	char *micro_kernel = NULL; /* ember-micro beside us, with --micro */
 	struct ember_control *ctl = NULL;
 	bool micro = false;
 	char err[1024];
@@ -421,8 +422,10 @@ int main(int argc, char **argv)
 			usage_error("--micro needs --handler FILE");
 		if (cfg.initrd)
 			usage_error("--micro takes the handler, not --initrd");
-		if (!cfg.kernel)
-			cfg.kernel = sibling_path("ember-micro");
+		if (!cfg.kernel) {
+			micro_kernel = sibling_path("ember-micro");
+			cfg.kernel = micro_kernel;
+		}
 		cfg.initrd = handler;
 		cfg.kind = EMBER_KIND_PLAIN;
 	} else if (handler) {
@@ -456,6 +459,8 @@ int main(int argc, char **argv)
 	} else {
 		vm = ember_vm_create(&cfg, &ret, err, sizeof(err));
 	}
+	free(micro_kernel); /* ember_vm_create() read it and keeps no pointer */
+	micro_kernel = NULL;
 	if (!vm) {
 		if (restore) {
 			fprintf(stderr, "ember-vmm: cannot restore '%s': %s\n",

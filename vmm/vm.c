@@ -660,6 +660,22 @@ struct ember_vm *ember_vm_create(const struct ember_config *cfg, int *retp,
 		snprintf(err, errlen, "out of memory");
 		goto err_free_files;
 	}
+	/* The VM keeps copies of the strings it needs later (a snapshot
+	 * records the disk and socket paths and the command line); the files
+	 * are read during creation and their names are not kept. */
+	vm->cfg.kernel = vm->cfg.initrd = NULL;
+	for (unsigned i = 0; i < cfg->nr_disks; i++)
+		if (!(vm->cfg.disks[i].path = vm_own_string(vm, cfg->disks[i].path)))
+			ret = -ENOMEM;
+	if (cfg->vsock_path &&
+	    !(vm->cfg.vsock_path = vm_own_string(vm, cfg->vsock_path)))
+		ret = -ENOMEM;
+	if (cfg->cmdline && !(vm->cfg.cmdline = vm_own_string(vm, cfg->cmdline)))
+		ret = -ENOMEM;
+	if (ret < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto err_destroy;
+	}
 	vm->boot = kind == EMBER_KIND_LINUX ? BOOT_LINUX : BOOT_PLAIN;
 	vm->nr_vcpus = vm->boot == BOOT_PLAIN ? 1 : cfg->nr_cpus;
 	if (vm->boot == BOOT_PLAIN && cfg->nr_cpus > 1)

@@ -1,6 +1,6 @@
 # Shared helpers for integration tests (sourced, not run: not executable).
 BUILD=${BUILD:-build}
-VMM=$BUILD/ember-vmm
+VMM=${EMBER_VMM:-$BUILD/ember-vmm}
 GUESTS=$BUILD/guests
 TMP=$(mktemp -d /tmp/ember-test.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT

@@ -4,7 +4,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 B=${BUILD:-build}
-VMM=$B/ember-vmm
+VMM=${EMBER_VMM:-$B/ember-vmm}
 INV=$B/ember-invoke
 T=$(mktemp -d /tmp/ember-micro.XXXXXX)
 VM_PID=

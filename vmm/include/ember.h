@@ -94,7 +94,8 @@ void ember_config_init(struct ember_config *cfg);
 
 /*
  * Builds the VM: opens KVM, maps RAM, loads the kernel, creates vCPUs and
- * devices. Returns NULL on error with a one-line reason in err and -errno in
+ * devices. The VM copies every string of *cfg it keeps, so cfg may go away
+ * after the call. Returns NULL on error with a one-line reason in err and -errno in
  * *ret (-ENOENT/-EACCES: a file could not be opened; -ENOEXEC/-EINVAL: a
  * file or option is invalid; -ENOTSUP: KVM lacks something).
  */
