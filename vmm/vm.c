@@ -594,9 +594,14 @@ static int check_config(const struct ember_config *cfg, char *err,
 	return 0;
 }
 
+/* A VM with nothing acquired yet: every fd -1, so that ember_vm_destroy()
+ * can undo any prefix of the creation. The condition variable waits on
+ * CLOCK_MONOTONIC (the --timeout deadline must not move with the wall
+ * clock). */
 struct ember_vm *vm_alloc(const struct ember_config *cfg)
 {
 	struct ember_vm *vm = calloc(1, sizeof(*vm));
+	pthread_condattr_t ca;
 
 	if (!vm)
 		return NULL;
@@ -606,14 +611,10 @@ struct ember_vm *vm_alloc(const struct ember_config *cfg)
 	for (unsigned i = 0; i < EMBER_MAX_VCPUS; i++)
 		vm->vcpu[i].fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
-	{
-		pthread_condattr_t ca;
-
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&vm->cond, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&vm->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	return vm;
 }
 
