@@ -372,6 +372,14 @@ int snap_read_workingset(const char *dir, uint64_t mem_size, uint64_t **pages,
 void snap_seterr(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Opens DIR/NAME read-only (path receives it, for messages) and checks it
+ * is a regular file (*st filled). Returns the fd or a negative errno with a
+ * reason. */
+struct stat;
+int snap_open_regular(const char *dir, const char *name, char *path,
+		      size_t pathlen, struct stat *st, char *err,
+		      size_t errlen);
+
 /* Writes `len` bytes to DIR/NAME atomically (tmp file, fsync, rename, fsync
  * of DIR). */
 int snap_write_file_atomic(const char *dir, const char *name, const void *buf,

@@ -37,6 +37,34 @@ static int join(char *buf, size_t cap, const char *dir, const char *name,
 	return 0;
 }
 
+int snap_open_regular(const char *dir, const char *name, char *path,
+		      size_t pathlen, struct stat *st, char *err, size_t errlen)
+{
+	int fd, ret;
+
+	ret = join(path, pathlen, dir, name, err, errlen);
+	if (ret < 0)
+		return ret;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		snap_seterr(err, errlen, "open %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	if (fstat(fd, st) < 0) {
+		ret = -errno;
+		snap_seterr(err, errlen, "stat %s: %s", path, strerror(-ret));
+		close(fd);
+		return ret;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		snap_seterr(err, errlen, "%s is not a regular file", path);
+		close(fd);
+		return -EINVAL;
+	}
+	return fd;
+}
+
 /* A page is zero iff its first word is zero and every byte equals the one
  * 8 bytes before it; memcmp is the fastest loop libc has. */
 static bool page_is_zero(const uint8_t *p)
@@ -163,25 +191,10 @@ int snap_open_memory(const char *dir, uint64_t expected_size, int *fd,
 	struct stat st;
 	int mfd, ret;
 
-	ret = join(path, sizeof(path), dir, SNAP_MEMORY_FILE, err, errlen);
-	if (ret < 0)
-		return ret;
-	mfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (mfd < 0) {
-		ret = -errno;
-		snap_seterr(err, errlen, "open %s: %s", path, strerror(-ret));
-		return ret;
-	}
-	if (fstat(mfd, &st) < 0) {
-		ret = -errno;
-		snap_seterr(err, errlen, "stat %s: %s", path, strerror(-ret));
-		goto err_close;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snap_seterr(err, errlen, "%s is not a regular file", path);
-		ret = -EINVAL;
-		goto err_close;
-	}
+	mfd = snap_open_regular(dir, SNAP_MEMORY_FILE, path, sizeof(path), &st,
+				err, errlen);
+	if (mfd < 0)
+		return mfd;
 	/* A short file mapped as guest RAM would SIGBUS the VMM on the first
 	 * guest access past its end: refuse it here, with the numbers. */
 	if ((uint64_t)st.st_size < expected_size) {
@@ -354,22 +367,11 @@ int snap_read_pagelist(const char *dir, const char *name, uint64_t mem_size,
 			    (unsigned long long)mem_size);
 		return -EINVAL;
 	}
-	ret = join(path, sizeof(path), dir, name, err, errlen);
-	if (ret < 0)
-		return ret;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		snap_seterr(err, errlen, "open %s: %s", path, strerror(-ret));
-		return ret;
-	}
-	if (fstat(fd, &st) < 0) {
-		ret = -errno;
-		snap_seterr(err, errlen, "stat %s: %s", path, strerror(-ret));
-		goto err_close;
-	}
+	fd = snap_open_regular(dir, name, path, sizeof(path), &st, err, errlen);
+	if (fd < 0)
+		return fd;
 	ret = -EINVAL;
-	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < sizeof(h)) {
+	if ((uint64_t)st.st_size < sizeof(h)) {
 		snap_seterr(err, errlen, "%s: truncated header", path);
 		goto err_close;
 	}

@@ -936,45 +936,31 @@ int snap_load_state_blob(const char *dir, void **out, size_t *outlen,
 	char path[4096];
 	struct stat st;
 	uint8_t *buf = NULL;
-	size_t got = 0;
+	size_t got = 0, cap;
 	int fd, ret;
 
-	if (snprintf(path, sizeof(path), "%s/%s", dir, SNAP_STATE_FILE) >=
-	    (int)sizeof(path)) {
-		snap_seterr(err, errlen, "%s: path too long", dir);
-		return -ENAMETOOLONG;
-	}
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		snap_seterr(err, errlen, "open %s: %s", path, strerror(-ret));
-		return ret;
-	}
-	if (fstat(fd, &st) < 0) {
-		ret = -errno;
-		snap_seterr(err, errlen, "stat %s: %s", path, strerror(-ret));
-		goto err_close;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snap_seterr(err, errlen, "%s is not a regular file", path);
-		ret = -EINVAL;
-		goto err_close;
-	}
+	fd = snap_open_regular(dir, SNAP_STATE_FILE, path, sizeof(path), &st,
+			       err, errlen);
+	if (fd < 0)
+		return fd;
 	if (st.st_size > SNAP_MAX_STATE_SIZE) {
 		snap_seterr(err, errlen, "%s is %lld bytes, limit %u", path,
 			    (long long)st.st_size, SNAP_MAX_STATE_SIZE);
 		ret = -EFBIG;
 		goto err_close;
 	}
-	/* One byte more than the cap, so a file growing under us is caught. */
-	buf = malloc(SNAP_MAX_STATE_SIZE + 1u);
+	/* The file's size (capped above) plus one byte, so that a file
+	 * growing under us is caught; restore reads a few KiB, and should
+	 * not allocate the 16 MiB cap each time. */
+	cap = (size_t)st.st_size + 1;
+	buf = malloc(cap);
 	if (!buf) {
 		snap_seterr(err, errlen, "out of memory");
 		ret = -ENOMEM;
 		goto err_close;
 	}
 	for (;;) {
-		ssize_t n = read(fd, buf + got, SNAP_MAX_STATE_SIZE + 1u - got);
+		ssize_t n = read(fd, buf + got, cap - got);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -987,9 +973,9 @@ int snap_load_state_blob(const char *dir, void **out, size_t *outlen,
 		if (n == 0)
 			break;
 		got += (size_t)n;
-		if (got > SNAP_MAX_STATE_SIZE) {
-			snap_seterr(err, errlen, "%s grew past %u bytes", path,
-				    SNAP_MAX_STATE_SIZE);
+		if (got == cap) {
+			snap_seterr(err, errlen, "%s grew while being read",
+				    path);
 			ret = -EFBIG;
 			goto err_free;
 		}
