@@ -155,6 +155,21 @@ static void handle_exception(struct vcpu *v, unsigned vector)
 	ctx.rsp = f[3];
 	sregs.cs.selector = (uint16_t)f[1];
 	sregs.ss.selector = (uint16_t)f[4];
+	/*
+	 * The frame is guest memory, and a CPL3 guest can jump to a stub
+	 * itself with a stack of its own making: only the selectors of the
+	 * boot GDT are resumed with, anything else ends the VM.
+	 */
+	if (vm->reflect_exceptions && vector != 8 && vector != 18 &&
+	    !((f[1] == (EMBER_SEL_UCODE | 3) && f[4] == (EMBER_SEL_UDATA | 3)) ||
+	      (f[1] == EMBER_SEL_KCODE &&
+	       (f[4] == EMBER_SEL_KDATA || f[4] == 0)))) {
+		vm_request_stop(vm, EMBER_EXIT_EXCEPTION, 0, f[0],
+				"guest exception %u with a forged frame "
+				"(CS 0x%" PRIx64 ", SS 0x%" PRIx64 ")", vector,
+				f[1], f[4]);
+		return;
+	}
 	if (vm->reflect_exceptions && vector != 8 && vector != 18) {
 		uint64_t cpl = f[1] & 3;
 		struct kvm_regs r = ctx;
