@@ -320,13 +320,19 @@ void virtq_set_notify(struct virtq *q, bool enable)
 	if (q->event_idx) {
 		/* 2.7.10: the driver notifies when it moves avail->idx past
 		 * avail_event; "off" is expressed by leaving it behind. */
-		if (enable)
-			__atomic_store_n(avail_event(q), htole16(q->last_avail),
-					 __ATOMIC_RELAXED);
+		if (!enable)
+			return;
+		__atomic_store_n(avail_event(q), htole16(q->last_avail),
+				 __ATOMIC_RELAXED);
 	} else {
 		__atomic_store_n(flags, htole16(enable ? 0 :
 						  VIRTQ_USED_F_NO_NOTIFY),
 				 __ATOMIC_RELAXED);
+		/* Turning notifications off needs no ordering: at worst the
+		 * driver sends one notification too many. The device calls
+		 * this once per batch of packets, so no fence on that path. */
+		if (!enable)
+			return;
 	}
 	/* The store must be visible before the caller re-reads avail->idx,
 	 * or a buffer added in between would go unnoticed by both sides. */
