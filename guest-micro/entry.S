@@ -23,6 +23,25 @@ ENTRY(_start)
 	call	micro_main		/* (boot info in %rdi), never returns */
 	ud2
 
+/* The handler starts with no kernel values in its registers (as on Linux,
+ * which clears them at exec): everything but RCX and RSP. */
+.macro clear_regs
+	xor	%eax, %eax
+	xor	%ebx, %ebx
+	xor	%edx, %edx
+	xor	%esi, %esi
+	xor	%edi, %edi
+	xor	%ebp, %ebp
+	xor	%r8d, %r8d
+	xor	%r9d, %r9d
+	xor	%r10d, %r10d
+	xor	%r11d, %r11d
+	xor	%r12d, %r12d
+	xor	%r13d, %r13d
+	xor	%r14d, %r14d
+	xor	%r15d, %r15d
+.endm
+
 	.text
 ENTRY(syscall_entry)
 	mov	%rsp, micro_user_rsp(%rip)
@@ -96,20 +115,7 @@ ENTRY(micro_enter_user)
 	mov	%rsi, %rsp
 	test	%edx, %edx
 	jnz	2f
-	xor	%eax, %eax
-	xor	%ebx, %ebx
-	xor	%edx, %edx
-	xor	%esi, %esi
-	xor	%edi, %edi
-	xor	%ebp, %ebp
-	xor	%r8d, %r8d
-	xor	%r9d, %r9d
-	xor	%r10d, %r10d
-	xor	%r11d, %r11d
-	xor	%r12d, %r12d
-	xor	%r13d, %r13d
-	xor	%r14d, %r14d
-	xor	%r15d, %r15d
+	clear_regs		/* all but RCX: the entry address */
 	jmp	*%rcx
 2:	/* At CPL0: IRETQ to the 64-bit user code segment. */
 	pushq	$0x23			/* EMBER_SEL_UDATA | 3 */
@@ -117,21 +123,8 @@ ENTRY(micro_enter_user)
 	pushfq
 	pushq	$0x2b			/* EMBER_SEL_UCODE | 3 */
 	pushq	%rdi
-	xor	%eax, %eax
-	xor	%ebx, %ebx
+	clear_regs
 	xor	%ecx, %ecx
-	xor	%edx, %edx
-	xor	%esi, %esi
-	xor	%edi, %edi
-	xor	%ebp, %ebp
-	xor	%r8d, %r8d
-	xor	%r9d, %r9d
-	xor	%r10d, %r10d
-	xor	%r11d, %r11d
-	xor	%r12d, %r12d
-	xor	%r13d, %r13d
-	xor	%r14d, %r14d
-	xor	%r15d, %r15d
 	iretq
 
 	.bss
