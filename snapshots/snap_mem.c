@@ -37,34 +37,6 @@ static int join(char *buf, size_t cap, const char *dir, const char *name,
 	return 0;
 }
 
-int snap_open_regular(const char *dir, const char *name, char *path,
-		      size_t pathlen, struct stat *st, char *err, size_t errlen)
-{
-	int fd, ret;
-
-	ret = join(path, pathlen, dir, name, err, errlen);
-	if (ret < 0)
-		return ret;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		snap_seterr(err, errlen, "open %s: %s", path, strerror(-ret));
-		return ret;
-	}
-	if (fstat(fd, st) < 0) {
-		ret = -errno;
-		snap_seterr(err, errlen, "stat %s: %s", path, strerror(-ret));
-		close(fd);
-		return ret;
-	}
-	if (!S_ISREG(st->st_mode)) {
-		snap_seterr(err, errlen, "%s is not a regular file", path);
-		close(fd);
-		return -EINVAL;
-	}
-	return fd;
-}
-
 /* A page is zero iff its first word is zero and every byte equals the one
  * 8 bytes before it; memcmp is the fastest loop libc has. */
 static bool page_is_zero(const uint8_t *p)

@@ -38,6 +38,35 @@ void snap_seterr(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+int snap_open_regular(const char *dir, const char *name, char *path,
+		      size_t pathlen, struct stat *st, char *err, size_t errlen)
+{
+	int fd, ret;
+
+	if (snprintf(path, pathlen, "%s/%s", dir, name) >= (int)pathlen) {
+		snap_seterr(err, errlen, "%s: path too long", dir);
+		return -ENAMETOOLONG;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		snap_seterr(err, errlen, "open %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	if (fstat(fd, st) < 0) {
+		ret = -errno;
+		snap_seterr(err, errlen, "stat %s: %s", path, strerror(-ret));
+		close(fd);
+		return ret;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		snap_seterr(err, errlen, "%s is not a regular file", path);
+		close(fd);
+		return -EINVAL;
+	}
+	return fd;
+}
+
 static const char *const kind_names[] = {
 	[SNAP_GUEST_PLAIN] = "plain",
 	[SNAP_GUEST_MICRO] = "micro",
