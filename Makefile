@@ -72,14 +72,16 @@ TEST_DEPS += $(T)/ember-vmm $(T)/ember-micro
 
 # Unit tests: tests/unit/test_<module>.c, one binary each, cmocka, sanitized.
 # A test links only the sources it names on "// link: a.c b.c" lines, so it
-# stays hermetic and builds while unrelated modules are being changed.
+# stays hermetic and builds while unrelated modules are being changed; a
+# "// libs: -lfoo" line adds libraries beyond libember's own.
 UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_NAMES:%=$(T)/unit/%)
 unit_links = $(patsubst %.c,$(T)/obj/%.o,$(shell sed -n 's,^// link:,,p' tests/unit/$(1).c))
+unit_libs = $(shell sed -n 's,^// libs:,,p' tests/unit/$(1).c)
 define unit_rule
 $(T)/unit/$(1): $(T)/obj/tests/unit/$(1).o $(call unit_links,$(1))
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(TEST_CFLAGS) -o $$@ $$^ -lcmocka $$(LIBS)
+	$$(CC) $$(TEST_CFLAGS) -o $$@ $$^ -lcmocka $(call unit_libs,$(1)) $$(LIBS)
 endef
 $(foreach t,$(UNIT_NAMES),$(eval $(call unit_rule,$(t))))
 

@@ -1,0 +1,35 @@
+# mk/agent.mk - the host agent: emberd (the daemon) and ember (its CLI).
+#
+# Every agent/*.c is part of emberd except the client side: agent/client.c
+# (the C client library an embedder links, also built as
+# build/libember-client.a) and agent/cli.c (the `ember` command on top of
+# it). emberd links libember for the invocation client and the snapshot
+# format; it never maps guest memory itself.
+AGENT_LIBS := -lmicrohttpd -ljansson -lsqlite3 -larchive
+CLIENT_LIBS := -lcurl -ljansson
+
+AGENT_CLIENT_SRCS := $(wildcard agent/client.c)
+AGENT_CLI_SRCS := $(wildcard agent/cli.c)
+EMBERD_SRCS := $(filter-out $(AGENT_CLI_SRCS) $(AGENT_CLIENT_SRCS),\
+	$(wildcard agent/*.c))
+
+ifneq ($(EMBERD_SRCS),)
+$(BUILD)/emberd: $(EMBERD_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/libember.a
+	$(CC) $(CFLAGS) -o $@ $^ $(AGENT_LIBS) $(LIBS)
+ALL += $(BUILD)/emberd
+TEST_DEPS += $(BUILD)/emberd
+endif
+
+ifneq ($(AGENT_CLIENT_SRCS),)
+$(BUILD)/libember-client.a: $(AGENT_CLIENT_SRCS:%.c=$(BUILD)/obj/%.o)
+	@rm -f $@
+	ar rcs $@ $^
+ALL += $(BUILD)/libember-client.a
+endif
+
+ifneq ($(AGENT_CLI_SRCS),)
+$(BUILD)/ember: $(AGENT_CLI_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/libember-client.a
+	$(CC) $(CFLAGS) -o $@ $^ $(CLIENT_LIBS)
+ALL += $(BUILD)/ember
+TEST_DEPS += $(BUILD)/ember
+endif
