@@ -13,8 +13,16 @@ AGENT_CLI_SRCS := $(wildcard agent/cli.c)
 EMBERD_SRCS := $(filter-out $(AGENT_CLI_SRCS) $(AGENT_CLIENT_SRCS),\
 	$(wildcard agent/*.c))
 
-ifneq ($(EMBERD_SRCS),)
-$(BUILD)/emberd: $(EMBERD_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/libember.a
+# Deploy builds micro guest images with the image writer ember-mkimage uses
+# (tools/mkimage.c; this file is included before mk/micro.mk, so the list
+# is spelled out here). emberd is linked once one of its sources has
+# main(): the modules it is made of (manifest, archive, deploy) come first.
+AGENT_TOOL_OBJS := $(addprefix $(BUILD)/obj/,tools/mkimage.o tools/beneath.o \
+	guest-micro/mfs.o)
+EMBERD_MAIN := $(shell grep -l '^int main[^a-z_0-9]' $(EMBERD_SRCS) /dev/null)
+ifneq ($(EMBERD_MAIN),)
+$(BUILD)/emberd: $(EMBERD_SRCS:%.c=$(BUILD)/obj/%.o) $(AGENT_TOOL_OBJS) \
+		$(BUILD)/libember.a
 	$(CC) $(CFLAGS) -o $@ $^ $(AGENT_LIBS) $(LIBS)
 ALL += $(BUILD)/emberd
 TEST_DEPS += $(BUILD)/emberd
