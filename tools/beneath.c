@@ -36,10 +36,11 @@ static int sys_openat2(int dirfd, const char *path, int flags)
 }
 
 /* Opens the directory path[0, len) under dirfd, one component at a time,
- * each with O_NOFOLLOW. */
-static int walk_dirs(int dirfd, const char *path, size_t len)
+ * each with O_NOFOLLOW; with `mkdir_mode`, creates missing ones. */
+static int walk_dirs(int dirfd, const char *path, size_t len, bool create,
+		     mode_t mkdir_mode, unsigned *created)
 {
-	int cur = dup(dirfd), next;
+	int cur = fcntl(dirfd, F_DUPFD_CLOEXEC, 0), next;
 	size_t i = 0;
 
 	if (cur < 0)
@@ -59,6 +60,16 @@ static int walk_dirs(int dirfd, const char *path, size_t len)
 		if (!strcmp(comp, "..") || !strcmp(comp, ".")) {
 			close(cur);
 			return -EINVAL;
+		}
+		if (create) {
+			if (mkdirat(cur, comp, mkdir_mode) == 0) {
+				if (created)
+					(*created)++;
+			} else if (errno != EEXIST) {
+				next = -errno;
+				close(cur);
+				return next;
+			}
 		}
 		next = openat(cur, comp,
 			      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -99,7 +110,17 @@ int beneath_open_parent(int dirfd, const char *path, const char **leaf)
 		}
 		have_openat2 = 0;
 	}
-	return walk_dirs(dirfd, path, (size_t)(slash - path));
+	return walk_dirs(dirfd, path, (size_t)(slash - path), false, 0, NULL);
+}
+
+int beneath_mkdirs(int dirfd, const char *path, mode_t mode,
+		   const char **leaf, unsigned *created)
+{
+	const char *slash = strrchr(path, '/');
+
+	*leaf = slash ? slash + 1 : path;
+	return walk_dirs(dirfd, path, slash ? (size_t)(slash - path) : 0, true,
+			 mode, created);
 }
 
 int beneath_open(int dirfd, const char *path, int flags, mode_t mode)

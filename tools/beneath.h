@@ -36,6 +36,14 @@ int beneath_open_parent(int dirfd, const char *path, const char **leaf);
 int beneath_open(int dirfd, const char *path, int flags, mode_t mode);
 
 /*
+ * Like beneath_open_parent(), creating missing directories on the way
+ * (mode `mode`, counted in *created when not NULL). A component that exists
+ * and is not a directory, or is a symlink, is -ENOTDIR / -ELOOP.
+ */
+int beneath_mkdirs(int dirfd, const char *path, mode_t mode,
+		   const char **leaf, unsigned *created);
+
+/*
  * Removes `name` (one component) in `dirfd` and, if it is a directory,
  * everything below it, without following symlinks (a link is removed, not
  * its target). Returns 0 or the first negative errno (and goes on removing
