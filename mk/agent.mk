@@ -13,16 +13,12 @@ AGENT_CLI_SRCS := $(wildcard agent/cli.c)
 EMBERD_SRCS := $(filter-out $(AGENT_CLI_SRCS) $(AGENT_CLIENT_SRCS),\
 	$(wildcard agent/*.c))
 
-# Deploy builds micro guest images with the image writer ember-mkimage uses
-# (tools/mkimage.c; this file is included before mk/micro.mk, so the list
-# is spelled out here). emberd is linked once one of its sources has
-# main(): the modules it is made of (manifest, archive, deploy) come first.
-AGENT_TOOL_OBJS := $(addprefix $(BUILD)/obj/,tools/mkimage.o tools/beneath.o \
-	guest-micro/mfs.o)
-EMBERD_MAIN := $(shell grep -l '^int main[^a-z_0-9]' $(EMBERD_SRCS) /dev/null)
+# emberd is linked once one of its sources has main(): agent modules
+# (cgroup.c, jail.c) may land before the daemon does.
+EMBERD_MAIN := $(shell grep -l '^int main[^A-Za-z0-9_]' $(EMBERD_SRCS) /dev/null)
+
 ifneq ($(EMBERD_MAIN),)
-$(BUILD)/emberd: $(EMBERD_SRCS:%.c=$(BUILD)/obj/%.o) $(AGENT_TOOL_OBJS) \
-		$(BUILD)/libember.a
+$(BUILD)/emberd: $(EMBERD_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/libember.a
 	$(CC) $(CFLAGS) -o $@ $^ $(AGENT_LIBS) $(LIBS)
 ALL += $(BUILD)/emberd
 TEST_DEPS += $(BUILD)/emberd
@@ -41,3 +37,10 @@ $(BUILD)/ember: $(AGENT_CLI_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/libember-client.
 ALL += $(BUILD)/ember
 TEST_DEPS += $(BUILD)/ember
 endif
+
+# Deploy (agent/deploy.c) builds micro guest images with the writer that
+# ember-mkimage uses (tools/mkimage.c); mk/micro.mk comes after this file,
+# so the objects are named here. A rule without a recipe adds them to $^.
+AGENT_TOOL_OBJS := $(addprefix $(BUILD)/obj/,tools/mkimage.o tools/beneath.o \
+	guest-micro/mfs.o)
+$(BUILD)/emberd: $(AGENT_TOOL_OBJS)
