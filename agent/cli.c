@@ -216,8 +216,9 @@ static const char usage_ls[] =
 "    ember ls\n"
 "\n"
 "DESCRIPTION\n"
-"    One line per function: NAME, VERSION (current), RUNTIME, MEMORY (MiB),\n"
-"    INSTANCES when emberd reports them. --json prints emberd's answer.\n";
+"    One line per function: NAME, VERSION (the one serving; \"-\" before\n"
+"    the first deploy succeeds), RUNTIME, MEMORY_MIB, TIMEOUT_MS, UPDATED.\n"
+"    --json prints emberd's answer.\n";
 
 static const char usage_info[] =
 "NAME\n"
@@ -239,7 +240,7 @@ static const char usage_versions[] =
 "    ember versions NAME\n"
 "\n"
 "DESCRIPTION\n"
-"    One line per version: VERSION, CREATED, CURRENT (a '*' marks the one\n"
+"    One line per version: VERSION, CREATED, CURRENT (\"yes\" for the one\n"
 "    serving), RUNTIME, HANDLER.\n";
 
 static const char usage_rm[] =
@@ -451,6 +452,20 @@ static void connect_client(struct cli *cli)
 		exit(errorf(EX_USAGE, "%s", err));
 }
 
+/* An option's value: a whole number in 1..max. */
+static unsigned long number_arg(const char *s, unsigned long max,
+				const char *what)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || !v || v > max || s[0] == '-')
+		die_usage("%s takes a number in 1..%lu, not \"%s\"", what, max, s);
+	return v;
+}
+
 /* ---- output helpers ---- */
 
 static void print_json(const json_t *j)
@@ -535,6 +550,56 @@ static void table_print(struct table *t)
 	t->nrows = 0;
 }
 
+/* A listing's column: its heading and the key of each row's object that
+ * fills it ("a.b" looks into a nested object). */
+struct column {
+	const char *head, *key;
+};
+
+static json_t *lookup(json_t *o, const char *path)
+{
+	char key[64];
+	const char *dot;
+
+	while ((dot = strchr(path, '.'))) {
+		snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
+		o = json_object_get(o, key);
+		path = dot + 1;
+	}
+	return json_object_get(o, path);
+}
+
+/* The answer of a list route (`ret` and `j` from the call): the rows of
+ * the array `array` as a table, or the JSON with --json. */
+static int print_list(struct cli *cli, const char *what, int ret, json_t *j,
+		      const char *array, const struct column *cols,
+		      size_t ncols)
+{
+	struct table t = { .ncols = ncols };
+	char b[TABLE_COLS][256];
+	const char *row[TABLE_COLS];
+	json_t *v;
+	size_t i;
+
+	if (ret)
+		return api_error(cli, what, ret);
+	if (cli->json) {
+		print_json(j);
+		json_decref(j);
+		return EX_OK;
+	}
+	for (size_t c = 0; c < ncols; c++)
+		t.head[c] = cols[c].head;
+	json_array_foreach(json_object_get(j, array), i, v) {
+		for (size_t c = 0; c < ncols; c++)
+			row[c] = cell(lookup(v, cols[c].key), b[c], sizeof(b[c]));
+		table_row(&t, row);
+	}
+	table_print(&t);
+	json_decref(j);
+	return EX_OK;
+}
+
 /* ---- commands ---- */
 
 /* Parses the options of a command that takes none but --help and exactly
@@ -588,7 +653,7 @@ static int cmd_health(struct cli *cli, int argc, char **argv)
 static int cmd_tenant(struct cli *cli, int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : NULL;
-	char what[128], b[3][64];
+	char what[128];
 	json_t *j = NULL;
 	int ret;
 
@@ -619,33 +684,15 @@ static int cmd_tenant(struct cli *cli, int argc, char **argv)
 		return EX_OK;
 	}
 	if (!strcmp(sub, "ls")) {
-		struct table t = { .head = { "NAME", "CREATED", "FUNCTIONS" },
-				   .ncols = 3 };
-		json_t *list, *v;
-		size_t i;
+		static const struct column cols[] = {
+			{ "NAME", "name" }, { "CREATED", "created" },
+			{ "FUNCTIONS", "functions" },
+		};
 
 		plain_args(argc - 1, argv + 1, 0, usage_tenant);
 		connect_client(cli);
 		ret = ember_client_tenant_list(cli->c, &j);
-		if (ret)
-			return api_error(cli, "tenant ls", ret);
-		if (cli->json) {
-			print_json(j);
-			json_decref(j);
-			return EX_OK;
-		}
-		list = json_object_get(j, "tenants");
-		json_array_foreach(list, i, v) {
-			const char *row[3] = {
-				cell(json_object_get(v, "name"), b[0], 64),
-				cell(json_object_get(v, "created"), b[1], 64),
-				cell(json_object_get(v, "functions"), b[2], 64),
-			};
-			table_row(&t, row);
-		}
-		table_print(&t);
-		json_decref(j);
-		return EX_OK;
+		return print_list(cli, "tenant ls", ret, j, "tenants", cols, 3);
 	}
 	fputs(usage_tenant, stderr);
 	die_usage("tenant: unknown command \"%s\" (create, ls, rm)", sub);
@@ -690,31 +737,15 @@ static int cmd_token(struct cli *cli, int argc, char **argv)
 		return EX_OK;
 	}
 	if (!strcmp(sub, "ls")) {
-		struct table t = { .head = { "ID", "CREATED" }, .ncols = 2 };
+		static const struct column cols[] = {
+			{ "ID", "id" }, { "CREATED", "created" },
+		};
 		char **a = plain_args(argc - 1, argv + 1, 1, usage_token);
-		json_t *v;
-		size_t i;
 
 		connect_client(cli);
 		snprintf(what, sizeof(what), "token ls %.63s", a[0]);
 		ret = ember_client_token_list(cli->c, a[0], &j);
-		if (ret)
-			return api_error(cli, what, ret);
-		if (cli->json) {
-			print_json(j);
-			json_decref(j);
-			return EX_OK;
-		}
-		json_array_foreach(json_object_get(j, "tokens"), i, v) {
-			const char *row[2] = {
-				cell(json_object_get(v, "id"), b[0], 64),
-				cell(json_object_get(v, "created"), b[1], 64),
-			};
-			table_row(&t, row);
-		}
-		table_print(&t);
-		json_decref(j);
-		return EX_OK;
+		return print_list(cli, what, ret, j, "tokens", cols, 2);
 	}
 	if (!strcmp(sub, "revoke")) {
 		char **a = plain_args(argc - 1, argv + 1, 2, usage_token);
@@ -984,15 +1015,10 @@ static int cmd_deploy(struct cli *cli, int argc, char **argv)
 		switch (o) {
 		case 'n': name = optarg; break;
 		case 'W': wait = false; break;
-		case 'T': {
-			char *end;
-			unsigned long v = strtoul(optarg, &end, 10);
-
-			if (*end || !v || v > 86400)
-				die_usage("deploy: --timeout takes 1..86400 seconds");
-			timeout_s = (unsigned)v;
+		case 'T':
+			timeout_s = (unsigned)number_arg(optarg, 86400,
+							 "deploy --timeout");
 			break;
-		}
 		case 'h': fputs(usage_deploy, stdout); return EX_OK;
 		default: fputs(usage_deploy, stderr); return EX_USAGE;
 		}
@@ -1144,7 +1170,7 @@ static int cmd_invoke(struct cli *cli, int argc, char **argv)
 	size_t warm = 0, cold = 0;
 	const void *payload;
 	size_t len;
-	char what[128], *end;
+	char what[128];
 	int o, ret = EX_OK;
 
 	optind = 1;
@@ -1152,9 +1178,7 @@ static int cmd_invoke(struct cli *cli, int argc, char **argv)
 		switch (o) {
 		case 'd': data = optarg; break;
 		case 'n':
-			repeat = strtoul(optarg, &end, 10);
-			if (*end || !repeat || repeat > 1000000)
-				die_usage("invoke: --repeat takes 1..1000000");
+			repeat = number_arg(optarg, 1000000, "invoke --repeat");
 			break;
 		case 'v': cli->verbose++; break;
 		case 'h': fputs(usage_invoke, stdout); return EX_OK;
@@ -1220,43 +1244,18 @@ out:
 
 static int cmd_ls(struct cli *cli, int argc, char **argv)
 {
-	struct table t = { .head = { "NAME", "VERSION", "RUNTIME", "MEMORY",
-				     "INSTANCES" }, .ncols = 5 };
-	char b[5][64];
-	json_t *j, *v;
-	size_t i;
+	static const struct column cols[] = {
+		{ "NAME", "name" }, { "VERSION", "version" },
+		{ "RUNTIME", "runtime" }, { "MEMORY_MIB", "memory_mib" },
+		{ "TIMEOUT_MS", "timeout_ms" }, { "UPDATED", "updated" },
+	};
+	json_t *j;
 	int ret;
 
 	plain_args(argc, argv, 0, usage_ls);
 	connect_client(cli);
 	ret = ember_client_function_list(cli->c, &j);
-	if (ret)
-		return api_error(cli, "ls", ret);
-	if (cli->json) {
-		print_json(j);
-		json_decref(j);
-		return EX_OK;
-	}
-	json_array_foreach(json_object_get(j, "functions"), i, v) {
-		json_t *m = json_object_get(v, "manifest");
-		json_t *rt = json_object_get(v, "runtime");
-		json_t *mem = json_object_get(v, "memory_mib");
-		const char *row[5];
-
-		if (!rt)
-			rt = json_object_get(m, "runtime");
-		if (!mem)
-			mem = json_object_get(m, "memory_mib");
-		row[0] = cell(json_object_get(v, "name"), b[0], 64);
-		row[1] = cell(json_object_get(v, "version"), b[1], 64);
-		row[2] = cell(rt, b[2], 64);
-		row[3] = cell(mem, b[3], 64);
-		row[4] = cell(json_object_get(v, "instances"), b[4], 64);
-		table_row(&t, row);
-	}
-	table_print(&t);
-	json_decref(j);
-	return EX_OK;
+	return print_list(cli, "ls", ret, j, "functions", cols, 6);
 }
 
 static void print_fields(const char *prefix, json_t *o)
@@ -1299,38 +1298,19 @@ static int cmd_info(struct cli *cli, int argc, char **argv)
 
 static int cmd_versions(struct cli *cli, int argc, char **argv)
 {
-	struct table t = { .head = { "VERSION", "CREATED", "CURRENT", "RUNTIME",
-				     "HANDLER" }, .ncols = 5 };
+	static const struct column cols[] = {
+		{ "VERSION", "version" }, { "CREATED", "created" },
+		{ "CURRENT", "current" }, { "RUNTIME", "manifest.runtime" },
+		{ "HANDLER", "manifest.handler" },
+	};
 	char **a = plain_args(argc, argv, 1, usage_versions), what[128];
-	char b[5][64];
-	json_t *j, *v;
-	size_t i;
+	json_t *j;
 	int ret;
 
 	connect_client(cli);
 	snprintf(what, sizeof(what), "versions %.63s", a[0]);
 	ret = ember_client_function_versions(cli->c, a[0], &j);
-	if (ret)
-		return api_error(cli, what, ret);
-	if (cli->json) {
-		print_json(j);
-		json_decref(j);
-		return EX_OK;
-	}
-	json_array_foreach(json_object_get(j, "versions"), i, v) {
-		json_t *m = json_object_get(v, "manifest");
-		const char *row[5] = {
-			cell(json_object_get(v, "version"), b[0], 64),
-			cell(json_object_get(v, "created"), b[1], 64),
-			json_is_true(json_object_get(v, "current")) ? "*" : "",
-			cell(json_object_get(m, "runtime"), b[3], 64),
-			cell(json_object_get(m, "handler"), b[4], 64),
-		};
-		table_row(&t, row);
-	}
-	table_print(&t);
-	json_decref(j);
-	return EX_OK;
+	return print_list(cli, what, ret, j, "versions", cols, 5);
 }
 
 static int cmd_rm(struct cli *cli, int argc, char **argv)
