@@ -612,8 +612,8 @@ static char **plain_args(int argc, char **argv, int nargs, const char *usage)
 	};
 	int o;
 
-	optind = 1;
-	while ((o = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	optind = 0; /* 0: glibc rescans from scratch (and permutes) */
+	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (o == 'h') {
 			fputs(usage, stdout);
 			exit(EX_OK);
@@ -1010,8 +1010,8 @@ static int cmd_deploy(struct cli *cli, int argc, char **argv)
 	uint64_t t0;
 	int o, ret;
 
-	optind = 1;
-	while ((o = getopt_long(argc, argv, "+n:h", opts, NULL)) != -1) {
+	optind = 0; /* 0: glibc rescans from scratch (and permutes) */
+	while ((o = getopt_long(argc, argv, "n:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'n': name = optarg; break;
 		case 'W': wait = false; break;
@@ -1173,8 +1173,8 @@ static int cmd_invoke(struct cli *cli, int argc, char **argv)
 	char what[128];
 	int o, ret = EX_OK;
 
-	optind = 1;
-	while ((o = getopt_long(argc, argv, "+d:n:vh", opts, NULL)) != -1) {
+	optind = 0; /* 0: glibc rescans from scratch (and permutes) */
+	while ((o = getopt_long(argc, argv, "d:n:vh", opts, NULL)) != -1) {
 		switch (o) {
 		case 'd': data = optarg; break;
 		case 'n':
