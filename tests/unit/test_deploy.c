@@ -54,6 +54,21 @@ static bool have_vm;
 
 static char steps[8][32], details[8][256];
 static int nr_steps;
+static pid_t vmm_pid, vmm_reaped;
+
+static void on_vmm(void *ctx, pid_t pid, bool running)
+{
+	(void)ctx;
+	if (running) {
+		assert_true(pid > 0);
+		assert_int_equal(kill(pid, 0), 0); /* alive */
+		vmm_pid = pid;
+	} else {
+		assert_int_equal(pid, vmm_pid);
+		assert_int_equal(kill(pid, 0), -1); /* reaped: no such process */
+		vmm_reaped = pid;
+	}
+}
 
 static void on_progress(void *ctx, const char *step, const char *detail)
 {
@@ -137,6 +152,7 @@ static int setup(void **state)
 	assert_non_null(mkdtemp(base));
 	snprintf(out_dir, sizeof(out_dir), "%s/v1", base);
 	nr_steps = 0;
+	vmm_pid = vmm_reaped = 0;
 	fake_pvm = false;
 	return 0;
 }
@@ -161,6 +177,7 @@ static int deploy(struct tarb *t, bool gz, struct deploy_result *res,
 		.tools = &tools,
 		.progress = on_progress,
 		.boot_timeout_ms = boot_timeout_ms,
+		.vmm_child = on_vmm,
 	};
 	int ret;
 
@@ -250,6 +267,8 @@ static void test_static_ok(void **state)
 	tarb_file(&t, "data/readme", "files beside the handler");
 	assert_int_equal(deploy(&t, true, &res, 0), 0);
 	tarb_free(&t);
+	assert_true(vmm_pid > 0);
+	assert_int_equal(vmm_reaped, vmm_pid);
 	assert_int_equal(nr_steps, 6);
 	for (int i = 0; i < 6; i++) {
 		print_message("  %-9s %s\n", steps[i], details[i]);
@@ -463,6 +482,7 @@ static void test_boot_timeout(void **state)
 	tarb_free(&t);
 	assert_failed_clean(ret, -ETIMEDOUT, &res, "boot",
 			    "the handler was not ready within 700 ms");
+	assert_int_equal(vmm_reaped, vmm_pid); /* reported, and gone */
 	deploy_result_free(&res);
 }
 
