@@ -69,7 +69,10 @@ static const char usage_main[] =
 "    info NAME                 a function: manifest, version, instances\n"
 "    versions NAME             a function's versions\n"
 "    rm NAME                   delete a function and its versions\n"
+"    stop NAME                 stop a function's idle instances (the next\n"
+"                              invocation is a cold start)\n"
 "    health                    check that emberd answers\n"
+"    system                    the VM shell pool and instance counts (admin)\n"
 "    `ember COMMAND --help` describes each.\n"
 "\n"
 "OPTIONS\n"
@@ -253,6 +256,30 @@ static const char usage_rm[] =
 "DESCRIPTION\n"
 "    Stops the function's instances and deletes it with all its versions.\n"
 "    There is no undo.\n";
+
+static const char usage_stop[] =
+"NAME\n"
+"    ember stop - stop a function's idle instances\n"
+"\n"
+"SYNOPSIS\n"
+"    ember stop NAME\n"
+"\n"
+"DESCRIPTION\n"
+"    Stops the function's idle instances; busy ones finish their\n"
+"    invocation first. Its next invocation restores a fresh instance from\n"
+"    the snapshot (a cold start), which is also how to measure one.\n";
+
+static const char usage_system[] =
+"NAME\n"
+"    ember system - emberd's VM shell pool and instance counts (admin)\n"
+"\n"
+"SYNOPSIS\n"
+"    ember system\n"
+"\n"
+"DESCRIPTION\n"
+"    Prints GET /v1/system as \"key: value\" lines: the pool of VM shells\n"
+"    kept ready for cold starts, the running instances, the functions\n"
+"    and the VMM processes emberd runs.\n";
 
 static const char usage_health[] =
 "NAME\n"
@@ -1327,6 +1354,44 @@ static int cmd_rm(struct cli *cli, int argc, char **argv)
 	return EX_OK;
 }
 
+static int cmd_stop(struct cli *cli, int argc, char **argv)
+{
+	char **a = plain_args(argc, argv, 1, usage_stop), what[128], b[32];
+	json_t *j;
+	int ret;
+
+	connect_client(cli);
+	snprintf(what, sizeof(what), "stop %.63s", a[0]);
+	ret = ember_client_function_stop_instances(cli->c, a[0], &j);
+	if (ret)
+		return api_error(cli, what, ret);
+	if (cli->json)
+		print_json(j);
+	else
+		printf("function %s: %s idle instance(s) stopped\n", a[0],
+		       cell(json_object_get(j, "stopped"), b, sizeof(b)));
+	json_decref(j);
+	return EX_OK;
+}
+
+static int cmd_system(struct cli *cli, int argc, char **argv)
+{
+	json_t *j;
+	int ret;
+
+	plain_args(argc, argv, 0, usage_system);
+	connect_client(cli);
+	ret = ember_client_system(cli->c, &j);
+	if (ret)
+		return api_error(cli, "system", ret);
+	if (cli->json)
+		print_json(j);
+	else
+		print_fields("", j);
+	json_decref(j);
+	return EX_OK;
+}
+
 static const struct command {
 	const char *name;
 	int (*run)(struct cli *cli, int argc, char **argv);
@@ -1340,7 +1405,9 @@ static const struct command {
 	{ "info", cmd_info, usage_info },
 	{ "versions", cmd_versions, usage_versions },
 	{ "rm", cmd_rm, usage_rm },
+	{ "stop", cmd_stop, usage_stop },
 	{ "health", cmd_health, usage_health },
+	{ "system", cmd_system, usage_system },
 };
 
 static const struct command *find_command(const char *name)

@@ -544,6 +544,20 @@ int ember_client_function_delete(struct ember_client *c, const char *name)
 			 NULL);
 }
 
+int ember_client_function_stop_instances(struct ember_client *c,
+					 const char *name, json_t **out)
+{
+	return call_json(c, "DELETE",
+			 make_url(c, "/v1/functions/", name, "/instances", NULL),
+			 NULL, out);
+}
+
+int ember_client_system(struct ember_client *c, json_t **out)
+{
+	return call_json(c, "GET", make_url(c, "/v1/system", NULL, NULL, NULL),
+			 NULL, out);
+}
+
 int ember_client_deploy(struct ember_client *c, const char *name,
 			const void *archive, size_t len, json_t **out)
 {

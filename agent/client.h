@@ -91,6 +91,12 @@ int ember_client_function_get(struct ember_client *c, const char *name,
 int ember_client_function_versions(struct ember_client *c, const char *name,
 				   json_t **out);
 int ember_client_function_delete(struct ember_client *c, const char *name);
+/* DELETE /v1/functions/NAME/instances: stops the idle instances (the next
+ * invocation is a cold start); *out is {"stopped": N}. */
+int ember_client_function_stop_instances(struct ember_client *c,
+					 const char *name, json_t **out);
+/* GET /v1/system (admin): the VM shell pool and instance counts. */
+int ember_client_system(struct ember_client *c, json_t **out);
 
 /* PUT /v1/functions/NAME with the archive (tar or tar.gz): *out is the
  * answer's "deploy" object ({"id","function","state","url"}). */

@@ -321,6 +321,19 @@ static void test_requests(void **state)
 	assert_string_equal(srv.method, "GET");
 	assert_string_equal(srv.url, "/v1/tenants/acme/tokens");
 
+	script(200, "{\"stopped\":2}");
+	assert_int_equal(ember_client_function_stop_instances(c, "hash", &j), 0);
+	assert_int_equal(json_integer_value(json_object_get(j, "stopped")), 2);
+	json_decref(j);
+	assert_string_equal(srv.method, "DELETE");
+	assert_string_equal(srv.url, "/v1/functions/hash/instances");
+
+	script(200, "{\"pool\":{\"ready\":2}}");
+	assert_int_equal(ember_client_system(c, &j), 0);
+	json_decref(j);
+	assert_string_equal(srv.method, "GET");
+	assert_string_equal(srv.url, "/v1/system");
+
 	/* Names travel percent-encoded: never another path. */
 	script(404, "{\"error\":{\"code\":\"invalid_name\",\"message\":\"bad\"}}");
 	assert_int_equal(ember_client_function_get(c, "../tenants", &j), -EPROTO);
