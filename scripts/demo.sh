@@ -5,7 +5,8 @@
 #  3. acme deploys two functions: hash (a static C handler) and words (a Lua
 #     script), each booted to READY and snapshotted by emberd;
 #  4. each is invoked cold (restored into a pooled VM shell), then warm,
-#     then 200 times warm;
+#     then 200 times warm; hash's idle instance is stopped and it starts
+#     cold again;
 #  5. globex cannot see acme's functions, and its own "hash" is its own;
 #  6. emberd stops on SIGTERM, leaving no VM behind.
 # Every figure printed comes from Ember itself: emberd's X-Ember-* headers
@@ -67,6 +68,8 @@ echo "sha256sum says: $(sha256sum "$T/in" | cut -d' ' -f1)"
 show ember -v invoke hash --data 'hello, ember'
 show ember -v invoke hash --data 'hello, ember'
 show_stats ember invoke hash --data 'hello, ember' --repeat 200
+show ember stop hash
+show ember -v invoke hash --data 'cold again'
 show ember -v invoke words --data 'functions that start in milliseconds'
 show ember -v invoke words --data 'and stay warm'
 show_stats ember invoke words --data 'x' --repeat 200
