@@ -26,9 +26,20 @@ cleanup() {
 }
 trap cleanup EXIT
 say() { printf '\n== %s\n' "$*"; }
-show() { printf '$ %s\n' "$*"; "$@"; }
+# Prints a command as one would type it, then runs it.
+quote() {
+	local a out=
+	for a in "$@"; do
+		case $a in
+		*[!A-Za-z0-9_@%+=:,./-]*|'') a="'${a//\'/\'\\\'\'}'" ;;
+		esac
+		out+=" $a"
+	done
+	printf '$%s' "$out"
+}
+show() { quote "$@"; echo; "$@"; }
 # The same, the result (the last of --repeat's) not shown.
-show_stats() { printf '$ %s >/dev/null\n' "$*"; "$@" >/dev/null; }
+show_stats() { quote "$@"; echo ' >/dev/null'; "$@" >/dev/null; }
 for f in "$B/emberd" "$B/ember" "$B/functions/hash/ember.json" \
 	"$B/functions/lua/ember.json" "$B/functions/echo/ember.json"; do
 	[ -e "$f" ] || { echo "demo: $f is missing: run make first"; exit 1; }
@@ -36,7 +47,9 @@ done
 [ -c /dev/kvm ] || { echo "demo: no /dev/kvm"; exit 1; }
 
 say "1. emberd on a fresh state directory ($T/state)"
-"$B/emberd" --state "$T/state" --runtime "$T/run" >"$T/emberd.log" 2>&1 &
+# shellcheck disable=SC2086 # EMBERD_ARGS: extra emberd options, if any
+"$B/emberd" --state "$T/state" --runtime "$T/run" ${EMBERD_ARGS:-} \
+	>"$T/emberd.log" 2>&1 &
 EMBERD_PID=$!
 export EMBER_ENDPOINT=unix:$T/run/emberd.sock XDG_CONFIG_HOME=$T/xdg
 for _ in $(seq 300); do
@@ -80,9 +93,10 @@ show ember ls
 printf '$ ember invoke hash --data hello\n'
 ember invoke hash --data hello || echo "(exit $?: to globex, acme's hash does not exist)"
 show ember deploy "$B/functions/echo" --name hash
-show ember invoke hash --data "globex's own hash is an echo"
+show ember invoke hash --data 'an echo, owned by globex'
 echo
-EMBER_TOKEN=$ACME ember invoke hash --data 'hello, ember'
+echo "acme's hash is untouched:"
+EMBER_TOKEN=$ACME show ember invoke hash --data 'hello, ember'
 
 say "6. emberd stops on SIGTERM"
 kids=$(pgrep -P "$EMBERD_PID" | tr '\n' ' ' || true)

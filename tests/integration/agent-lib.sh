@@ -63,8 +63,10 @@ trap cleanup EXIT
 
 # start_emberd [emberd args...]: on $T/state and $T/run, waits until it
 # answers /v1/health (up to 20 s). Sets EMBER_ENDPOINT and $ADMIN.
+# $EMBERD_ARGS adds options (e.g. --vmm FILE to try another ember-vmm).
 start_emberd() {
-	"$B/emberd" --state "$T/state" --runtime "$T/run" "$@" \
+	# shellcheck disable=SC2086
+	"$B/emberd" --state "$T/state" --runtime "$T/run" ${EMBERD_ARGS:-} "$@" \
 		>>"$T/emberd.out" 2>>"$T/emberd.err" &
 	EMBERD_PID=$!
 	export EMBER_ENDPOINT=unix:$T/run/emberd.sock
