@@ -436,23 +436,23 @@ int main(int argc, char **argv)
 	if (!cfg.kernel && !restore)
 		usage_error("no kernel given: use --kernel FILE");
 	if (verbosity < 0)
-		log_set_level(LOG_ERR);
+		ember_log_set_level(EMBER_LOG_ERROR);
 	else if (verbosity == 1)
-		log_set_level(LOG_INFO);
+		ember_log_set_level(EMBER_LOG_INFO);
 	else if (verbosity > 1)
-		log_set_level(LOG_DEBUG);
+		ember_log_set_level(EMBER_LOG_DEBUG);
 
 	if (restore) {
-		struct ember_restore r = {
-			.dir = restore,
-			.vsock_path = cfg.vsock_path,
-			.nr_disks = cfg.nr_disks,
-			.serial_fd = cfg.serial_fd,
-			.timeout_ms = cfg.timeout_ms,
-			.cpu_template = cfg.cpu_template,
-			.prefetch = prefetch,
-		};
+		struct ember_restore r;
 
+		ember_restore_init(&r);
+		r.dir = restore;
+		r.vsock_path = cfg.vsock_path;
+		r.nr_disks = cfg.nr_disks;
+		r.serial_fd = cfg.serial_fd;
+		r.timeout_ms = cfg.timeout_ms;
+		r.cpu_template = cfg.cpu_template;
+		r.prefetch = prefetch;
 		for (unsigned i = 0; i < cfg.nr_disks; i++)
 			r.disks[i] = cfg.disks[i].path;
 		vm = ember_vm_restore(&r, &ret, err, sizeof(err));

@@ -96,6 +96,11 @@ struct ember_vm {
 	struct ember_exit exit;
 	pthread_t stop_thread;      /* the thread whose vm_request_stop won */
 	int stop_fd;                /* eventfd written when the VM stops */
+	int stop_req_fd;            /* eventfd: ember_vm_stop() was called */
+	bool started, waited;       /* ember_vm_start() / ember_vm_wait() done */
+	bool restored;              /* built from a snapshot */
+	uint64_t deadline_ns;       /* CLOCK_MONOTONIC end (--timeout), or 0 */
+	int serial_fd;              /* our dup of cfg.serial_fd, or -1 */
 };
 
 /* Records why the VM ends (the first caller wins) and kicks every vCPU out

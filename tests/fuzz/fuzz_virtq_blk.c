@@ -143,7 +143,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	log_set_level(LOG_ERR); /* every defect logs a warning by design */
+	ember_log_set_level(EMBER_LOG_ERROR); /* every defect logs a warning by design */
 	ram = aligned_alloc(4096, RAM_SZ);
 	mem_layout(&mem, ram, RAM_SZ);
 	return 0;

@@ -79,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int err;
 
 	if (!loop) {
-		log_set_level(LOG_ERR);
+		ember_log_set_level(EMBER_LOG_ERROR);
 		loop = evloop_create(&err);
 		if (!loop)
 			abort();

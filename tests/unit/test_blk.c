@@ -621,7 +621,7 @@ static void test_create_errors(void **state)
 static int setup(void **state)
 {
 	(void)state;
-	log_set_level(LOG_ERR); /* bad requests log warnings by design */
+	ember_log_set_level(EMBER_LOG_ERROR); /* bad requests log warnings by design */
 	return 0;
 }
 

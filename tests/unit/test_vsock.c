@@ -236,7 +236,7 @@ static int setup(void **state)
 	int err = 0;
 
 	(void)state;
-	log_set_level(LOG_ERR);
+	ember_log_set_level(EMBER_LOG_ERROR);
 	ram = aligned_alloc(4096, RAM_SIZE);
 	assert_non_null(ram);
 	memset(ram, 0, RAM_SIZE);
