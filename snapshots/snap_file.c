@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -55,24 +56,51 @@ int snap_open_regular(const char *dir, const char *name, char *path,
 }
 
 
-int snap_load_state_blob(const char *dir, void **out, size_t *outlen,
-			 char *err, size_t errlen)
+int snap_open_dir(const char *dir, char *err, size_t errlen)
 {
-	char path[4096];
-	struct stat st;
-	uint8_t *buf = NULL;
-	size_t got = 0, cap;
-	int fd, ret;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
-	fd = snap_open_regular(dir, SNAP_STATE_FILE, path, sizeof(path), &st,
-			       err, errlen);
-	if (fd < 0)
-		return fd;
+	if (fd < 0) {
+		int ret = -errno;
+
+		snap_seterr(err, errlen, "open %s: %s", dir, strerror(-ret));
+		return ret;
+	}
+	return fd;
+}
+
+int snap_check_regular_fd(int fd, const char *what, struct stat *st,
+			  char *err, size_t errlen)
+{
+	int ret;
+
+	if (fstat(fd, st) < 0) {
+		ret = -errno;
+		snap_seterr(err, errlen, "%s: %s", what, strerror(-ret));
+		return ret;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		snap_seterr(err, errlen, "%s is not a regular file", what);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int snap_load_state_blob_fd(int fd, const char *what, void **out,
+			    size_t *outlen, char *err, size_t errlen)
+{
+	struct stat st;
+	uint8_t *buf;
+	size_t got = 0, cap;
+	int ret;
+
+	ret = snap_check_regular_fd(fd, what, &st, err, errlen);
+	if (ret < 0)
+		return ret;
 	if (st.st_size > SNAP_MAX_STATE_SIZE) {
-		snap_seterr(err, errlen, "%s is %lld bytes, limit %u", path,
+		snap_seterr(err, errlen, "%s is %lld bytes, limit %u", what,
 			    (long long)st.st_size, SNAP_MAX_STATE_SIZE);
-		ret = -EFBIG;
-		goto err_close;
+		return -EFBIG;
 	}
 	/* The file's size (capped above) plus one byte, so that a file
 	 * growing under us is caught; restore reads a few KiB, and should
@@ -81,17 +109,18 @@ int snap_load_state_blob(const char *dir, void **out, size_t *outlen,
 	buf = malloc(cap);
 	if (!buf) {
 		snap_seterr(err, errlen, "out of memory");
-		ret = -ENOMEM;
-		goto err_close;
+		return -ENOMEM;
 	}
+	/* pread from 0: an fd handed over by another process may have been
+	 * read from already. */
 	for (;;) {
-		ssize_t n = read(fd, buf + got, cap - got);
+		ssize_t n = pread(fd, buf + got, cap - got, (off_t)got);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
 			ret = -errno;
-			snap_seterr(err, errlen, "read %s: %s", path,
+			snap_seterr(err, errlen, "read %s: %s", what,
 				    strerror(-ret));
 			goto err_free;
 		}
@@ -100,34 +129,43 @@ int snap_load_state_blob(const char *dir, void **out, size_t *outlen,
 		got += (size_t)n;
 		if (got == cap) {
 			snap_seterr(err, errlen, "%s grew while being read",
-				    path);
+				    what);
 			ret = -EFBIG;
 			goto err_free;
 		}
 	}
-	close(fd);
 	*out = buf;
 	*outlen = got;
 	return 0;
 
 err_free:
 	free(buf);
-err_close:
+	return ret;
+}
+
+int snap_load_state_blob(const char *dir, void **out, size_t *outlen,
+			 char *err, size_t errlen)
+{
+	char path[4096];
+	struct stat st;
+	int fd, ret;
+
+	fd = snap_open_regular(dir, SNAP_STATE_FILE, path, sizeof(path), &st,
+			       err, errlen);
+	if (fd < 0)
+		return fd;
+	ret = snap_load_state_blob_fd(fd, path, out, outlen, err, errlen);
 	close(fd);
 	return ret;
 }
 
-int snap_load_state(const char *dir, struct snap_vm *s, unsigned flags,
-		    char *err, size_t errlen)
+/* Parses a loaded blob and, unless SNAP_LOAD_ANY_CPU, checks the CPU. */
+static int load_parsed(void *blob, size_t len, struct snap_vm *s,
+		       unsigned flags, char *err, size_t errlen)
 {
 	struct snap_cpu_fp here;
-	void *blob;
-	size_t len;
 	int ret;
 
-	ret = snap_load_state_blob(dir, &blob, &len, err, errlen);
-	if (ret < 0)
-		return ret;
 	ret = snap_parse_state(blob, len, s, err, errlen);
 	free(blob);
 	if (ret < 0 || (flags & SNAP_LOAD_ANY_CPU))
@@ -140,45 +178,73 @@ int snap_load_state(const char *dir, struct snap_vm *s, unsigned flags,
 	return snap_cpu_compatible(&s->cpu, &here, err, errlen);
 }
 
+int snap_load_state(const char *dir, struct snap_vm *s, unsigned flags,
+		    char *err, size_t errlen)
+{
+	void *blob;
+	size_t len;
+	int ret;
+
+	ret = snap_load_state_blob(dir, &blob, &len, err, errlen);
+	if (ret < 0)
+		return ret;
+	return load_parsed(blob, len, s, flags, err, errlen);
+}
+
+int snap_load_state_fd(int fd, struct snap_vm *s, unsigned flags, char *err,
+		       size_t errlen)
+{
+	void *blob;
+	size_t len;
+	int ret;
+
+	ret = snap_load_state_blob_fd(fd, "state file", &blob, &len, err,
+				      errlen);
+	if (ret < 0)
+		return ret;
+	return load_parsed(blob, len, s, flags, err, errlen);
+}
+
 int snap_read_state(const char *dir, struct snap_vm *s, char *err,
 		    size_t errlen)
 {
 	return snap_load_state(dir, s, 0, err, errlen);
 }
 
-int snap_write_file_atomic(const char *dir, const char *name, const void *buf,
-			   size_t len, char *err, size_t errlen)
+int snap_create_tmp_at(int dirfd, const char *name, char *tmp, size_t cap,
+		       char *err, size_t errlen)
 {
-	char tmp[4096], dst[4096];
-	const uint8_t *p = buf;
-	int fd, dfd, ret = 0;
+	for (int tries = 0; tries < 100; tries++) {
+		uint32_t r;
+		int fd;
 
-	if (snprintf(dst, sizeof(dst), "%s/%s", dir, name) >= (int)sizeof(dst) ||
-	    snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, name) >=
-		    (int)sizeof(tmp)) {
-		snap_seterr(err, errlen, "%s: path too long", dir);
-		return -ENAMETOOLONG;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		snap_seterr(err, errlen, "create %s: %s", tmp, strerror(-ret));
-		return ret;
-	}
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			ret = n < 0 ? -errno : -EIO;
-			snap_seterr(err, errlen, "write %s: %s", tmp,
-				    strerror(-ret));
-			goto err_unlink;
+		if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+			r = (uint32_t)getpid() * 2654435761u + (uint32_t)tries;
+		if (snprintf(tmp, cap, ".%s.%08x", name, r) >= (int)cap) {
+			snap_seterr(err, errlen, "%s: name too long", name);
+			return -ENAMETOOLONG;
 		}
-		p += n;
-		len -= (size_t)n;
+		fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+			    0600);
+		if (fd >= 0)
+			return fd;
+		if (errno != EEXIST) {
+			int ret = -errno;
+
+			snap_seterr(err, errlen, "create %s: %s", tmp,
+				    strerror(-ret));
+			return ret;
+		}
 	}
+	snap_seterr(err, errlen, "create .%s.*: no free temporary name", name);
+	return -EEXIST;
+}
+
+int snap_commit_tmp_at(int dirfd, int fd, const char *tmp, const char *name,
+		       char *err, size_t errlen)
+{
+	int ret;
+
 	/* The data must be durable before the rename makes it visible, or a
 	 * crash could leave a complete-looking but empty file (ext4 rename
 	 * semantics are not a guarantee elsewhere). */
@@ -194,22 +260,71 @@ int snap_write_file_atomic(const char *dir, const char *name, const void *buf,
 		goto err_unlink;
 	}
 	fd = -1;
-	if (rename(tmp, dst) < 0) {
+	if (renameat(dirfd, tmp, dirfd, name) < 0) {
 		ret = -errno;
-		snap_seterr(err, errlen, "rename %s: %s", dst, strerror(-ret));
+		snap_seterr(err, errlen, "rename %s: %s", name, strerror(-ret));
 		goto err_unlink;
 	}
 	/* Make the rename itself durable. */
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
+	fsync(dirfd);
 	return 0;
 
 err_unlink:
 	if (fd >= 0)
 		close(fd);
-	unlink(tmp);
+	unlinkat(dirfd, tmp, 0);
+	return ret;
+}
+
+int snap_pwrite_all(int fd, const void *buf, uint64_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+
+	while (len > 0) {
+		/* Cap each call: Linux writes at most ~2 GiB per call anyway. */
+		size_t chunk = len > (1u << 30) ? (1u << 30) : (size_t)len;
+		ssize_t n = pwrite(fd, p, chunk, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		p += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+int snap_write_file_atomic_at(int dirfd, const char *name, const void *buf,
+			      size_t len, char *err, size_t errlen)
+{
+	char tmp[256];
+	int fd, ret;
+
+	fd = snap_create_tmp_at(dirfd, name, tmp, sizeof(tmp), err, errlen);
+	if (fd < 0)
+		return fd;
+	ret = snap_pwrite_all(fd, buf, len, 0);
+	if (ret < 0) {
+		snap_seterr(err, errlen, "write %s: %s", tmp, strerror(-ret));
+		close(fd);
+		unlinkat(dirfd, tmp, 0);
+		return ret;
+	}
+	return snap_commit_tmp_at(dirfd, fd, tmp, name, err, errlen);
+}
+
+int snap_write_file_atomic(const char *dir, const char *name, const void *buf,
+			   size_t len, char *err, size_t errlen)
+{
+	int dfd = snap_open_dir(dir, err, errlen), ret;
+
+	if (dfd < 0)
+		return dfd;
+	ret = snap_write_file_atomic_at(dfd, name, buf, len, err, errlen);
+	close(dfd);
 	return ret;
 }

@@ -288,8 +288,8 @@ err_free:
 	return ret;
 }
 
-int snap_write_state(const char *dir, const struct snap_vm *s, char *err,
-		     size_t errlen)
+int snap_write_state_at(int dirfd, const struct snap_vm *s, char *err,
+			size_t errlen)
 {
 	void *blob;
 	size_t len;
@@ -298,8 +298,20 @@ int snap_write_state(const char *dir, const struct snap_vm *s, char *err,
 	ret = snap_build_state(s, &blob, &len, err, errlen);
 	if (ret < 0)
 		return ret;
-	ret = snap_write_file_atomic(dir, SNAP_STATE_FILE, blob, len, err,
-				     errlen);
+	ret = snap_write_file_atomic_at(dirfd, SNAP_STATE_FILE, blob, len, err,
+					errlen);
 	free(blob);
+	return ret;
+}
+
+int snap_write_state(const char *dir, const struct snap_vm *s, char *err,
+		     size_t errlen)
+{
+	int dfd = snap_open_dir(dir, err, errlen), ret;
+
+	if (dfd < 0)
+		return dfd;
+	ret = snap_write_state_at(dfd, s, err, errlen);
+	close(dfd);
 	return ret;
 }
