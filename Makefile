@@ -34,7 +34,7 @@ TEST_LIB_OBJS := $(LIB_SRCS:%.c=$(T)/obj/%.o)
 ALL := $(BUILD)/libember.a $(BUILD)/ember-vmm
 TEST_DEPS :=
 
-.PHONY: all deps test unit integration demo kernel bench fuzz clean format
+.PHONY: all deps test test-deps unit integration demo kernel bench fuzz clean format
 all: everything
 
 -include $(sort $(wildcard mk/*.mk))
@@ -93,6 +93,10 @@ test: $(ALL) $(UNIT_BINS) $(TEST_DEPS)
 
 unit: $(UNIT_BINS)
 	@tests/run.sh unit
+
+# Everything the tests need, without running them (then run one with
+# tests/run.sh integration NAME).
+test-deps: $(ALL) $(UNIT_BINS) $(TEST_DEPS)
 
 integration: $(ALL) $(TEST_DEPS)
 	@tests/run.sh integration

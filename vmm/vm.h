@@ -103,6 +103,14 @@ struct ember_vm {
 	int serial_fd;              /* our dup of cfg.serial_fd, or -1 */
 };
 
+/* A VM shell (shell.c): a VM with KVM, vCPUs and the event loop made,
+ * waiting for restore.c to fill it. */
+struct ember_shell {
+	struct ember_vm *vm;
+	unsigned nr_vcpus;
+	bool irqchip;
+};
+
 /* Records why the VM ends (the first caller wins) and kicks every vCPU out
  * of KVM_RUN. Any thread. */
 void vm_request_stop(struct ember_vm *vm, enum ember_exit_reason reason,
