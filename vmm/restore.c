@@ -242,11 +242,62 @@ void ember_restore_init(struct ember_restore *r)
 	r->serial_fd = -1;
 }
 
+/* Checks what the caller gave against the snapshot's devices: with no
+ * directory (a jailed process), every host resource must come from the
+ * caller, never from a path saved in the snapshot. -EDESTADDRREQ: the
+ * overrides do not fit (the caller's mistake, not the snapshot's). */
+static int check_overrides(const struct snap_vm *s,
+			   const struct ember_restore *r, char *err,
+			   size_t errlen)
+{
+	unsigned disks = 0;
+	bool vsock = false;
+
+	if (r->nr_disks > EMBER_MAX_DISKS)
+		return errbuf_fail(err, errlen, -EDESTADDRREQ, "at most %d disks",
+				   EMBER_MAX_DISKS);
+	if (r->vsock_path && r->vsock_listen_fd >= 0)
+		return errbuf_fail(err, errlen, -EDESTADDRREQ, "vsock: a path or a "
+				   "listening socket, not both");
+	for (unsigned i = 0; i < s->nr_devices; i++) {
+		if (s->dev[i].device_id == VIRTIO_ID_BLOCK)
+			disks++;
+		else
+			vsock = true;
+	}
+	if (r->nr_disks > disks)
+		return errbuf_fail(err, errlen, -EDESTADDRREQ, "%u disks given, the "
+				   "snapshot has %u", r->nr_disks, disks);
+	if (!vsock && (r->vsock_path || r->vsock_listen_fd >= 0 ||
+		       r->vsock_conn_fd >= 0))
+		return errbuf_fail(err, errlen, -EDESTADDRREQ, "a vsock host side "
+				   "given, but the snapshot has no vsock device");
+	if (r->dir)
+		return 0;
+	for (unsigned k = 0; k < disks; k++)
+		if (k >= r->nr_disks || (!r->disks[k] && r->disk_fds[k] < 0))
+			return errbuf_fail(err, errlen, -EDESTADDRREQ, "restoring from "
+					   "fds: disk %u needs a path or an fd", k);
+	if (vsock && !r->vsock_path && r->vsock_listen_fd < 0 &&
+	    r->vsock_conn_fd < 0)
+		return errbuf_fail(err, errlen, -EDESTADDRREQ, "restoring from fds: "
+				   "the snapshot has a vsock device, give its "
+				   "host side (a path, a listening or a "
+				   "connected socket)");
+	return 0;
+}
+
 /* Fills the configuration of a restored VM from the snapshot and the
- * overrides. */
-static int restore_config(const struct snap_vm *s, const struct ember_restore *r,
+ * overrides, and how its devices reach the host (vm->disk_fd[],
+ * vm->vsock_listen_fd). */
+static int restore_config(struct ember_vm *vm, const struct snap_vm *s,
+			  const struct ember_restore *r,
 			  struct ember_config *cfg, char *err, size_t errlen)
 {
+	int ret = check_overrides(s, r, err, errlen);
+
+	if (ret < 0)
+		return ret;
 	ember_config_init(cfg);
 	cfg->kernel = "(snapshot)";
 	cfg->mem_mib = s->machine.mem_size >> 20;
@@ -259,6 +310,7 @@ static int restore_config(const struct snap_vm *s, const struct ember_restore *r
 
 		if (d->device_id == VIRTIO_ID_BLOCK) {
 			unsigned k = cfg->nr_disks;
+			bool given = k < r->nr_disks;
 
 			/* Disks come first, in --disk order (vm.c). */
 			if (k >= EMBER_MAX_DISKS || i != k) {
@@ -266,20 +318,49 @@ static int restore_config(const struct snap_vm *s, const struct ember_restore *r
 					 "device order", i);
 				return -EINVAL;
 			}
-			cfg->disks[k].path = k < r->nr_disks && r->disks[k] ?
+			/* The path is also what a later snapshot records. */
+			cfg->disks[k].path = given && r->disks[k] ?
 						     r->disks[k] : d->u.blk.path;
 			cfg->disks[k].read_only = d->u.blk.read_only;
+			vm->disk_fd[k] = given && !r->disks[k] ?
+						 r->disk_fds[k] : -1;
 			cfg->nr_disks++;
 		} else if (!cfg->vsock_path) {
 			cfg->vsock_path = r->vsock_path ? r->vsock_path :
 							  d->u.vsock.uds_path;
 			cfg->vsock_cid = d->u.vsock.guest_cid;
+			/* Host side by fd: no listening path of our own. */
+			vm->vsock_by_fd = !r->vsock_path &&
+					  (r->vsock_listen_fd >= 0 ||
+					   r->vsock_conn_fd >= 0);
+			vm->vsock_listen_fd = r->vsock_listen_fd;
 		} else {
 			snprintf(err, errlen, "more than one vsock device");
 			return -EINVAL;
 		}
 	}
 	return 0;
+}
+
+/* Maps the snapshot's memory file as guest RAM (MAP_PRIVATE). */
+static int map_memory(struct ember_vm *vm, const struct ember_restore *r,
+		      uint64_t size, char *err, size_t errlen)
+{
+	int ret, fd = -1;
+
+	if (!r->dir) {
+		ret = snap_check_memory_fd(r->memory_fd, "memory file", size,
+					   err, errlen);
+		/* The mapping keeps the file; the fd stays the caller's. */
+		return ret < 0 ? ret :
+			kvm_map_ram(&vm->kvm, size, r->memory_fd, err, errlen);
+	}
+	ret = snap_open_memory(r->dir, size, &fd, err, errlen);
+	if (ret < 0)
+		return ret;
+	ret = kvm_map_ram(&vm->kvm, size, fd, err, errlen);
+	close(fd);
+	return ret;
 }
 
 /* Restores parsed state `s` into shell `sh`; consumes the shell. */
@@ -290,7 +371,7 @@ static struct ember_vm *shell_restore_state(struct ember_shell *sh,
 {
 	struct ember_vm *vm = sh->vm;
 	struct ember_config cfg;
-	int ret, mem_fd = -1;
+	int ret;
 
 	if (s->machine.nr_vcpus != sh->nr_vcpus ||
 	    s->has_irqchip != sh->irqchip) {
@@ -301,7 +382,7 @@ static struct ember_vm *shell_restore_state(struct ember_shell *sh,
 			 sh->irqchip ? " and an irqchip" : "");
 		goto out;
 	}
-	ret = restore_config(s, r, &cfg, err, errlen);
+	ret = restore_config(vm, s, r, &cfg, err, errlen);
 	if (ret < 0)
 		goto out;
 	/* Paths may point into `s`, which the caller frees: the VM keeps
@@ -312,24 +393,21 @@ static struct ember_vm *shell_restore_state(struct ember_shell *sh,
 	if (cfg.vsock_path &&
 	    !(cfg.vsock_path = vm_own_string(vm, cfg.vsock_path)))
 		ret = -ENOMEM;
-	vm->snapshot_dir = strdup(r->dir);
-	if (ret < 0 || !vm->snapshot_dir) {
+	if (r->dir && !(vm->snapshot_dir = strdup(r->dir)))
 		ret = -ENOMEM;
+	if (ret < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
 	vm->cfg = cfg;
+	vm->restored = true;
 	vm->boot = s->machine.kind == SNAP_GUEST_LINUX ? BOOT_LINUX : BOOT_PLAIN;
 	vm->cpu_template = vm_pick_template(cfg.cpu_template);
-	ret = snap_open_memory(r->dir, s->machine.mem_size, &mem_fd, err, errlen);
-	if (ret < 0)
-		goto out;
-	ret = kvm_map_ram(&vm->kvm, s->machine.mem_size, mem_fd, err, errlen);
-	close(mem_fd);
+	ret = map_memory(vm, r, s->machine.mem_size, err, errlen);
 	if (ret < 0)
 		goto out;
 	if (r->prefetch)
-		vm_prefetch_workingset(vm, r->dir);
+		vm_prefetch_workingset(vm, r);
 	ret = vm_create_devices(vm, err, errlen);
 	if (!ret)
 		ret = restore_vm_state(vm, s, err, errlen);
@@ -342,10 +420,23 @@ static struct ember_vm *shell_restore_state(struct ember_shell *sh,
 			goto out;
 		}
 	}
-	for (unsigned i = 0; i < vm->nr_virtio; i++)
-		if (vm->virtio[i].kind == VM_VIRTIO_VSOCK &&
-		    vm->virtio[i].transport.activated)
-			vsock_transport_reset(vm->virtio[i].dev);
+	for (unsigned i = 0; i < vm->nr_virtio; i++) {
+		struct vm_virtio *vd = &vm->virtio[i];
+
+		if (vd->kind != VM_VIRTIO_VSOCK)
+			continue;
+		if (vd->transport.activated)
+			vsock_transport_reset(vd->dev);
+		/* After the reset, which drops every connection. */
+		if (r->vsock_conn_fd >= 0) {
+			ret = vsock_add_host_conn(vd->dev, r->vsock_conn_fd);
+			if (ret < 0) {
+				snprintf(err, errlen, "vsock connected socket: "
+					 "%s", strerror(-ret));
+				goto out;
+			}
+		}
+	}
 	sh->vm = NULL;
 	ember_shell_destroy(sh);
 	*retp = 0;
@@ -356,6 +447,18 @@ out:
 	return NULL;
 }
 
+/* Reads and validates the snapshot's state, from DIR/state or state_fd. */
+static int read_state(const struct ember_restore *r, struct snap_vm *s,
+		      char *err, size_t errlen)
+{
+	if (r->dir)
+		return snap_read_state(r->dir, s, err, errlen);
+	if (r->state_fd < 0 || r->memory_fd < 0)
+		return errbuf_fail(err, errlen, -EINVAL, "no snapshot: give a "
+				   "directory, or a state and a memory fd");
+	return snap_load_state_fd(r->state_fd, s, 0, err, errlen);
+}
+
 struct ember_vm *ember_shell_restore(struct ember_shell *sh,
 				     const struct ember_restore *r, int *retp,
 				     char *err, size_t errlen)
@@ -363,7 +466,7 @@ struct ember_vm *ember_shell_restore(struct ember_shell *sh,
 	struct snap_vm *s = calloc(1, sizeof(*s));
 	struct ember_vm *vm = NULL;
 
-	*retp = s ? snap_read_state(r->dir, s, err, errlen) : -ENOMEM;
+	*retp = s ? read_state(r, s, err, errlen) : -ENOMEM;
 	if (*retp == 0)
 		vm = shell_restore_state(sh, r, s, retp, err, errlen);
 	else
@@ -386,7 +489,7 @@ struct ember_vm *ember_vm_restore(const struct ember_restore *r, int *retp,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	ret = snap_read_state(r->dir, s, err, errlen);
+	ret = read_state(r, s, err, errlen);
 	if (ret < 0) {
 		free(s);
 		*retp = ret;

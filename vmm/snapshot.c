@@ -161,12 +161,11 @@ static void capture_device(const struct ember_vm *vm, unsigned i,
 	}
 	if (vd->kind == VM_VIRTIO_BLK) {
 		const struct ember_disk *disk = &vm->cfg.disks[i];
-		struct stat st;
 
 		snprintf(d->u.blk.path, sizeof(d->u.blk.path), "%s", disk->path);
 		d->u.blk.read_only = disk->read_only;
-		d->u.blk.capacity = stat(disk->path, &st) == 0 ?
-					    (uint64_t)st.st_size & ~511ULL : 0;
+		/* What the guest saw, however the image was opened. */
+		d->u.blk.capacity = vblk_capacity(vd->dev) * VBLK_SECTOR_SIZE;
 	} else {
 		d->u.vsock.guest_cid = vm->cfg.vsock_cid ? vm->cfg.vsock_cid : 3;
 		snprintf(d->u.vsock.uds_path, sizeof(d->u.vsock.uds_path), "%s",
@@ -174,8 +173,7 @@ static void capture_device(const struct ember_vm *vm, unsigned i,
 	}
 }
 
-int vm_snapshot(struct ember_vm *vm, const char *dir, char *err,
-		size_t errlen)
+int vm_snapshot_at(struct ember_vm *vm, int dirfd, char *err, size_t errlen)
 {
 	struct snap_vm *s = calloc(1, sizeof(*s));
 	int ret;
@@ -183,11 +181,6 @@ int vm_snapshot(struct ember_vm *vm, const char *dir, char *err,
 	if (!s) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
-	}
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-		ret = -errno;
-		snprintf(err, errlen, "cannot create '%s': %s", dir, strerror(errno));
-		goto out;
 	}
 	/* Device I/O drained first: a request in flight would be lost (its
 	 * chain taken from the avail ring, its used entry never written). */
@@ -244,11 +237,31 @@ int vm_snapshot(struct ember_vm *vm, const char *dir, char *err,
 	for (unsigned i = 0; i < vm->nr_virtio; i++)
 		capture_device(vm, i, &s->dev[i]);
 
-	ret = snap_write_memory(dir, vm->kvm.ram, vm->kvm.ram_size, err,
+	ret = snap_write_memory_count_at(dirfd, vm->kvm.ram, vm->kvm.ram_size,
+					 NULL, err,
 				errlen);
 	if (!ret)
-		ret = snap_write_state(dir, s, err, errlen);
+		ret = snap_write_state_at(dirfd, s, err, errlen);
 out:
 	free(s);
+	return ret;
+}
+
+int vm_snapshot(struct ember_vm *vm, const char *dir, char *err,
+		size_t errlen)
+{
+	int dfd, ret;
+
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot create '%s': %s", dir,
+			 strerror(-ret));
+		return ret;
+	}
+	dfd = snap_open_dir(dir, err, errlen);
+	if (dfd < 0)
+		return dfd;
+	ret = vm_snapshot_at(vm, dfd, err, errlen);
+	close(dfd);
 	return ret;
 }

@@ -352,14 +352,20 @@ int vm_create_devices(struct ember_vm *vm, char *err, size_t errlen)
 		return -EEXIST;
 	}
 	for (unsigned i = 0; i < cfg->nr_disks; i++) {
-		struct vblk *b = vblk_create(cfg->disks[i].path,
-					     cfg->disks[i].read_only,
-					     cfg->disk_sync ? DISK_SYNC : DISK_URING,
-					     vm->loop, &ret);
+		enum disk_kind dk = cfg->disk_sync ? DISK_SYNC : DISK_URING;
+		struct vblk *b = vm->disk_fd[i] >= 0 ?
+			vblk_create_fd(vm->disk_fd[i], cfg->disks[i].read_only,
+				       dk, vm->loop, &ret) :
+			vblk_create(cfg->disks[i].path, cfg->disks[i].read_only,
+				    dk, vm->loop, &ret);
 
 		if (!b) {
-			snprintf(err, errlen, "cannot open disk '%s': %s",
-				 cfg->disks[i].path, strerror(-ret));
+			if (vm->disk_fd[i] >= 0)
+				snprintf(err, errlen, "cannot use disk %u's fd: %s",
+					 i, strerror(-ret));
+			else
+				snprintf(err, errlen, "cannot open disk '%s': %s",
+					 cfg->disks[i].path, strerror(-ret));
 			return ret;
 		}
 		ret = attach_virtio(vm, VM_VIRTIO_BLK, vblk_get_ops(b), b, err,
@@ -368,14 +374,20 @@ int vm_create_devices(struct ember_vm *vm, char *err, size_t errlen)
 			return ret;
 	}
 	if (cfg->vsock_path) {
-		struct vsock *v = vsock_create(cfg->vsock_path,
-					       cfg->vsock_cid ? cfg->vsock_cid :
-								DEFAULT_VSOCK_CID,
-					       vm->loop, &ret);
+		uint64_t cid = cfg->vsock_cid ? cfg->vsock_cid :
+						DEFAULT_VSOCK_CID;
+		struct vsock *v = vm->vsock_by_fd ?
+			vsock_create_fd(vm->vsock_listen_fd, cid, vm->loop, &ret) :
+			vsock_create(cfg->vsock_path, cid, vm->loop, &ret);
 
 		if (!v) {
-			snprintf(err, errlen, "cannot create vsock at '%s': %s",
-				 cfg->vsock_path, strerror(-ret));
+			if (vm->vsock_by_fd)
+				snprintf(err, errlen, "cannot use the vsock "
+					 "listening socket: %s", strerror(-ret));
+			else
+				snprintf(err, errlen, "cannot create vsock at "
+					 "'%s': %s", cfg->vsock_path,
+					 strerror(-ret));
 			return ret;
 		}
 		ret = attach_virtio(vm, VM_VIRTIO_VSOCK, &vsock_ops, v, err,
@@ -641,6 +653,9 @@ struct ember_vm *vm_alloc(const struct ember_config *cfg)
 	}
 	for (unsigned i = 0; i < EMBER_MAX_VCPUS; i++)
 		vm->vcpu[i].fd = -1;
+	for (unsigned i = 0; i < EMBER_MAX_DISKS; i++)
+		vm->disk_fd[i] = -1;
+	vm->vsock_listen_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1028,19 +1043,32 @@ int ember_vm_resume(struct ember_vm *vm)
 	return 0;
 }
 
-int ember_vm_snapshot(struct ember_vm *vm, const char *dir, char *err,
-		      size_t errlen)
+static bool vm_is_paused(struct ember_vm *vm)
 {
 	bool paused;
 
 	pthread_mutex_lock(&vm->lock);
 	paused = vm->pause_requested && vm->vcpus_paused == vm->vcpus_running;
 	pthread_mutex_unlock(&vm->lock);
-	if (!paused) {
-		snprintf(err, errlen, "the VM must be paused first");
-		return -EBUSY;
-	}
+	return paused;
+}
+
+int ember_vm_snapshot(struct ember_vm *vm, const char *dir, char *err,
+		      size_t errlen)
+{
+	if (!vm_is_paused(vm))
+		return errbuf_fail(err, errlen, -EBUSY,
+				   "the VM must be paused first");
 	return vm_snapshot(vm, dir, err, errlen);
+}
+
+int ember_vm_snapshot_fd(struct ember_vm *vm, int dir_fd, char *err,
+			 size_t errlen)
+{
+	if (!vm_is_paused(vm))
+		return errbuf_fail(err, errlen, -EBUSY,
+				   "the VM must be paused first");
+	return vm_snapshot_at(vm, dir_fd, err, errlen);
 }
 
 void ember_vm_snapshot_at_ready(struct ember_vm *vm, const char *dir)

@@ -36,17 +36,17 @@
 #define MADV_POPULATE_WRITE 23
 #endif
 
-int vm_record_workingset(struct ember_vm *vm, char *err, size_t errlen)
+/* The pages of guest RAM present in our page tables (*pages) and, of
+ * those, the ones no longer file pages (*written), from pagemap. */
+static int scan_pagemap(struct ember_vm *vm, uint64_t **pages_out,
+			uint64_t *n_out, uint64_t **written_out,
+			uint64_t *nw_out, char *err, size_t errlen)
 {
 	uint64_t npages = vm->kvm.ram_size / SNAP_PAGE_SIZE, n = 0, nw = 0;
-	uint64_t *pages = NULL, *written = NULL, *entries = NULL;
+	uint64_t *pages, *written, *entries;
 	const uint64_t chunk = 4096;
 	int fd, ret = 0;
 
-	if (!vm->snapshot_dir || !vm->kvm.ram_is_file) {
-		snprintf(err, errlen, "the VM was not restored from a snapshot");
-		return -EINVAL;
-	}
 	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	pages = malloc(npages * sizeof(*pages));
 	written = malloc(npages * sizeof(*written));
@@ -75,21 +75,58 @@ int vm_record_workingset(struct ember_vm *vm, char *err, size_t errlen)
 				written[nw++] = first + i;
 		}
 	}
-	ret = snap_write_workingset(vm->snapshot_dir, pages, n,
-				    vm->kvm.ram_size, err, errlen);
-	if (!ret)
-		ret = snap_write_pagelist(vm->snapshot_dir,
-					  SNAP_WORKINGSET_DIRTY_FILE, written,
-					  nw, vm->kvm.ram_size, err, errlen);
-	if (!ret)
-		log_info("working set: %llu pages, %llu of them written",
-			 (unsigned long long)n, (unsigned long long)nw);
 out:
 	if (fd >= 0)
 		close(fd);
+	free(entries);
+	if (ret < 0) {
+		free(pages);
+		free(written);
+		return ret;
+	}
+	*pages_out = pages;
+	*n_out = n;
+	*written_out = written;
+	*nw_out = nw;
+	log_info("working set: %llu pages, %llu of them written",
+		 (unsigned long long)n, (unsigned long long)nw);
+	return 0;
+}
+
+/* To the snapshot directory (dir_mode) or to the open files fd/dirty_fd. */
+static int record(struct ember_vm *vm, bool dir_mode, int fd, int dirty_fd,
+		  char *err, size_t errlen)
+{
+	uint64_t *pages, *written, n, nw;
+	int ret;
+
+	if (!vm->restored || !vm->kvm.ram_is_file)
+		return errbuf_fail(err, errlen, -EINVAL, "the VM was not "
+				   "restored from a snapshot");
+	if (dir_mode && !vm->snapshot_dir)
+		return errbuf_fail(err, errlen, -EINVAL, "the VM was restored "
+				   "from fds: give files to write to");
+	ret = scan_pagemap(vm, &pages, &n, &written, &nw, err, errlen);
+	if (ret < 0)
+		return ret;
+	if (dir_mode) {
+		ret = snap_write_workingset(vm->snapshot_dir, pages, n,
+					    vm->kvm.ram_size, err, errlen);
+		if (!ret)
+			ret = snap_write_pagelist(vm->snapshot_dir,
+						  SNAP_WORKINGSET_DIRTY_FILE,
+						  written, nw, vm->kvm.ram_size,
+						  err, errlen);
+	} else {
+		ret = snap_write_pagelist_fd(fd, pages, n, vm->kvm.ram_size,
+					     err, errlen);
+		if (!ret && dirty_fd >= 0)
+			ret = snap_write_pagelist_fd(dirty_fd, written, nw,
+						     vm->kvm.ram_size, err,
+						     errlen);
+	}
 	free(pages);
 	free(written);
-	free(entries);
 	return ret;
 }
 
@@ -121,18 +158,33 @@ static bool populate(struct ember_vm *vm, const uint64_t *pages, size_t n,
  * without a working set, or on a kernel without these advices, restore
  * just goes on lazily.
  */
-void vm_prefetch_workingset(struct ember_vm *vm, const char *dir)
+void vm_prefetch_workingset(struct ember_vm *vm, const struct ember_restore *r)
 {
 	uint64_t *pages, *written = NULL;
 	size_t n, nw = 0;
 	char err[256];
+	int ret;
 
-	if (snap_read_workingset(dir, vm->kvm.ram_size, &pages, &n, err,
-				 sizeof(err)) < 0)
+	ret = r->dir ? snap_read_workingset(r->dir, vm->kvm.ram_size, &pages,
+					    &n, err, sizeof(err)) :
+	      r->workingset_fd >= 0 ?
+		     snap_read_pagelist_fd(r->workingset_fd, "working set",
+					   vm->kvm.ram_size, &pages, &n, err,
+					   sizeof(err)) : -ENOENT;
+	if (ret < 0) {
+		if (ret != -ENOENT)
+			log_warn("no prefetch: %s", err);
 		return;
-	if (snap_read_pagelist(dir, SNAP_WORKINGSET_DIRTY_FILE,
-			       vm->kvm.ram_size, &written, &nw, err,
-			       sizeof(err)) < 0)
+	}
+	ret = r->dir ? snap_read_pagelist(r->dir, SNAP_WORKINGSET_DIRTY_FILE,
+					  vm->kvm.ram_size, &written, &nw, err,
+					  sizeof(err)) :
+	      r->workingset_dirty_fd >= 0 ?
+		     snap_read_pagelist_fd(r->workingset_dirty_fd,
+					   "working set (written)",
+					   vm->kvm.ram_size, &written, &nw,
+					   err, sizeof(err)) : -ENOENT;
+	if (ret < 0)
 		nw = 0;
 	/* Written pages first: the read pass then skips them (present). */
 	if (!nw || populate(vm, written, nw, MADV_POPULATE_WRITE))
@@ -143,5 +195,13 @@ void vm_prefetch_workingset(struct ember_vm *vm, const char *dir)
 
 int ember_vm_record_workingset(struct ember_vm *vm, char *err, size_t errlen)
 {
-	return vm_record_workingset(vm, err, errlen);
+	return record(vm, true, -1, -1, err, errlen);
+}
+
+int ember_vm_record_workingset_fd(struct ember_vm *vm, int fd, int dirty_fd,
+				  char *err, size_t errlen)
+{
+	if (fd < 0)
+		return errbuf_fail(err, errlen, -EBADF, "no working-set file");
+	return record(vm, false, fd, dirty_fd, err, errlen);
 }
