@@ -26,8 +26,9 @@ LIBS := -luring -lfdt -lpthread -lm
 
 # libember: every .c under these folders except the command-line front ends.
 LIB_DIRS := vmm vmm/x86 vmm/dev vmm/virtio proto snapshots
-LIB_SRCS := $(filter-out vmm/cli.c snapshots/snaptool.c,\
+LIB_SRCS := $(filter-out vmm/cli%.c snapshots/snaptool.c,\
 	$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
+CLI_SRCS := $(wildcard vmm/cli*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_LIB_OBJS := $(LIB_SRCS:%.c=$(T)/obj/%.o)
 
@@ -57,12 +58,12 @@ $(T)/libember.a: $(TEST_LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/ember-vmm: $(BUILD)/obj/vmm/cli.o $(BUILD)/libember.a
+$(BUILD)/ember-vmm: $(CLI_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/libember.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
 
 # ember-vmm built with the sanitizers, for the integration tests that rerun
 # real VMs under it (tests/integration/sanitized-vmm).
-$(T)/ember-vmm: $(T)/obj/vmm/cli.o $(T)/libember.a
+$(T)/ember-vmm: $(CLI_SRCS:%.c=$(T)/obj/%.o) $(T)/libember.a
 	$(CC) $(TEST_CFLAGS) -o $@ $^ $(LIBS)
 # --micro finds ember-micro beside the ember-vmm binary.
 $(T)/ember-micro: $(BUILD)/ember-micro

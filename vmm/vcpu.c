@@ -519,6 +519,7 @@ static void *vcpu_thread(void *arg)
 
 	snprintf(name, sizeof(name), "vcpu%u", v->id);
 	pthread_setname_np(pthread_self(), name);
+	ember_thread_serving(EMBER_THREAD_VCPU); /* setup ends here */
 	while (!vm_is_stopping(vm)) {
 		int ret;
 

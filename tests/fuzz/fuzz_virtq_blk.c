@@ -14,7 +14,7 @@
  * parses on every notify. ASan/UBSan catch any access outside RAM.
  *   make fuzz [FUZZ_SECONDS=30]   (replay: make fuzz-replay)
  */
-// link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/virtio/virtq.c
+// link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/thread.c vmm/virtio/virtq.c
 // link: vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/disk_uring.c
 // link: vmm/virtio/disk_sync.c
 #include <stddef.h>

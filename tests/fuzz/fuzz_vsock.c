@@ -9,7 +9,7 @@
  * Invariants checked: every rx packet is well formed and never carries more
  * payload than the buffer or VSOCK_MAX_PAYLOAD; the table count is sane.
  */
-// link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/virtio/virtq.c
+// link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/thread.c vmm/virtio/virtq.c
 // link: vmm/virtio/vsock.c vmm/virtio/vsock_unix.c
 #include <stdint.h>
 #include <stdlib.h>

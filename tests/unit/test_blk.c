@@ -1,6 +1,6 @@
 /* Unit tests: virtio-blk request parsing, and whole requests through the
  * transport, the split ring and the io_uring / sync backends on a temp file. */
-// link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/virtio/virtq.c
+// link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/thread.c vmm/virtio/virtq.c
 // link: vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/disk_uring.c
 // link: vmm/virtio/disk_sync.c
 #include <errno.h>

@@ -5,7 +5,7 @@
  * Unix sockets in a temporary directory. The transport is faked: these
  * tests play the driver.
  */
-// link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/virtio/virtq.c
+// link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/thread.c vmm/virtio/virtq.c
 // link: vmm/virtio/vsock.c vmm/virtio/vsock_unix.c
 #include <errno.h>
 #include <fcntl.h>

@@ -31,8 +31,8 @@
  *   ember_vm_destroy                      the owner, after ember_vm_wait()
  *                                           returned (or instead of starting)
  *   ember_control_start/stop              the owner, around ember_vm_run
- *   ember_log_set_level/sink              before any VM exists (not
- *                                           synchronised with logging threads)
+ *   ember_log_set_level/sink,             before any VM exists (not
+ *     ember_set_thread_hook                 synchronised with other threads)
  *   everything else                       any thread
  *
  * File descriptors passed in (serial_fd, the ember_restore fds) are never
@@ -224,7 +224,10 @@ void ember_restore_init(struct ember_restore *r);
  * applied and validated; a plain guest gets a new generation, fresh entropy
  * and the wall clock in its boot info; vsock gets a transport reset. Run it
  * with ember_vm_run(). NULL on error, as ember_vm_create(); -EINVAL,
- * -ENOEXEC or -EPROTONOSUPPORT mean the snapshot itself is unusable.
+ * -ENOEXEC or -EPROTONOSUPPORT mean the snapshot itself is unusable;
+ * -EDESTADDRREQ that the overrides do not fit it (restoring from fds: a
+ * device without its host side; more disks than it has; a vsock host side
+ * for a snapshot without vsock).
  */
 struct ember_vm *ember_vm_restore(const struct ember_restore *r, int *ret,
 				  char *err, size_t errlen);
@@ -281,6 +284,27 @@ const char *ember_exit_reason_name(enum ember_exit_reason r);
 
 /* Whether the host's /dev/kvm is the nested kvm-pvm flavour. */
 bool ember_host_is_pvm(void);
+
+/*
+ * Threads, for sandboxing them (a seccomp filter per kind): every thread
+ * of an Ember VMM is one of these kinds, and calls ember_thread_serving()
+ * exactly once, at the point where its setup is over and it starts
+ * serving (from there on it needs only its steady-state system calls).
+ * libember calls it for the threads it creates (vCPU, event, the stream
+ * control socket's); a program calls it for its own (ember-vmm: main and
+ * the shell's control thread). The hook runs on that thread.
+ */
+enum ember_thread_kind {
+	EMBER_THREAD_MAIN = 0,  /* owns the VM: waits in ember_vm_wait() */
+	EMBER_THREAD_CONTROL,   /* reads control commands */
+	EMBER_THREAD_VCPU,      /* KVM_RUN and exit dispatch */
+	EMBER_THREAD_EVENT,     /* epoll: ioeventfds, io_uring, sockets */
+};
+typedef void (*ember_thread_fn)(enum ember_thread_kind kind, void *opaque);
+/* Sets the hook (NULL: none), before any VM exists. */
+void ember_set_thread_hook(ember_thread_fn fn, void *opaque);
+void ember_thread_serving(enum ember_thread_kind kind);
+const char *ember_thread_kind_name(enum ember_thread_kind kind);
 
 /*
  * Logging. Lines look like "ember: MODULE: LEVEL: text" and go to stderr
