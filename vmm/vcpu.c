@@ -173,6 +173,24 @@ static void handle_exception(struct vcpu *v, unsigned vector)
 	if (vm->reflect_exceptions && vector != 8 && vector != 18) {
 		uint64_t cpl = f[1] & 3;
 		struct kvm_regs r = ctx;
+		struct ember_xframe *x = mem_gpa_to_hva(mem, EMBER_XFRAME_GPA,
+							sizeof(*x));
+
+		if (!x) {
+			vm_request_stop(vm, EMBER_EXIT_VMM_ERROR, 0, f[0],
+					"no room for the exception frame");
+			return;
+		}
+		*x = (struct ember_xframe){
+			.rax = ctx.rax, .rbx = ctx.rbx, .rcx = ctx.rcx,
+			.rdx = ctx.rdx, .rsi = ctx.rsi, .rdi = ctx.rdi,
+			.rbp = ctx.rbp, .rsp = ctx.rsp, .r8 = ctx.r8,
+			.r9 = ctx.r9, .r10 = ctx.r10, .r11 = ctx.r11,
+			.r12 = ctx.r12, .r13 = ctx.r13, .r14 = ctx.r14,
+			.r15 = ctx.r15, .rip = ctx.rip, .rflags = ctx.rflags,
+			.cs = f[1], .ss = f[4], .vector = vector,
+			.error_code = err_code, .cr2 = sregs.cr2,
+		};
 
 		/* Resume at the guest's exception entry, at the CPL it was
 		 * running at, on its own stack below the red zone. */
