@@ -81,8 +81,11 @@ static int img_read(uint64_t off, void *buf, uint64_t len)
 	while (len) {
 		uint64_t n;
 
-		if (!(off % GBLK_SECTOR) && len >= GBLK_SECTOR) {
-			/* Whole sectors go straight to the caller. */
+		if (!(off % GBLK_SECTOR) && len >= GBLK_SECTOR &&
+		    mm_is_low(p, len)) {
+			/* Whole sectors go straight to the caller (low RAM is
+			 * identity-mapped, so DMA-able; vma.c pages are not
+			 * contiguous: they take the window path). */
 			n = MIN(len & ~(uint64_t)(GBLK_SECTOR - 1),
 				(uint64_t)GBLK_MAX_REQ_BYTES);
 			if (gblk_read(b, off / GBLK_SECTOR, p,

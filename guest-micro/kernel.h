@@ -142,8 +142,11 @@ uint64_t mm_alloc_top(uint64_t len);
 /* True if [addr, addr + len) is RAM the handler may use (not the kernel's
  * boot structures or image). */
 bool mm_user_range(uint64_t addr, uint64_t len);
-/* Checks a user buffer: inside RAM, no overflow. */
+/* Checks a user buffer: inside RAM, or mapped in the vma.c window (then
+ * also backs it), no overflow. */
 bool mm_access_ok(const void *p, uint64_t len);
+/* True if [p, p + len) is identity-mapped low RAM (DMA-able as is). */
+bool mm_is_low(const void *p, uint64_t len);
 void mm_set_brk_base(uint64_t base);
 uint64_t mm_free_bytes(void);
 long sys_brk(uint64_t addr);
@@ -154,6 +157,32 @@ long sys_mremap(uint64_t old, uint64_t old_len, uint64_t new_len, int flags,
 		uint64_t new_addr);
 long sys_madvise(uint64_t addr, uint64_t len, int advice);
 long sys_mprotect(uint64_t addr, uint64_t len, int prot);
+
+/* vma.c: the virtual window [VMA_BASE, VMA_END) for reservations and
+ * mappings backed when touched (mm.c routes mmap calls there). */
+#define VMA_BASE 0x1000000000ULL   /* 64 GiB */
+#define VMA_END 0x7ff000000000ULL  /* below the top of user space */
+/* Mappings at least this large go to the window, so that untouched parts
+ * cost no RAM (as under Linux's overcommit). */
+#define VMA_LAZY_MIN (1ULL << 20)
+enum { VMA_FAULT_DONE, VMA_FAULT_SEGV, VMA_FAULT_OOM };
+bool vma_window(uint64_t addr, uint64_t len);
+/* A new mapping (accessible or PROT_NONE) at addr (fixed: exactly there,
+ * replacing what was; else a hint) of len bytes: its address or -errno. */
+long vma_map(uint64_t addr, uint64_t len, bool access, bool fixed);
+long vma_unmap(uint64_t addr, uint64_t len);
+/* Nothing mapped in [addr, addr + len)? */
+bool vma_range_free(uint64_t addr, uint64_t len);
+long vma_protect(uint64_t addr, uint64_t len, bool access);
+long vma_dontneed(uint64_t addr, uint64_t len);
+/* All of [addr, addr + len) accessible? Backs it (the kernel is about to
+ * touch it). */
+bool vma_access_ok(uint64_t addr, uint64_t len);
+/* A page fault at addr: backed (DONE, resume), not a mapping (SEGV), or
+ * no RAM left (OOM). */
+int vma_fault(uint64_t addr);
+/* RAM bound to the window so far. */
+uint64_t vma_bound_bytes(void);
 
 /* loader.c: loads the handler ELF at `elf` (len bytes) and returns its entry
  * and initial stack pointer. 0 or -errno with a message on the console. */
@@ -335,6 +364,10 @@ void random_reseed(const uint64_t seed[4]);
 /* trap.c */
 void micro_exception(uint64_t vector, uint64_t err, uint64_t rip,
 		     uint64_t cr2, uint64_t rsp);
+/* A fault of the handler's current thread, its registers in r: served,
+ * delivered to a signal handler (r changed), or the end of the VM. */
+void micro_user_fault(struct micro_regs *r, uint64_t vector, uint64_t err,
+		      uint64_t cr2);
 __attribute__((noreturn, format(printf, 1, 2))) void panic(const char *fmt,
 							   ...);
 /* The handler's stack (for "stack overflow" diagnoses). */
