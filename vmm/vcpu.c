@@ -256,6 +256,31 @@ static int64_t hypercall_wait(struct ember_vm *vm, uint64_t timeout_ns)
 	return 0;
 }
 
+/*
+ * EMBER_HC_FLUSH_TLB. KVM has no "flush this vCPU's TLB" call, but a new CR3
+ * value makes KVM_SET_SREGS reset the vCPU's MMU context, and reloading it
+ * flushes the current translations (kvm_mmu_load: flush_tlb_current, with
+ * shadow paging and with EPT/NPT alike). CR3's PWT bit is flipped and put
+ * back: two resets, the vCPU never runs in between.
+ */
+static int64_t hypercall_flush_tlb(struct vcpu *v)
+{
+	struct kvm_sregs s;
+
+	if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+		return -5; /* EIO */
+	s.cr3 ^= 0x8;
+	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0)
+		return -5;
+	s.cr3 ^= 0x8;
+	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0) {
+		vm_request_stop(v->vm, EMBER_EXIT_VMM_ERROR, 0, 0,
+				"cannot restore CR3 after a TLB flush");
+		return -5;
+	}
+	return 0;
+}
+
 /* --snapshot-at-ready: on the vCPU thread, complete the READY hypercall's
  * exit, write the snapshot and end the VM. One vCPU (plain guests). */
 static void snapshot_here(struct vcpu *v)
@@ -290,6 +315,9 @@ static void handle_hypercall(struct vcpu *v, uint32_t op)
 	switch (op) {
 	case EMBER_HC_WAIT:
 		hc->ret = hypercall_wait(vm, hc->arg0);
+		break;
+	case EMBER_HC_FLUSH_TLB:
+		hc->ret = hypercall_flush_tlb(v);
 		break;
 	case EMBER_HC_READY:
 		log_info("guest is ready");

@@ -55,9 +55,13 @@
  *     timeout. ret = 1 woken, 0 timed out.
  *   EMBER_HC_READY: the guest is initialized and waits for its first
  *     request (the point a snapshot is taken). ret = 0.
+ *   EMBER_HC_FLUSH_TLB: drops every cached translation of the vCPU (a CPL3
+ *     guest cannot: INVLPG and CR3 writes are privileged), so that page
+ *     table entries the guest cleared or changed take effect. ret = 0.
  */
 #define EMBER_HC_WAIT 1
 #define EMBER_HC_READY 2
+#define EMBER_HC_FLUSH_TLB 3
 struct ember_hypercall {
 	uint64_t arg0, arg1, arg2;
 	int64_t ret;
