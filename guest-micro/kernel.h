@@ -165,7 +165,7 @@ long sys_mprotect(uint64_t addr, uint64_t len, int prot);
 /* Mappings at least this large go to the window, so that untouched parts
  * cost no RAM (as under Linux's overcommit). */
 #define VMA_LAZY_MIN (1ULL << 20)
-enum { VMA_FAULT_DONE, VMA_FAULT_SEGV, VMA_FAULT_OOM };
+enum { VMA_FAULT_DONE, VMA_FAULT_SEGV, VMA_FAULT_ACCERR, VMA_FAULT_OOM };
 bool vma_window(uint64_t addr, uint64_t len);
 /* A new mapping (accessible or PROT_NONE) at addr (fixed: exactly there,
  * replacing what was; else a hint) of len bytes: its address or -errno. */
@@ -178,11 +178,12 @@ long vma_dontneed(uint64_t addr, uint64_t len);
 /* All of [addr, addr + len) accessible? Backs it (the kernel is about to
  * touch it). */
 bool vma_access_ok(uint64_t addr, uint64_t len);
-/* A page fault at addr: backed (DONE, resume), not a mapping (SEGV), or
- * no RAM left (OOM). */
+/* A page fault at addr: backed (DONE, resume), not a mapping (SEGV), a
+ * PROT_NONE mapping (ACCERR), or no RAM left (OOM). */
 int vma_fault(uint64_t addr);
-/* RAM bound to the window so far. */
+/* RAM backing the window now, and TLB flushes so far. */
 uint64_t vma_bound_bytes(void);
+uint64_t vma_flushes(void);
 
 /* loader.c: loads the handler ELF at `elf` (len bytes) and returns its entry
  * and initial stack pointer. 0 or -errno with a message on the console. */

@@ -164,6 +164,11 @@ void micro_user_fault(struct micro_regs *r, uint64_t vector, uint64_t err,
 		case VMA_FAULT_DONE:
 			signal_deliver(r);
 			return;
+		case VMA_FAULT_ACCERR:
+			/* Linux: a PROT_NONE page is mapped, the access is
+			 * what is wrong. */
+			err |= 1;
+			break;
 		case VMA_FAULT_OOM: {
 			char msg[128];
 

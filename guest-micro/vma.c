@@ -17,18 +17,13 @@
  *     accessible mapping (trap.c) backs the 64 KiB block around it, and a
  *     system call that is handed a buffer here backs it first
  *     (vma_access_ok), so the kernel itself never faults;
- *   - once a virtual page has a frame, it keeps it for good. The micro
- *     guest cannot flush the TLB (INVLPG and CR3 writes are privileged at
- *     CPL3), so a translation once used may be cached anywhere; pointing it
- *     at another frame later could let stale entries write someone else's
- *     memory. Unmapping therefore only clears the present bit (the frame
- *     stays in the entry, marked PTE_BOUND), a new mapping over it zeroes
- *     and reuses that frame, and RAM given to this window is not returned
- *     to mm.c. Present -> not present (munmap, mprotect PROT_NONE) may
- *     leave a stale translation: access after munmap is not reliably
- *     caught. Not present -> present needs no flush (x86 caches no
- *     not-present entries), which is the only change correct code relies
- *     on.
+ *   - unmapping a page that was present (munmap, MADV_DONTNEED,
+ *     mprotect PROT_NONE) clears its entry and then flushes the vCPU's
+ *     TLB through the VMM (EMBER_HC_FLUSH_TLB: INVLPG and CR3 writes are
+ *     privileged at CPL3); only then do freed frames go back to mm.c, so no
+ *     stale translation can reach a frame that has a new owner. A page that
+ *     was never present needs no flush (x86 caches no not-present entries).
+ *     PROT_NONE keeps the frame in the entry (PTE_HIDDEN) for its contents.
  *
  * Page-table pages come from mm.c too and are never freed. A new page
  * table is filled before it is linked in: under shadow paging (PVM) writes
@@ -40,7 +35,8 @@
 #define PTE_RW 2ULL
 #define PTE_US 4ULL
 #define PTE_PS 0x80ULL
-#define PTE_BOUND (1ULL << 9) /* software bit: a frame is bound (P or not) */
+#define PTE_HIDDEN (1ULL << 9) /* software: a frame, kept while PROT_NONE */
+#define PTE_BACKED (PTE_P | PTE_HIDDEN)
 #define PTE_ADDR 0x000ffffffffff000ULL
 #define PTE_FLAGS (PTE_P | PTE_RW | PTE_US)
 
@@ -54,7 +50,8 @@ struct vma {
 
 static struct vma vmas[VMA_MAX];
 static unsigned nr_vmas;
-static uint64_t bound_bytes; /* RAM given to this window */
+static uint64_t bound_bytes; /* RAM backing this window now */
+static uint64_t nr_flushes;
 
 bool vma_window(uint64_t addr, uint64_t len)
 {
@@ -64,6 +61,11 @@ bool vma_window(uint64_t addr, uint64_t len)
 uint64_t vma_bound_bytes(void)
 {
 	return bound_bytes;
+}
+
+uint64_t vma_flushes(void)
+{
+	return nr_flushes;
 }
 
 /* --- page tables --- */
@@ -121,10 +123,10 @@ static uint64_t *pte_of(uint64_t va)
 	return pt ? &pt[(va >> 12) & 511] : NULL;
 }
 
-/* Gives the unbound pages of [start, end) (page-aligned, within one page
- * table's 2 MiB) frames, and makes bound ones present if `present`.
- * 0 or -ENOMEM (what was bound so far stays bound). */
-static int back_block(uint64_t start, uint64_t end, bool present)
+/* Gives the pages of [start, end) (page-aligned, within one page table's
+ * 2 MiB) that have no frame one, present; hidden ones become present if
+ * `show`. 0 or -ENOMEM (what was backed so far stays). */
+static int back_block(uint64_t start, uint64_t end, bool show)
 {
 	uint64_t *link, *pt = pt_of(start, true, &link);
 	uint64_t frames = 0, left = 0;
@@ -135,9 +137,9 @@ static int back_block(uint64_t start, uint64_t end, bool present)
 	for (uint64_t va = start; va < end; va += PAGE_SIZE) {
 		uint64_t *e = &pt[(va >> 12) & 511];
 
-		if (*e & PTE_BOUND) {
-			if (present && !(*e & PTE_P))
-				*e |= PTE_P;
+		if (*e & PTE_BACKED) {
+			if (show && (*e & PTE_HIDDEN))
+				*e = (*e & ~PTE_HIDDEN) | PTE_P;
 			continue;
 		}
 		if (!left) {
@@ -155,13 +157,12 @@ static int back_block(uint64_t start, uint64_t end, bool present)
 			left = want / PAGE_SIZE;
 			bound_bytes += want;
 		}
-		*e = frames | PTE_BOUND | PTE_RW | PTE_US |
-		     (present ? PTE_P : 0);
+		*e = frames | PTE_FLAGS;
 		frames += PAGE_SIZE;
 		left--;
 	}
 	if (left) {
-		/* Part of a chunk was not needed (bound pages in between). */
+		/* Part of a chunk was not needed (backed pages in between). */
 		mm_release(frames, frames + left * PAGE_SIZE);
 		bound_bytes -= left * PAGE_SIZE;
 	}
@@ -171,11 +172,11 @@ static int back_block(uint64_t start, uint64_t end, bool present)
 }
 
 /* Backs every page of [start, end). */
-static int back(uint64_t start, uint64_t end, bool present)
+static int back(uint64_t start, uint64_t end, bool show)
 {
 	for (uint64_t va = start; va < end;) {
 		uint64_t stop = MIN(end, (va | ((2ULL << 20) - 1)) + 1);
-		int ret = back_block(va, stop, present);
+		int ret = back_block(va, stop, show);
 
 		if (ret)
 			return ret;
@@ -184,54 +185,82 @@ static int back(uint64_t start, uint64_t end, bool present)
 	return 0;
 }
 
-/* Applies fn to each bound page of [start, end). */
-static void each_bound(uint64_t start, uint64_t end,
-		       void (*fn)(uint64_t va, uint64_t *pte))
+/* Frames taken out of page tables wait here, in contiguous runs, until the
+ * TLB flush that makes them unreachable; then they go back to mm.c. */
+#define RUNS_MAX 64
+struct release {
+	uint64_t run[RUNS_MAX][2];
+	unsigned nr;
+	bool flush;          /* a present entry was cleared */
+};
+
+static void release_all(struct release *rl)
 {
+	if (rl->flush) {
+		hypercall(EMBER_HC_FLUSH_TLB, 0);
+		nr_flushes++;
+	}
+	for (unsigned i = 0; i < rl->nr; i++) {
+		mm_release(rl->run[i][0], rl->run[i][1]);
+		bound_bytes -= rl->run[i][1] - rl->run[i][0];
+	}
+	rl->nr = 0;
+	rl->flush = false;
+}
+
+static void release_frame(struct release *rl, uint64_t f)
+{
+	if (rl->nr && rl->run[rl->nr - 1][1] == f) {
+		rl->run[rl->nr - 1][1] += PAGE_SIZE;
+		return;
+	}
+	if (rl->nr == RUNS_MAX)
+		release_all(rl); /* an early flush keeps the buffer small */
+	rl->run[rl->nr][0] = f;
+	rl->run[rl->nr][1] = f + PAGE_SIZE;
+	rl->nr++;
+}
+
+enum strip_how { STRIP_FREE, STRIP_HIDE, STRIP_SHOW };
+
+/*
+ * Walks the backed entries of [start, end): STRIP_FREE clears them and
+ * frees their frames, STRIP_HIDE makes present ones hidden (PROT_NONE),
+ * STRIP_SHOW hidden ones present. A flush follows if a present entry went
+ * away, and freed frames are released only after it.
+ */
+static void strip(uint64_t start, uint64_t end, enum strip_how how)
+{
+	struct release rl;
+
+	rl.nr = 0;
+	rl.flush = false;
 	for (uint64_t va = start; va < end;) {
 		uint64_t *pt = pt_of(va, false, NULL);
 		uint64_t stop = MIN(end, (va | ((2ULL << 20) - 1)) + 1);
 
-		if (pt)
-			for (; va < stop; va += PAGE_SIZE) {
-				uint64_t *e = &pt[(va >> 12) & 511];
+		for (; pt && va < stop; va += PAGE_SIZE) {
+			uint64_t *e = &pt[(va >> 12) & 511];
 
-				if (*e & PTE_BOUND)
-					fn(va, e);
+			if (!(*e & PTE_BACKED))
+				continue;
+			if (how == STRIP_SHOW) {
+				if (*e & PTE_HIDDEN)
+					*e = (*e & ~PTE_HIDDEN) | PTE_P;
+				continue;
 			}
+			rl.flush |= !!(*e & PTE_P);
+			if (how == STRIP_HIDE) {
+				if (*e & PTE_P)
+					*e = (*e & ~PTE_P) | PTE_HIDDEN;
+				continue;
+			}
+			release_frame(&rl, *e & PTE_ADDR);
+			*e = 0;
+		}
 		va = stop;
 	}
-}
-
-static void hide(uint64_t va, uint64_t *e)
-{
-	(void)va;
-	*e &= ~PTE_P;
-}
-
-static void show(uint64_t va, uint64_t *e)
-{
-	(void)va;
-	*e |= PTE_P;
-}
-
-/* Zeroed through its frame's identity address (it may not be present). */
-static void zero(uint64_t va, uint64_t *e)
-{
-	(void)va;
-	memset((void *)(uintptr_t)(*e & PTE_ADDR), 0, PAGE_SIZE);
-}
-
-static void zero_show(uint64_t va, uint64_t *e)
-{
-	zero(va, e);
-	*e |= PTE_P;
-}
-
-static void zero_hide(uint64_t va, uint64_t *e)
-{
-	zero(va, e);
-	*e &= ~PTE_P;
+	release_all(&rl);
 }
 
 /* --- the mapping table --- */
@@ -365,8 +394,8 @@ long vma_map(uint64_t addr, uint64_t len, bool access, bool fixed)
 	ret = table_add(a, a + len, access);
 	if (ret)
 		return ret;
-	/* Frames left bound here by an earlier mapping start from zero. */
-	each_bound(a, a + len, access ? zero_show : zero_hide);
+	/* Whatever was mapped there is replaced by fresh zero pages. */
+	strip(a, a + len, STRIP_FREE);
 	return (long)a;
 }
 
@@ -378,7 +407,7 @@ long vma_unmap(uint64_t addr, uint64_t len)
 	ret = table_cut(addr, addr + len);
 	if (ret)
 		return ret;
-	each_bound(addr, addr + len, hide);
+	strip(addr, addr + len, STRIP_FREE);
 	return 0;
 }
 
@@ -407,15 +436,15 @@ long vma_protect(uint64_t addr, uint64_t len, bool access)
 		}
 		va = stop;
 	}
-	each_bound(addr, end, access ? show : hide);
+	strip(addr, end, access ? STRIP_SHOW : STRIP_HIDE);
 	return 0;
 }
 
 long vma_dontneed(uint64_t addr, uint64_t len)
 {
-	/* Anonymous private memory reads back as zero: zero what is bound
-	 * (the frames stay: see the header). */
-	each_bound(addr, addr + PAGE_UP(len), zero);
+	/* Anonymous private memory reads back as zero: the frames go, and a
+	 * later touch gets fresh ones (the RAM is returned, as on Linux). */
+	strip(addr, addr + PAGE_UP(len), STRIP_FREE);
 	return 0;
 }
 
@@ -457,15 +486,13 @@ int vma_fault(uint64_t addr)
 	const struct vma *v = vma_window(addr, 1) ? find(addr) : NULL;
 	uint64_t *e, lo, hi;
 
-	if (!v || !v->access)
+	if (!v)
 		return VMA_FAULT_SEGV;
+	if (!v->access)
+		return VMA_FAULT_ACCERR;
 	e = pte_of(addr);
 	if (e && (*e & PTE_P))
 		return VMA_FAULT_DONE; /* a stale miss: just retry */
-	if (e && (*e & PTE_BOUND)) {
-		*e |= PTE_P;
-		return VMA_FAULT_DONE;
-	}
 	/* The aligned block around it, within the mapping. */
 	lo = MAX(addr & ~(uint64_t)(FAULT_AROUND - 1), v->start);
 	hi = MIN((addr | (FAULT_AROUND - 1)) + 1, v->end);
