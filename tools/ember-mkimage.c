@@ -2,8 +2,12 @@
  * ember-mkimage - builds the micro guest's read-only file tree image (EMFS,
  * format in guest-micro/mfs.h and docs/micro-guest.md) from a directory.
  *
- *   ember-mkimage [-v] SRC_DIR OUT_IMAGE
+ *   ember-mkimage [-v] [--add IMAGE_DIR=HOST_DIR]... SRC_DIR OUT_IMAGE
  *
+ * --add puts the tree HOST_DIR into the image at the absolute IMAGE_DIR,
+ * beside SRC_DIR's files (missing parents become directories; IMAGE_DIR
+ * must not exist in SRC_DIR): how a runtime such as Python's standard
+ * library joins a function's own files without copying them first.
  * Regular files, directories and symlinks are stored (permissions and mtime
  * kept, owners dropped: everything belongs to the handler); other file types
  * (sockets, devices, fifos) are skipped with a warning. Hard links become
@@ -14,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -134,6 +139,106 @@ static struct node *scan(const char *path, const char *name, int depth)
 	return n;
 }
 
+/* The child of directory d named name[0..len), or NULL. */
+static struct node *find_kid(const struct node *d, const char *name,
+			     size_t len)
+{
+	for (size_t i = 0; i < d->nr_kids; i++)
+		if (strlen(d->kids[i]->name) == len &&
+		    !memcmp(d->kids[i]->name, name, len))
+			return d->kids[i];
+	return NULL;
+}
+
+static void add_kid(struct node *d, struct node *k)
+{
+	d->kids = realloc(d->kids, (d->nr_kids + 1) * sizeof(*d->kids));
+	if (!d->kids) {
+		fprintf(stderr, "ember-mkimage: out of memory\n");
+		exit(1);
+	}
+	d->kids[d->nr_kids++] = k;
+	qsort(d->kids, d->nr_kids, sizeof(*d->kids), name_cmp);
+}
+
+/* --add IMAGE_DIR=HOST_DIR: scans HOST_DIR and hangs it into the tree at
+ * IMAGE_DIR, creating missing parent directories (mode 0755, the added
+ * tree's mtime). Exits with a message on a bad spec or a clash. */
+static void graft(struct node *root, const char *spec)
+{
+	const char *eq = strchr(spec, '='), *p, *e;
+	struct node *d = root, *k, *sub;
+	char *dest;
+
+	if (!eq || spec[0] != '/' || !eq[1]) {
+		fprintf(stderr, "ember-mkimage: --add %s: expected "
+			"/IMAGE_DIR=HOST_DIR\n", spec);
+		exit(2);
+	}
+	dest = strndup(spec, (size_t)(eq - spec));
+	if (!dest) {
+		fprintf(stderr, "ember-mkimage: out of memory\n");
+		exit(1);
+	}
+	sub = scan(eq + 1, "", 1);
+	if (!S_ISDIR(sub->st.st_mode)) {
+		fprintf(stderr, "ember-mkimage: --add %s: not a directory\n",
+			eq + 1);
+		exit(1);
+	}
+	for (p = dest;; p = e) {
+		size_t len;
+
+		while (*p == '/')
+			p++;
+		e = p + strcspn(p, "/");
+		len = (size_t)(e - p);
+		if (!len || len > MFS_NAME_MAX || (len == 1 && p[0] == '.') ||
+		    (len == 2 && !memcmp(p, "..", 2))) {
+			fprintf(stderr, "ember-mkimage: --add %s: bad image "
+				"path\n", dest);
+			exit(2);
+		}
+		k = find_kid(d, p, len);
+		while (*e == '/')
+			e++;
+		if (!*e) {
+			if (k) {
+				fprintf(stderr, "ember-mkimage: --add: %s "
+					"already exists in the source tree\n",
+					dest);
+				exit(1);
+			}
+			free(sub->name);
+			sub->name = strndup(p, len);
+			if (!sub->name) {
+				fprintf(stderr, "ember-mkimage: out of memory\n");
+				exit(1);
+			}
+			add_kid(d, sub);
+			break;
+		}
+		if (!k) {
+			k = xcalloc(1, sizeof(*k));
+			k->name = strndup(p, len);
+			k->path = xstrdup("(a parent of --add)");
+			if (!k->name) {
+				fprintf(stderr, "ember-mkimage: out of memory\n");
+				exit(1);
+			}
+			k->st.st_mode = S_IFDIR | 0755;
+			k->st.st_mtime = sub->st.st_mtime;
+			add_kid(d, k);
+		} else if (!S_ISDIR(k->st.st_mode)) {
+			fprintf(stderr, "ember-mkimage: --add %s: a parent is "
+				"not a directory in the source tree\n", dest);
+			exit(1);
+		}
+		d = k;
+	}
+	free(dest);
+}
+
 static int write_all(int fd, const void *buf, size_t len, uint64_t off)
 {
 	const char *p = buf;
@@ -179,6 +284,13 @@ static int copy_file(int out, const struct node *n)
 	return 0;
 }
 
+static int usage(void)
+{
+	fprintf(stderr, "usage: ember-mkimage [-v] [--add IMAGE_DIR=HOST_DIR]... "
+		"SRC_DIR OUT_IMAGE\n");
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
 	struct node *root, **order;
@@ -188,21 +300,35 @@ int main(int argc, char **argv)
 	struct mfs_dirent *dirents;
 	char *names;
 	uint64_t meta_size, off;
-	int out, a = 1;
+	static const struct option opts[] = {
+		{ "add", required_argument, NULL, 'a' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char **adds;
+	size_t nr_adds = 0;
+	int out, o;
 
-	if (argc > 1 && !strcmp(argv[1], "-v")) {
-		verbose = 1;
-		a++;
+	adds = xcalloc((size_t)argc, sizeof(*adds));
+	while ((o = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+		if (o == 'v')
+			verbose = 1;
+		else if (o == 'a')
+			adds[nr_adds++] = optarg;
+		else
+			return usage();
 	}
-	if (argc - a != 2) {
-		fprintf(stderr, "usage: ember-mkimage [-v] SRC_DIR OUT_IMAGE\n");
-		return 2;
-	}
-	root = scan(argv[a], "", 0);
+	if (argc - optind != 2)
+		return usage();
+	root = scan(argv[optind], "", 0);
 	if (!S_ISDIR(root->st.st_mode)) {
-		fprintf(stderr, "ember-mkimage: %s: not a directory\n", argv[a]);
+		fprintf(stderr, "ember-mkimage: %s: not a directory\n",
+			argv[optind]);
 		return 1;
 	}
+	for (size_t i = 0; i < nr_adds; i++)
+		graft(root, adds[i]);
+	free(adds);
 
 	/* Breadth-first numbering: a directory's children get consecutive
 	 * dirents (and inodes), as the format requires. */
@@ -297,9 +423,9 @@ int main(int argc, char **argv)
 		}
 	}
 
-	out = open(argv[a + 1], O_RDWR | O_CREAT | O_TRUNC, 0644);
+	out = open(argv[optind + 1], O_RDWR | O_CREAT | O_TRUNC, 0644);
 	if (out < 0) {
-		fprintf(stderr, "ember-mkimage: %s: %s\n", argv[a + 1],
+		fprintf(stderr, "ember-mkimage: %s: %s\n", argv[optind + 1],
 			strerror(errno));
 		return 1;
 	}
@@ -351,7 +477,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (fsync(out) || close(out)) {
-		fprintf(stderr, "ember-mkimage: %s: %s\n", argv[a + 1],
+		fprintf(stderr, "ember-mkimage: %s: %s\n", argv[optind + 1],
 			strerror(errno));
 		return 1;
 	}
