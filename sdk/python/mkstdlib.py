@@ -8,7 +8,9 @@ Compiles every module of the standard library under --src (default: this
 interpreter's, /usr/lib/python3.11) into a sourceless .pyc at the same place
 under OUT/lib/python3.11, so that nothing is compiled when the runtime
 starts and no source file is read. The .pyc files are "unchecked hash"
-pycs: deterministic (no timestamps), never validated against a source.
+pycs: deterministic (no timestamps), never validated against a source, and
+compiled without column positions (-X no_debug_ranges: a sourceless module's
+traceback has no source line to point into).
 Code objects name their file as PREFIX/lib/python3.11/... (default
 /.ember/python, where the runtime lives in a micro guest image), which is
 what tracebacks show.
@@ -101,6 +103,12 @@ def sysconfig_source(path, prefix):
 
 
 def main():
+    # Column positions (PEP 657) serve only tracebacks that show source
+    # lines; a sourceless library shows none, so leave them out: smaller
+    # code objects, a denser heap, fewer pages touched after a restore.
+    if "no_debug_ranges" not in sys._xoptions:
+        os.execv(sys.executable, [sys.executable, "-X", "no_debug_ranges"] +
+                 sys.argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--src", default=os.path.dirname(os.__file__))
     ap.add_argument("--tzdata", default="/usr/share/zoneinfo")
