@@ -27,7 +27,8 @@ PY_HOME := $(BUILD)/runtimes/python
 PY_LIBS := $(PY_A) -lexpat -lz -lm
 # The C SDK's loop serves the invocations (mk/sdk.mk is read after this
 # file, so its lists are not used here).
-PY_SRCS := sdk/python/runtime.c sdk/python/contextvars.c sdk/handler.c \
+PY_SRCS := sdk/python/runtime.c sdk/python/contextvars.c \
+	sdk/python/embermod.c sdk/handler.c \
 	proto/invoke.c
 PY_HDRS := sdk/python/runtime.h sdk/ember_handler.h proto/invoke.h
 

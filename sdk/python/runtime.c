@@ -154,8 +154,9 @@ static int start_python(const char *home, const char *root,
 		    sizeof(tz) &&
 	    !stat(tz, &st) && S_ISDIR(st.st_mode))
 		setenv("TZDIR", tz, 0);
-	if (PyImport_AppendInittab("_contextvars", pyrt_init_contextvars)) {
-		ember_log("python: cannot register _contextvars");
+	if (PyImport_AppendInittab("_contextvars", pyrt_init_contextvars) ||
+	    PyImport_AppendInittab("ember", pyrt_init_ember)) {
+		ember_log("python: cannot register the built-in modules");
 		return -1;
 	}
 
@@ -342,6 +343,7 @@ static int call_handle(const struct ember_request *req,
 		rt->served = true;
 		reseed_random();
 	}
+	pyrt_set_request(req->id, req->deadline_ms);
 	ev = PyBytes_FromStringAndSize((const char *)req->data,
 				       (Py_ssize_t)req->len);
 	if (ev) {
@@ -362,6 +364,7 @@ static int call_handle(const struct ember_request *req,
 		ret = 1;
 	}
 	flush_std();
+	pyrt_set_request(0, 0);
 	rt->ts = PyEval_SaveThread();
 	return ret;
 }

@@ -4,6 +4,12 @@ import os
 import random
 import sys
 
+import ember
+
+# Outside an invocation there is no request.
+assert (ember.request_id(), ember.deadline_ms(), ember.remaining_ms()) == \
+    (0, 0, None)
+
 # At initialisation: output on stdout and stderr goes to the log, never into
 # the frame stream.
 print("errors.py: init on stdout")
@@ -42,6 +48,11 @@ def handle(event: bytes) -> bytes:
         def f(n):
             return f(n + 1)
         return f(0)
+    if what == "context":
+        left = ember.remaining_ms()
+        return b"%d %d %s" % (ember.request_id(), ember.deadline_ms(),
+                              b"ok" if 0 < left <= ember.deadline_ms()
+                              else repr(left).encode())
     if what == "argv":
         return repr((sys.argv, sys.path[0], __name__)).encode()
     return b"echo:" + event
