@@ -59,6 +59,8 @@ static void test_hdr_roundtrip_all_types(void **state)
 		{ EMBER_INV_ERROR, 0, EMBER_ERR_OOM },
 		{ EMBER_INV_PING, 0, 0 },
 		{ EMBER_INV_PONG, 0, 0 },
+		{ EMBER_INV_READY, EMBER_INV_F_READY_SYNC, 0 },
+		{ EMBER_INV_SYNC, 0, 0 },
 	};
 	uint8_t b[EMBER_INV_HDR_SIZE];
 	struct ember_inv_hdr h;
@@ -89,7 +91,33 @@ static void test_hdr_roundtrip_all_types(void **state)
 	assert_int_equal(ember_inv_max_len(EMBER_INV_INVOKE), 6291456);
 	assert_int_equal(ember_inv_max_len(EMBER_INV_RESULT), 6291456);
 	assert_string_equal(ember_inv_type_name(EMBER_INV_LOG), "LOG");
+	assert_string_equal(ember_inv_type_name(EMBER_INV_SYNC), "SYNC");
 	assert_string_equal(ember_inv_type_name(200), "UNKNOWN");
+}
+
+static void test_sync_payload(void **state)
+{
+	uint8_t ent[EMBER_INV_SYNC_ENTROPY], got[EMBER_INV_SYNC_ENTROPY];
+	uint8_t p[EMBER_INV_SYNC_LEN + 8];
+	uint64_t t = 0;
+
+	(void)state;
+	for (unsigned i = 0; i < sizeof(ent); i++)
+		ent[i] = (uint8_t)(0xa0 + i);
+	ember_inv_sync_encode(p, 0x1122334455667788ull, ent);
+	/* Little-endian time first, then the entropy bytes as given. */
+	assert_int_equal(p[0], 0x88);
+	assert_int_equal(p[7], 0x11);
+	assert_memory_equal(p + 8, ent, sizeof(ent));
+	assert_int_equal(ember_inv_sync_decode(p, EMBER_INV_SYNC_LEN, &t, got), 0);
+	assert_true(t == 0x1122334455667788ull);
+	assert_memory_equal(got, ent, sizeof(ent));
+	/* Longer payloads carry later fields: accepted, the rest ignored. */
+	assert_int_equal(ember_inv_sync_decode(p, sizeof(p), &t, got), 0);
+	/* Shorter ones are refused. */
+	assert_int_equal(ember_inv_sync_decode(p, EMBER_INV_SYNC_LEN - 1, &t, got),
+			 EMBER_INV_ETRUNC);
+	assert_int_equal(ember_inv_sync_decode(NULL, 40, &t, got), EMBER_INV_ETRUNC);
 }
 
 static void test_hdr_hostile(void **state)
@@ -141,6 +169,16 @@ static void test_hdr_hostile(void **state)
 	hdr(b, EMBER_INV_READY, 0, 0, 0, 0);
 	b[9] = 1;
 	assert_int_equal(ember_inv_hdr_decode(b, &h), EMBER_INV_ERESERVED);
+	/* READY defines flag bit 0 only; SYNC defines no flag and no arg. */
+	hdr(b, EMBER_INV_READY, 0, 0, 0, 0);
+	b[6] = 0x02;
+	assert_int_equal(ember_inv_hdr_decode(b, &h), EMBER_INV_ERESERVED);
+	hdr(b, EMBER_INV_SYNC, 0, 0, 40, 0);
+	b[6] = 0x01;
+	assert_int_equal(ember_inv_hdr_decode(b, &h), EMBER_INV_ERESERVED);
+	hdr(b, EMBER_INV_SYNC, 0, 0, 40, 0);
+	b[8] = 1;
+	assert_int_equal(ember_inv_hdr_decode(b, &h), EMBER_INV_ERESERVED);
 
 	/* A huge length is refused from the header alone. */
 	hdr(b, EMBER_INV_INVOKE, 0, 0, 0, 1);
@@ -156,7 +194,8 @@ static void test_hdr_hostile(void **state)
 
 	/* The encoder refuses what the decoder would reject. */
 	assert_int_equal(ember_inv_hdr_encode(b, 0, 0, 0, 0, 0), EMBER_INV_EINVAL);
-	assert_int_equal(ember_inv_hdr_encode(b, 8, 0, 0, 0, 0), EMBER_INV_EINVAL);
+	assert_int_equal(ember_inv_hdr_encode(b, EMBER_INV_TYPE_MAX + 1, 0, 0, 0, 0),
+			 EMBER_INV_EINVAL);
 	assert_int_equal(ember_inv_hdr_encode(b, EMBER_INV_RESULT, 1, 0, 0, 0),
 			 EMBER_INV_EINVAL);
 	assert_int_equal(ember_inv_hdr_encode(b, EMBER_INV_PONG, 0, 5, 0, 0),
@@ -753,6 +792,7 @@ int main(void)
 		cmocka_unit_test(test_hdr_layout),
 		cmocka_unit_test(test_hdr_roundtrip_all_types),
 		cmocka_unit_test(test_hdr_hostile),
+		cmocka_unit_test(test_sync_payload),
 		cmocka_unit_test(test_frame_encode),
 		cmocka_unit_test(test_dec_split_every_boundary),
 		cmocka_unit_test(test_dec_byte_by_byte),
