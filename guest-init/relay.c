@@ -245,10 +245,19 @@ static int start_invoke(struct relay *r, const struct ember_inv_hdr *h)
 	return 1;
 }
 
+/* A frame type that never comes from a host. */
+static void host_unexpected(struct relay *r, uint8_t type)
+{
+	char msg[96];
+
+	snprintf(msg, sizeof(msg), "unexpected %s frame from the host",
+		 ember_inv_type_name(type));
+	host_protocol_error(r, msg);
+}
+
 static void on_host_header(struct relay *r)
 {
 	const struct ember_inv_hdr *h = &r->hdec.hdr;
-	char msg[96];
 
 	switch (h->type) {
 	case EMBER_INV_INVOKE:
@@ -259,9 +268,7 @@ static void on_host_header(struct relay *r)
 		ember_inv_dec_set_buf(&r->hdec, r->hsmall, sizeof(r->hsmall));
 		break;
 	default:
-		snprintf(msg, sizeof(msg), "unexpected %s frame from the host",
-			 ember_inv_type_name(h->type));
-		host_protocol_error(r, msg);
+		host_unexpected(r, h->type);
 		break;
 	}
 }
@@ -271,7 +278,6 @@ static void on_host_frame(struct relay *r)
 	const struct ember_inv_hdr *h = &r->hdec.hdr;
 	uint8_t ent[EMBER_INV_SYNC_ENTROPY];
 	uint64_t t;
-	char msg[96];
 
 	switch (h->type) {
 	case EMBER_INV_INVOKE:
@@ -292,9 +298,7 @@ static void on_host_frame(struct relay *r)
 		memset(r->hsmall, 0, sizeof(r->hsmall));
 		break;
 	default:
-		snprintf(msg, sizeof(msg), "unexpected %s frame from the host",
-			 ember_inv_type_name(h->type));
-		host_protocol_error(r, msg);
+		host_unexpected(r, h->type);
 		break;
 	}
 }
