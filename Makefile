@@ -19,23 +19,26 @@ T := $(BUILD)/test
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wcast-qual \
 	-Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
-BASE_CFLAGS := -std=gnu11 -g -D_GNU_SOURCE $(WARN) -Ivmm/include -Ivmm -I.
+# vmm/ headers are included with quotes: -iquote keeps vmm/seccomp.h from
+# hiding libseccomp's <seccomp.h>.
+BASE_CFLAGS := -std=gnu11 -g -D_GNU_SOURCE $(WARN) -Ivmm/include -iquote vmm -I.
 CFLAGS := $(BASE_CFLAGS) -O2 -fstack-protector-strong -D_FORTIFY_SOURCE=2
 TEST_CFLAGS := $(BASE_CFLAGS) -O1 -fno-omit-frame-pointer \
 	-fsanitize=address,undefined -fno-sanitize-recover=all -DEMBER_TESTING
-LIBS := -luring -lfdt -lpthread -lm
+LIBS := -luring -lfdt -lseccomp -lpthread -lm
 
 # libember: every .c under these folders except the command-line front ends.
 LIB_DIRS := vmm vmm/x86 vmm/dev vmm/virtio proto snapshots
-LIB_SRCS := $(filter-out vmm/cli.c snapshots/snaptool.c,\
+LIB_SRCS := $(filter-out vmm/cli%.c snapshots/snaptool.c,\
 	$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
+CLI_SRCS := $(wildcard vmm/cli*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_LIB_OBJS := $(LIB_SRCS:%.c=$(T)/obj/%.o)
 
 ALL := $(BUILD)/libember.a $(BUILD)/ember-vmm
 TEST_DEPS :=
 
-.PHONY: all deps test unit integration demo kernel bench fuzz clean format
+.PHONY: all deps test test-deps unit integration demo kernel bench fuzz clean format
 all: everything
 
 -include $(sort $(wildcard mk/*.mk))
@@ -58,12 +61,12 @@ $(T)/libember.a: $(TEST_LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/ember-vmm: $(BUILD)/obj/vmm/cli.o $(BUILD)/libember.a
+$(BUILD)/ember-vmm: $(CLI_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/libember.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
 
 # ember-vmm built with the sanitizers, for the integration tests that rerun
 # real VMs under it (tests/integration/sanitized-vmm).
-$(T)/ember-vmm: $(T)/obj/vmm/cli.o $(T)/libember.a
+$(T)/ember-vmm: $(CLI_SRCS:%.c=$(T)/obj/%.o) $(T)/libember.a
 	$(CC) $(TEST_CFLAGS) -o $@ $^ $(LIBS)
 # --micro finds ember-micro beside the ember-vmm binary.
 $(T)/ember-micro: $(BUILD)/ember-micro
@@ -94,6 +97,10 @@ test: $(ALL) $(UNIT_BINS) $(TEST_DEPS)
 
 unit: $(UNIT_BINS)
 	@tests/run.sh unit
+
+# Everything the tests need, without running them (then run one with
+# tests/run.sh integration NAME).
+test-deps: $(ALL) $(UNIT_BINS) $(TEST_DEPS)
 
 integration: $(ALL) $(TEST_DEPS)
 	@tests/run.sh integration

@@ -10,9 +10,13 @@
  * every call, so one kernel serves both.
  *
  * SYSCALL does not switch stacks, and SWAPGS is privileged, so the handler's
- * RSP is parked in a RIP-relative global: the kernel is single-threaded and
- * never makes a system call itself, so entries never nest. The handler's
- * stack is never written (its red zone below RSP stays intact).
+ * RSP is parked in a RIP-relative global just long enough to load the
+ * current thread's kernel stack (micro_kstack_cur, set by the scheduler),
+ * where it joins the other registers in a struct micro_regs frame (kernel.h).
+ * The kernel never makes a system call itself and takes no interrupts, so
+ * entries never nest; the one vCPU runs one thread's kernel code at a time.
+ * The handler's stack is never written (its red zone below RSP stays
+ * intact).
  */
 #define ENTRY(x) .globl x; .type x, @function; x:
 
@@ -42,19 +46,49 @@ ENTRY(_start)
 	xor	%r15d, %r15d
 .endm
 
+/* The general registers of a struct micro_regs frame at RSP, in order. */
+.macro pop_gprs
+	pop	%r15
+	pop	%r14
+	pop	%r13
+	pop	%r12
+	pop	%rbp
+	pop	%rbx
+	pop	%r11
+	pop	%r10
+	pop	%r9
+	pop	%r8
+	pop	%rax
+	pop	%rcx
+	pop	%rdx
+	pop	%rsi
+	pop	%rdi
+.endm
+
+/* Offsets in struct micro_regs (kernel.h). */
+#define R_RIP	(16 * 8)
+#define R_RSP	(19 * 8)
+
 	.text
 ENTRY(syscall_entry)
 	mov	%rsp, micro_user_rsp(%rip)
-	lea	micro_kstack_top(%rip), %rsp
-	/* struct micro_regs, last member first. */
-	push	%rax
+	mov	micro_kstack_cur(%rip), %rsp
+	/* struct micro_regs, last member first: the IRETQ frame, then the
+	 * syscall number, then the general registers. */
+	pushq	$0x23			/* ss: EMBER_SEL_UDATA | 3 */
+	pushq	micro_user_rsp(%rip)
+	push	%r11			/* rflags (SYSCALL put them there) */
+	pushq	$0x2b			/* cs: EMBER_SEL_UCODE | 3 */
+	push	%rcx			/* rip (SYSCALL put it there) */
+	push	%rax			/* orig_rax */
 	push	%rdi
 	push	%rsi
 	push	%rdx
-	push	%r10
+	push	%rcx
+	push	%rax
 	push	%r8
 	push	%r9
-	push	%rcx
+	push	%r10
 	push	%r11
 	push	%rbx
 	push	%rbp
@@ -65,47 +99,125 @@ ENTRY(syscall_entry)
 	cld
 	mov	%rsp, %rdi
 	call	micro_syscall
+	/* fall through, RSP = the frame */
+
+/*
+ * Back to user mode with every register from the frame at RSP. At CPL0
+ * (hardware) that is IRETQ (SYSRETQ would clobber RCX and R11, which a
+ * signal return or a preempted thread needs back). At CPL3 (PVM) IRETQ is
+ * out of reach (the host's selectors are not ours), so: the frame's RIP and
+ * RSP go to globals, the general registers are popped, POPFQ takes RFLAGS
+ * from the kernel stack, and MOV and JMP (which leave the flags alone)
+ * finish. Nothing can run in between: no interrupts, and the VMM never
+ * preempts kernel code.
+ */
+ENTRY(micro_return_user)
 	mov	%cs, %eax
-	and	$3, %eax
-	mov	%eax, micro_cur_cpl(%rip)
+	test	$3, %eax
+	jz	3f
+	mov	R_RIP(%rsp), %rax
+	mov	%rax, micro_ret_rip(%rip)
+	mov	R_RSP(%rsp), %rax
+	mov	%rax, micro_user_rsp(%rip)
+	pop_gprs
+	add	$24, %rsp		/* orig_rax, rip, cs */
+	popfq
+	mov	micro_user_rsp(%rip), %rsp
+	jmp	*micro_ret_rip(%rip)
+3:	pop_gprs
+	add	$8, %rsp		/* orig_rax */
+	iretq
+
+/* sched_switch(save_ksp, new_ksp): the kernel side of a thread switch. */
+ENTRY(sched_switch)
+	push	%rbp
+	push	%rbx
+	push	%r12
+	push	%r13
+	push	%r14
+	push	%r15
+	mov	%rsp, (%rdi)
+	mov	%rsi, %rsp
 	pop	%r15
 	pop	%r14
 	pop	%r13
 	pop	%r12
-	pop	%rbp
 	pop	%rbx
-	pop	%r11
-	pop	%rcx
-	pop	%r9
-	pop	%r8
-	pop	%r10
-	pop	%rdx
-	pop	%rsi
-	pop	%rdi
-	pop	%rax
-	cmpl	$0, micro_cur_cpl(%rip)
-	jne	1f
-	/* CPL0 (hardware): back to CPL3 with RIP = RCX, RFLAGS = R11. */
-	mov	micro_user_rsp(%rip), %rsp
-	sysretq
-1:	/* CPL3 (PVM): POPFQ on our stack, so the handler's is untouched;
-	 * MOV and JMP leave the restored flags alone. */
-	push	%r11
-	popfq
-	mov	micro_user_rsp(%rip), %rsp
-	jmp	*%rcx
+	pop	%rbp
+	ret
+
+/* A new thread's first switch returns here, just below its frame. */
+ENTRY(micro_thread_start)
+	jmp	micro_return_user
 
 /*
  * The VMM reflects exceptions here (ember/abi.h): rdi = vector, rsi = error
- * code, rdx = RIP, rcx = CR2, r8 = RSP. RSP points below the faulting stack,
- * which may be the very thing that overflowed: switch stacks first.
+ * code, rdx = RIP, rcx = CR2, r8 = RSP, and the whole interrupted context
+ * in struct ember_xframe at EMBER_XFRAME_GPA. RSP points below the
+ * faulting stack, which may be the very thing that overflowed.
+ *
+ * A fault in this kernel is a bug: micro_exception reports it on a private
+ * stack. A fault in the handler (always at CPL3, whatever the host) becomes
+ * a struct micro_regs frame on the current thread's kernel stack, which is
+ * free since that thread was in user mode; micro_user_fault may back the
+ * page (vma.c), set up a signal handler's frame, or end the handler, and a
+ * return resumes the thread through micro_return_user with every register.
  */
+#define XFRAME 0x5c00 /* EMBER_XFRAME_GPA (ember/abi.h; checked in trap.c) */
+#define XF(field) (XFRAME + 8 * (field))
+#define XF_RAX 0
+#define XF_RBX 1
+#define XF_RCX 2
+#define XF_RDX 3
+#define XF_RSI 4
+#define XF_RDI 5
+#define XF_RBP 6
+#define XF_RSP 7
+#define XF_R8 8
+#define XF_R15 15
+#define XF_RIP 16
+#define XF_RFLAGS 17
 ENTRY(exception_entry)
+	lea	_start(%rip), %rax
+	cmp	%rax, %rdx
+	jb	1f
+	lea	__image_end(%rip), %rax
+	cmp	%rax, %rdx
+	jae	1f
 	lea	micro_xstack_top(%rip), %rsp
 	xor	%ebp, %ebp
 	cld
 	call	micro_exception		/* does not return */
 	ud2
+1:	mov	micro_kstack_cur(%rip), %rsp
+	pushq	$0x23			/* ss */
+	pushq	XF(XF_RSP)
+	pushq	XF(XF_RFLAGS)
+	pushq	$0x2b			/* cs */
+	pushq	XF(XF_RIP)
+	pushq	$-1			/* orig_rax: not a system call */
+	pushq	XF(XF_RDI)
+	pushq	XF(XF_RSI)
+	pushq	XF(XF_RDX)
+	pushq	XF(XF_RCX)
+	pushq	XF(XF_RAX)
+	pushq	XF(XF_R8)
+	pushq	XF(XF_R8 + 1)		/* r9 */
+	pushq	XF(XF_R8 + 2)		/* r10 */
+	pushq	XF(XF_R8 + 3)		/* r11 */
+	pushq	XF(XF_RBX)
+	pushq	XF(XF_RBP)
+	pushq	XF(XF_R8 + 4)		/* r12 */
+	pushq	XF(XF_R8 + 5)		/* r13 */
+	pushq	XF(XF_R8 + 6)		/* r14 */
+	pushq	XF(XF_R15)
+	cld
+	mov	%rsp, %rdi		/* the frame */
+	mov	XF(20), %rsi		/* xframe.vector */
+	mov	XF(21), %rdx		/* xframe.error_code */
+	mov	XF(22), %rcx		/* xframe.cr2 */
+	call	micro_user_fault
+	jmp	micro_return_user
 
 /* micro_enter_user(entry, sp, cpl0): start the handler at CPL3 with the
  * registers Linux gives a new process (all zero; RDX = 0 means no
@@ -127,13 +239,18 @@ ENTRY(micro_enter_user)
 	xor	%ecx, %ecx
 	iretq
 
+	.data
+	.balign 8
+	.globl micro_kstack_cur
+micro_kstack_cur:	.quad micro_kstack_top - 8
+
 	.bss
 	.balign 16
-	.globl micro_user_rsp
 micro_user_rsp:	.quad 0
-micro_cur_cpl:	.long 0
+micro_ret_rip:	.quad 0
 	.balign 4096
 	.space	65536
+	.globl micro_kstack_top
 micro_kstack_top:
 	.space	16384
 micro_xstack_top:

@@ -301,7 +301,7 @@ int main(int argc, char **argv)
 		case 'i': input = optarg; break;
 		case 'q': quiet = 1; break;
 		case 'P': ping = 1; break;
-		case 'V': log_set_level(LOG_INFO); break;
+		case 'V': ember_log_set_level(EMBER_LOG_INFO); break;
 		case 'h':
 			fputs(usage_text, stdout);
 			return 0;
