@@ -499,7 +499,7 @@ int handler_start(struct handler *h, const struct conf *c, char *err,
 		ret = -ECHILD;
 		goto err_close;
 	}
-	h->pid = pid;
+	h->pid = h->pgid = pid;
 	h->in = in[1];
 	h->out = out[0];
 	h->err = er[0];
@@ -525,8 +525,8 @@ err_close:
 
 void handler_signal(struct handler *h, int sig)
 {
-	if (h->pid > 0)
-		kill(-h->pid, sig);
+	if (h->pgid > 0)
+		kill(-h->pgid, sig);
 }
 
 void handler_kill(struct handler *h)
@@ -536,6 +536,8 @@ void handler_kill(struct handler *h)
 
 void handler_release(struct handler *h)
 {
+	handler_kill(h);
+	h->pgid = 0;
 	close_fd(&h->in);
 	close_fd(&h->out);
 	close_fd(&h->err);

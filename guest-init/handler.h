@@ -35,6 +35,8 @@ struct tracee;
 
 struct handler {
 	pid_t pid;          /* 0 = none running */
+	pid_t pgid;         /* its process group (= its first pid), kept
+			     * after it exits for what it left behind */
 	int in, out, err;   /* our ends: its stdin (write), stdout, stderr */
 	int ready;          /* it has waited for stdin */
 	int traced;         /* ptrace is following it (until ready) */
@@ -63,12 +65,15 @@ int handler_start(struct handler *h, const struct conf *c, char *err,
 enum handler_event handler_wait_event(struct handler *h, pid_t pid,
 				      int status, int *exit_status);
 
-/* SIGKILLs the handler's process group (it is still reaped as usual). */
+/* SIGKILLs the handler's process group (it is still reaped as usual);
+ * also what is left of the group after the handler itself exited. */
 void handler_kill(struct handler *h);
 /* Sends sig to its process group. */
 void handler_signal(struct handler *h, int sig);
 
-/* After HANDLER_EV_EXIT and draining: closes the pipes, forgets it. */
+/* After HANDLER_EV_EXIT and draining: kills what is left of its process
+ * group (children it traced during initialisation included), closes the
+ * pipes, forgets it. */
 void handler_release(struct handler *h);
 
 /* A one-line description of a wait status: "exited with status 3",
