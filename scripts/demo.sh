@@ -25,6 +25,7 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 say() { printf '\n== %s\n' "$*"; }
 # Prints a command as one would type it, then runs it.
 quote() {

@@ -8,22 +8,6 @@ B=${BUILD:-build}
 EMBER=$B/ember
 T=$(mktemp -d /tmp/ember-agent-test.XXXXXX)
 EMBERD_PID=
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-pass() { echo "ok   $*"; }
-finish() {
-	[ "$fails" -eq 0 ] && { echo "all passed"; exit 0; }
-	echo "$fails failed"
-	exit 1
-}
-need() {
-	for f in "$@"; do
-		[ -e "$f" ] || { echo "skip: $f not built"; exit 77; }
-	done
-}
-[ -c /dev/kvm ] || { echo "skip: no /dev/kvm"; exit 77; }
-need "$B/emberd" "$EMBER" "$B/ember-vmm" "$B/ember-micro" "$B/handlers/lua"
-
 # The VMM processes emberd started (its children), for the leak check.
 vmm_children() {
 	[ -n "$EMBERD_PID" ] && pgrep -P "$EMBERD_PID" 2>/dev/null | tr '\n' ' '
@@ -60,6 +44,24 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
+# A timeout's SIGTERM (tests/run.sh) ends the test through the EXIT trap.
+trap 'exit 1' INT TERM
+
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+pass() { echo "ok   $*"; }
+finish() {
+	[ "$fails" -eq 0 ] && { echo "all passed"; exit 0; }
+	echo "$fails failed"
+	exit 1
+}
+need() {
+	for f in "$@"; do
+		[ -e "$f" ] || { echo "skip: $f not built"; exit 77; }
+	done
+}
+[ -c /dev/kvm ] || { echo "skip: no /dev/kvm"; exit 77; }
+need "$B/emberd" "$EMBER" "$B/ember-vmm" "$B/ember-micro" "$B/handlers/lua"
 
 # start_emberd [emberd args...]: on $T/state and $T/run, waits until it
 # answers /v1/health (up to 20 s). Sets EMBER_ENDPOINT and $ADMIN.
