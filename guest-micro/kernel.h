@@ -414,7 +414,24 @@ long sys_epoll_pwait(int epfd, void *events, int maxevents,
 long sys_epoll_pwait2(int epfd, void *events, int maxevents, const void *ts,
 		      const void *mask, uint64_t masksize);
 
-/* pipe.c: pipes and eventfds. */
+/* pipe.c: pipes and eventfds, on a 64 KiB byte ring that socket.c's
+ * socket pairs use too (one ring per way). */
+struct pipe;
+/* A ring with one reader and one writer, or NULL (-ENFILE/-ENOMEM). */
+struct pipe *pipe_ring_new(void);
+/* Drops a reader and/or a writer; the ring goes with the last of them. */
+void pipe_ring_put(struct pipe *p, bool reader, bool writer);
+/* Pipe semantics: a read waits for data unless nonblock (-EAGAIN), 0 at
+ * end of file (no writer left), peek leaves the bytes; a write waits for
+ * room (PIPE_BUF bytes atomic), -EPIPE with no reader (and SIGPIPE to the
+ * caller if sigpipe). */
+long pipe_ring_read(struct pipe *p, void *buf, uint64_t len, bool nonblock,
+		    bool peek);
+long pipe_ring_write(struct pipe *p, const void *buf, uint64_t len,
+		     bool nonblock, bool sigpipe);
+bool pipe_ring_readable(const struct pipe *p);  /* bytes waiting */
+bool pipe_ring_writable(const struct pipe *p);  /* PIPE_BUF bytes of room */
+uint32_t pipe_ring_used(const struct pipe *p);
 long sys_pipe2(int *fds, int flags);
 long sys_eventfd2(uint32_t initval, int flags);
 
