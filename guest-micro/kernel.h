@@ -17,6 +17,8 @@
  *   loader.c   the handler's ELF (from the boot module) and initial stack
  *   syscall.c  the Linux syscall table
  *   fs.c       file descriptors over the EMFS image (mfs.c) on virtio-blk
+ *   pipe.c     pipes, eventfds, and the byte ring they and socket.c share
+ *   socket.c   AF_UNIX stream socket pairs and the socket calls on them
  *   stdio.c    stdin/stdout/stderr bound to the invocation vsock stream
  *   trap.c     handler crashes and kernel panics: report and end the VM
  *   time.c     TSC clock, sleeps; random.c: ChaCha20 getrandom
@@ -432,8 +434,24 @@ long pipe_ring_write(struct pipe *p, const void *buf, uint64_t len,
 bool pipe_ring_readable(const struct pipe *p);  /* bytes waiting */
 bool pipe_ring_writable(const struct pipe *p);  /* PIPE_BUF bytes of room */
 uint32_t pipe_ring_used(const struct pipe *p);
+bool pipe_ring_has_reader(const struct pipe *p);
+bool pipe_ring_has_writer(const struct pipe *p);
 long sys_pipe2(int *fds, int flags);
 long sys_eventfd2(uint32_t initval, int flags);
+
+/* socket.c: AF_UNIX stream socket pairs and the calls on them. */
+long sys_socketpair(int domain, int type, int proto, int *sv);
+long sys_sendto(int fd, const void *buf, uint64_t len, int flags,
+		const void *addr, uint32_t addrlen);
+long sys_recvfrom(int fd, void *buf, uint64_t len, int flags, void *addr,
+		  void *addrlen);
+long sys_sendmsg(int fd, void *msg, int flags);
+long sys_recvmsg(int fd, void *msg, int flags);
+long sys_shutdown(int fd, int how);
+long sys_getsockopt(int fd, int level, int name, void *val, void *len);
+long sys_setsockopt(int fd, int level, int name, const void *val,
+		    uint32_t len);
+long sys_getsockname(int fd, void *addr, void *len);
 
 /* memfd.c */
 long sys_memfd_create(const char *name, unsigned flags);

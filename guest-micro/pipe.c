@@ -150,6 +150,16 @@ uint32_t pipe_ring_used(const struct pipe *p)
 	return p->used;
 }
 
+bool pipe_ring_has_reader(const struct pipe *p)
+{
+	return p->readers;
+}
+
+bool pipe_ring_has_writer(const struct pipe *p)
+{
+	return p->writers;
+}
+
 static unsigned pipe_poll_r(struct ofd *d)
 {
 	struct pipe *p = d->obj;
