@@ -411,12 +411,10 @@ long sys_shutdown(int fd, int how)
 	return 0;
 }
 
-long sys_getsockopt(int fd, int level, int name, void *val, void *ulen)
+/* For the calls that fill a buffer of *ulen bytes (a socklen_t): fd must
+ * be a socket-pair end, *len gets the caller's length (not negative). */
+static long get_end_len(int fd, const void *ulen, int32_t *len)
 {
-	int32_t len, v = 0;
-	uint32_t cred[3] = { 1, 0, 0 }; /* pid 1, uid 0, gid 0 */
-	const void *src = &v;
-	size_t size = sizeof(v);
 	struct sock_end *s;
 	long ret = get_end(fd, NULL, &s);
 
@@ -424,9 +422,20 @@ long sys_getsockopt(int fd, int level, int name, void *val, void *ulen)
 		return ret;
 	if (!mm_access_ok(ulen, 4))
 		return -EFAULT;
-	memcpy(&len, ulen, 4);
-	if (len < 0)
-		return -EINVAL;
+	memcpy(len, ulen, 4);
+	return *len < 0 ? -EINVAL : 0;
+}
+
+long sys_getsockopt(int fd, int level, int name, void *val, void *ulen)
+{
+	int32_t len, v = 0;
+	uint32_t cred[3] = { 1, 0, 0 }; /* pid 1, uid 0, gid 0 */
+	const void *src = &v;
+	size_t size = sizeof(v);
+	long ret = get_end_len(fd, ulen, &len);
+
+	if (ret)
+		return ret;
 	if (level != SOL_SOCKET)
 		return -EOPNOTSUPP;
 	switch (name) {
@@ -502,16 +511,10 @@ long sys_getsockname(int fd, void *addr, void *ulen)
 {
 	static const uint16_t family = AF_UNIX;
 	int32_t len;
-	struct sock_end *s;
-	long ret = get_end(fd, NULL, &s);
+	long ret = get_end_len(fd, ulen, &len);
 
 	if (ret)
 		return ret;
-	if (!mm_access_ok(ulen, 4))
-		return -EFAULT;
-	memcpy(&len, ulen, 4);
-	if (len < 0)
-		return -EINVAL;
 	if (!mm_access_ok(addr, MIN((uint64_t)len, 2u)))
 		return -EFAULT;
 	memcpy(addr, &family, MIN((size_t)len, sizeof(family)));
