@@ -44,3 +44,9 @@ endif
 AGENT_TOOL_OBJS := $(addprefix $(BUILD)/obj/,tools/mkimage.o tools/beneath.o \
 	guest-micro/mfs.o)
 $(BUILD)/emberd: $(AGENT_TOOL_OBJS)
+
+# emberd's own modules: token hashes use the SDK's SHA-256 (sdk/sha256.c,
+# freestanding and tested by the handlers' tests), and the database schema
+# is built into db.o (.incbin of agent/schema.sql, which -MMD cannot see).
+$(BUILD)/emberd: $(BUILD)/obj/sdk/sha256.o
+$(BUILD)/obj/agent/db.o $(T)/obj/agent/db.o: agent/schema.sql
