@@ -42,6 +42,18 @@ void util_time_iso8601(char out[UTIL_TIME_LEN])
 		 (int)(ts.tv_nsec / 1000000) % 1000);
 }
 
+void util_copy(char *dst, size_t cap, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (!cap)
+		return;
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 uint64_t util_now_ns(void)
 {
 	struct timespec ts;

@@ -28,6 +28,9 @@ bool util_name_valid(const char *s, size_t len);
 #define UTIL_TIME_LEN 32
 void util_time_iso8601(char out[UTIL_TIME_LEN]);
 
+/* Copies src into dst[cap], cut to fit, always NUL-terminated. */
+void util_copy(char *dst, size_t cap, const char *src);
+
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t util_now_ns(void);
 
