@@ -1193,6 +1193,22 @@ int db_deploy_succeed(struct db *db, const char *id, int64_t fn_id,
 	ret = step_done(db, s, "deploy succeed");
 	if (!ret && sqlite3_changes(db->conn) != 1)
 		ret = -ENOENT;
+	if (ret)
+		goto end;
+	/* The last progress record commits with the switch it reports. */
+	ret = -EIO;
+	s = stmt(db, ST_DEPLOY_STEP);
+	if (s) {
+		char detail[64];
+
+		snprintf(detail, sizeof(detail), "version %u is current",
+			 version);
+		bind_text(s, 1, id);
+		bind_text(s, 2, "activate");
+		bind_text(s, 3, detail);
+		bind_text(s, 4, now);
+		ret = step_done(db, s, "deploy step");
+	}
 end:
 	ret = tx_end(db, ret);
 out:

@@ -137,7 +137,8 @@ int db_deploy_step(struct db *db, const char *id, const char *step,
 int db_deploy_next_version(struct db *db, int64_t fn_id, uint32_t *version);
 /* The switch, in one transaction: version `version` of fn_id (files in
  * dir, snapshot in snap_dir) is recorded with its manifest, becomes the
- * current version, and the deploy is marked succeeded. -ENOENT if the
+ * current version, and the deploy is marked succeeded with a last step
+ * "activate". -ENOENT if the
  * function or the deploy is gone (deleted meanwhile): nothing changed. */
 int db_deploy_succeed(struct db *db, const char *id, int64_t fn_id,
 		      uint32_t version, const char *manifest, const char *dir,

@@ -193,9 +193,12 @@ static void test_deploy_switch(void **state)
 	assert_int_equal(db_deploy_get(f->db, t.id, "dp_1", &d), 0);
 	assert_string_equal(d.state, "succeeded");
 	assert_int_equal(d.version, 1);
-	assert_int_equal(d.nr_steps, 2);
+	assert_int_equal(d.nr_steps, 3);
 	assert_string_equal(d.steps[0].step, "extract");
 	assert_string_equal(d.steps[1].detail, "READY");
+	/* The switch records its own step, in its transaction. */
+	assert_string_equal(d.steps[2].step, "activate");
+	assert_string_equal(d.steps[2].detail, "version 1 is current");
 	db_deploy_free(&d);
 
 	/* A failed second deploy changes nothing. */
