@@ -735,9 +735,13 @@ static int do_boot(struct build *b)
 		return fail(b, DEPLOY_STEP_BOOT, -errno, "cannot start %s: %s",
 			    b->vmm, strerror(errno));
 	}
+	if (b->rq->vmm_child)
+		b->rq->vmm_child(b->rq->ctx, pid, true);
 	status = watch_vmm(b, pid, err_r, t0,
 			   t0 + (uint64_t)(timeout_ms + KILL_GRACE_MS) * 1000u,
 			   &ready);
+	if (b->rq->vmm_child)
+		b->rq->vmm_child(b->rq->ctx, pid, false);
 	close(err_r);
 	t1 = now_us();
 	unlinkat(b->out_fd, "v.sock", 0); /* if the VMM left it */

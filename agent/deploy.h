@@ -26,7 +26,9 @@
 #ifndef EMBER_AGENT_DEPLOY_H
 #define EMBER_AGENT_DEPLOY_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "agent/manifest.h"
 
@@ -49,6 +51,11 @@ struct deploy_request {
 	void (*progress)(void *ctx, const char *step, const char *detail);
 	void *ctx;
 	uint32_t boot_timeout_ms;        /* boot to READY; 0 = 30 s */
+	/* Called (when not NULL, from the calling thread, with ctx) with the
+	 * ember-vmm child's pid right after it started (running = true) and
+	 * once it has been reaped (running = false), so that the agent can
+	 * record it and a restarted emberd can end one a crash left behind. */
+	void (*vmm_child)(void *ctx, pid_t pid, bool running);
 };
 
 struct deploy_result {

@@ -54,6 +54,21 @@ static bool have_vm;
 
 static char steps[8][32], details[8][256];
 static int nr_steps;
+static pid_t vmm_pid, vmm_reaped;
+
+static void on_vmm(void *ctx, pid_t pid, bool running)
+{
+	(void)ctx;
+	if (running) {
+		assert_true(pid > 0);
+		assert_int_equal(kill(pid, 0), 0); /* alive */
+		vmm_pid = pid;
+	} else {
+		assert_int_equal(pid, vmm_pid);
+		assert_int_equal(kill(pid, 0), -1); /* reaped: no such process */
+		vmm_reaped = pid;
+	}
+}
 
 static void on_progress(void *ctx, const char *step, const char *detail)
 {
@@ -137,6 +152,7 @@ static int setup(void **state)
 	assert_non_null(mkdtemp(base));
 	snprintf(out_dir, sizeof(out_dir), "%s/v1", base);
 	nr_steps = 0;
+	vmm_pid = vmm_reaped = 0;
 	fake_pvm = false;
 	return 0;
 }
@@ -161,6 +177,7 @@ static int deploy(struct tarb *t, bool gz, struct deploy_result *res,
 		.tools = &tools,
 		.progress = on_progress,
 		.boot_timeout_ms = boot_timeout_ms,
+		.vmm_child = on_vmm,
 	};
 	int ret;
 
@@ -250,6 +267,8 @@ static void test_static_ok(void **state)
 	tarb_file(&t, "data/readme", "files beside the handler");
 	assert_int_equal(deploy(&t, true, &res, 0), 0);
 	tarb_free(&t);
+	assert_true(vmm_pid > 0);
+	assert_int_equal(vmm_reaped, vmm_pid);
 	assert_int_equal(nr_steps, 6);
 	for (int i = 0; i < 6; i++) {
 		print_message("  %-9s %s\n", steps[i], details[i]);
@@ -335,6 +354,79 @@ static void test_lua_init_error(void **state)
 	deploy_result_free(&res);
 }
 
+/* Adds the host directory `dir` to the archive under `prefix`. */
+static void add_tree(struct tarb *t, const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		char host[512], name[512];
+		struct stat sb;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		snprintf(host, sizeof(host), "%s/%s", dir, de->d_name);
+		snprintf(name, sizeof(name), "%s%s", prefix, de->d_name);
+		assert_int_equal(lstat(host, &sb), 0);
+		if (S_ISDIR(sb.st_mode)) {
+			strcat(name, "/");
+			tarb_dir(t, name);
+			add_tree(t, host, name);
+		} else if (S_ISREG(sb.st_mode)) {
+			add_file(t, name, host, sb.st_mode & 0777);
+		}
+	}
+	closedir(d);
+}
+
+/* The example functions (sdk/examples/functions, built by `make
+ * functions`) deploy and answer as their README says. */
+static void test_examples(void **state)
+{
+	static const struct {
+		const char *name, *req, *want;
+	} ex[] = {
+		{ "echo", "ping", "ping" },
+		{ "hash", "hello",
+		  "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n" },
+		{ "files", "/data/hello.txt", "/data/hello.txt\n" },
+		{ "lua", "four words right here",
+		  "hello! 4 words, 21 bytes (call 1 on this instance)\n" },
+	};
+	const char *b = getenv("BUILD") ? getenv("BUILD") : "build";
+
+	(void)state;
+	if (!have_vm)
+		skip();
+	for (size_t i = 0; i < sizeof(ex) / sizeof(ex[0]); i++) {
+		struct deploy_result res;
+		struct tarb t = { 0 };
+		char dir[256], *out;
+
+		snprintf(dir, sizeof(dir), "%s/functions/%s", b, ex[i].name);
+		if (access(dir, R_OK)) {
+			print_message("%s not built (make functions): skipped\n",
+				      dir);
+			continue;
+		}
+		add_tree(&t, dir, "");
+		assert_int_equal(deploy(&t, true, &res, 0), 0);
+		tarb_free(&t);
+		deploy_result_free(&res);
+		out = restore_and_invoke(ex[i].req);
+		assert_non_null(out);
+		if (!strstr(out, ex[i].want)) {
+			print_error("%s: got '%s', expected '%s'\n", ex[i].name,
+				    out, ex[i].want);
+			fail();
+		}
+		free(out);
+		assert_int_equal(beneath_remove_tree(AT_FDCWD, out_dir), 0);
+	}
+}
+
 static void test_static_init_failures(void **state)
 {
 	static const struct {
@@ -390,6 +482,7 @@ static void test_boot_timeout(void **state)
 	tarb_free(&t);
 	assert_failed_clean(ret, -ETIMEDOUT, &res, "boot",
 			    "the handler was not ready within 700 ms");
+	assert_int_equal(vmm_reaped, vmm_pid); /* reported, and gone */
 	deploy_result_free(&res);
 }
 
@@ -633,6 +726,7 @@ int main(void)
 		T(test_static_ok),
 		T(test_lua_ok),
 		T(test_lua_init_error),
+		T(test_examples),
 		T(test_static_init_failures),
 		T(test_boot_timeout),
 		T(test_handler_checks),
