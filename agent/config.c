@@ -110,7 +110,7 @@ static const char usage_text[] =
 "        --http-per-ip N      TCP connections per client address (default 64;\n"
 "                             0 = unlimited)\n"
 "        --http-timeout S     close a connection idle this long (default 30)\n"
-"        --http-header-bytes N  request line + headers, at most (default 65536)\n"
+"        --http-header-bytes N  request line + headers, at most (default 16384)\n"
 "        --pool-size N        VM shells kept started and ready (default 2)\n"
 "        --queue-max N        invocations that may wait per function for an\n"
 "                             instance; beyond, 429 (default 64)\n"
@@ -362,7 +362,7 @@ int config_load(struct agent_config *c, int argc, char **argv,
 	c->http_connections = 1024;
 	c->http_per_ip = 64;
 	c->http_timeout_s = 30;
-	c->http_header_bytes = 65536;
+	c->http_header_bytes = 16384;
 	c->pool_size = 2;
 	c->queue_max = 64;
 	c->queue_wait_ms = 10000;
