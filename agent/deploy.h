@@ -38,7 +38,15 @@
 #define DEPLOY_BOOT_TIMEOUT_MS 30000u
 #define DEPLOY_OUTPUT_MAX (16u << 10)   /* bytes of init output kept */
 
-struct deploy_tools { const char *vmm, *micro, *lua_handler; };  /* binaries */
+/* The binaries (and the Python runtime's library) deploys use. python_*
+ * may be NULL on a host without the Python runtime: deploying runtime
+ * "python" then fails at step "manifest", the other runtimes work. */
+struct deploy_tools {
+	const char *vmm, *micro, *lua_handler;
+	const char *python_handler;  /* build/handlers/python (mk/python.mk) */
+	const char *python_home;     /* build/runtimes/python: grafted into
+					the image at /.ember/python */
+};
 
 struct deploy_request {
 	int archive_fd;                  /* tar or tar.gz, read with libarchive */

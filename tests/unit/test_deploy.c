@@ -48,9 +48,9 @@ bool ember_host_is_pvm(void)
 }
 
 static char base[64], out_dir[128], vmm[256], micro[256], lua[256];
-static char initfn[256], echo_musl[256];
-static struct deploy_tools tools = { vmm, micro, lua };
-static bool have_vm;
+static char initfn[256], echo_musl[256], python[256], python_home[256];
+static struct deploy_tools tools = { vmm, micro, lua, python, python_home };
+static bool have_vm, have_python;
 
 static char steps[8][32], details[8][256];
 static int nr_steps;
@@ -142,6 +142,13 @@ static int setup_group(void **state)
 		  access(initfn, R_OK) == 0 && access(echo_musl, R_OK) == 0;
 	if (!have_vm)
 		print_message("no /dev/kvm or tools not built: VM tests skip\n");
+	snprintf(python, sizeof(python), "%s/handlers/python", b);
+	snprintf(python_home, sizeof(python_home), "%s/runtimes/python", b);
+	have_python = have_vm && access(python, R_OK) == 0 &&
+		      access(python_home, R_OK) == 0;
+	if (!have_python)
+		print_message("the Python runtime is not built (make python): "
+			      "its VM tests skip\n");
 	return 0;
 }
 
@@ -425,6 +432,107 @@ static void test_examples(void **state)
 		free(out);
 		assert_int_equal(beneath_remove_tree(AT_FDCWD, out_dir), 0);
 	}
+}
+
+static void test_python_ok(void **state)
+{
+	struct deploy_result res;
+	struct tarb t = { 0 };
+	char *out;
+
+	(void)state;
+	if (!have_python)
+		skip();
+	tarb_file(&t, "ember.json",
+		  "{\"runtime\":\"python\",\"handler\":\"app/main.py\","
+		  "\"env\":{\"GREETING\":\"hi\"}}");
+	tarb_file(&t, "app/util.py",
+		  "import hashlib\n"
+		  "def digest(b):\n"
+		  "    return hashlib.sha256(b).hexdigest()[:8]\n");
+	tarb_file(&t, "app/main.py",
+		  "import json, os\n"
+		  "from app import util\n"
+		  "GREETING = os.environ['GREETING']\n"
+		  "def handle(event: bytes) -> bytes:\n"
+		  "    return json.dumps([GREETING, event.decode(),\n"
+		  "                       util.digest(event)]).encode()\n");
+	assert_int_equal(deploy(&t, false, &res, 0), 0);
+	tarb_free(&t);
+	assert_string_equal(res.manifest.runtime, "python");
+	assert_string_equal(res.manifest.handler, "app/main.py");
+	deploy_result_free(&res);
+	out = restore_and_invoke("abc");
+	assert_non_null(out);
+	/* sha256("abc") = ba7816bf... */
+	assert_string_equal(out, "[\"hi\", \"abc\", \"ba7816bf\"]");
+	free(out);
+}
+
+static void test_python_failures(void **state)
+{
+	static const struct {
+		const char *main_py, *extra, *step, *msg, *output;
+		int err;
+	} cases[] = {
+		/* An import error is the handler's initialisation failing,
+		 * with its traceback as the output. */
+		{ "import json\nCONF = json.loads('{bad')\n", NULL, "boot",
+		  "the handler exited with status 1 during its initialisation",
+		  "json.decoder.JSONDecodeError", -ECANCELED },
+		{ "x = 1\n", NULL, "boot", "exited with status 1",
+		  "defines no handle(event)", -ECANCELED },
+		/* /.ember is the platform's. */
+		{ "def handle(e):\n    return e\n", ".ember/python/x.py",
+		  "manifest", "reserved for the runtime", NULL, -EINVAL },
+	};
+	struct deploy_result res;
+	int ret;
+
+	(void)state;
+	if (!have_python)
+		skip();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct tarb t = { 0 };
+
+		tarb_file(&t, "ember.json",
+			  "{\"runtime\":\"python\",\"handler\":\"h.py\"}");
+		tarb_file(&t, "h.py", cases[i].main_py);
+		if (cases[i].extra)
+			tarb_file(&t, cases[i].extra, "");
+		nr_steps = 0;
+		ret = deploy(&t, false, &res, 0);
+		tarb_free(&t);
+		assert_failed_clean(ret, cases[i].err, &res, cases[i].step,
+				    cases[i].msg);
+		if (cases[i].output) {
+			assert_non_null(res.output);
+			assert_non_null(strstr(res.output, cases[i].output));
+		}
+		deploy_result_free(&res);
+	}
+}
+
+/* Without the Python runtime on the host, python deploys fail clearly and
+ * the others are unaffected. */
+static void test_python_not_installed(void **state)
+{
+	struct deploy_tools saved = tools;
+	struct deploy_result res;
+	struct tarb t = { 0 };
+	int ret;
+
+	(void)state;
+	tools.python_handler = tools.python_home = NULL;
+	tarb_file(&t, "ember.json",
+		  "{\"runtime\":\"python\",\"handler\":\"h.py\"}");
+	tarb_file(&t, "h.py", "def handle(e):\n    return e\n");
+	ret = deploy(&t, false, &res, 0);
+	tarb_free(&t);
+	tools = saved;
+	assert_failed_clean(ret, -ENOENT, &res, "manifest",
+			    "the Python runtime is not installed");
+	deploy_result_free(&res);
 }
 
 static void test_static_init_failures(void **state)
@@ -727,6 +835,9 @@ int main(void)
 		T(test_lua_ok),
 		T(test_lua_init_error),
 		T(test_examples),
+		T(test_python_ok),
+		T(test_python_failures),
+		T(test_python_not_installed),
 		T(test_static_init_failures),
 		T(test_boot_timeout),
 		T(test_handler_checks),
