@@ -386,7 +386,9 @@ static int migrate(struct db *db, char *err, size_t errlen)
 		char *sql, *msg = NULL;
 		int rc;
 
-		migration_find(n, &a, &b);
+		if (!migration_find(n, &a, &b))
+			return errbuf_fail(err, errlen, -EINVAL,
+					   "schema.sql has no migration %d", n);
 		/* The migration's text plus the version bump, so both commit
 		 * together. */
 		sql = sqlite3_mprintf("begin immediate; %.*s; "

@@ -293,32 +293,33 @@ void vmmproc_status_str(int status, char *buf, size_t cap)
 		snprintf(buf, cap, "status 0x%x", (unsigned)status);
 }
 
-/* Waits up to ~1 s for a process that is not our child to go away. */
+/* Whether pid is a zombie: dead, waiting for its parent to reap it. */
+static bool proc_is_zombie(pid_t pid)
+{
+	char path[64], st[256], *rp;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, st, sizeof(st) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	st[n] = '\0';
+	rp = strrchr(st, ')');
+	return rp && rp[1] == ' ' && rp[2] == 'Z';
+}
+
+/* Waits up to ~1 s for a process that is not our child to go away (a
+ * zombie is gone enough: its new parent reaps it). */
 static void wait_gone(pid_t pid, unsigned long long start)
 {
 	for (int i = 0; i < 100; i++) {
-		unsigned long long t = proc_start_time(pid);
-		char path[64], st[256];
-		int fd;
-		ssize_t n;
-
-		if (t != start)
+		if (proc_start_time(pid) != start || proc_is_zombie(pid))
 			return;
-		/* A zombie waits for its new parent to reap it: gone enough. */
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return;
-		n = read(fd, st, sizeof(st) - 1);
-		close(fd);
-		if (n > 0) {
-			char *rp;
-
-			st[n] = '\0';
-			rp = strrchr(st, ')');
-			if (rp && rp[1] == ' ' && rp[2] == 'Z')
-				return;
-		}
 		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 },
 			  NULL);
 	}
@@ -361,7 +362,8 @@ int vmmproc_reap_orphans(const char *runtime_dir, unsigned *killed)
 					start = 0;
 			}
 		}
-		if (start && proc_start_time((pid_t)pid) == start) {
+		if (start && proc_start_time((pid_t)pid) == start &&
+		    !proc_is_zombie((pid_t)pid)) {
 			log_warn("ending VMM process %ld left by a previous "
 				 "emberd", pid);
 			kill((pid_t)pid, SIGKILL);
