@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,6 +271,46 @@ static int step_done(struct db *db, sqlite3_stmt *s, const char *what)
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		ret = db_errno(db, sqlite3_extended_errcode(db->conn), what);
 	done(s);
+	return ret;
+}
+
+/* Steps s for its one row: 0 when there is one (read it, then done()),
+ * -ENOENT when there is none, -errno when SQLite failed. */
+static int step_one(struct db *db, sqlite3_stmt *s, const char *what)
+{
+	int rc = sqlite3_step(s);
+
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	return db_errno(db, sqlite3_extended_errcode(db->conn), what);
+}
+
+/* Runs statement id, which returns no rows, its parameters bound in order
+ * from the arguments fmt describes: 'i' an int64_t, 't' a const char *
+ * (NULL: SQL NULL). Returns 0 or -errno; *changes (may be NULL) receives
+ * the number of rows it changed. Lock held. */
+static int run(struct db *db, enum stmt id, int *changes, const char *fmt,
+	       ...)
+{
+	sqlite3_stmt *s = stmt(db, id);
+	va_list ap;
+	int i = 1, ret;
+
+	if (!s)
+		return -EIO;
+	va_start(ap, fmt);
+	for (const char *f = fmt; *f; f++, i++) {
+		if (*f == 'i')
+			sqlite3_bind_int64(s, i, va_arg(ap, int64_t));
+		else
+			bind_text(s, i, va_arg(ap, const char *));
+	}
+	va_end(ap);
+	ret = step_done(db, s, stmt_sql[id]);
+	if (!ret && changes)
+		*changes = sqlite3_changes(db->conn);
 	return ret;
 }
 
@@ -533,21 +574,15 @@ static void tenant_row(sqlite3_stmt *s, struct db_tenant *t)
 
 int db_tenant_create(struct db *db, const char *name, struct db_tenant *out)
 {
-	sqlite3_stmt *s;
-	int ret = -EIO;
+	int ret;
 
 	memset(out, 0, sizeof(*out));
 	util_time_iso8601(out->created);
 	snprintf(out->name, sizeof(out->name), "%s", name);
 	pthread_mutex_lock(&db->lock);
-	s = stmt(db, ST_TENANT_CREATE);
-	if (s) {
-		bind_text(s, 1, name);
-		bind_text(s, 2, out->created);
-		ret = step_done(db, s, "tenant create");
-		if (!ret)
-			out->id = sqlite3_last_insert_rowid(db->conn);
-	}
+	ret = run(db, ST_TENANT_CREATE, NULL, "tt", name, out->created);
+	if (!ret)
+		out->id = sqlite3_last_insert_rowid(db->conn);
 	pthread_mutex_unlock(&db->lock);
 	return ret;
 }
@@ -561,18 +596,9 @@ int db_tenant_get(struct db *db, const char *name, struct db_tenant *out)
 	s = stmt(db, ST_TENANT_GET);
 	if (s) {
 		bind_text(s, 1, name);
-		switch (sqlite3_step(s)) {
-		case SQLITE_ROW:
+		ret = step_one(db, s, "tenant get");
+		if (!ret)
 			tenant_row(s, out);
-			ret = 0;
-			break;
-		case SQLITE_DONE:
-			ret = -ENOENT;
-			break;
-		default:
-			ret = db_errno(db, sqlite3_extended_errcode(db->conn),
-				       "tenant get");
-		}
 		done(s);
 	}
 	pthread_mutex_unlock(&db->lock);
@@ -597,55 +623,69 @@ static int grow(void **arr, size_t *cap, size_t n, size_t sz)
 	return 0;
 }
 
-int db_tenant_list(struct db *db, struct db_tenant **out, size_t *n)
+/* Runs statement `id` (with key bound to ?1 when has_key) and appends one
+ * element of sz bytes per row to a malloc'd array, each filled by row()
+ * (0 or -errno). *out and *n receive the array even on failure (a partial
+ * one, for the caller's own release). Lock held. */
+static int collect(struct db *db, enum stmt id, bool has_key, int64_t key,
+		   size_t sz, int (*row)(sqlite3_stmt *s, void *elem),
+		   void **out, size_t *n, const char *what)
 {
-	struct db_tenant *arr = NULL;
+	sqlite3_stmt *s = stmt(db, id);
 	size_t cnt = 0, cap = 0;
-	sqlite3_stmt *s;
-	int rc, ret = -EIO;
+	void *arr = NULL;
+	int rc = SQLITE_DONE, ret = 0;
 
-	pthread_mutex_lock(&db->lock);
-	s = stmt(db, ST_TENANT_LIST);
 	if (!s)
-		goto out;
-	ret = 0;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		ret = grow((void **)&arr, &cap, cnt, sizeof(*arr));
-		if (ret)
-			break;
-		tenant_row(s, &arr[cnt]);
-		arr[cnt].nr_functions = sqlite3_column_int64(s, 3);
-		cnt++;
+		ret = -EIO;
+	else if (has_key)
+		sqlite3_bind_int64(s, 1, key);
+	while (!ret && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		ret = grow(&arr, &cap, cnt, sz);
+		if (!ret)
+			ret = row(s, (char *)arr + cnt * sz);
+		if (!ret)
+			cnt++;
 	}
 	if (!ret && rc != SQLITE_DONE)
-		ret = db_errno(db, sqlite3_extended_errcode(db->conn),
-			       "tenant list");
+		ret = db_errno(db, sqlite3_extended_errcode(db->conn), what);
 	done(s);
-out:
-	pthread_mutex_unlock(&db->lock);
-	if (ret) {
-		free(arr);
-		return ret;
-	}
 	*out = arr;
 	*n = cnt;
+	return ret;
+}
+
+static int tenant_list_row(sqlite3_stmt *s, void *elem)
+{
+	struct db_tenant *t = elem;
+
+	tenant_row(s, t);
+	t->nr_functions = sqlite3_column_int64(s, 3);
 	return 0;
+}
+
+int db_tenant_list(struct db *db, struct db_tenant **out, size_t *n)
+{
+	int ret;
+
+	pthread_mutex_lock(&db->lock);
+	ret = collect(db, ST_TENANT_LIST, false, 0, sizeof(**out),
+		      tenant_list_row, (void **)out, n, "tenant list");
+	pthread_mutex_unlock(&db->lock);
+	if (ret)
+		free(*out);
+	return ret;
 }
 
 int db_tenant_delete(struct db *db, int64_t tenant_id)
 {
-	sqlite3_stmt *s;
-	int ret = -EIO;
+	int ret, changed = 0;
 
 	pthread_mutex_lock(&db->lock);
-	s = stmt(db, ST_TENANT_DELETE);
-	if (s) {
-		sqlite3_bind_int64(s, 1, tenant_id);
-		ret = step_done(db, s, "tenant delete");
-		if (!ret && sqlite3_changes(db->conn) == 0)
-			ret = -ENOENT;
-		db->gen++;
-	}
+	ret = run(db, ST_TENANT_DELETE, &changed, "i", tenant_id);
+	if (!ret && !changed)
+		ret = -ENOENT;
+	db->gen++;
 	pthread_mutex_unlock(&db->lock);
 	return ret;
 }
@@ -705,8 +745,8 @@ int db_token_find(struct db *db, const uint8_t hash[DB_HASH_LEN],
 	s = stmt(db, ST_TOKEN_FIND);
 	if (s) {
 		sqlite3_bind_blob(s, 1, hash, DB_HASH_LEN, SQLITE_STATIC);
-		switch (sqlite3_step(s)) {
-		case SQLITE_ROW:
+		ret = step_one(db, s, "token find");
+		if (!ret) {
 			/* The index found the row by the hash; compare the
 			 * stored hash once more in constant time, so the
 			 * decision itself never rests on an early-exit
@@ -721,13 +761,6 @@ int db_token_find(struct db *db, const uint8_t hash[DB_HASH_LEN],
 				slot->gen = db->gen;
 				ret = 0;
 			}
-			break;
-		case SQLITE_DONE:
-			ret = -ENOENT;
-			break;
-		default:
-			ret = db_errno(db, sqlite3_extended_errcode(db->conn),
-				       "token find");
 		}
 		done(s);
 	}
@@ -735,58 +768,38 @@ int db_token_find(struct db *db, const uint8_t hash[DB_HASH_LEN],
 	return ret;
 }
 
+static int token_row(sqlite3_stmt *s, void *elem)
+{
+	struct db_token *t = elem;
+
+	col_copy(s, 0, t->id, sizeof(t->id));
+	col_copy(s, 1, t->created, sizeof(t->created));
+	return 0;
+}
+
 int db_token_list(struct db *db, int64_t tenant_id, struct db_token **out,
 		  size_t *n)
 {
-	struct db_token *arr = NULL;
-	size_t cnt = 0, cap = 0;
-	sqlite3_stmt *s;
-	int rc, ret = -EIO;
+	int ret;
 
 	pthread_mutex_lock(&db->lock);
-	s = stmt(db, ST_TOKEN_LIST);
-	if (!s)
-		goto out;
-	ret = 0;
-	sqlite3_bind_int64(s, 1, tenant_id);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		ret = grow((void **)&arr, &cap, cnt, sizeof(*arr));
-		if (ret)
-			break;
-		col_copy(s, 0, arr[cnt].id, sizeof(arr[cnt].id));
-		col_copy(s, 1, arr[cnt].created, sizeof(arr[cnt].created));
-		cnt++;
-	}
-	if (!ret && rc != SQLITE_DONE)
-		ret = db_errno(db, sqlite3_extended_errcode(db->conn),
-			       "token list");
-	done(s);
-out:
+	ret = collect(db, ST_TOKEN_LIST, true, tenant_id, sizeof(**out),
+		      token_row, (void **)out, n, "token list");
 	pthread_mutex_unlock(&db->lock);
-	if (ret) {
-		free(arr);
-		return ret;
-	}
-	*out = arr;
-	*n = cnt;
-	return 0;
+	if (ret)
+		free(*out);
+	return ret;
 }
 
 int db_token_delete(struct db *db, int64_t tenant_id, const char *id)
 {
-	sqlite3_stmt *s;
-	int ret = -EIO;
+	int ret, changed = 0;
 
 	pthread_mutex_lock(&db->lock);
-	s = stmt(db, ST_TOKEN_DELETE);
-	if (s) {
-		sqlite3_bind_int64(s, 1, tenant_id);
-		bind_text(s, 2, id);
-		ret = step_done(db, s, "token delete");
-		if (!ret && sqlite3_changes(db->conn) == 0)
-			ret = -ENOENT;
-		db->gen++;
-	}
+	ret = run(db, ST_TOKEN_DELETE, &changed, "it", tenant_id, id);
+	if (!ret && !changed)
+		ret = -ENOENT;
+	db->gen++;
 	pthread_mutex_unlock(&db->lock);
 	return ret;
 }
@@ -842,17 +855,9 @@ static int function_get(struct db *db, enum stmt id, int64_t key,
 		sqlite3_bind_int64(s, 1, key);
 		if (name)
 			bind_text(s, 2, name);
-		switch (sqlite3_step(s)) {
-		case SQLITE_ROW:
+		ret = step_one(db, s, "function get");
+		if (!ret)
 			ret = function_row(s, out);
-			break;
-		case SQLITE_DONE:
-			ret = -ENOENT;
-			break;
-		default:
-			ret = db_errno(db, sqlite3_extended_errcode(db->conn),
-				       "function get");
-		}
 		done(s);
 	}
 	pthread_mutex_unlock(&db->lock);
@@ -892,8 +897,8 @@ int db_function_lookup(struct db *db, int64_t tenant_id, const char *name,
 	if (s) {
 		sqlite3_bind_int64(s, 1, tenant_id);
 		bind_text(s, 2, name);
-		switch (sqlite3_step(s)) {
-		case SQLITE_ROW:
+		ret = step_one(db, s, "function lookup");
+		if (!ret) {
 			out->id = sqlite3_column_int64(s, 0);
 			out->version = (uint32_t)sqlite3_column_int64(s, 1);
 			out->deploying = sqlite3_column_int(s, 2) != 0;
@@ -901,14 +906,6 @@ int db_function_lookup(struct db *db, int64_t tenant_id, const char *name,
 			util_copy(slot->name, sizeof(slot->name), name);
 			slot->ref = *out;
 			slot->gen = db->gen;
-			ret = 0;
-			break;
-		case SQLITE_DONE:
-			ret = -ENOENT;
-			break;
-		default:
-			ret = db_errno(db, sqlite3_extended_errcode(db->conn),
-				       "function lookup");
 		}
 		done(s);
 	}
@@ -922,42 +919,24 @@ int db_function_get_by_id(struct db *db, int64_t fn_id,
 	return function_get(db, ST_FN_GET_BY_ID, fn_id, NULL, out);
 }
 
+static int function_list_row(sqlite3_stmt *s, void *elem)
+{
+	return function_row(s, elem);
+}
+
 int db_function_list(struct db *db, int64_t tenant_id,
 		     struct db_function **out, size_t *n)
 {
-	struct db_function *arr = NULL;
-	size_t cnt = 0, cap = 0;
-	sqlite3_stmt *s;
-	int rc, ret = -EIO;
+	int ret;
 
 	pthread_mutex_lock(&db->lock);
-	s = stmt(db, tenant_id > 0 ? ST_FN_LIST : ST_FN_LIST_ALL);
-	if (!s)
-		goto out;
-	ret = 0;
-	if (tenant_id > 0)
-		sqlite3_bind_int64(s, 1, tenant_id);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		ret = grow((void **)&arr, &cap, cnt, sizeof(*arr));
-		if (!ret)
-			ret = function_row(s, &arr[cnt]);
-		if (ret)
-			break;
-		cnt++;
-	}
-	if (!ret && rc != SQLITE_DONE)
-		ret = db_errno(db, sqlite3_extended_errcode(db->conn),
-			       "function list");
-	done(s);
-out:
+	ret = collect(db, tenant_id > 0 ? ST_FN_LIST : ST_FN_LIST_ALL,
+		      tenant_id > 0, tenant_id, sizeof(**out),
+		      function_list_row, (void **)out, n, "function list");
 	pthread_mutex_unlock(&db->lock);
-	if (ret) {
-		db_function_free_array(arr, cnt);
-		return ret;
-	}
-	*out = arr;
-	*n = cnt;
-	return 0;
+	if (ret)
+		db_function_free_array(*out, *n);
+	return ret;
 }
 
 /* Whether a deploy of (tenant, function) is running; its id into busy_id.
@@ -972,18 +951,13 @@ static int deploy_running(struct db *db, int64_t tenant_id,
 		return -EIO;
 	sqlite3_bind_int64(s, 1, tenant_id);
 	bind_text(s, 2, function);
-	switch (sqlite3_step(s)) {
-	case SQLITE_ROW:
+	ret = step_one(db, s, "deploy running");
+	if (!ret) {
 		if (busy_id)
 			col_copy(s, 0, busy_id, DB_ID_MAX);
 		ret = -EBUSY;
-		break;
-	case SQLITE_DONE:
+	} else if (ret == -ENOENT) {
 		ret = 0;
-		break;
-	default:
-		ret = db_errno(db, sqlite3_extended_errcode(db->conn),
-			       "deploy running");
 	}
 	done(s);
 	return ret;
@@ -992,8 +966,7 @@ static int deploy_running(struct db *db, int64_t tenant_id,
 int db_function_delete(struct db *db, int64_t fn_id)
 {
 	struct db_function f;
-	sqlite3_stmt *s;
-	int ret;
+	int ret, changed = 0;
 
 	ret = db_function_get_by_id(db, fn_id, &f);
 	if (ret)
@@ -1004,16 +977,10 @@ int db_function_delete(struct db *db, int64_t fn_id)
 	if (ret)
 		goto out;
 	ret = deploy_running(db, f.tenant_id, f.name, NULL);
-	if (!ret) {
-		s = stmt(db, ST_FN_DELETE);
-		ret = -EIO;
-		if (s) {
-			sqlite3_bind_int64(s, 1, fn_id);
-			ret = step_done(db, s, "function delete");
-			if (!ret && sqlite3_changes(db->conn) == 0)
-				ret = -ENOENT;
-		}
-	}
+	if (!ret)
+		ret = run(db, ST_FN_DELETE, &changed, "i", fn_id);
+	if (!ret && !changed)
+		ret = -ENOENT;
 	ret = tx_end(db, ret);
 out:
 	pthread_mutex_unlock(&db->lock);
@@ -1029,48 +996,35 @@ void db_version_free_array(struct db_version *v, size_t n)
 	free(v);
 }
 
+static int version_row(sqlite3_stmt *s, void *elem)
+{
+	struct db_version *v = elem;
+	int ret = 0;
+
+	v->version = (uint32_t)sqlite3_column_int64(s, 0);
+	col_copy(s, 1, v->created, sizeof(v->created));
+	v->current = sqlite3_column_int(s, 2) != 0;
+	v->manifest = col_dup(s, 3, &ret);
+	v->dir = col_dup(s, 4, &ret);
+	if (ret) {
+		free(v->manifest);
+		free(v->dir);
+	}
+	return ret;
+}
+
 int db_version_list(struct db *db, int64_t fn_id, struct db_version **out,
 		    size_t *n)
 {
-	struct db_version *arr = NULL;
-	size_t cnt = 0, cap = 0;
-	sqlite3_stmt *s;
-	int rc, ret = -EIO;
+	int ret;
 
 	pthread_mutex_lock(&db->lock);
-	s = stmt(db, ST_VERSION_LIST);
-	if (!s)
-		goto out;
-	ret = 0;
-	sqlite3_bind_int64(s, 1, fn_id);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		struct db_version *v;
-
-		ret = grow((void **)&arr, &cap, cnt, sizeof(*arr));
-		if (ret)
-			break;
-		v = &arr[cnt++];
-		v->version = (uint32_t)sqlite3_column_int64(s, 0);
-		col_copy(s, 1, v->created, sizeof(v->created));
-		v->current = sqlite3_column_int(s, 2) != 0;
-		v->manifest = col_dup(s, 3, &ret);
-		v->dir = col_dup(s, 4, &ret);
-		if (ret)
-			break;
-	}
-	if (!ret && rc != SQLITE_DONE)
-		ret = db_errno(db, sqlite3_extended_errcode(db->conn),
-			       "version list");
-	done(s);
-out:
+	ret = collect(db, ST_VERSION_LIST, true, fn_id, sizeof(**out),
+		      version_row, (void **)out, n, "version list");
 	pthread_mutex_unlock(&db->lock);
-	if (ret) {
-		db_version_free_array(arr, cnt);
-		return ret;
-	}
-	*out = arr;
-	*n = cnt;
-	return 0;
+	if (ret)
+		db_version_free_array(*out, *n);
+	return ret;
 }
 
 void db_strings_free(char **s, size_t n)
@@ -1080,41 +1034,27 @@ void db_strings_free(char **s, size_t n)
 	free(s);
 }
 
+/* One text column as a malloc'd string (NULL columns are refused). */
+static int string_row(sqlite3_stmt *s, void *elem)
+{
+	char **str = elem;
+	int ret = 0;
+
+	*str = col_dup(s, 0, &ret);
+	return ret ? ret : *str ? 0 : -EINVAL;
+}
+
 int db_version_dirs(struct db *db, char ***out, size_t *n)
 {
-	char **arr = NULL;
-	size_t cnt = 0, cap = 0;
-	sqlite3_stmt *s;
-	int rc, ret = -EIO;
+	int ret;
 
 	pthread_mutex_lock(&db->lock);
-	s = stmt(db, ST_VERSION_DIRS);
-	if (!s)
-		goto out;
-	ret = 0;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		ret = grow((void **)&arr, &cap, cnt, sizeof(*arr));
-		if (ret)
-			break;
-		arr[cnt] = col_dup(s, 0, &ret);
-		if (ret)
-			break;
-		if (arr[cnt])
-			cnt++;
-	}
-	if (!ret && rc != SQLITE_DONE)
-		ret = db_errno(db, sqlite3_extended_errcode(db->conn),
-			       "version dirs");
-	done(s);
-out:
+	ret = collect(db, ST_VERSION_DIRS, false, 0, sizeof(**out), string_row,
+		      (void **)out, n, "version dirs");
 	pthread_mutex_unlock(&db->lock);
-	if (ret) {
-		db_strings_free(arr, cnt);
-		return ret;
-	}
-	*out = arr;
-	*n = cnt;
-	return 0;
+	if (ret)
+		db_strings_free(*out, *n);
+	return ret;
 }
 
 /* ---------------------------------------------------------------------
@@ -1145,44 +1085,21 @@ int db_deploy_begin(struct db *db, int64_t tenant_id, const char *function,
 		goto end;
 	sqlite3_bind_int64(s, 1, tenant_id);
 	bind_text(s, 2, function);
-	switch (sqlite3_step(s)) {
-	case SQLITE_ROW:
+	ret = step_one(db, s, "deploy begin");
+	if (!ret)
 		*fn_id = sqlite3_column_int64(s, 0);
-		ret = 0;
-		break;
-	case SQLITE_DONE:
-		ret = -ENOENT;
-		break;
-	default:
-		ret = db_errno(db, sqlite3_extended_errcode(db->conn),
-			       "deploy begin");
-	}
 	done(s);
 	if (ret == -ENOENT) {
-		s = stmt(db, ST_FN_INSERT);
-		ret = -EIO;
-		if (!s)
-			goto end;
-		sqlite3_bind_int64(s, 1, tenant_id);
-		bind_text(s, 2, function);
-		bind_text(s, 3, now);
-		ret = step_done(db, s, "function insert");
+		ret = run(db, ST_FN_INSERT, NULL, "itt", tenant_id, function,
+			  now);
 		if (ret)
 			goto end;
 		*fn_id = sqlite3_last_insert_rowid(db->conn);
 		*created = true;
 	}
-	if (ret)
-		goto end;
-	s = stmt(db, ST_DEPLOY_INSERT);
-	ret = -EIO;
-	if (!s)
-		goto end;
-	bind_text(s, 1, id);
-	sqlite3_bind_int64(s, 2, tenant_id);
-	bind_text(s, 3, function);
-	bind_text(s, 4, now);
-	ret = step_done(db, s, "deploy insert");
+	if (!ret)
+		ret = run(db, ST_DEPLOY_INSERT, NULL, "titt", id, tenant_id,
+			  function, now);
 end:
 	ret = tx_end(db, ret);
 out:
@@ -1194,19 +1111,12 @@ int db_deploy_step(struct db *db, const char *id, const char *step,
 		   const char *detail)
 {
 	char now[UTIL_TIME_LEN];
-	sqlite3_stmt *s;
-	int ret = -EIO;
+	int ret;
 
 	util_time_iso8601(now);
 	pthread_mutex_lock(&db->lock);
-	s = stmt(db, ST_DEPLOY_STEP);
-	if (s) {
-		bind_text(s, 1, id);
-		bind_text(s, 2, step);
-		bind_text(s, 3, detail ? detail : "");
-		bind_text(s, 4, now);
-		ret = step_done(db, s, "deploy step");
-	}
+	ret = run(db, ST_DEPLOY_STEP, NULL, "tttt", id, step,
+		  detail ? detail : "", now);
 	pthread_mutex_unlock(&db->lock);
 	return ret;
 }
@@ -1237,78 +1147,34 @@ int db_deploy_succeed(struct db *db, const char *id, int64_t fn_id,
 		      uint32_t version, const char *manifest, const char *dir,
 		      const char *snap_dir, uint32_t memory_mib)
 {
-	char now[UTIL_TIME_LEN];
-	sqlite3_stmt *s;
-	int ret;
+	char now[UTIL_TIME_LEN], detail[64];
+	int ret, changed = 0;
 
 	util_time_iso8601(now);
+	snprintf(detail, sizeof(detail), "version %u is current", version);
 	pthread_mutex_lock(&db->lock);
 	ret = tx_begin(db);
 	if (ret)
 		goto out;
-	ret = -EIO;
-	s = stmt(db, ST_VERSION_INSERT);
-	if (!s)
-		goto end;
-	sqlite3_bind_int64(s, 1, fn_id);
-	sqlite3_bind_int64(s, 2, version);
-	bind_text(s, 3, now);
-	bind_text(s, 4, manifest);
-	bind_text(s, 5, dir);
-	bind_text(s, 6, id);
-	ret = step_done(db, s, "version insert");
-	if (ret)
-		goto end;
-	ret = -EIO;
-	s = stmt(db, ST_SNAPSHOT_INSERT);
-	if (!s)
-		goto end;
-	sqlite3_bind_int64(s, 1, fn_id);
-	sqlite3_bind_int64(s, 2, version);
-	bind_text(s, 3, snap_dir);
-	sqlite3_bind_int64(s, 4, memory_mib);
-	bind_text(s, 5, now);
-	ret = step_done(db, s, "snapshot insert");
-	if (ret)
-		goto end;
-	ret = -EIO;
-	s = stmt(db, ST_FN_SET_CURRENT);
-	if (!s)
-		goto end;
-	sqlite3_bind_int64(s, 1, fn_id);
-	sqlite3_bind_int64(s, 2, version);
-	ret = step_done(db, s, "set current");
-	if (!ret && sqlite3_changes(db->conn) != 1)
+	ret = run(db, ST_VERSION_INSERT, NULL, "iitttt", fn_id,
+		  (int64_t)version, now, manifest, dir, id);
+	if (!ret)
+		ret = run(db, ST_SNAPSHOT_INSERT, NULL, "iitit", fn_id,
+			  (int64_t)version, snap_dir, (int64_t)memory_mib, now);
+	if (!ret)
+		ret = run(db, ST_FN_SET_CURRENT, &changed, "ii", fn_id,
+			  (int64_t)version);
+	if (!ret && changed != 1)
 		ret = -ENOENT;
-	if (ret)
-		goto end;
-	ret = -EIO;
-	s = stmt(db, ST_DEPLOY_SUCCEED);
-	if (!s)
-		goto end;
-	bind_text(s, 1, id);
-	sqlite3_bind_int64(s, 2, version);
-	bind_text(s, 3, now);
-	ret = step_done(db, s, "deploy succeed");
-	if (!ret && sqlite3_changes(db->conn) != 1)
+	if (!ret)
+		ret = run(db, ST_DEPLOY_SUCCEED, &changed, "tit", id,
+			  (int64_t)version, now);
+	if (!ret && changed != 1)
 		ret = -ENOENT;
-	if (ret)
-		goto end;
 	/* The last progress record commits with the switch it reports. */
-	ret = -EIO;
-	s = stmt(db, ST_DEPLOY_STEP);
-	if (s) {
-		char detail[64];
-
-		snprintf(detail, sizeof(detail), "version %u is current",
-			 version);
-		bind_text(s, 1, id);
-		bind_text(s, 2, "activate");
-		bind_text(s, 3, detail);
-		bind_text(s, 4, now);
-		ret = step_done(db, s, "deploy step");
-	}
-end:
+	if (!ret)
+		ret = run(db, ST_DEPLOY_STEP, NULL, "tttt", id, "activate",
+			  detail, now);
 	ret = tx_end(db, ret);
 out:
 	pthread_mutex_unlock(&db->lock);
@@ -1323,7 +1189,7 @@ static int deploy_fail_locked(struct db *db, const char *id, const char *step,
 	char function[UTIL_NAME_MAX + 1];
 	int64_t tenant_id;
 	sqlite3_stmt *s;
-	int ret;
+	int ret, changed = 0;
 
 	s = stmt(db, ST_DEPLOY_FN);
 	if (!s)
@@ -1337,26 +1203,14 @@ static int deploy_fail_locked(struct db *db, const char *id, const char *step,
 	col_copy(s, 1, function, sizeof(function));
 	done(s);
 
-	s = stmt(db, ST_DEPLOY_FAIL);
-	if (!s)
-		return -EIO;
-	bind_text(s, 1, id);
-	bind_text(s, 2, step);
-	bind_text(s, 3, message);
-	bind_text(s, 4, output);
-	bind_text(s, 5, now);
-	ret = step_done(db, s, "deploy fail");
+	ret = run(db, ST_DEPLOY_FAIL, &changed, "ttttt", id, step, message,
+		  output, now);
 	if (ret)
 		return ret;
-	if (sqlite3_changes(db->conn) != 1)
+	if (changed != 1)
 		return -ENOENT; /* not running any more */
 	/* A first deploy that failed leaves no function behind. */
-	s = stmt(db, ST_FN_DELETE_IF_EMPTY);
-	if (!s)
-		return -EIO;
-	sqlite3_bind_int64(s, 1, tenant_id);
-	bind_text(s, 2, function);
-	return step_done(db, s, "function delete if empty");
+	return run(db, ST_FN_DELETE_IF_EMPTY, NULL, "it", tenant_id, function);
 }
 
 int db_deploy_fail(struct db *db, const char *id, const char *step,
@@ -1379,9 +1233,8 @@ int db_deploy_fail(struct db *db, const char *id, const char *step,
 int db_deploy_fail_interrupted(struct db *db, size_t *n)
 {
 	char now[UTIL_TIME_LEN], **ids = NULL;
-	size_t cnt = 0, cap = 0;
-	sqlite3_stmt *s;
-	int rc, ret;
+	size_t cnt = 0;
+	int ret;
 
 	util_time_iso8601(now);
 	*n = 0;
@@ -1389,26 +1242,13 @@ int db_deploy_fail_interrupted(struct db *db, size_t *n)
 	ret = tx_begin(db);
 	if (ret)
 		goto out;
-	ret = -EIO;
-	s = stmt(db, ST_DEPLOY_LIST_RUNNING);
-	if (!s)
-		goto end;
-	ret = 0;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		ret = grow((void **)&ids, &cap, cnt, sizeof(*ids));
-		if (!ret)
-			ids[cnt] = col_dup(s, 0, &ret);
-		if (ret)
-			break;
-		cnt++;
-	}
-	done(s);
+	ret = collect(db, ST_DEPLOY_LIST_RUNNING, false, 0, sizeof(*ids),
+		      string_row, (void **)&ids, &cnt, "running deploys");
 	for (size_t i = 0; !ret && i < cnt; i++)
 		ret = deploy_fail_locked(db, ids[i], "interrupted",
 					 "emberd stopped before the deploy "
 					 "finished; nothing was changed",
 					 NULL, now);
-end:
 	ret = tx_end(db, ret);
 	if (!ret)
 		*n = cnt;
@@ -1431,10 +1271,20 @@ void db_deploy_free(struct db_deploy *d)
 	memset(d, 0, sizeof(*d));
 }
 
+static int step_row(sqlite3_stmt *s, void *elem)
+{
+	struct db_deploy_step *st = elem;
+	int ret = 0;
+
+	col_copy(s, 0, st->step, sizeof(st->step));
+	st->detail = col_dup(s, 1, &ret);
+	col_copy(s, 2, st->at, sizeof(st->at));
+	return ret;
+}
+
 int db_deploy_get(struct db *db, int64_t tenant_id, const char *id,
 		  struct db_deploy *out)
 {
-	size_t cap = 0;
 	sqlite3_stmt *s;
 	int rc, ret = -EIO;
 
@@ -1466,30 +1316,17 @@ int db_deploy_get(struct db *db, int64_t tenant_id, const char *id,
 	done(s);
 	if (ret)
 		goto out;
-	ret = -EIO;
+	/* Steps are keyed by the deploy's (text) id: bound here, then the
+	 * statement is collected like the others. */
 	s = stmt(db, ST_DEPLOY_STEPS);
-	if (!s)
+	if (!s) {
+		ret = -EIO;
 		goto out;
-	ret = 0;
-	bind_text(s, 1, id);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		struct db_deploy_step *st;
-
-		ret = grow((void **)&out->steps, &cap, out->nr_steps,
-			   sizeof(*out->steps));
-		if (ret)
-			break;
-		st = &out->steps[out->nr_steps++];
-		col_copy(s, 0, st->step, sizeof(st->step));
-		st->detail = col_dup(s, 1, &ret);
-		col_copy(s, 2, st->at, sizeof(st->at));
-		if (ret)
-			break;
 	}
-	if (!ret && rc != SQLITE_DONE)
-		ret = db_errno(db, sqlite3_extended_errcode(db->conn),
-			       "deploy steps");
-	done(s);
+	bind_text(s, 1, id);
+	ret = collect(db, ST_DEPLOY_STEPS, false, 0, sizeof(*out->steps),
+		      step_row, (void **)&out->steps, &out->nr_steps,
+		      "deploy steps");
 out:
 	pthread_mutex_unlock(&db->lock);
 	if (ret)
