@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/elog.h"
 #include "log.h"
 
 #define DEFAULT_LOG_INVOCATION (64 * 1024)
@@ -122,6 +123,46 @@ const struct meter_config *meter_config(const struct meter *m)
 	return &m->cfg;
 }
 
+/* Per-invocation events: timeouts, crashes, throttles and cold starts,
+ * with the request id, at most 20 a second of each kind (the metrics
+ * count them all). */
+static void invocation_event(const struct meter_inv *inv,
+			     const struct ledger_rec *r)
+{
+	static struct log_ratelimit rl[LEDGER_NR_OUTCOMES], rl_cold;
+	struct elog_who who = { r->request_id, r->tenant, r->function };
+
+	switch (inv->outcome) {
+	case LEDGER_TIMEOUT:
+		if (log_ratelimit_ok(&rl[LEDGER_TIMEOUT], 20))
+			elog_event("meter", "timeout", &who,
+				   "v%u ran past its timeout of %u ms "
+				   "(stopped after %llu us)", r->version,
+				   inv->timeout_ms,
+				   (unsigned long long)(r->duration_ns / 1000));
+		return;
+	case LEDGER_CRASH:
+		if (log_ratelimit_ok(&rl[LEDGER_CRASH], 20))
+			elog_event("meter", "crash", &who,
+				   "v%u: the handler or its VM died %llu us "
+				   "into the invocation", r->version,
+				   (unsigned long long)(r->duration_ns / 1000));
+		return;
+	case LEDGER_THROTTLED:
+		if (log_ratelimit_ok(&rl[LEDGER_THROTTLED], 20))
+			elog_event("meter", "throttle", &who,
+				   "refused after waiting %llu us",
+				   (unsigned long long)(r->queued_ns / 1000));
+		return;
+	default:
+		break;
+	}
+	if (r->cold && log_ratelimit_ok(&rl_cold, 20))
+		elog_event("meter", "cold_start", &who,
+			   "v%u restored in %llu us", r->version,
+			   (unsigned long long)(r->init_ns / 1000));
+}
+
 static bool name_ok(const char *s)
 {
 	return s && util_name_valid(s, strlen(s));
@@ -166,6 +207,7 @@ void meter_finished(struct meter *m, const struct meter_inv *inv)
 	/* Durable first: the caller hands the answer over after this. */
 	ledger_add(m->ledger, &r);
 	metrics_observe(m->metrics, &r);
+	invocation_event(inv, &r);
 	len = inv->logs_len;
 	if (inv->logs && len) {
 		bool cut = len > m->cfg.log_invocation_bytes;

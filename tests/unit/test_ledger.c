@@ -6,7 +6,8 @@
  * journal records damaged on disk are skipped; logs are cleaned to UTF-8,
  * kept per invocation and trimmed per function, and queried by request
  * id, tail and cursor, only within their tenant. */
-// link: agent/ledger.c agent/journal.c agent/db.c agent/util.c vmm/log.c
+// link: agent/ledger.c agent/journal.c agent/utf8.c agent/db.c agent/util.c
+// link: vmm/log.c
 // libs: -lsqlite3 -lz -lpthread
 #include <errno.h>
 #include <fcntl.h>

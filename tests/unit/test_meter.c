@@ -8,7 +8,7 @@
  * past the limit, pruning), escaping, and `promtool check metrics` on a
  * whole rendering. */
 // link: agent/meter.c agent/metrics.c agent/ledger.c agent/journal.c
-// link: agent/db.c agent/util.c vmm/log.c
+// link: agent/elog.c agent/utf8.c agent/db.c agent/util.c vmm/log.c
 // libs: -lsqlite3 -lz -lpthread
 #include <errno.h>
 #include <fcntl.h>
