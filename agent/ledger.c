@@ -795,10 +795,11 @@ static int rerr(struct ledger *l, const char *what)
 	return -EIO;
 }
 
-/* The WHERE clause every ledger query shares; binds ?1..?4. */
+/* The WHERE clause every ledger query shares; binds ?1..?5. */
 #define Q_WHERE                                                               \
 	" where start_us >= ?1 and start_us < ?2 and (?3 = 0 or tenant_id = " \
-	"?3) and (?4 is null or function = ?4) "
+	"?3) and (?4 is null or function = ?4) and (?5 is null or tenant = "  \
+	"?5) "
 
 static void bind_query(sqlite3_stmt *s, const struct ledger_query *q)
 {
@@ -809,6 +810,10 @@ static void bind_query(sqlite3_stmt *s, const struct ledger_query *q)
 		sqlite3_bind_text(s, 4, q->function, -1, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(s, 4);
+	if (q->tenant)
+		sqlite3_bind_text(s, 5, q->tenant, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 5);
 }
 
 static void col_name(sqlite3_stmt *s, int i, char *dst, size_t cap)
@@ -939,7 +944,7 @@ int ledger_records(struct ledger *l, const struct ledger_query *q,
 		"function, version, start_us, duration_ns, billed_ms, "
 		"memory_mib, cold, init_ns, queued_ns, outcome, bytes_in, "
 		"bytes_out from invocations" Q_WHERE
-		"and id > ?5 order by id limit ?6";
+		"and id > ?6 order by id limit ?7";
 	struct ledger_rec *recs = NULL;
 	int64_t *ids = NULL;
 	size_t cap = 0, idcap = 0, cnt = 0;
@@ -956,8 +961,8 @@ int ledger_records(struct ledger *l, const struct ledger_query *q,
 		goto out;
 	}
 	bind_query(s, q);
-	sqlite3_bind_int64(s, 5, after);
-	sqlite3_bind_int64(s, 6, (int64_t)limit);
+	sqlite3_bind_int64(s, 6, after);
+	sqlite3_bind_int64(s, 7, (int64_t)limit);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct ledger_rec *r;
 		const unsigned char *o;

@@ -128,6 +128,7 @@ enum {
 struct ledger_query {
 	int64_t from_us, to_us;     /* [from, to) on start_us */
 	int64_t tenant_id;          /* > 0: only this tenant's rows */
+	const char *tenant;         /* NULL, or only rows of that name */
 	const char *function;       /* NULL: every function */
 	unsigned group_by;          /* LEDGER_BY_* */
 };

@@ -7,8 +7,10 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agent/elog.h"
 #include "log.h"
@@ -238,4 +240,107 @@ uint64_t meter_refused(struct meter *m, const struct meter_inv *inv)
 	copy.cold = false;
 	meter_finished(m, &copy);
 	return z;
+}
+
+void meter_format_time(int64_t us, char out[32])
+{
+	time_t s = (time_t)(us / 1000000);
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&s, &tm);
+	n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, 32 - n, ".%06dZ", (int)(us % 1000000));
+}
+
+/* n digits at s into *v; false unless all are digits. */
+static bool digits(const char *s, int n, int *v)
+{
+	*v = 0;
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		*v = *v * 10 + (s[i] - '0');
+	}
+	return true;
+}
+
+int meter_parse_time(const char *s, int64_t now_us, int64_t *us)
+{
+	struct tm tm = { 0 };
+	int y, mo, d, h = 0, mi = 0, sec = 0;
+	int64_t frac = 0, scale = 100000;
+	const char *p;
+	time_t t;
+
+	if (!s || !*s)
+		return -EINVAL;
+	if (!strcmp(s, "now")) {
+		*us = now_us;
+		return 0;
+	}
+	if (s[0] == '-') {
+		char *end;
+		unsigned long long n;
+		int64_t unit;
+
+		if (s[1] < '0' || s[1] > '9')
+			return -EINVAL;
+		errno = 0;
+		n = strtoull(s + 1, &end, 10);
+		if (errno || end[0] == '\0' || end[1] != '\0')
+			return -EINVAL;
+		switch (end[0]) {
+		case 's': unit = 1000000LL; break;
+		case 'm': unit = 60 * 1000000LL; break;
+		case 'h': unit = 3600 * 1000000LL; break;
+		case 'd': unit = 86400 * 1000000LL; break;
+		default: return -EINVAL;
+		}
+		if (n > (unsigned long long)(now_us / unit))
+			return -EINVAL; /* before the epoch */
+		*us = now_us - (int64_t)n * unit;
+		return 0;
+	}
+	if (strlen(s) < 10 || !digits(s, 4, &y) || s[4] != '-' ||
+	    !digits(s + 5, 2, &mo) || s[7] != '-' || !digits(s + 8, 2, &d))
+		return -EINVAL;
+	p = s + 10;
+	if (*p == 'T' || *p == 't' || *p == ' ') {
+		if (!digits(p + 1, 2, &h) || p[3] != ':' ||
+		    !digits(p + 4, 2, &mi))
+			return -EINVAL;
+		p += 6;
+		if (*p == ':') {
+			if (!digits(p + 1, 2, &sec))
+				return -EINVAL;
+			p += 3;
+			if (*p == '.') {
+				p++;
+				if (*p < '0' || *p > '9')
+					return -EINVAL;
+				for (; *p >= '0' && *p <= '9'; p++) {
+					frac += (*p - '0') * scale;
+					scale /= 10;
+				}
+			}
+		}
+	}
+	if (*p == 'Z' || *p == 'z')
+		p++;
+	if (*p || y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 ||
+	    d > 31 || h > 23 || mi > 59 || sec > 60)
+		return -EINVAL;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	t = timegm(&tm);
+	/* timegm normalizes Feb 30 into March: refuse what moved. */
+	if (t == (time_t)-1 || tm.tm_mday != d || tm.tm_mon != mo - 1)
+		return -EINVAL;
+	*us = (int64_t)t * 1000000 + frac;
+	return 0;
 }

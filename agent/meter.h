@@ -86,6 +86,17 @@ void meter_finished(struct meter *m, const struct meter_inv *inv);
  * X-Ember-Request-Id) and records it like meter_finished. */
 uint64_t meter_refused(struct meter *m, const struct meter_inv *inv);
 
+/*
+ * Parses a time for from= / to=: "2026-12-01", "2026-12-01T10:00",
+ * "2026-12-01T10:00:00", with optional ".fff..." and "Z" (UTC either
+ * way); "now"; or "-N" + s|m|h|d (N units before now_us). 0 and *us, or
+ * -EINVAL.
+ */
+int meter_parse_time(const char *s, int64_t now_us, int64_t *us);
+
+/* "2026-12-01T10:00:00.123456Z" into out[32]. */
+void meter_format_time(int64_t us, char out[32]);
+
 struct ledger *meter_ledger(struct meter *m);
 struct metrics *meter_metrics(struct meter *m);
 const struct meter_config *meter_config(const struct meter *m);

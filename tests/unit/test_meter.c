@@ -391,6 +391,47 @@ static void test_text_escaping(void **state)
 	mbuf_free(&b);
 }
 
+static void test_times(void **state)
+{
+	const int64_t now = 1764590400123456LL; /* 2025-12-01T12:00:00.123456Z */
+	int64_t us;
+	char out[32];
+
+	(void)state;
+	assert_int_equal(meter_parse_time("2025-12-01", now, &us), 0);
+	assert_int_equal(us, 1764547200000000LL);
+	assert_int_equal(meter_parse_time("2025-12-01T12:00", now, &us), 0);
+	assert_int_equal(us, 1764590400000000LL);
+	assert_int_equal(meter_parse_time("2025-12-01T12:00:00.5Z", now, &us),
+			 0);
+	assert_int_equal(us, 1764590400500000LL);
+	assert_int_equal(meter_parse_time("2025-12-01t12:00:00.123456789z", now,
+					  &us),
+			 0);
+	assert_int_equal(us, 1764590400123456LL);
+	assert_int_equal(meter_parse_time("now", now, &us), 0);
+	assert_int_equal(us, now);
+	assert_int_equal(meter_parse_time("-90m", now, &us), 0);
+	assert_int_equal(us, now - 5400000000LL);
+	assert_int_equal(meter_parse_time("-7d", now, &us), 0);
+	assert_int_equal(us, now - 7 * 86400000000LL);
+	/* Refused: other shapes, offsets, impossible dates, garbage. */
+	static const char *const bad[] = {
+		"", "2025-12", "2025-12-1", "2025-13-01", "2025-02-30",
+		"2025-12-01T24:00", "2025-12-01T12", "2025-12-01T12:00+01:00",
+		"2025-12-01 12:00:00x", "1969-12-31", "-", "-5", "-5w",
+		"-99999999999999999999d", "-100000d", "--1h", "now ", "12345",
+		"2025-12-01T12:00:00.", "2025-12-01T12:00:0a",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (meter_parse_time(bad[i], now, &us) != -EINVAL)
+			fail_msg("\"%s\" was accepted", bad[i]);
+	meter_format_time(1764590400123456LL, out);
+	assert_string_equal(out, "2025-12-01T12:00:00.123456Z");
+	meter_format_time(0, out);
+	assert_string_equal(out, "1970-01-01T00:00:00.000000Z");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -404,6 +445,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_series_bounded, setup,
 						teardown),
 		cmocka_unit_test(test_text_escaping),
+		cmocka_unit_test(test_times),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
