@@ -8,9 +8,9 @@
  * (journal.h) before the invocation's answer is handed over; the ledger
  * thread commits the journal to SQLite in batches (one transaction per
  * batch, which also records how far the journal is committed) and, at
- * start, replays what the journal holds beyond that point. (request id,
- * start) is UNIQUE in the table and replayed rows are inserted "or
- * ignore", so no row is ever there twice. Also owns the invocation logs (best effort:
+ * start, replays what the journal holds beyond that point. A row's id is
+ * its journal sequence number and replayed rows are inserted "or ignore",
+ * so no row is ever there twice. Also owns the invocation logs (best effort:
  * queued in memory and committed with the same batches, bounded per
  * invocation, per function and in age) and every query over both tables.
  *
@@ -111,7 +111,8 @@ struct ledger_stats {
 	uint64_t appended, committed, stalls;
 	uint64_t commits, commit_errors, rows, replayed, journal_bad;
 	uint64_t logs_dropped, logs_queued_bytes;
-	uint64_t commit_ns_total;   /* time spent in COMMIT-ing batches */
+	uint64_t commit_ns_total;   /* wall time spent committing batches */
+	uint64_t commit_cpu_ns_total; /* the ledger thread's CPU for them */
 };
 void ledger_stats(struct ledger *l, struct ledger_stats *st);
 
