@@ -112,12 +112,12 @@ void meter_destroy(struct meter *m)
 
 struct ledger *meter_ledger(struct meter *m)
 {
-	return m->ledger;
+	return m ? m->ledger : NULL;
 }
 
 struct metrics *meter_metrics(struct meter *m)
 {
-	return m->metrics;
+	return m ? m->metrics : NULL;
 }
 
 const struct meter_config *meter_config(const struct meter *m)
