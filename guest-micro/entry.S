@@ -152,15 +152,72 @@ ENTRY(micro_thread_start)
 
 /*
  * The VMM reflects exceptions here (ember/abi.h): rdi = vector, rsi = error
- * code, rdx = RIP, rcx = CR2, r8 = RSP. RSP points below the faulting stack,
- * which may be the very thing that overflowed: switch stacks first.
+ * code, rdx = RIP, rcx = CR2, r8 = RSP, and the whole interrupted context
+ * in struct ember_xframe at EMBER_XFRAME_GPA. RSP points below the
+ * faulting stack, which may be the very thing that overflowed.
+ *
+ * A fault in this kernel is a bug: micro_exception reports it on a private
+ * stack. A fault in the handler (always at CPL3, whatever the host) becomes
+ * a struct micro_regs frame on the current thread's kernel stack, which is
+ * free since that thread was in user mode; micro_user_fault may back the
+ * page (vma.c), set up a signal handler's frame, or end the handler, and a
+ * return resumes the thread through micro_return_user with every register.
  */
+#define XFRAME 0x5c00 /* EMBER_XFRAME_GPA (ember/abi.h; checked in trap.c) */
+#define XF(field) (XFRAME + 8 * (field))
+#define XF_RAX 0
+#define XF_RBX 1
+#define XF_RCX 2
+#define XF_RDX 3
+#define XF_RSI 4
+#define XF_RDI 5
+#define XF_RBP 6
+#define XF_RSP 7
+#define XF_R8 8
+#define XF_R15 15
+#define XF_RIP 16
+#define XF_RFLAGS 17
 ENTRY(exception_entry)
+	lea	_start(%rip), %rax
+	cmp	%rax, %rdx
+	jb	1f
+	lea	__image_end(%rip), %rax
+	cmp	%rax, %rdx
+	jae	1f
 	lea	micro_xstack_top(%rip), %rsp
 	xor	%ebp, %ebp
 	cld
 	call	micro_exception		/* does not return */
 	ud2
+1:	mov	micro_kstack_cur(%rip), %rsp
+	pushq	$0x23			/* ss */
+	pushq	XF(XF_RSP)
+	pushq	XF(XF_RFLAGS)
+	pushq	$0x2b			/* cs */
+	pushq	XF(XF_RIP)
+	pushq	$-1			/* orig_rax: not a system call */
+	pushq	XF(XF_RDI)
+	pushq	XF(XF_RSI)
+	pushq	XF(XF_RDX)
+	pushq	XF(XF_RCX)
+	pushq	XF(XF_RAX)
+	pushq	XF(XF_R8)
+	pushq	XF(XF_R8 + 1)		/* r9 */
+	pushq	XF(XF_R8 + 2)		/* r10 */
+	pushq	XF(XF_R8 + 3)		/* r11 */
+	pushq	XF(XF_RBX)
+	pushq	XF(XF_RBP)
+	pushq	XF(XF_R8 + 4)		/* r12 */
+	pushq	XF(XF_R8 + 5)		/* r13 */
+	pushq	XF(XF_R8 + 6)		/* r14 */
+	pushq	XF(XF_R15)
+	cld
+	mov	%rsp, %rdi		/* the frame */
+	mov	XF(20), %rsi		/* xframe.vector */
+	mov	XF(21), %rdx		/* xframe.error_code */
+	mov	XF(22), %rcx		/* xframe.cr2 */
+	call	micro_user_fault
+	jmp	micro_return_user
 
 /* micro_enter_user(entry, sp, cpl0): start the handler at CPL3 with the
  * registers Linux gives a new process (all zero; RDX = 0 means no

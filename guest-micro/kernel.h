@@ -142,8 +142,11 @@ uint64_t mm_alloc_top(uint64_t len);
 /* True if [addr, addr + len) is RAM the handler may use (not the kernel's
  * boot structures or image). */
 bool mm_user_range(uint64_t addr, uint64_t len);
-/* Checks a user buffer: inside RAM, no overflow. */
+/* Checks a user buffer: inside RAM, or mapped in the vma.c window (then
+ * also backs it), no overflow. */
 bool mm_access_ok(const void *p, uint64_t len);
+/* True if [p, p + len) is identity-mapped low RAM (DMA-able as is). */
+bool mm_is_low(const void *p, uint64_t len);
 void mm_set_brk_base(uint64_t base);
 uint64_t mm_free_bytes(void);
 long sys_brk(uint64_t addr);
@@ -154,6 +157,33 @@ long sys_mremap(uint64_t old, uint64_t old_len, uint64_t new_len, int flags,
 		uint64_t new_addr);
 long sys_madvise(uint64_t addr, uint64_t len, int advice);
 long sys_mprotect(uint64_t addr, uint64_t len, int prot);
+
+/* vma.c: the virtual window [VMA_BASE, VMA_END) for reservations and
+ * mappings backed when touched (mm.c routes mmap calls there). */
+#define VMA_BASE 0x1000000000ULL   /* 64 GiB */
+#define VMA_END 0x7ff000000000ULL  /* below the top of user space */
+/* Mappings at least this large go to the window, so that untouched parts
+ * cost no RAM (as under Linux's overcommit). */
+#define VMA_LAZY_MIN (1ULL << 20)
+enum { VMA_FAULT_DONE, VMA_FAULT_SEGV, VMA_FAULT_ACCERR, VMA_FAULT_OOM };
+bool vma_window(uint64_t addr, uint64_t len);
+/* A new mapping (accessible or PROT_NONE) at addr (fixed: exactly there,
+ * replacing what was; else a hint) of len bytes: its address or -errno. */
+long vma_map(uint64_t addr, uint64_t len, bool access, bool fixed);
+long vma_unmap(uint64_t addr, uint64_t len);
+/* Nothing mapped in [addr, addr + len)? */
+bool vma_range_free(uint64_t addr, uint64_t len);
+long vma_protect(uint64_t addr, uint64_t len, bool access);
+long vma_dontneed(uint64_t addr, uint64_t len);
+/* All of [addr, addr + len) accessible? Backs it (the kernel is about to
+ * touch it). */
+bool vma_access_ok(uint64_t addr, uint64_t len);
+/* A page fault at addr: backed (DONE, resume), not a mapping (SEGV), a
+ * PROT_NONE mapping (ACCERR), or no RAM left (OOM). */
+int vma_fault(uint64_t addr);
+/* RAM backing the window now, and TLB flushes so far. */
+uint64_t vma_bound_bytes(void);
+uint64_t vma_flushes(void);
 
 /* loader.c: loads the handler ELF at `elf` (len bytes) and returns its entry
  * and initial stack pointer. 0 or -errno with a message on the console. */
@@ -198,6 +228,7 @@ struct thread {
 	uint64_t wake_at;
 	uint64_t block_seq;    /* FIFO order among waiters */
 	uint64_t fsbase, gsbase;
+	char comm[16];         /* prctl(PR_SET_NAME) */
 	uint64_t clear_child_tid; /* set_tid_address, CLONE_CHILD_CLEARTID */
 	uint64_t robust_list, robust_len;
 	/* Signals (signal.c): blocked and pending sets, the si_code of each
@@ -274,16 +305,82 @@ long sys_futex(uint64_t uaddr, int op, uint32_t val, uint64_t timeout,
 /* Wakes one waiter of the futex word at uaddr (thread exit). */
 void futex_wake_one(uint64_t uaddr);
 
-/* fs.c: the fd table. */
-enum { FS_KIND_FREE, FS_KIND_FILE, FS_KIND_STDIN, FS_KIND_STDOUT,
-       FS_KIND_STDERR };
-/* What fd refers to (FS_KIND_FREE for a closed or out-of-range fd). */
-int fs_kind(int fd);
+/* fs.c: file descriptors and the image's file tree. */
+#define FS_MAX_FDS 128
+#define FS_FD_PATH 512
+#define POLLIN 0x001
+#define POLLPRI 0x002
+#define POLLOUT 0x004
+#define POLLERR 0x008
+#define POLLHUP 0x010
+#define POLLNVAL 0x020
+#define POLLRDNORM 0x040
+#define POLLWRNORM 0x100
+#define POLLRDHUP 0x2000
+#define S_IFIFO 0010000u
+#define S_IFREG 0100000u
+#define O_NONBLOCK_FLAG 0x800 /* O_NONBLOCK */
+#define O_CLOEXEC_FLAG 0x80000 /* O_CLOEXEC */
+
+struct ofd;
+/* What a kind of open file does. NULL entries: the operation does not
+ * apply (read/write fall back on pread/pwrite at the file position; no
+ * pread means -ESPIPE). read/write may block unless the description has
+ * O_NONBLOCK. */
+struct file_ops {
+	uint32_t mode;        /* st_mode for fstat (not for image files) */
+	uint32_t pipe_size;   /* F_GETPIPE_SZ, 0 = not a pipe */
+	bool io;              /* readiness changes with device (vsock) I/O */
+	long (*read)(struct ofd *d, void *buf, uint64_t len);
+	long (*write)(struct ofd *d, const void *buf, uint64_t len);
+	long (*pread)(struct ofd *d, void *buf, uint64_t len, uint64_t off);
+	long (*pwrite)(struct ofd *d, const void *buf, uint64_t len,
+		       uint64_t off);
+	int64_t (*size)(struct ofd *d);
+	unsigned (*poll)(struct ofd *d); /* POLL* bits now */
+	/* CLOCK_MONOTONIC time readiness changes by itself (timerfd). */
+	uint64_t (*deadline)(struct ofd *d);
+	void (*release)(struct ofd *d); /* the last reference went */
+};
+
+/* An open file description, shared by dup'ed fds. */
+struct ofd {
+	const struct file_ops *ops;
+	uint32_t refs;
+	uint32_t flags;       /* O_ACCMODE, O_NONBLOCK, O_APPEND */
+	uint64_t pos;
+	uint64_t ino;         /* st_ino of non-image objects */
+	void *obj;            /* the kind's object */
+	uint32_t img_ino;     /* image files: the EMFS inode */
+	char path[FS_FD_PATH]; /* image files: absolute, for *at() calls */
+};
+
+extern const struct file_ops image_ops;
 int fs_init(void);
+struct ofd *fs_get(int fd);
+/* A new description with ops and obj at the lowest free fd: the fd,
+ * -EMFILE or -ENFILE. */
+long fs_install(const struct file_ops *ops, void *obj, uint32_t flags,
+		bool cloexec);
+/* Two of them at once (pipe2): 0 and fds[], or -errno with neither. */
+long fs_install_pair(const struct file_ops *ops0, void *obj0, uint32_t fl0,
+		     const struct file_ops *ops1, void *obj1, uint32_t fl1,
+		     bool cloexec, int fds[2]);
+struct ofd *fs_new_ofd(const struct file_ops *ops, void *obj, uint32_t flags);
+/* Something some fd's readiness depends on changed: waiters look again. */
+void fs_changed(void);
+/* Blocks until fs_changed(), the deadline, a signal, or (io) device
+ * activity: WAKE_*. */
+int fs_wait(uint64_t deadline, bool io);
+unsigned fs_poll(int fd);        /* POLLNVAL for a closed fd */
+uint64_t fs_timeout(int fd);     /* the fd's own deadline, or SCHED_NEVER */
+bool fs_waits_on_io(int fd);
 long fs_openat(int dirfd, const char *path, int flags, int mode);
 long fs_close(int fd);
 long fs_read(int fd, void *buf, uint64_t len);
+long fs_write(int fd, const void *buf, uint64_t len);
 long fs_pread(int fd, void *buf, uint64_t len, int64_t off);
+long fs_pwrite(int fd, const void *buf, uint64_t len, int64_t off);
 long fs_lseek(int fd, int64_t off, int whence);
 long fs_fstat(int fd, void *st);
 long fs_fstatat(int dirfd, const char *path, void *st, int flags);
@@ -294,11 +391,44 @@ long fs_readlinkat(int dirfd, const char *path, char *buf, uint64_t len);
 long fs_faccessat(int dirfd, const char *path, int mode);
 long fs_fcntl(int fd, int cmd, uint64_t arg);
 long fs_dup(int fd, int newfd, int min);
+long fs_chdir(const char *path);
+long fs_fchdir(int fd);
+long fs_getcwd(char *buf, uint64_t size);
+long fs_umask(uint32_t mask);
+
+/* poll.c: poll, select, epoll. */
+/* fs_changed() calls it: epoll's edge-triggered entries see a change. */
+void poll_changed(void);
+/* The description d is gone: epoll instances stop watching it. */
+void poll_forget(const struct ofd *d);
+long sys_poll(void *fds, uint64_t nfds, int64_t timeout_ms);
+long sys_ppoll(void *fds, uint64_t nfds, const void *ts, const void *mask,
+	       uint64_t masksize);
+long sys_select(int nfds, void *rd, void *wr, void *ex, void *tv);
+long sys_pselect6(int nfds, void *rd, void *wr, void *ex, const void *ts,
+		  const void *sigmask);
+long sys_epoll_create1(int flags);
+long sys_epoll_ctl(int epfd, int op, int fd, const void *event);
+long sys_epoll_pwait(int epfd, void *events, int maxevents,
+		     int64_t timeout_ms, const void *mask, uint64_t masksize);
+long sys_epoll_pwait2(int epfd, void *events, int maxevents, const void *ts,
+		      const void *mask, uint64_t masksize);
+
+/* pipe.c: pipes and eventfds. */
+long sys_pipe2(int *fds, int flags);
+long sys_eventfd2(uint32_t initval, int flags);
+
+/* memfd.c */
+long sys_memfd_create(const char *name, unsigned flags);
+long sys_ftruncate(int fd, int64_t len);
 
 /* stdio.c */
 int stdio_init(void);
-long stdio_read(void *buf, uint64_t len);
-long stdio_write(int fd, const void *buf, uint64_t len);
+/* Puts the invocation streams on fds 0, 1, 2. */
+void stdio_install_fds(void);
+/* The handler waits for its first request (a stdin read, or a poll of
+ * stdin that blocks): the READY hypercall, the snapshot point. Once. */
+void stdio_mark_ready(void);
 /* Reports the handler's end to the host: an ERROR frame if it died while
  * serving a request (code EMBER_ERR_*, message), then flushes. */
 void stdio_report_end(uint32_t code, const char *msg);
@@ -323,6 +453,15 @@ long time_get_timespec(const void *ts, uint64_t *ns);
 long time_put_timespec(void *ts, uint64_t ns);
 long sys_nanosleep(const void *req, void *rem);
 long sys_clock_nanosleep(int clk, int flags, const void *req, void *rem);
+long sys_timerfd_create(int clock, int flags);
+long sys_timerfd_settime(int fd, int flags, const void *unew, void *uold);
+long sys_timerfd_gettime(int fd, void *ucur);
+long sys_setitimer(int which, const void *unew, void *uold);
+long sys_getitimer(int which, void *ucur);
+long sys_alarm(unsigned secs);
+/* Fires the interval timers that are due (SIGALRM...); returns the next
+ * expiry (CLOCK_MONOTONIC ns) or SCHED_NEVER. */
+uint64_t time_check_timers(void);
 /* Sleeps in the VMM (all threads) until a device signals (true) or
  * timeout_ns passed (0 = none). */
 bool micro_wait(uint64_t timeout_ns);
@@ -335,6 +474,10 @@ void random_reseed(const uint64_t seed[4]);
 /* trap.c */
 void micro_exception(uint64_t vector, uint64_t err, uint64_t rip,
 		     uint64_t cr2, uint64_t rsp);
+/* A fault of the handler's current thread, its registers in r: served,
+ * delivered to a signal handler (r changed), or the end of the VM. */
+void micro_user_fault(struct micro_regs *r, uint64_t vector, uint64_t err,
+		      uint64_t cr2);
 __attribute__((noreturn, format(printf, 1, 2))) void panic(const char *fmt,
 							   ...);
 /* The handler's stack (for "stack overflow" diagnoses). */

@@ -194,6 +194,7 @@ void micro_main(const struct ember_boot_info *bi)
 	ret = stdio_init();
 	if (ret)
 		kprintf("invocation stream unavailable (error %d)\n", ret);
+	stdio_install_fds();
 
 	mod = bi->initrd_gpa;
 	mod_len = bi->initrd_size;

@@ -31,6 +31,7 @@ static uint64_t user_lo, ram_top;
 static uint64_t brk_base, brk_cur, brk_end; /* brk_end: page-aligned */
 
 /* Linux mmap/madvise constants (uapi/asm-generic/mman*.h). */
+#define PROT_NONE 0
 #define PROT_READ 1
 #define PROT_WRITE 2
 #define PROT_EXEC 4
@@ -154,8 +155,18 @@ bool mm_access_ok(const void *p, uint64_t len)
 	uint64_t a = (uint64_t)(uintptr_t)p;
 
 	/* Any RAM the handler can reach (it may pass pointers into its own
-	 * image or stack); page 0 and the low boot pages are refused. */
-	return a >= EMBER_CMDLINE_GPA && a <= ram_top && len <= ram_top - a;
+	 * image or stack); page 0 and the low boot pages are refused. Above
+	 * 64 GiB: mapped pages, backed now if they were not. */
+	if (a >= EMBER_CMDLINE_GPA && a <= ram_top && len <= ram_top - a)
+		return true;
+	return a >= VMA_BASE && vma_access_ok(a, len);
+}
+
+bool mm_is_low(const void *p, uint64_t len)
+{
+	uint64_t a = (uint64_t)(uintptr_t)p;
+
+	return a <= ram_top && len <= ram_top - a;
 }
 
 uint64_t mm_free_bytes(void)
@@ -235,17 +246,50 @@ static long mmap_file(uint64_t addr, uint64_t len, int fd, uint64_t off)
 	return (long)addr;
 }
 
+/* Whether an mmap goes to the lazily backed window (vma.c). */
+static bool goes_high(uint64_t addr, uint64_t len, int prot, int flags)
+{
+	if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE))
+		return vma_window(addr, len);
+	return prot == PROT_NONE || (addr && vma_window(addr, len)) ||
+	       ((flags & MAP_ANONYMOUS) && len >= VMA_LAZY_MIN);
+}
+
+static long mmap_high(uint64_t addr, uint64_t len, int prot, int flags,
+		      int fd, uint64_t off)
+{
+	bool fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE);
+	long a;
+
+	/* Linux's heuristic overcommit: an accessible private mapping larger
+	 * than all of RAM is refused; reservations cost nothing. */
+	if (prot != PROT_NONE && len > ram_top)
+		return -ENOMEM;
+
+	if ((flags & MAP_FIXED_NOREPLACE) && !vma_range_free(addr, len))
+		return -EEXIST;
+	a = vma_map(addr, len, prot != PROT_NONE || !(flags & MAP_ANONYMOUS),
+		    fixed);
+	if (a < 0 || (flags & MAP_ANONYMOUS))
+		return a;
+	/* A private file mapping: a copy, read in now. */
+	long n = fs_pread(fd, (void *)(uintptr_t)a, len, (int64_t)off);
+	if (n < 0) {
+		vma_unmap((uint64_t)a, len);
+		return n;
+	}
+	if (prot == PROT_NONE)
+		vma_protect((uint64_t)a, len, false);
+	return a;
+}
+
 long sys_mmap(uint64_t addr, uint64_t len, int prot, int flags, int fd,
 	      uint64_t off)
 {
 	uint64_t a;
 
-	(void)prot;
 	if (len == 0 || (off & (PAGE_SIZE - 1)))
 		return -EINVAL;
-	if (len > ram_top)
-		return -ENOMEM; /* more than all of RAM: as Linux without swap */
-	len = PAGE_UP(len);
 	if (!(flags & (MAP_PRIVATE | MAP_SHARED)))
 		return -EINVAL;
 	if (!(flags & MAP_ANONYMOUS)) {
@@ -256,6 +300,13 @@ long sys_mmap(uint64_t addr, uint64_t len, int prot, int flags, int fd,
 		if (fd < 0)
 			return -EBADF;
 	}
+	if (len > VMA_END - VMA_BASE)
+		return -ENOMEM;
+	len = PAGE_UP(len);
+	if (goes_high(addr, len, prot, flags))
+		return mmap_high(addr, len, prot, flags, fd, off);
+	if (len > ram_top)
+		return -ENOMEM; /* more than all of RAM: as Linux without swap */
 	if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
 		if ((addr & (PAGE_SIZE - 1)) || !mm_user_range(addr, len))
 			return (flags & MAP_FIXED_NOREPLACE) ? -EEXIST :
@@ -281,8 +332,46 @@ long sys_munmap(uint64_t addr, uint64_t len)
 {
 	if ((addr & (PAGE_SIZE - 1)) || len == 0 || addr + len < addr)
 		return -EINVAL;
+	if (addr >= VMA_BASE)
+		return vma_window(addr, len) ? vma_unmap(addr, len) : -EINVAL;
 	mm_release(addr, addr + len);
 	return 0;
+}
+
+/* mremap in the window: shrink, grow in place, or move (copy; the old
+ * frames stay bound to their addresses, see vma.c). */
+static long mremap_high(uint64_t old, uint64_t old_len, uint64_t new_len,
+			int flags)
+{
+	long a;
+
+	old_len = PAGE_UP(old_len);
+	new_len = PAGE_UP(new_len);
+	if (!vma_window(old, old_len) || !vma_window(old, new_len))
+		return -EINVAL;
+	if (!vma_access_ok(old, old_len))
+		return -EFAULT;
+	if (new_len <= old_len) {
+		vma_unmap(old + new_len, old_len - new_len);
+		return (long)old;
+	}
+	if (vma_map(old + old_len, new_len - old_len, true, false) ==
+	    (long)(old + old_len)) {
+		/* The hint was free: it grew in place. */
+		return (long)old;
+	}
+	if (!(flags & MREMAP_MAYMOVE))
+		return -ENOMEM;
+	a = vma_map(0, new_len, true, false);
+	if (a < 0)
+		return a;
+	if (!vma_access_ok((uint64_t)a, old_len)) {
+		vma_unmap((uint64_t)a, new_len);
+		return -ENOMEM;
+	}
+	memcpy((void *)(uintptr_t)a, (void *)(uintptr_t)old, old_len);
+	vma_unmap(old, old_len);
+	return a;
 }
 
 long sys_mremap(uint64_t old, uint64_t old_len, uint64_t new_len, int flags,
@@ -291,8 +380,11 @@ long sys_mremap(uint64_t old, uint64_t old_len, uint64_t new_len, int flags,
 	uint64_t a;
 
 	(void)new_addr;
-	if ((old & (PAGE_SIZE - 1)) || new_len == 0 || (flags & MREMAP_FIXED) ||
-	    !mm_user_range(old, old_len))
+	if ((old & (PAGE_SIZE - 1)) || new_len == 0 || (flags & MREMAP_FIXED))
+		return -EINVAL;
+	if (old >= VMA_BASE)
+		return mremap_high(old, old_len, new_len, flags);
+	if (!mm_user_range(old, old_len))
 		return -EINVAL;
 	old_len = PAGE_UP(old_len);
 	new_len = PAGE_UP(new_len);
@@ -321,6 +413,11 @@ long sys_madvise(uint64_t addr, uint64_t len, int advice)
 	if (addr & (PAGE_SIZE - 1))
 		return -EINVAL;
 	len = PAGE_UP(len);
+	if (addr >= VMA_BASE) {
+		if (!vma_window(addr, len))
+			return -ENOMEM;
+		return advice == MADV_DONTNEED ? vma_dontneed(addr, len) : 0;
+	}
 	if (!mm_user_range(addr, len))
 		return -ENOMEM;
 	/* Anonymous private memory reads back as zero after DONTNEED. FREE
@@ -332,11 +429,18 @@ long sys_madvise(uint64_t addr, uint64_t len, int advice)
 
 long sys_mprotect(uint64_t addr, uint64_t len, int prot)
 {
-	(void)prot;
-	/* Accepted and ignored: every page stays readable, writable and
-	 * executable (glibc's start-up requires success here). */
+	/* In low RAM accepted and ignored: every page stays readable,
+	 * writable and executable (glibc's start-up requires success here).
+	 * In the window PROT_NONE is real (reservations, guard pages). */
 	if (addr & (PAGE_SIZE - 1))
 		return -EINVAL;
+	if (addr >= VMA_BASE) {
+		if (!vma_window(addr, PAGE_UP(len)))
+			return -ENOMEM;
+		if (prot != PROT_NONE && len > ram_top)
+			return -ENOMEM; /* as mmap: more than all of RAM */
+		return vma_protect(addr, len, prot != PROT_NONE);
+	}
 	if (!mm_user_range(addr, PAGE_UP(len)))
 		return -ENOMEM;
 	return 0;

@@ -100,6 +100,12 @@ static inline void fxrstor(const uint8_t *area)
 
 void sched_init(void)
 {
+	const char *name = micro_handler_path(), *slash = name;
+
+	for (const char *p = name; *p; p++)
+		if (*p == '/')
+			slash = p + 1;
+	memcpy(thread0.comm, slash, MIN(strlen(slash), sizeof(thread0.comm) - 1));
 	thread0.tid = 1;
 	thread0.state = THREAD_RUNNABLE;
 	thread0.kstack_top = (uint64_t)(uintptr_t)micro_kstack_top;
@@ -255,9 +261,12 @@ static struct thread *pick(void)
 static void idle(void)
 {
 	static bool warned;
-	uint64_t now = time_mono_ns(), next = SCHED_NEVER;
+	uint64_t now, next = time_check_timers(); /* (may wake threads) */
 	bool io = false, woke = false;
 
+	if (pick())
+		return; /* a timer's signal woke a thread */
+	now = time_mono_ns();
 	for (unsigned i = 0; i < MICRO_MAX_THREADS; i++) {
 		struct thread *t = threads[i];
 
@@ -414,6 +423,7 @@ static long do_clone(struct micro_regs *r, uint64_t flags, uint64_t sp,
 	t->gsbase = rdgsbase();
 	fxsave(t->fpu); /* the parent's FPU state, as Linux copies it */
 	t->sigmask = parent->sigmask;
+	memcpy(t->comm, parent->comm, sizeof(t->comm));
 	if (flags & CLONE_CHILD_CLEARTID)
 		t->clear_child_tid = ctid;
 

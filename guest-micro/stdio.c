@@ -175,7 +175,16 @@ static void try_accept(void)
 	flush_stderr();
 }
 
-long stdio_read(void *buf, uint64_t len)
+void stdio_mark_ready(void)
+{
+	if (hc_ready_done || !have_vsock)
+		return;
+	/* The handler is initialized and waits for work. */
+	hc_ready_done = true;
+	hypercall(EMBER_HC_READY, 0);
+}
+
+static long stdio_read(void *buf, uint64_t len, bool nonblock)
 {
 	long n;
 
@@ -183,14 +192,13 @@ long stdio_read(void *buf, uint64_t len)
 		return 0;
 	if (!have_vsock || stdin_eof)
 		return 0;
-	if (!hc_ready_done) {
-		/* The handler is initialized and waits for work. */
-		hc_ready_done = true;
-		hypercall(EMBER_HC_READY, 0);
-	}
+	stdio_mark_ready();
 	flush_stderr();
 	for (;;) {
 		try_accept();
+		/* (Again after a wait: another thread may have unmapped it.) */
+		if (!mm_access_ok(buf, len))
+			return -EFAULT;
 		if (conn >= 0) {
 			n = gvsock_recv(&vs, conn, buf,
 					(uint32_t)MIN(len, 1u << 30));
@@ -224,6 +232,8 @@ long stdio_read(void *buf, uint64_t len)
 			kprintf("vsock device failed\n");
 			return -EIO;
 		}
+		if (n == 0 && nonblock)
+			return -EAGAIN;
 		if (n == 0 && sched_block(&vs, 0, SCHED_NEVER,
 					  SCHED_IO | SCHED_INTR) == WAKE_SIGNAL)
 			return -ERESTARTSYS;
@@ -248,7 +258,7 @@ bool stdio_poll(uint64_t until)
 	return false;
 }
 
-long stdio_write(int fd, const void *buf, uint64_t len)
+static long stdio_write(int fd, const void *buf, uint64_t len)
 {
 	if (!len)
 		return 0;
@@ -291,6 +301,77 @@ long stdio_write(int fd, const void *buf, uint64_t len)
 		return -EPIPE;
 	flush_stderr();
 	return (long)len;
+}
+
+/* --- the three descriptors --- */
+
+static long stdin_read(struct ofd *d, void *buf, uint64_t len)
+{
+	if (!mm_access_ok(buf, len))
+		return -EFAULT;
+	return stdio_read(buf, len, d->flags & O_NONBLOCK_FLAG);
+}
+
+/* Readable when bytes are waiting, or at end of file (a read returns at
+ * once). No host connection, or one that closed between frames, is
+ * nothing to read yet (the next read waits for the next connection). */
+static unsigned stdin_poll(struct ofd *d)
+{
+	(void)d;
+	if (!have_vsock || stdin_eof)
+		return POLLIN | POLLHUP;
+	gvsock_poll(&vs);
+	if (hc_ready_done)
+		try_accept();
+	return conn >= 0 && gvsock_rx_avail(&vs, conn) ? POLLIN : 0;
+}
+
+static long stdout_write(struct ofd *d, const void *buf, uint64_t len)
+{
+	(void)d;
+	if (!mm_access_ok(buf, len))
+		return -EFAULT;
+	return stdio_write(1, buf, len);
+}
+
+static long stderr_write(struct ofd *d, const void *buf, uint64_t len)
+{
+	(void)d;
+	if (!mm_access_ok(buf, len))
+		return -EFAULT;
+	return stdio_write(2, buf, len);
+}
+
+static unsigned out_poll(struct ofd *d)
+{
+	(void)d;
+	return POLLOUT;
+}
+
+/* They look like pipes (as for a handler run by a host process), so C
+ * libraries buffer stdout fully. */
+static const struct file_ops stdin_ops = {
+	.mode = S_IFIFO | 0600,
+	.io = true,
+	.read = stdin_read,
+	.poll = stdin_poll,
+};
+static const struct file_ops stdout_ops = {
+	.mode = S_IFIFO | 0600,
+	.write = stdout_write,
+	.poll = out_poll,
+};
+static const struct file_ops stderr_ops = {
+	.mode = S_IFIFO | 0600,
+	.write = stderr_write,
+	.poll = out_poll,
+};
+
+void stdio_install_fds(void)
+{
+	fs_install(&stdin_ops, NULL, 0 /* O_RDONLY */, false);
+	fs_install(&stdout_ops, NULL, 1 /* O_WRONLY */, false);
+	fs_install(&stderr_ops, NULL, 1, false);
 }
 
 /* Waits (bounded) until every queued packet was taken by the device. */

@@ -18,26 +18,36 @@ enum {
 	NR_rt_sigprocmask = 14, NR_rt_sigreturn = 15, NR_ioctl = 16,
 	NR_pread64 = 17,
 	NR_pwrite64 = 18, NR_readv = 19, NR_writev = 20, NR_access = 21,
-	NR_pipe = 22, NR_sched_yield = 24, NR_mremap = 25, NR_madvise = 28,
-	NR_dup = 32, NR_dup2 = 33, NR_pause = 34, NR_nanosleep = 35,
-	NR_getpid = 39, NR_fork = 57, NR_vfork = 58, NR_execve = 59,
+	NR_pipe = 22, NR_select = 23, NR_sched_yield = 24, NR_mremap = 25,
+	NR_madvise = 28, NR_dup = 32, NR_dup2 = 33, NR_pause = 34,
+	NR_nanosleep = 35, NR_getitimer = 36, NR_alarm = 37,
+	NR_setitimer = 38, NR_getpid = 39, NR_fork = 57, NR_vfork = 58,
+	NR_execve = 59,
 	NR_exit = 60, NR_wait4 = 61, NR_kill = 62, NR_uname = 63,
-	NR_fcntl = 72, NR_getcwd = 79, NR_chdir = 80, NR_mkdir = 83,
-	NR_rmdir = 84, NR_unlink = 87, NR_readlink = 89,
+	NR_fcntl = 72, NR_ftruncate = 77, NR_getcwd = 79, NR_chdir = 80,
+	NR_fchdir = 81, NR_mkdir = 83, NR_rmdir = 84, NR_unlink = 87,
+	NR_readlink = 89, NR_umask = 95,
 	NR_gettimeofday = 96, NR_getrlimit = 97, NR_getrusage = 98,
 	NR_sysinfo = 99, NR_getuid = 102, NR_getgid = 104, NR_geteuid = 107,
 	NR_getegid = 108, NR_getppid = 110, NR_getpgrp = 111,
 	NR_rt_sigpending = 127, NR_rt_sigsuspend = 130,
-	NR_sigaltstack = 131, NR_arch_prctl = 158, NR_gettid = 186,
+	NR_sigaltstack = 131, NR_prctl = 157, NR_arch_prctl = 158,
+	NR_gettid = 186, NR_epoll_create = 213, NR_epoll_wait = 232,
+	NR_epoll_ctl = 233,
 	NR_tkill = 200, NR_time = 201, NR_futex = 202,
 	NR_sched_getaffinity = 204, NR_getdents64 = 217,
 	NR_set_tid_address = 218, NR_clock_gettime = 228,
 	NR_clock_getres = 229, NR_clock_nanosleep = 230, NR_exit_group = 231,
 	NR_tgkill = 234, NR_openat = 257, NR_mkdirat = 258,
 	NR_newfstatat = 262, NR_unlinkat = 263, NR_readlinkat = 267,
-	NR_faccessat = 269, NR_set_robust_list = 273, NR_get_robust_list = 274,
-	NR_dup3 = 292, NR_pipe2 = 293, NR_prlimit64 = 302, NR_getrandom = 318,
+	NR_faccessat = 269, NR_pselect6 = 270, NR_ppoll = 271,
+	NR_set_robust_list = 273, NR_get_robust_list = 274,
+	NR_epoll_pwait = 281, NR_timerfd_create = 283, NR_eventfd = 284,
+	NR_timerfd_settime = 286, NR_timerfd_gettime = 287, NR_eventfd2 = 290,
+	NR_epoll_create1 = 291, NR_dup3 = 292, NR_pipe2 = 293,
+	NR_prlimit64 = 302, NR_getrandom = 318, NR_memfd_create = 319,
 	NR_statx = 332, NR_rseq = 334, NR_faccessat2 = 439,
+	NR_epoll_pwait2 = 441,
 };
 
 #define AT_FDCWD (-100)
@@ -79,24 +89,6 @@ struct iovec_k {
 	uint64_t base, len;
 };
 
-/* One read or write on fd: the invocation streams (wherever dup put them)
- * or a read-only file of the image. `buf` is already checked. */
-static long io_one(int fd, void *buf, uint64_t len, bool wr)
-{
-	switch (fs_kind(fd)) {
-	case FS_KIND_STDIN:
-		return wr ? -EBADF : stdio_read(buf, len);
-	case FS_KIND_STDOUT:
-		return wr ? stdio_write(1, buf, len) : -EBADF;
-	case FS_KIND_STDERR:
-		return wr ? stdio_write(2, buf, len) : -EBADF;
-	case FS_KIND_FILE:
-		return wr ? -EBADF : fs_read(fd, buf, len);
-	default:
-		return -EBADF;
-	}
-}
-
 /* readv/writev: each iovec is checked; stops at the first short transfer,
  * as Linux does for a stream. */
 static long do_iov(int fd, const void *iovp, uint64_t cnt, bool wr)
@@ -116,7 +108,8 @@ static long do_iov(int fd, const void *iovp, uint64_t cnt, bool wr)
 			continue;
 		if (!mm_access_ok((void *)(uintptr_t)iov.base, iov.len))
 			return total ? total : -EFAULT;
-		n = io_one(fd, (void *)(uintptr_t)iov.base, iov.len, wr);
+		n = wr ? fs_write(fd, (void *)(uintptr_t)iov.base, iov.len) :
+			 fs_read(fd, (void *)(uintptr_t)iov.base, iov.len);
 		if (n < 0)
 			return total ? total : n;
 		total += n;
@@ -130,7 +123,135 @@ static long do_rw(int fd, void *buf, uint64_t len, bool wr)
 {
 	if (!mm_access_ok(buf, len))
 		return -EFAULT;
-	return io_one(fd, buf, len, wr);
+	return wr ? fs_write(fd, buf, len) : fs_read(fd, buf, len);
+}
+
+/* No terminals here (TIOCGWINSZ et al. say "not a terminal"); FIONREAD and
+ * FIONBIO work on every fd, FIOCLEX/FIONCLEX too. */
+#define TCGETS 0x5401
+#define FIONREAD 0x541b
+#define FIONBIO 0x5421
+#define FIONCLEX 0x5450
+#define FIOCLEX 0x5451
+static long do_ioctl(int fd, uint64_t req, void *arg)
+{
+	struct ofd *d = fs_get(fd);
+	int v;
+
+	if (!d)
+		return -EBADF;
+	switch (req) {
+	case FIONREAD:
+		if (!mm_access_ok(arg, 4))
+			return -EFAULT;
+		v = d->ops->size ? (int)MIN(d->ops->size(d) - (int64_t)(
+				d->ops->pread ? d->pos : 0), INT32_MAX) : 0;
+		v = MAX(v, 0);
+		memcpy(arg, &v, 4);
+		return 0;
+	case FIONBIO:
+		if (!mm_access_ok(arg, 4))
+			return -EFAULT;
+		memcpy(&v, arg, 4);
+		return fs_fcntl(fd, 4 /* F_SETFL */, v ? d->flags | O_NONBLOCK_FLAG
+				: d->flags & ~(uint32_t)O_NONBLOCK_FLAG);
+	case FIOCLEX:
+	case FIONCLEX:
+		return fs_fcntl(fd, 2 /* F_SETFD */, req == FIOCLEX);
+	default:
+		return -ENOTTY;
+	}
+}
+
+/* prctl: the options that only describe or name things. Unknown ones are
+ * -EINVAL, as Linux answers. */
+#define PR_SET_PDEATHSIG 1
+#define PR_GET_PDEATHSIG 2
+#define PR_GET_DUMPABLE 3
+#define PR_SET_DUMPABLE 4
+#define PR_SET_NAME 15
+#define PR_GET_NAME 16
+#define PR_GET_SECCOMP 21
+#define PR_CAPBSET_READ 23
+#define PR_SET_TIMERSLACK 29
+#define PR_GET_TIMERSLACK 30
+#define PR_SET_CHILD_SUBREAPER 36
+#define PR_GET_CHILD_SUBREAPER 37
+#define PR_SET_NO_NEW_PRIVS 38
+#define PR_GET_NO_NEW_PRIVS 39
+#define PR_SET_THP_DISABLE 41
+#define PR_GET_THP_DISABLE 42
+static long do_prctl(int op, uint64_t a1, uint64_t a2)
+{
+	static int dumpable = 1, no_new_privs, thp_disable, subreaper, pdeath;
+	static uint64_t slack = 50000;
+	void *p1 = (void *)(uintptr_t)a1;
+
+	(void)a2;
+	switch (op) {
+	case PR_SET_NAME:
+		for (size_t i = 0; i < 16; i++) {
+			if (!mm_access_ok((char *)p1 + i, 1))
+				return -EFAULT;
+			sched_cur->comm[i] = i < 15 ? ((char *)p1)[i] : 0;
+			if (!sched_cur->comm[i])
+				break;
+		}
+		return 0;
+	case PR_GET_NAME:
+		if (!mm_access_ok(p1, 16))
+			return -EFAULT;
+		memcpy(p1, sched_cur->comm, 16);
+		return 0;
+	case PR_SET_PDEATHSIG:
+		if (a1 > 64)
+			return -EINVAL;
+		pdeath = (int)a1;
+		return 0;
+	case PR_GET_PDEATHSIG:
+		if (!mm_access_ok(p1, 4))
+			return -EFAULT;
+		memcpy(p1, &pdeath, 4);
+		return 0;
+	case PR_GET_DUMPABLE:
+		return dumpable;
+	case PR_SET_DUMPABLE:
+		if (a1 > 1)
+			return -EINVAL;
+		dumpable = (int)a1;
+		return 0;
+	case PR_GET_SECCOMP:
+		return 0;
+	case PR_CAPBSET_READ:
+		return a1 <= 40 ? 1 : -EINVAL; /* root with every capability */
+	case PR_SET_TIMERSLACK:
+		slack = a1 ? a1 : 50000;
+		return 0;
+	case PR_GET_TIMERSLACK:
+		return (long)slack;
+	case PR_SET_CHILD_SUBREAPER:
+		subreaper = !!a1;
+		return 0;
+	case PR_GET_CHILD_SUBREAPER:
+		if (!mm_access_ok(p1, 4))
+			return -EFAULT;
+		memcpy(p1, &subreaper, 4);
+		return 0;
+	case PR_SET_NO_NEW_PRIVS:
+		if (a1 != 1)
+			return -EINVAL;
+		no_new_privs = 1;
+		return 0;
+	case PR_GET_NO_NEW_PRIVS:
+		return no_new_privs;
+	case PR_SET_THP_DISABLE:
+		thp_disable = !!a1;
+		return 0;
+	case PR_GET_THP_DISABLE:
+		return thp_disable;
+	default:
+		return -EINVAL;
+	}
 }
 
 static long do_uname(void *p)
@@ -187,7 +308,7 @@ static long do_prlimit(int res, const void *newl, void *oldl)
 	if (res == RLIMIT_STACK)
 		lim[0] = lim[1] = micro_stack_hi - micro_stack_lo;
 	else if (res == RLIMIT_NOFILE)
-		lim[0] = lim[1] = 64;
+		lim[0] = lim[1] = FS_MAX_FDS;
 	if (oldl) {
 		if (!mm_access_ok(oldl, sizeof(lim)))
 			return -EFAULT;
@@ -262,7 +383,9 @@ static long dispatch(struct micro_regs *r)
 			return -EFAULT;
 		return fs_pread((int)a0, p1, a2, (int64_t)a3);
 	case NR_pwrite64:
-		return -EBADF;
+		if (!mm_access_ok(p1, a2))
+			return -EFAULT;
+		return fs_pwrite((int)a0, p1, a2, (int64_t)a3);
 	case NR_open:
 		return fs_openat(AT_FDCWD, p0, (int)a1, (int)a2);
 	case NR_openat:
@@ -305,7 +428,57 @@ static long dispatch(struct micro_regs *r)
 			return -EINVAL;
 		return fs_dup((int)a0, (int)a1, 0);
 	case NR_ioctl:
-		return -ENOTTY; /* no terminals here (TIOCGWINSZ et al.) */
+		return do_ioctl((int)a0, a1, p2);
+	case NR_pipe:
+		return sys_pipe2(p0, 0);
+	case NR_pipe2:
+		return sys_pipe2(p0, (int)a1);
+	case NR_eventfd:
+		return sys_eventfd2((uint32_t)a0, 0);
+	case NR_eventfd2:
+		return sys_eventfd2((uint32_t)a0, (int)a1);
+	case NR_memfd_create:
+		return sys_memfd_create(p0, (unsigned)a1);
+	case NR_ftruncate:
+		return sys_ftruncate((int)a0, (int64_t)a1);
+	case NR_poll:
+		return sys_poll(p0, a1, (int)a2);
+	case NR_ppoll:
+		return sys_ppoll(p0, a1, p2, p3, a4);
+	case NR_select:
+		return sys_select((int)a0, p1, p2, p3, (void *)(uintptr_t)a4);
+	case NR_pselect6:
+		return sys_pselect6((int)a0, p1, p2, p3,
+				    (void *)(uintptr_t)a4,
+				    (void *)(uintptr_t)a5);
+	case NR_epoll_create:
+		return (int)a0 <= 0 ? -EINVAL : sys_epoll_create1(0);
+	case NR_epoll_create1:
+		return sys_epoll_create1((int)a0);
+	case NR_epoll_ctl:
+		return sys_epoll_ctl((int)a0, (int)a1, (int)a2, p3);
+	case NR_epoll_wait:
+		return sys_epoll_pwait((int)a0, p1, (int)a2, (int)a3, NULL, 8);
+	case NR_epoll_pwait:
+		return sys_epoll_pwait((int)a0, p1, (int)a2, (int)a3,
+				       (void *)(uintptr_t)a4, a5);
+	case NR_epoll_pwait2:
+		return sys_epoll_pwait2((int)a0, p1, (int)a2, p3,
+					(void *)(uintptr_t)a4, a5);
+	case NR_timerfd_create:
+		return sys_timerfd_create((int)a0, (int)a1);
+	case NR_timerfd_settime:
+		return sys_timerfd_settime((int)a0, (int)a1, p2, p3);
+	case NR_timerfd_gettime:
+		return sys_timerfd_gettime((int)a0, p1);
+	case NR_alarm:
+		return sys_alarm((unsigned)a0);
+	case NR_setitimer:
+		return sys_setitimer((int)a0, p1, p2);
+	case NR_getitimer:
+		return sys_getitimer((int)a0, p1);
+	case NR_prctl:
+		return do_prctl((int)a0, a1, a2);
 	case NR_mkdir:
 	case NR_mkdirat:
 	case NR_rmdir:
@@ -313,14 +486,13 @@ static long dispatch(struct micro_regs *r)
 	case NR_unlinkat:
 		return -EROFS;
 	case NR_getcwd:
-		if (a1 < 2)
-			return -ERANGE;
-		if (!mm_access_ok(p0, 2))
-			return -EFAULT;
-		memcpy(p0, "/", 2);
-		return 2;
+		return fs_getcwd(p0, a1);
 	case NR_chdir:
-		return -EACCES;
+		return fs_chdir(p0);
+	case NR_fchdir:
+		return fs_fchdir((int)a0);
+	case NR_umask:
+		return fs_umask((uint32_t)a0);
 
 	case NR_brk:
 		return sys_brk(a0);
@@ -454,6 +626,7 @@ void micro_syscall(struct micro_regs *r)
 	uint64_t nr = r->rax, a0 = r->rdi, a1 = r->rsi, a2 = r->rdx;
 
 	r->rax = (uint64_t)dispatch(r);
+	time_check_timers();
 	if (micro_cmdline_strace)
 		kprintf("[%d] syscall %lu (0x%lx, 0x%lx, 0x%lx) = %ld\n",
 			sched_cur->tid, nr, a0, a1, a2, (long)r->rax);

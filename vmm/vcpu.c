@@ -173,6 +173,24 @@ static void handle_exception(struct vcpu *v, unsigned vector)
 	if (vm->reflect_exceptions && vector != 8 && vector != 18) {
 		uint64_t cpl = f[1] & 3;
 		struct kvm_regs r = ctx;
+		struct ember_xframe *x = mem_gpa_to_hva(mem, EMBER_XFRAME_GPA,
+							sizeof(*x));
+
+		if (!x) {
+			vm_request_stop(vm, EMBER_EXIT_VMM_ERROR, 0, f[0],
+					"no room for the exception frame");
+			return;
+		}
+		*x = (struct ember_xframe){
+			.rax = ctx.rax, .rbx = ctx.rbx, .rcx = ctx.rcx,
+			.rdx = ctx.rdx, .rsi = ctx.rsi, .rdi = ctx.rdi,
+			.rbp = ctx.rbp, .rsp = ctx.rsp, .r8 = ctx.r8,
+			.r9 = ctx.r9, .r10 = ctx.r10, .r11 = ctx.r11,
+			.r12 = ctx.r12, .r13 = ctx.r13, .r14 = ctx.r14,
+			.r15 = ctx.r15, .rip = ctx.rip, .rflags = ctx.rflags,
+			.cs = f[1], .ss = f[4], .vector = vector,
+			.error_code = err_code, .cr2 = sregs.cr2,
+		};
 
 		/* Resume at the guest's exception entry, at the CPL it was
 		 * running at, on its own stack below the red zone. */
@@ -225,7 +243,10 @@ static int64_t hypercall_wait(struct ember_vm *vm, uint64_t timeout_ns)
 	uint64_t v;
 
 	if (timeout_ns) {
-		uint64_t ms = (timeout_ns + 999999) / 1000000;
+		/* Rounded up, computed so that nothing wraps: a guest asking
+		 * for ~2^64 ns means "as long as you can" (an hour, then it
+		 * looks again), not 0. */
+		uint64_t ms = timeout_ns / 1000000 + (timeout_ns % 1000000 != 0);
 
 		timeout_ms = ms > 3600000 ? 3600000 : (int)ms;
 	}
@@ -234,6 +255,31 @@ static int64_t hypercall_wait(struct ember_vm *vm, uint64_t timeout_ns)
 		if (read(vm->wake_fd, &v, sizeof(v)) < 0)
 			return 0;
 		return 1;
+	}
+	return 0;
+}
+
+/*
+ * EMBER_HC_FLUSH_TLB. KVM has no "flush this vCPU's TLB" call, but a new CR3
+ * value makes KVM_SET_SREGS reset the vCPU's MMU context, and reloading it
+ * flushes the current translations (kvm_mmu_load: flush_tlb_current, with
+ * shadow paging and with EPT/NPT alike). CR3's PWT bit is flipped and put
+ * back: two resets, the vCPU never runs in between.
+ */
+static int64_t hypercall_flush_tlb(struct vcpu *v)
+{
+	struct kvm_sregs s;
+
+	if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+		return -5; /* EIO */
+	s.cr3 ^= 0x8;
+	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0)
+		return -5;
+	s.cr3 ^= 0x8;
+	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0) {
+		vm_request_stop(v->vm, EMBER_EXIT_VMM_ERROR, 0, 0,
+				"cannot restore CR3 after a TLB flush");
+		return -5;
 	}
 	return 0;
 }
@@ -272,6 +318,9 @@ static void handle_hypercall(struct vcpu *v, uint32_t op)
 	switch (op) {
 	case EMBER_HC_WAIT:
 		hc->ret = hypercall_wait(vm, hc->arg0);
+		break;
+	case EMBER_HC_FLUSH_TLB:
+		hc->ret = hypercall_flush_tlb(v);
 		break;
 	case EMBER_HC_READY:
 		log_info("guest is ready");
@@ -519,6 +568,7 @@ static void *vcpu_thread(void *arg)
 
 	snprintf(name, sizeof(name), "vcpu%u", v->id);
 	pthread_setname_np(pthread_self(), name);
+	ember_thread_serving(EMBER_THREAD_VCPU); /* setup ends here */
 	while (!vm_is_stopping(vm)) {
 		int ret;
 

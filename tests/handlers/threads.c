@@ -8,6 +8,7 @@
  *           thread-local storage and x87/SSE state kept across switches
  *   many    64 threads at once, then 200 created and joined one by one
  *   detach  detached threads signalling a semaphore
+ *   sync    a barrier, a recursive mutex, a reader-writer lock, a spin lock
  *   robust  a robust mutex whose owner exited: EOWNERDEAD, consistent
  *   tids    gettid distinct per thread, getpid shared
  *   sleep   threads sleeping 300, 100, 200 ms finish in time order, and
@@ -208,6 +209,65 @@ static void case_detach(void)
 	for (int i = 0; i < 8; i++)
 		posted += sem_wait(&sem) == 0;
 	say("posted=%d", posted);
+}
+
+/* --- sync --- */
+static pthread_barrier_t bar;
+static pthread_mutex_t rec;
+static pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
+static pthread_spinlock_t spin;
+static int rw_value, spin_count, serial_seen;
+static void *sync_worker(void *arg)
+{
+	int r = pthread_barrier_wait(&bar);
+
+	(void)arg;
+	if (r == PTHREAD_BARRIER_SERIAL_THREAD)
+		__atomic_add_fetch(&serial_seen, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_lock(&rec);
+	pthread_mutex_lock(&rec); /* again: recursive */
+	pthread_mutex_unlock(&rec);
+	pthread_mutex_unlock(&rec);
+	pthread_rwlock_wrlock(&rw);
+	rw_value++;
+	pthread_rwlock_unlock(&rw);
+	for (int i = 0; i < 1000; i++) {
+		pthread_spin_lock(&spin);
+		spin_count++;
+		pthread_spin_unlock(&spin);
+		if (i % 100 == 0)
+			sched_yield();
+	}
+	pthread_barrier_wait(&bar);
+	pthread_rwlock_rdlock(&rw);
+	r = rw_value;
+	pthread_rwlock_unlock(&rw);
+	return (void *)(intptr_t)r;
+}
+
+static void case_sync(void)
+{
+	pthread_mutexattr_t ma;
+	pthread_t th[NT];
+	int all = 1;
+
+	pthread_barrier_init(&bar, NULL, NT);
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&rec, &ma);
+	pthread_spin_init(&spin, 0);
+	rw_value = spin_count = serial_seen = 0;
+	for (int i = 0; i < NT; i++)
+		pthread_create(&th[i], NULL, sync_worker, NULL);
+	for (int i = 0; i < NT; i++) {
+		void *r;
+
+		pthread_join(th[i], &r);
+		all &= (intptr_t)r == NT; /* all wrote before anyone read */
+	}
+	pthread_barrier_destroy(&bar);
+	say("serial=%d rw=%d spin=%d after_barrier=%d", serial_seen, rw_value,
+	    spin_count, all);
 }
 
 /* --- robust --- */
@@ -465,6 +525,8 @@ static int fn(const struct ember_request *req, struct ember_response *resp,
 		case_detach();
 	else if (is(req, "robust"))
 		case_robust();
+	else if (is(req, "sync"))
+		case_sync();
 	else if (is(req, "tids"))
 		case_tids();
 	else if (is(req, "sleep"))

@@ -55,12 +55,30 @@
  *     timeout. ret = 1 woken, 0 timed out.
  *   EMBER_HC_READY: the guest is initialized and waits for its first
  *     request (the point a snapshot is taken). ret = 0.
+ *   EMBER_HC_FLUSH_TLB: drops every cached translation of the vCPU (a CPL3
+ *     guest cannot: INVLPG and CR3 writes are privileged), so that page
+ *     table entries the guest cleared or changed take effect. ret = 0.
  */
 #define EMBER_HC_WAIT 1
 #define EMBER_HC_READY 2
+#define EMBER_HC_FLUSH_TLB 3
 struct ember_hypercall {
 	uint64_t arg0, arg1, arg2;
 	int64_t ret;
+};
+
+/*
+ * A reflected exception's interrupted context, complete: the VMM writes it
+ * at EMBER_XFRAME_GPA before it resumes the guest at exception_entry (see
+ * EMBER_NOTE_ENTRIES), so that a guest can resume the faulting code (after
+ * mapping a page, or through a signal handler) with every register as it
+ * was. Valid until the guest's next exception; one vCPU.
+ */
+struct ember_xframe {
+	uint64_t rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp;
+	uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
+	uint64_t rip, rflags, cs, ss;
+	uint64_t vector, error_code, cr2;
 };
 
 /* Fixed low-memory layout of a plain-ELF guest (all below 1 MiB). Page 0 is
@@ -71,6 +89,7 @@ struct ember_hypercall {
 #define EMBER_STUBS_GPA 0x4000ULL
 #define EMBER_BOOT_INFO_GPA 0x5000ULL
 #define EMBER_HCALL_GPA 0x5800ULL
+#define EMBER_XFRAME_GPA 0x5c00ULL /* struct ember_xframe */
 #define EMBER_EXC_STACK_TOP 0x8000ULL /* RSP0 and IST1 for exceptions */
 #define EMBER_PML4_GPA 0x9000ULL
 #define EMBER_PDPT_GPA 0xa000ULL
@@ -144,7 +163,8 @@ struct ember_boot_info {
  * to exception_entry at the guest's CPL with:
  *   rdi = vector, rsi = error code (0 if none), rdx = faulting RIP,
  *   rcx = CR2 (page faults), r8 = faulting RSP, rsp = the faulting RSP
- *   rounded down to 16 and lowered by 256 bytes (red zone and scratch).
+ *   rounded down to 16 and lowered by 256 bytes (red zone and scratch),
+ *   and the whole interrupted context in struct ember_xframe.
  * Without the note, an exception ends the VM with a report.
  */
 #define EMBER_NOTE_NAME "Ember"

@@ -1,0 +1,3 @@
+module ember.local/sdk
+
+go 1.19
