@@ -54,7 +54,7 @@ int elog_open(const char *path, enum elog_format format)
 	out.fd = fd;
 	out.format = format;
 	pthread_mutex_unlock(&out.lock);
-	log_set_sink(elog_sink, NULL);
+	ember_log_set_sink(elog_sink, NULL);
 	return 0;
 }
 
@@ -81,7 +81,7 @@ int elog_reopen(void)
 
 void elog_close(void)
 {
-	log_set_sink(NULL, NULL);
+	ember_log_set_sink(NULL, NULL);
 	pthread_mutex_lock(&out.lock);
 	if (out.fd > 2)
 		close(out.fd);
@@ -234,7 +234,7 @@ static void write_line(const char *line, size_t n)
 	pthread_mutex_unlock(&out.lock);
 }
 
-void elog_sink(enum log_level level, const char *line, void *opaque)
+void elog_sink(enum ember_log_level level, const char *line, void *opaque)
 {
 	char buf[LINE_MAX_BYTES], module[32] = "ember";
 	const char *msg = line, *p;

@@ -31,7 +31,7 @@
 
 enum elog_format { ELOG_JSON, ELOG_TEXT };
 
-/* Sends log.h's lines here (log_set_sink) and opens path for appending
+/* Sends log.h's lines here (ember_log_set_sink) and opens path for appending
  * (NULL: stderr). 0 or -errno. */
 int elog_open(const char *path, enum elog_format format);
 /* Reopens the file (after logrotate moved it); nothing for stderr. */
@@ -39,7 +39,7 @@ int elog_reopen(void);
 void elog_close(void);
 
 /* The log.h sink: "ember: MODULE: LEVEL: message" becomes one line. */
-void elog_sink(enum log_level level, const char *line, void *opaque);
+void elog_sink(enum ember_log_level level, const char *line, void *opaque);
 
 /* Who an event is about; any field may be 0 / NULL. */
 struct elog_who {

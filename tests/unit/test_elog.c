@@ -129,7 +129,7 @@ static void test_sink_and_file(void **state)
 	snprintf(path, sizeof(path), "%s/emberd.log", dir);
 	snprintf(moved, sizeof(moved), "%s/emberd.log.1", dir);
 	assert_int_equal(elog_open(path, ELOG_JSON), 0);
-	log_msg(LOG_WARN, "sched", 0, "VMM %d: gone", 901);
+	log_msg(EMBER_LOG_WARN, "sched", 0, "VMM %d: gone", 901);
 	elog_event("meter", "timeout", &who, "ran past %u ms", 3000u);
 
 	fd = open(path, O_RDONLY);
@@ -153,7 +153,7 @@ static void test_sink_and_file(void **state)
 	/* logrotate: the file is moved, SIGHUP reopens a new one. */
 	assert_int_equal(rename(path, moved), 0);
 	assert_int_equal(elog_reopen(), 0);
-	log_msg(LOG_ERR, "db", 0, "after rotation");
+	log_msg(EMBER_LOG_ERROR, "db", 0, "after rotation");
 	fd = open(path, O_RDONLY);
 	assert_true(fd >= 0);
 	n = read(fd, buf, sizeof(buf) - 1);
