@@ -298,21 +298,31 @@ static int log_account(struct ledger *l, int64_t fn_id, int64_t added)
 	return wstep(l, s);
 }
 
+/* The text is cleaned here, on the ledger thread, not on the invocation's
+ * path: ledger_add_log() only copies it. */
 static int insert_log(struct ledger *l, const struct queued_log *q)
 {
 	sqlite3_stmt *s = wstmt(l, W_LOG_INSERT);
+	char *clean = malloc(3 * q->len + 1);
+	size_t n;
+	int ret = -EIO;
 
+	if (!clean)
+		return -ENOMEM;
+	n = utf8_clean(clean, (const uint8_t *)q->text, q->len);
 	if (!s)
-		return -EIO;
+		goto out;
 	sqlite3_bind_int64(s, 1, q->tenant_id);
 	sqlite3_bind_int64(s, 2, q->fn_id);
 	sqlite3_bind_int64(s, 3, (int64_t)q->request_id);
 	sqlite3_bind_int64(s, 4, q->at_us);
 	sqlite3_bind_int(s, 5, q->truncated);
-	sqlite3_bind_text(s, 6, q->text, (int)q->len, SQLITE_STATIC);
-	if (wstep(l, s))
-		return -EIO;
-	return log_account(l, q->fn_id, (int64_t)q->len);
+	sqlite3_bind_text(s, 6, clean, (int)n, SQLITE_STATIC);
+	if (!wstep(l, s))
+		ret = log_account(l, q->fn_id, (int64_t)n);
+out:
+	free(clean);
+	return ret;
 }
 
 /* CPU time of the calling thread (the ledger thread's own cost, which a
@@ -718,7 +728,7 @@ bool ledger_add_log(struct ledger *l, const struct ledger_rec *r,
 	pthread_mutex_unlock(&l->lock);
 	if (need > l->cfg.logs_queue_bytes)
 		goto dropped;
-	q = malloc(sizeof(*q) + 3 * len + 1);
+	q = malloc(sizeof(*q) + len);
 	if (!q)
 		goto dropped;
 	q->tenant_id = r->tenant_id;
@@ -726,7 +736,8 @@ bool ledger_add_log(struct ledger *l, const struct ledger_rec *r,
 	q->at_us = r->start_us;
 	q->request_id = r->request_id;
 	q->truncated = truncated;
-	q->len = utf8_clean(q->text, (const uint8_t *)text, len);
+	q->len = len;
+	memcpy(q->text, text, len);
 	pthread_mutex_lock(&l->lock);
 	list_append(&l->logs, &q->node);
 	l->logs_bytes += q->len;
