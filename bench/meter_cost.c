@@ -2,7 +2,7 @@
  * bench/meter_cost.c - what metering adds to one invocation, measured
  * inside the process (docs/metering.md, "Cost").
  *
- *   build/bench/meter_cost [--calls N] [--rate PER_S]
+ *   build/bench/meter_cost [--calls N] [--rate PER_S] [--journal-dir DIR]
  *                          [--out bench/results/meter-cost.json]
  *
  * The scheduler calls meter_finished() once per invocation, on its event
@@ -18,6 +18,8 @@
  * rows a second the ledger thread commits and how often a full journal
  * made an append wait. The ledger thread's CPU per row is reported too:
  * it is spent off the critical path, but on the same cores.
+ * --journal-dir puts the journal elsewhere (e.g. /dev/shm, to compare a
+ * tmpfs with the state directory's file system).
  *
  * Prints a table and writes JSON (median, p99, mean per call, in ns).
  */
@@ -118,6 +120,7 @@ static void one(enum what w, uint64_t i, const struct meter_inv *tmpl)
 int main(int argc, char **argv)
 {
 	const char *out = "bench/results/meter-cost.json";
+	const char *jdir = NULL;
 	size_t calls = 200000;
 	double rate = 10000;
 	char dir[] = "/tmp/ember-bench-meter.XXXXXX", dbp[128], jp[128],
@@ -140,12 +143,16 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "calls", required_argument, NULL, 'n' },
 		{ "rate", required_argument, NULL, 'r' },
+		{ "journal-dir", required_argument, NULL, 'j' },
 		{ "out", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	while ((opt = getopt_long(argc, argv, "n:r:o:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "n:r:j:o:h", opts, NULL)) != -1) {
 		switch (opt) {
+		case 'j':
+			jdir = optarg;
+			break;
 		case 'n':
 			calls = strtoul(optarg, NULL, 10);
 			break;
@@ -159,7 +166,8 @@ int main(int argc, char **argv)
 			break;
 		default:
 			printf("usage: %s [--calls N] [--rate PER_S] "
-			       "[--out FILE.json]\n", argv[0]);
+			       "[--journal-dir DIR] [--out FILE.json]\n",
+			       argv[0]);
 			return opt == 'h' ? 0 : 64;
 		}
 	}
@@ -170,7 +178,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	snprintf(dbp, sizeof(dbp), "%s/ember.db", dir);
-	snprintf(jp, sizeof(jp), "%s/ledger.journal", dir);
+	snprintf(jp, sizeof(jp), "%s/ledger.journal.%d", jdir ? jdir : dir,
+		 (int)getpid());
 	snprintf(jp2, sizeof(jp2), "%s/alone.journal", dir);
 	db = db_open(dbp, err, sizeof(err));
 	if (!db) {
@@ -294,6 +303,7 @@ int main(int argc, char **argv)
 	metrics_destroy(g_metrics);
 	journal_close(g_journal);
 	meter_destroy(g_meter);
+	unlink(jp);
 	util_rm_tree(AT_FDCWD, dir);
 	return 0;
 }
