@@ -34,6 +34,8 @@ _Static_assert(sizeof(struct ledger_rec) <= JOURNAL_PAYLOAD,
 
 #define US_PER_HOUR 3600000000LL
 #define US_PER_DAY 86400000000LL
+/* Expired logs are deleted every minute, or every half retention period
+ * when that is shorter (at least every second). */
 #define RETENTION_EVERY_NS (60ull * 1000000000ull)
 #define RETRY_MAX_MS 2000
 
@@ -453,7 +455,11 @@ static void *ledger_main(void *arg)
 	uint64_t last_expire = util_now_ns();
 	unsigned backoff_ms = 0;
 	bool full = false;
+	uint64_t expire_every = RETENTION_EVERY_NS;
 
+	if (l->cfg.logs_retention_s &&
+	    (uint64_t)l->cfg.logs_retention_s * 500000000ull < expire_every)
+		expire_every = (uint64_t)l->cfg.logs_retention_s * 500000000ull;
 	list_init(&logs);
 	if (!buf) {
 		/* Nothing can be committed: say so loudly; records stay in
@@ -501,7 +507,7 @@ static void *ledger_main(void *arg)
 					"journal keeps its rows for the next "
 					"start");
 		}
-		if (util_now_ns() - last_expire > RETENTION_EVERY_NS) {
+		if (util_now_ns() - last_expire > expire_every) {
 			expire_logs(l);
 			last_expire = util_now_ns();
 		}

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -583,6 +584,57 @@ static void test_log_text_is_cleaned(void **state)
 	ledger_close(l);
 }
 
+/* Logs older than the retention go; the ledger's rows stay. */
+static void test_log_retention(void **state)
+{
+	struct fixture *f = *state;
+	struct ledger_config c = {
+		.db_path = f->db, .journal_path = f->journal,
+		.journal_slots = 256, .batch_ms = 5, .logs_retention_s = 2,
+	};
+	struct ledger_log_query q = { .tenant_id = 1, .fn_id = 10 };
+	struct ledger_query all = all_time();
+	struct timespec now;
+	struct ledger_log *g;
+	struct ledger_rec *rows;
+	char err[256];
+	size_t n, nr;
+	struct ledger *l = ledger_open(&c, NULL, err, sizeof(err));
+
+	assert_non_null(l);
+	clock_gettime(CLOCK_REALTIME, &now);
+	{
+		/* One log from 2025 (long expired), one from now. */
+		struct ledger_rec old = rec(1, 1, "a", 10, "f", T0_US,
+					    LEDGER_OK, 1, 1);
+		struct ledger_rec fresh = rec(2, 1, "a", 10, "f",
+					      (int64_t)now.tv_sec * 1000000,
+					      LEDGER_OK, 1, 1);
+
+		ledger_add(l, &old);
+		ledger_add(l, &fresh);
+		assert_true(ledger_add_log(l, &old, "old\n", 4, false));
+		assert_true(ledger_add_log(l, &fresh, "new\n", 4, false));
+	}
+	assert_int_equal(ledger_sync(l, 5000), 0);
+	/* The expiry runs every second here (half of 2 s). */
+	for (int i = 0; i < 50; i++) {
+		assert_int_equal(ledger_logs(l, &q, &g, &n), 0);
+		ledger_logs_free(g, n);
+		if (n == 1)
+			break;
+		usleep(100000);
+	}
+	assert_int_equal(ledger_logs(l, &q, &g, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(g[0].text, "new\n");
+	ledger_logs_free(g, n);
+	assert_int_equal(ledger_records(l, &all, 0, 10, &rows, NULL, &nr), 0);
+	assert_int_equal(nr, 2); /* billing rows are never expired */
+	free(rows);
+	ledger_close(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -602,6 +654,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_logs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_text_is_cleaned, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_log_retention, setup,
 						teardown),
 	};
 
