@@ -41,6 +41,8 @@ static const struct opt opts[] = {
 	O("vmm", T_STR, vmm, 0, 0, 0),
 	O("micro", T_STR, micro, 0, 0, 0),
 	O("lua-handler", T_STR, lua_handler, 0, 0, 0),
+	O("python-handler", T_STR, python_handler, 0, 0, 0),
+	O("python-home", T_STR, python_home, 0, 0, 0),
 	O("http-threads", T_UINT, http_threads, 1, 64, 0),
 	O("http-connections", T_UINT, http_connections, 1, 65536, 0),
 	O("http-per-ip", T_UINT, http_per_ip, 0, 65536, 0),
@@ -105,12 +107,17 @@ static const char usage_text[] =
 "        --micro FILE         the micro guest kernel (default: beside emberd)\n"
 "        --lua-handler FILE   the Lua runtime's handler (default: handlers/lua\n"
 "                             beside emberd)\n"
+"        --python-handler FILE  the Python runtime's handler (default:\n"
+"                             handlers/python beside emberd)\n"
+"        --python-home DIR    its standard library (default: runtimes/python\n"
+"                             beside emberd); without both, runtime\n"
+"                             \"python\" deploys fail, the others work\n"
 "        --http-threads N     HTTP threads per listener (default 2)\n"
 "        --http-connections N open connections per listener (default 1024)\n"
 "        --http-per-ip N      TCP connections per client address (default 64;\n"
 "                             0 = unlimited)\n"
 "        --http-timeout S     close a connection idle this long (default 30)\n"
-"        --http-header-bytes N  request line + headers, at most (default 65536)\n"
+"        --http-header-bytes N  request line + headers, at most (default 16384)\n"
 "        --pool-size N        VM shells kept started and ready (default 2)\n"
 "        --queue-max N        invocations that may wait per function for an\n"
 "                             instance; beyond, 429 (default 64)\n"
@@ -362,7 +369,7 @@ int config_load(struct agent_config *c, int argc, char **argv,
 	c->http_connections = 1024;
 	c->http_per_ip = 64;
 	c->http_timeout_s = 30;
-	c->http_header_bytes = 65536;
+	c->http_header_bytes = 16384;
 	c->pool_size = 2;
 	c->queue_max = 64;
 	c->queue_wait_ms = 10000;
@@ -436,7 +443,9 @@ int config_load(struct agent_config *c, int argc, char **argv,
 	if (default_path(&c->socket, c->runtime_dir, "emberd.sock") ||
 	    default_path(&c->vmm, exe_dir, "ember-vmm") ||
 	    default_path(&c->micro, exe_dir, "ember-micro") ||
-	    default_path(&c->lua_handler, exe_dir, "handlers/lua"))
+	    default_path(&c->lua_handler, exe_dir, "handlers/lua") ||
+	    default_path(&c->python_handler, exe_dir, "handlers/python") ||
+	    default_path(&c->python_home, exe_dir, "runtimes/python"))
 		return -1;
 	if (!!c->tls_cert != !!c->tls_key)
 		return usage_error("--tls-cert and --tls-key go together");

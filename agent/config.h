@@ -32,6 +32,8 @@ struct agent_config {
 	char *vmm;            /* ember-vmm */
 	char *micro;          /* ember-micro */
 	char *lua_handler;    /* the Lua runtime's handler binary */
+	char *python_handler; /* the Python runtime's handler binary */
+	char *python_home;    /* its library, grafted into each image */
 	/* HTTP */
 	unsigned http_threads;
 	unsigned http_connections;

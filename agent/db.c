@@ -43,6 +43,7 @@ enum stmt {
 	ST_TOKEN_LIST,
 	ST_TOKEN_DELETE,
 	ST_FN_GET,
+	ST_FN_LOOKUP,
 	ST_FN_GET_BY_ID,
 	ST_FN_LIST,
 	ST_FN_LIST_ALL,
@@ -98,6 +99,11 @@ static const char *const stmt_sql[NR_STMTS] = {
 	[ST_TOKEN_DELETE] = "delete from tokens where tenant_id = ?1 and id = ?2",
 	[ST_FN_GET] = "select " FN_COLS FN_FROM
 		      "where f.tenant_id = ?1 and f.name = ?2",
+	[ST_FN_LOOKUP] = "select f.id, coalesce(f.current_version, 0), "
+			 "exists(select 1 from deploys d where d.tenant_id = "
+			 "f.tenant_id and d.function = f.name and d.state = "
+			 "'running') from functions f "
+			 "where f.tenant_id = ?1 and f.name = ?2",
 	[ST_FN_GET_BY_ID] = "select " FN_COLS FN_FROM "where f.id = ?1",
 	[ST_FN_LIST] = "select " FN_COLS FN_FROM
 		       "where f.tenant_id = ?1 order by f.name",
@@ -148,10 +154,31 @@ static const char *const stmt_sql[NR_STMTS] = {
 	[ST_DEPLOY_FN] = "select tenant_id, function from deploys where id = ?1",
 };
 
+/* The lookup cache: direct-mapped, each entry valid for the generation
+ * it was filled in (db->gen moves on at every change that could make an
+ * entry wrong). */
+#define CACHE_SLOTS 1024 /* a power of two */
+
+struct token_slot {
+	uint64_t gen; /* 0: empty */
+	uint8_t hash[DB_HASH_LEN];
+	struct db_tenant tenant;
+};
+
+struct fn_slot {
+	uint64_t gen;
+	int64_t tenant_id;
+	char name[UTIL_NAME_MAX + 1];
+	struct db_fn_ref ref;
+};
+
 struct db {
 	sqlite3 *conn;
 	pthread_mutex_t lock;
 	sqlite3_stmt *st[NR_STMTS];
+	uint64_t gen;
+	struct token_slot tokens[CACHE_SLOTS];
+	struct fn_slot fns[CACHE_SLOTS];
 };
 
 /* ---------------------------------------------------------------------
@@ -270,8 +297,10 @@ static int tx_end(struct db *db, int ret)
 {
 	if (!ret) {
 		ret = exec_sql(db, "commit");
-		if (!ret)
+		if (!ret) {
+			db->gen++; /* every cached lookup may be stale now */
 			return 0;
+		}
 	}
 	exec_sql(db, "rollback");
 	return ret;
@@ -357,7 +386,9 @@ static int migrate(struct db *db, char *err, size_t errlen)
 		char *sql, *msg = NULL;
 		int rc;
 
-		migration_find(n, &a, &b);
+		if (!migration_find(n, &a, &b))
+			return errbuf_fail(err, errlen, -EINVAL,
+					   "schema.sql has no migration %d", n);
 		/* The migration's text plus the version bump, so both commit
 		 * together. */
 		sql = sqlite3_mprintf("begin immediate; %.*s; "
@@ -389,6 +420,7 @@ struct db *db_open(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	pthread_mutex_init(&db->lock, NULL);
+	db->gen = 1;
 	rc = sqlite3_open_v2(path, &db->conn,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				     SQLITE_OPEN_NOMUTEX,
@@ -612,6 +644,7 @@ int db_tenant_delete(struct db *db, int64_t tenant_id)
 		ret = step_done(db, s, "tenant delete");
 		if (!ret && sqlite3_changes(db->conn) == 0)
 			ret = -ENOENT;
+		db->gen++;
 	}
 	pthread_mutex_unlock(&db->lock);
 	return ret;
@@ -654,10 +687,21 @@ static bool hash_equal(const void *a, const void *b, size_t n)
 int db_token_find(struct db *db, const uint8_t hash[DB_HASH_LEN],
 		  struct db_tenant *tenant)
 {
+	struct token_slot *slot;
 	sqlite3_stmt *s;
+	uint32_t h;
 	int ret = -EIO;
 
+	/* The hash of a 256-bit random token is uniform: its first bytes
+	 * are a fine slot index. */
+	memcpy(&h, hash, sizeof(h));
+	slot = &db->tokens[h & (CACHE_SLOTS - 1)];
 	pthread_mutex_lock(&db->lock);
+	if (slot->gen == db->gen && hash_equal(slot->hash, hash, DB_HASH_LEN)) {
+		*tenant = slot->tenant;
+		pthread_mutex_unlock(&db->lock);
+		return 0;
+	}
 	s = stmt(db, ST_TOKEN_FIND);
 	if (s) {
 		sqlite3_bind_blob(s, 1, hash, DB_HASH_LEN, SQLITE_STATIC);
@@ -672,6 +716,9 @@ int db_token_find(struct db *db, const uint8_t hash[DB_HASH_LEN],
 			    hash_equal(sqlite3_column_blob(s, 3), hash,
 				       DB_HASH_LEN)) {
 				tenant_row(s, tenant);
+				memcpy(slot->hash, hash, DB_HASH_LEN);
+				slot->tenant = *tenant;
+				slot->gen = db->gen;
 				ret = 0;
 			}
 			break;
@@ -738,6 +785,7 @@ int db_token_delete(struct db *db, int64_t tenant_id, const char *id)
 		ret = step_done(db, s, "token delete");
 		if (!ret && sqlite3_changes(db->conn) == 0)
 			ret = -ENOENT;
+		db->gen++;
 	}
 	pthread_mutex_unlock(&db->lock);
 	return ret;
@@ -815,6 +863,57 @@ int db_function_get(struct db *db, int64_t tenant_id, const char *name,
 		    struct db_function *out)
 {
 	return function_get(db, ST_FN_GET, tenant_id, name, out);
+}
+
+static uint32_t fn_slot_index(int64_t tenant_id, const char *name)
+{
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)tenant_id;
+
+	for (const char *p = name; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
+	return (uint32_t)(h & (CACHE_SLOTS - 1));
+}
+
+int db_function_lookup(struct db *db, int64_t tenant_id, const char *name,
+		       struct db_fn_ref *out)
+{
+	struct fn_slot *slot = &db->fns[fn_slot_index(tenant_id, name)];
+	sqlite3_stmt *s;
+	int ret = -EIO;
+
+	pthread_mutex_lock(&db->lock);
+	if (slot->gen == db->gen && slot->tenant_id == tenant_id &&
+	    !strcmp(slot->name, name)) {
+		*out = slot->ref;
+		pthread_mutex_unlock(&db->lock);
+		return 0;
+	}
+	s = stmt(db, ST_FN_LOOKUP);
+	if (s) {
+		sqlite3_bind_int64(s, 1, tenant_id);
+		bind_text(s, 2, name);
+		switch (sqlite3_step(s)) {
+		case SQLITE_ROW:
+			out->id = sqlite3_column_int64(s, 0);
+			out->version = (uint32_t)sqlite3_column_int64(s, 1);
+			out->deploying = sqlite3_column_int(s, 2) != 0;
+			slot->tenant_id = tenant_id;
+			util_copy(slot->name, sizeof(slot->name), name);
+			slot->ref = *out;
+			slot->gen = db->gen;
+			ret = 0;
+			break;
+		case SQLITE_DONE:
+			ret = -ENOENT;
+			break;
+		default:
+			ret = db_errno(db, sqlite3_extended_errcode(db->conn),
+				       "function lookup");
+		}
+		done(s);
+	}
+	pthread_mutex_unlock(&db->lock);
+	return ret;
 }
 
 int db_function_get_by_id(struct db *db, int64_t fn_id,

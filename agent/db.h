@@ -12,7 +12,10 @@
  * hash tokens (auth.c), or touch files.
  *
  * Threads: one connection behind a mutex; every function may be called from
- * any thread. Functions return 0 or a negative errno: -ENOENT (no such row),
+ * any thread. The two lookups every invocation makes (a token's tenant, a
+ * function's id and version) are answered from a small cache that any
+ * change to tenants, tokens, functions or versions empties, so a revoked
+ * token or a new version is seen by the very next request. Functions return 0 or a negative errno: -ENOENT (no such row),
  * -EEXIST (unique name taken), -EBUSY (a deploy of that function is
  * running), -ENOMEM, -EIO (SQLite failed; the reason is logged).
  */
@@ -92,6 +95,16 @@ struct db_function {
 	char *dir;      /* relative to the state directory */
 	bool deploying; /* a deploy of it is running */
 };
+
+/* What an invocation needs of a function: its id, current version (0:
+ * none yet) and whether a deploy of it runs. Cached. */
+struct db_fn_ref {
+	int64_t id;
+	uint32_t version;
+	bool deploying;
+};
+int db_function_lookup(struct db *db, int64_t tenant_id, const char *name,
+		       struct db_fn_ref *out);
 
 void db_function_free(struct db_function *f);
 void db_function_free_array(struct db_function *f, size_t n);

@@ -18,8 +18,10 @@ CREATE TABLE settings (
 	value BLOB NOT NULL
 ) STRICT;
 
+-- Ids of tenants and functions are never reused (AUTOINCREMENT): records
+-- that outlive a delete (the usage ledger) name them by id.
 CREATE TABLE tenants (
-	id INTEGER PRIMARY KEY,
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
 	name TEXT NOT NULL UNIQUE,
 	created TEXT NOT NULL
 ) STRICT;
@@ -38,7 +40,7 @@ CREATE INDEX tokens_by_tenant ON tokens(tenant_id);
 -- A function exists from its first deploy on; current_version is NULL
 -- until a deploy has succeeded (invoke answers 409 not_deployed).
 CREATE TABLE functions (
-	id INTEGER PRIMARY KEY,
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
 	tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
 	name TEXT NOT NULL,
 	created TEXT NOT NULL,

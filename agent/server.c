@@ -800,6 +800,14 @@ static int parse_listen(const char *spec, struct sockaddr_storage *sa,
 	return -EINVAL;
 }
 
+int server_check_listen(const char *spec, bool *loopback)
+{
+	struct sockaddr_storage sa;
+	socklen_t salen;
+
+	return parse_listen(spec, &sa, &salen, loopback);
+}
+
 static int listen_tcp(const struct server_config *cfg, bool *loopback,
 		      char *err, size_t errlen)
 {

@@ -79,6 +79,11 @@ struct server_config {
 
 struct server;
 
+/* Checks a --listen value: "ADDR:PORT" with a numeric IPv4 address or
+ * "[IPv6]:PORT"; *loopback says whether it is 127.0.0.0/8 or ::1. 0 or
+ * -EINVAL. */
+int server_check_listen(const char *spec, bool *loopback);
+
 /* Opens the sockets and starts serving `routes` (nr entries, alive as long
  * as the server), calling handlers with ctx. NULL with a reason in err. */
 struct server *server_start(const struct server_config *cfg,

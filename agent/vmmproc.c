@@ -57,14 +57,14 @@ static unsigned long long proc_start_time(pid_t pid)
 		return 0;
 	buf[n] = '\0';
 	/* comm may contain spaces and parentheses: fields start after the
-	 * last ')'. Field 3 (state) follows it; we want field 22. */
+	 * last ')'; p then points at the space before field 3 (state). We
+	 * want field 22. */
 	p = strrchr(buf, ')');
 	if (!p)
 		return 0;
 	p++;
-	for (field = 2; field < 22 && p; field++) {
+	for (field = 3; field < 22 && p; field++)
 		p = strchr(p + 1, ' ');
-	}
 	if (p)
 		t = strtoull(p + 1, NULL, 10);
 	return t;
@@ -82,6 +82,9 @@ static int pidfile_write(const char *runtime_dir, pid_t pid,
 	char path[4096], line[64];
 	int fd, len, ret = 0;
 
+	if (!start)
+		return -ESRCH;
+
 	pidfile_path(path, sizeof(path), runtime_dir, pid);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -91,6 +94,19 @@ static int pidfile_write(const char *runtime_dir, pid_t pid,
 		ret = -EIO;
 	close(fd);
 	return ret;
+}
+
+int vmmproc_record(const char *runtime_dir, pid_t pid)
+{
+	return pidfile_write(runtime_dir, pid, proc_start_time(pid));
+}
+
+void vmmproc_forget(const char *runtime_dir, pid_t pid)
+{
+	char path[4096];
+
+	pidfile_path(path, sizeof(path), runtime_dir, pid);
+	unlink(path);
 }
 
 /* /dev/null, opened once, for the children's stdin and stdout. */
@@ -238,7 +254,6 @@ void vmmproc_kill(struct vmmproc *p)
 
 int vmmproc_reap(struct vmmproc *p, const char *runtime_dir)
 {
-	char path[4096];
 	siginfo_t si;
 
 	if (p->reaped)
@@ -262,8 +277,7 @@ int vmmproc_reap(struct vmmproc *p, const char *runtime_dir)
 	p->reaped = true;
 	close(p->pidfd);
 	p->pidfd = -1;
-	pidfile_path(path, sizeof(path), runtime_dir, p->pid);
-	unlink(path);
+	vmmproc_forget(runtime_dir, p->pid);
 	if (p->hooks && p->hooks->release)
 		p->hooks->release(p->hooks->ctx, &p->sp);
 	return 0;
@@ -279,32 +293,33 @@ void vmmproc_status_str(int status, char *buf, size_t cap)
 		snprintf(buf, cap, "status 0x%x", (unsigned)status);
 }
 
-/* Waits up to ~1 s for a process that is not our child to go away. */
+/* Whether pid is a zombie: dead, waiting for its parent to reap it. */
+static bool proc_is_zombie(pid_t pid)
+{
+	char path[64], st[256], *rp;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, st, sizeof(st) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	st[n] = '\0';
+	rp = strrchr(st, ')');
+	return rp && rp[1] == ' ' && rp[2] == 'Z';
+}
+
+/* Waits up to ~1 s for a process that is not our child to go away (a
+ * zombie is gone enough: its new parent reaps it). */
 static void wait_gone(pid_t pid, unsigned long long start)
 {
 	for (int i = 0; i < 100; i++) {
-		unsigned long long t = proc_start_time(pid);
-		char path[64], st[256];
-		int fd;
-		ssize_t n;
-
-		if (t != start)
+		if (proc_start_time(pid) != start || proc_is_zombie(pid))
 			return;
-		/* A zombie waits for its new parent to reap it: gone enough. */
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return;
-		n = read(fd, st, sizeof(st) - 1);
-		close(fd);
-		if (n > 0) {
-			char *rp;
-
-			st[n] = '\0';
-			rp = strrchr(st, ')');
-			if (rp && rp[1] == ' ' && rp[2] == 'Z')
-				return;
-		}
 		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 },
 			  NULL);
 	}
@@ -347,7 +362,8 @@ int vmmproc_reap_orphans(const char *runtime_dir, unsigned *killed)
 					start = 0;
 			}
 		}
-		if (start && proc_start_time((pid_t)pid) == start) {
+		if (start && proc_start_time((pid_t)pid) == start &&
+		    !proc_is_zombie((pid_t)pid)) {
 			log_warn("ending VMM process %ld left by a previous "
 				 "emberd", pid);
 			kill((pid_t)pid, SIGKILL);

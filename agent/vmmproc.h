@@ -86,6 +86,12 @@ void vmmproc_kill(struct vmmproc *p);
  * p->ctl is left to the caller. */
 int vmmproc_reap(struct vmmproc *p, const char *runtime_dir);
 
+/* Records a VMM process emberd started some other way (the deploy's boot
+ * VM) in RUNTIME/vmm/, so that a restart after a crash ends it too; forget
+ * it once it is reaped. 0 or -errno. */
+int vmmproc_record(const char *runtime_dir, pid_t pid);
+void vmmproc_forget(const char *runtime_dir, pid_t pid);
+
 /* At start: ends every process a previous emberd recorded in RUNTIME/vmm/
  * that still runs (checked by pid and start time, so a reused pid is left
  * alone) and removes the records. *killed counts the processes ended. */

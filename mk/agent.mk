@@ -51,3 +51,20 @@ $(BUILD)/emberd: $(AGENT_TOOL_OBJS)
 # is built into db.o (.incbin of agent/schema.sql, which -MMD cannot see).
 $(BUILD)/emberd: $(BUILD)/obj/sdk/sha256.o
 $(BUILD)/obj/agent/db.o $(T)/obj/agent/db.o: agent/schema.sql
+
+# bench/agent: invocations through emberd's API beside the library-level
+# figures of bench/coldstart (docs/agent.md). agent_client is its
+# measuring half (a minimal HTTP client over the Unix socket).
+$(BUILD)/bench/agent_client: bench/agent_client.c $(BUILD)/libember.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+ALL += $(BUILD)/bench/agent_client
+
+.PHONY: bench-agent
+bench-agent: $(BUILD)/bench/agent_client $(BUILD)/bench/coldstart \
+		$(BUILD)/emberd $(BUILD)/ember-vmm $(BUILD)/ember-micro \
+		$(BUILD)/handlers/echo
+	@mkdir -p bench/results
+	BUILD=$(BUILD) bench/agent
+
+bench: bench-agent

@@ -136,7 +136,10 @@ static void test_tenants_and_tokens(void **state)
 	assert_int_equal(db_token_list(f->db, a.id, &tks, &n), 0);
 	assert_int_equal(n, 2);
 	free(tks);
-	/* A tenant revokes only its own tokens. */
+	/* A tenant revokes only its own tokens; a revoked token is refused
+	 * at once although its lookup was cached just before. */
+	assert_int_equal(db_token_find(f->db, h1, &got), 0);
+	assert_int_equal(db_token_find(f->db, h1, &got), 0);
 	assert_int_equal(db_token_delete(f->db, b.id, "tk_1"), -ENOENT);
 	assert_int_equal(db_token_delete(f->db, a.id, "tk_1"), 0);
 	assert_int_equal(db_token_find(f->db, h1, &got), -ENOENT);
@@ -188,6 +191,17 @@ static void test_deploy_switch(void **state)
 	assert_int_equal(fn.version, 1);
 	assert_false(fn.deploying);
 	assert_string_equal(fn.manifest, "{\"a\":1}");
+	{
+		struct db_fn_ref ref;
+
+		/* The cached lookup follows every change. */
+		assert_int_equal(db_function_lookup(f->db, t.id, "hello", &ref),
+				 0);
+		assert_int_equal(ref.id, fn_id);
+		assert_int_equal(ref.version, 1);
+		assert_int_equal(db_function_lookup(f->db, t.id, "nope", &ref),
+				 -ENOENT);
+	}
 	assert_string_equal(fn.dir, "functions/1/v1");
 	db_function_free(&fn);
 	assert_int_equal(db_deploy_get(f->db, t.id, "dp_1", &d), 0);
@@ -228,6 +242,14 @@ static void test_deploy_switch(void **state)
 	assert_int_equal(db_deploy_succeed(f->db, "dp_3", fn_id, 2, "{}",
 					   "functions/1/v2",
 					   "functions/1/v2/snapshot", 64), 0);
+	{
+		struct db_fn_ref ref;
+
+		assert_int_equal(db_function_lookup(f->db, t.id, "hello", &ref),
+				 0);
+		assert_int_equal(ref.version, 2);
+		assert_false(ref.deploying);
+	}
 	assert_int_equal(db_version_list(f->db, fn_id, &vs, &n), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(vs[0].version, 2);
@@ -252,6 +274,12 @@ static void test_deploy_switch(void **state)
 	}
 	/* Deleting the function takes its versions. */
 	assert_int_equal(db_function_delete(f->db, fn_id), 0);
+	{
+		struct db_fn_ref ref;
+
+		assert_int_equal(db_function_lookup(f->db, t.id, "hello", &ref),
+				 -ENOENT);
+	}
 	assert_int_equal(db_version_dirs(f->db, &dirs, &n), 0);
 	assert_int_equal(n, 0);
 	db_strings_free(dirs, n);
