@@ -140,6 +140,7 @@ static void spec_fill(struct fns *f, struct sched_fn_spec *spec,
 	spec->tenant_id = row->tenant_id;
 	spec->version = version;
 	util_copy(spec->name, sizeof(spec->name), row->name);
+	util_copy(spec->tenant, sizeof(spec->tenant), row->tenant);
 	spec->memory_mib = m->memory_mib;
 	spec->timeout_ms = m->timeout_ms;
 	spec->max_concurrency = m->max_concurrency;

@@ -93,6 +93,7 @@ struct fn {
 	int64_t id, tenant_id;
 	uint32_t version;
 	char name[UTIL_NAME_MAX + 1];
+	char tenant[UTIL_NAME_MAX + 1];
 	char *snap_dir, *disk;
 	uint32_t memory_mib, timeout_ms, max_conc;
 	bool retired;           /* replaced or removed: no new work */
@@ -125,7 +126,8 @@ struct inv {
 	bool logs_dropped;
 	/* kept for the record after the instance is gone */
 	int64_t tenant_id, fn_id;
-	uint32_t version, memory_mib;
+	uint32_t version, memory_mib, timeout_ms;
+	char tenant[UTIL_NAME_MAX + 1], function[UTIL_NAME_MAX + 1];
 };
 
 struct inst {
@@ -447,8 +449,15 @@ static void completions_run(struct sched *s, struct list_node *done)
 		struct sched_record rec = {
 			.tenant_id = inv->tenant_id,
 			.fn_id = inv->fn_id,
+			.tenant = inv->tenant,
+			.function = inv->function,
 			.version = inv->version,
+			.timeout_ms = inv->timeout_ms,
 			.request_id = inv->res.request_id,
+			/* waited for an instance, or until refused */
+			.queued_ns = inv->res.queued_ns ?
+					     inv->res.queued_ns :
+					     util_now_ns() - inv->enq_ns,
 			.start = inv->start,
 			.duration_ns = inv->res.duration_ns,
 			.memory_mib = inv->memory_mib,
@@ -1619,6 +1628,7 @@ int sched_fn_set(struct sched *s, const struct sched_fn_spec *spec)
 	fn->tenant_id = spec->tenant_id;
 	fn->version = spec->version;
 	snprintf(fn->name, sizeof(fn->name), "%s", spec->name);
+	util_copy(fn->tenant, sizeof(fn->tenant), spec->tenant);
 	fn->snap_dir = strdup(spec->snapshot_dir);
 	fn->disk = spec->disk ? strdup(spec->disk) : NULL;
 	fn->memory_mib = spec->memory_mib;
@@ -1778,6 +1788,9 @@ int sched_invoke(struct sched *s, int64_t fn_id, void *payload, size_t len,
 	inv->fn_id = fn->id;
 	inv->version = fn->version;
 	inv->memory_mib = fn->memory_mib;
+	inv->timeout_ms = fn->timeout_ms;
+	memcpy(inv->tenant, fn->tenant, sizeof(inv->tenant));
+	memcpy(inv->function, fn->name, sizeof(inv->function));
 	inv->res.request_id = request_id_next(s);
 	{
 		/* What can take this invocation: idle instances, those
