@@ -221,8 +221,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (created)
-		fprintf(stderr, "emberd: first start: the admin token is in "
-			"%s/%s (mode 0600)\n", cfg.state_dir, AUTH_ADMIN_FILE);
+		elog_event(LOG_MOD, "admin_token", NULL, "first start: the admin "
+			   "token is in %s/%s (mode 0600)", cfg.state_dir,
+			   AUTH_ADMIN_FILE);
 	if (!cfg.no_meter) {
 		/* Before the scheduler: the journal a crash left is replayed
 		 * into the ledger before any new invocation is recorded. */

@@ -41,6 +41,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "agent/elog.h"
 #include "agent/list.h"
 #include "agent/timers.h"
 #include "ember/shellctl.h"
@@ -628,6 +629,17 @@ static void inst_unlist(struct sched *s, struct inst *in)
 	}
 }
 
+/* An event of emberd's log about fn's instances (scale_up, scale_down,
+ * reap), at most 50 a second of each kind. */
+#define fn_event(fn, kind, ...)                                               \
+	do {                                                                  \
+		static struct log_ratelimit rl_;                              \
+		struct elog_who who_ = { 0, (fn) ? (fn)->tenant : NULL,       \
+					 (fn) ? (fn)->name : NULL };          \
+		if (log_ratelimit_ok(&rl_, 50))                               \
+			elog_event(LOG_MOD, kind, &who_, __VA_ARGS__);        \
+	} while (0)
+
 /* Ends an instance for good (lock held; idempotent). Its in-flight
  * invocation must have been completed by the caller. The process is
  * killed; the pidfd watch stays until it is reaped. */
@@ -635,6 +647,10 @@ static void inst_kill(struct sched *s, struct inst *in)
 {
 	if (in->state == I_DEAD)
 		return;
+	if (in->fn)
+		fn_event(in->fn, "scale_down", "v%u: an instance (VMM %d, %s) "
+			 "stopped", in->fn->version, (int)in->proc.pid,
+			 state_name[in->state]);
 	inst_unlist(s, in);
 	in->state = I_DEAD;
 	timer_cancel(s, &in->timer);
@@ -768,6 +784,8 @@ static void on_pid(struct sched *s, struct watch *w, uint32_t ev)
 			on_ctl(s, &in->w_ctl, EPOLLIN);
 		vmmproc_status_str(in->proc.status, st, sizeof(st));
 		snprintf(why, sizeof(why), "the VMM process ended (%s)", st);
+		fn_event(in->fn, "reap", "VMM %d (%s) ended by itself: %s",
+			 (int)in->proc.pid, state_name[in->state], st);
 		inst_died(s, in, why);
 	}
 	if (in->fn) {
@@ -969,6 +987,9 @@ static void frame_done(struct sched *s, struct inst *in)
 		fn->start_failures = 0;
 		list_push(&fn->idle, &in->node);
 		fn_schedule_pump(s, fn);
+		fn_event(fn, "scale_up", "v%u: a new instance (VMM %d) is ready, "
+			 "restored in %llu us", fn->version, (int)in->proc.pid,
+			 (unsigned long long)(in->init_ns / 1000));
 		break;
 	case EMBER_INV_RESULT:
 		inv->res.len = h->length;
