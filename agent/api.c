@@ -509,6 +509,7 @@ static void deploy_get(void *ctx, struct http_req *r)
 struct invocation {
 	struct http_req *r;
 	uint32_t version;
+	bool bill_init;  /* the meter bills restores too (--bill-init) */
 };
 
 static void set_header_u64(struct http_req *r, const char *name, uint64_t v,
@@ -539,10 +540,13 @@ static void on_invoke_done(void *ctx, struct sched_result *res)
 		http_add_header(r, "X-Ember-Start", res->cold ? "cold" : "warm");
 		set_header_u64(r, "X-Ember-Duration-Us", res->duration_ns / 1000,
 			       false);
+		/* The ledger's own rule (docs/metering.md), so that the
+		 * header and the bill agree. */
 		set_header_u64(r, "X-Ember-Billed-Ms",
-			       res->duration_ns ?
-				       (res->duration_ns + 999999) / 1000000 :
-				       1,
+			       meter_billed_ms(meter_api_outcome(res->outcome),
+					       res->duration_ns,
+					       res->cold ? res->init_ns : 0, 0,
+					       iv->bill_init),
 			       false);
 		if (res->cold)
 			set_header_u64(r, "X-Ember-Init-Us",
@@ -636,6 +640,7 @@ static void function_invoke(void *ctx, struct http_req *r)
 		return http_reply_error(r, 500, "internal_error",
 					"out of memory");
 	iv->r = r;
+	iv->bill_init = a->meter && meter_config(a->meter)->bill_init;
 	iv->version = f.version;
 	clock_gettime(CLOCK_REALTIME, &start);
 	payload = http_take_body(r, &len);
