@@ -23,3 +23,10 @@ ALL += $(BUILD)/bench/meter_cost
 bench-meter-cost: $(BUILD)/bench/meter_cost
 	@mkdir -p bench/results
 	$(BUILD)/bench/meter_cost --out bench/results/meter-cost.json
+
+bench-meter: bench-meter-cost $(BUILD)/emberd $(BUILD)/bench/agent_client \
+		$(BUILD)/ember-vmm $(BUILD)/ember-micro $(BUILD)/handlers/echo \
+		$(BUILD)/handlers/lua
+	BUILD=$(BUILD) bench/meter
+
+bench: bench-meter
