@@ -626,6 +626,22 @@ static int replay(struct ledger *l, size_t *replayed, char *err,
 	return 0;
 }
 
+/* Everything ledger_open() made, with no thread running. */
+static void ledger_free(struct ledger *l)
+{
+	free_logs(&l->logs);
+	journal_close(l->j);
+	for (int i = 0; i < NR_WSTMTS; i++)
+		sqlite3_finalize(l->ws[i]);
+	sqlite3_close(l->w);
+	sqlite3_close(l->r);
+	pthread_cond_destroy(&l->wake);
+	pthread_cond_destroy(&l->synced);
+	pthread_mutex_destroy(&l->lock);
+	pthread_mutex_destroy(&l->rlock);
+	free(l);
+}
+
 struct ledger *ledger_open(const struct ledger_config *cfg, size_t *replayed,
 			   char *err, size_t errlen)
 {
@@ -681,16 +697,7 @@ struct ledger *ledger_open(const struct ledger_config *cfg, size_t *replayed,
 	return l;
 
 err_free:
-	journal_close(l->j);
-	for (int i = 0; i < NR_WSTMTS; i++)
-		sqlite3_finalize(l->ws[i]);
-	sqlite3_close(l->w);
-	sqlite3_close(l->r);
-	pthread_cond_destroy(&l->wake);
-	pthread_cond_destroy(&l->synced);
-	pthread_mutex_destroy(&l->lock);
-	pthread_mutex_destroy(&l->rlock);
-	free(l);
+	ledger_free(l);
 	return NULL;
 }
 
@@ -703,17 +710,7 @@ void ledger_close(struct ledger *l)
 	pthread_cond_signal(&l->wake);
 	pthread_mutex_unlock(&l->lock);
 	pthread_join(l->thread, NULL);
-	free_logs(&l->logs);
-	journal_close(l->j);
-	for (int i = 0; i < NR_WSTMTS; i++)
-		sqlite3_finalize(l->ws[i]);
-	sqlite3_close(l->w);
-	sqlite3_close(l->r);
-	pthread_cond_destroy(&l->wake);
-	pthread_cond_destroy(&l->synced);
-	pthread_mutex_destroy(&l->lock);
-	pthread_mutex_destroy(&l->rlock);
-	free(l);
+	ledger_free(l);
 }
 
 void ledger_add(struct ledger *l, const struct ledger_rec *r)
