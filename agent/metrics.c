@@ -328,6 +328,57 @@ void metrics_prune(struct metrics *m, bool (*alive)(void *ctx, int64_t fn_id),
  * Rendering
  */
 
+static double v_errors(const struct series *s)
+{
+	return (double)(s->by_outcome[LEDGER_ERROR] +
+			s->by_outcome[LEDGER_TIMEOUT] +
+			s->by_outcome[LEDGER_CRASH]);
+}
+
+static double v_throttles(const struct series *s)
+{
+	return (double)s->by_outcome[LEDGER_THROTTLED];
+}
+
+static double v_cold(const struct series *s)
+{
+	return (double)s->cold_starts;
+}
+
+static double v_billed_s(const struct series *s)
+{
+	return (double)s->billed_ms / 1000.0;
+}
+
+/* Base units, as Prometheus wants them: byte-seconds; divided by 2^30
+ * they are the GB-seconds of the usage API. */
+static double v_byte_s(const struct series *s)
+{
+	return (double)s->mib_ms * 1048576.0 / 1000.0;
+}
+
+/* The counters every (tenant, function) series has, besides the one by
+ * outcome. */
+static const struct {
+	const char *name, *help;
+	double (*value)(const struct series *s);
+} per_function[] = {
+	{ "ember_invocation_errors_total",
+	  "Invocations that failed in the function: error, timeout or crash.",
+	  v_errors },
+	{ "ember_throttles_total",
+	  "Invocation requests refused for lack of capacity (429).",
+	  v_throttles },
+	{ "ember_cold_starts_total",
+	  "Invocations served by a freshly restored instance.", v_cold },
+	{ "ember_billed_seconds_total",
+	  "Billed function time (each invocation rounded up to 1 ms).",
+	  v_billed_s },
+	{ "ember_billed_byte_seconds_total",
+	  "Billed memory times billed time, in byte-seconds (divide by 2^30 "
+	  "for GB-seconds).", v_byte_s },
+};
+
 static int series_cmp(const void *a, const void *b)
 {
 	const struct series *x = a, *y = b;
@@ -374,58 +425,17 @@ void metrics_render(struct metrics *m, struct mbuf *b)
 			metrics_sample(b, "ember_invocations_total",
 				       (double)all[i].by_outcome[o], l);
 		}
-	metrics_family(b, "ember_invocation_errors_total", "counter",
-		       "Invocations that failed in the function: error, "
-		       "timeout or crash.");
-	for (size_t i = 0; i < n; i++) {
-		const char *l[] = { "tenant", all[i].tenant, "function",
-				    all[i].function, NULL };
-		const uint64_t *o = all[i].by_outcome;
+	for (size_t f = 0; f < sizeof(per_function) / sizeof(per_function[0]);
+	     f++) {
+		metrics_family(b, per_function[f].name, "counter",
+			       per_function[f].help);
+		for (size_t i = 0; i < n; i++) {
+			const char *l[] = { "tenant", all[i].tenant, "function",
+					    all[i].function, NULL };
 
-		metrics_sample(b, "ember_invocation_errors_total",
-			       (double)(o[LEDGER_ERROR] + o[LEDGER_TIMEOUT] +
-					o[LEDGER_CRASH]), l);
-	}
-	metrics_family(b, "ember_throttles_total", "counter",
-		       "Invocation requests refused for lack of capacity "
-		       "(429).");
-	for (size_t i = 0; i < n; i++) {
-		const char *l[] = { "tenant", all[i].tenant, "function",
-				    all[i].function, NULL };
-
-		metrics_sample(b, "ember_throttles_total",
-			       (double)all[i].by_outcome[LEDGER_THROTTLED], l);
-	}
-	metrics_family(b, "ember_cold_starts_total", "counter",
-		       "Invocations served by a freshly restored instance.");
-	for (size_t i = 0; i < n; i++) {
-		const char *l[] = { "tenant", all[i].tenant, "function",
-				    all[i].function, NULL };
-
-		metrics_sample(b, "ember_cold_starts_total",
-			       (double)all[i].cold_starts, l);
-	}
-	metrics_family(b, "ember_billed_seconds_total", "counter",
-		       "Billed function time (each invocation rounded up to "
-		       "1 ms).");
-	for (size_t i = 0; i < n; i++) {
-		const char *l[] = { "tenant", all[i].tenant, "function",
-				    all[i].function, NULL };
-
-		metrics_sample(b, "ember_billed_seconds_total",
-			       (double)all[i].billed_ms / 1000.0, l);
-	}
-	/* Base units, as Prometheus wants them: byte-seconds; divided by
-	 * 2^30 they are the GB-seconds of the usage API. */
-	metrics_family(b, "ember_billed_byte_seconds_total", "counter",
-		       "Billed memory times billed time, in byte-seconds "
-		       "(divide by 2^30 for GB-seconds).");
-	for (size_t i = 0; i < n; i++) {
-		const char *l[] = { "tenant", all[i].tenant, "function",
-				    all[i].function, NULL };
-
-		metrics_sample(b, "ember_billed_byte_seconds_total",
-			       (double)all[i].mib_ms * 1048576.0 / 1000.0, l);
+			metrics_sample(b, per_function[f].name,
+				       per_function[f].value(&all[i]), l);
+		}
 	}
 	free(all);
 
