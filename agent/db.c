@@ -74,7 +74,8 @@ enum stmt {
 	"f.id, f.tenant_id, f.name, f.created, "                              \
 	"coalesce(f.current_version, 0), v.created, v.manifest, v.dir, "      \
 	"exists(select 1 from deploys d where d.tenant_id = f.tenant_id "     \
-	"and d.function = f.name and d.state = 'running') "
+	"and d.function = f.name and d.state = 'running'), "                 \
+	"(select t.name from tenants t where t.id = f.tenant_id) "
 #define FN_FROM                                                               \
 	"from functions f left join versions v on v.function_id = f.id "     \
 	"and v.version = f.current_version "
@@ -838,6 +839,7 @@ static int function_row(sqlite3_stmt *s, struct db_function *f)
 	f->manifest = col_dup(s, 6, &ret);
 	f->dir = col_dup(s, 7, &ret);
 	f->deploying = sqlite3_column_int(s, 8) != 0;
+	col_copy(s, 9, f->tenant, sizeof(f->tenant));
 	if (ret)
 		db_function_free(f);
 	return ret;

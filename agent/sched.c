@@ -41,6 +41,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "agent/elog.h"
 #include "agent/list.h"
 #include "agent/timers.h"
 #include "ember/shellctl.h"
@@ -93,6 +94,7 @@ struct fn {
 	int64_t id, tenant_id;
 	uint32_t version;
 	char name[UTIL_NAME_MAX + 1];
+	char tenant[UTIL_NAME_MAX + 1];
 	char *snap_dir, *disk;
 	uint32_t memory_mib, timeout_ms, max_conc;
 	bool retired;           /* replaced or removed: no new work */
@@ -125,7 +127,8 @@ struct inv {
 	bool logs_dropped;
 	/* kept for the record after the instance is gone */
 	int64_t tenant_id, fn_id;
-	uint32_t version, memory_mib;
+	uint32_t version, memory_mib, timeout_ms;
+	char tenant[UTIL_NAME_MAX + 1], function[UTIL_NAME_MAX + 1];
 };
 
 struct inst {
@@ -447,8 +450,15 @@ static void completions_run(struct sched *s, struct list_node *done)
 		struct sched_record rec = {
 			.tenant_id = inv->tenant_id,
 			.fn_id = inv->fn_id,
+			.tenant = inv->tenant,
+			.function = inv->function,
 			.version = inv->version,
+			.timeout_ms = inv->timeout_ms,
 			.request_id = inv->res.request_id,
+			/* waited for an instance, or until refused */
+			.queued_ns = inv->res.queued_ns ?
+					     inv->res.queued_ns :
+					     util_now_ns() - inv->enq_ns,
 			.start = inv->start,
 			.duration_ns = inv->res.duration_ns,
 			.memory_mib = inv->memory_mib,
@@ -619,6 +629,17 @@ static void inst_unlist(struct sched *s, struct inst *in)
 	}
 }
 
+/* An event of emberd's log about fn's instances (scale_up, scale_down,
+ * reap), at most 50 a second of each kind. */
+#define fn_event(fn, kind, ...)                                               \
+	do {                                                                  \
+		static struct log_ratelimit rl_;                              \
+		struct elog_who who_ = { 0, (fn) ? (fn)->tenant : NULL,       \
+					 (fn) ? (fn)->name : NULL };          \
+		if (log_ratelimit_ok(&rl_, 50))                               \
+			elog_event(LOG_MOD, kind, &who_, __VA_ARGS__);        \
+	} while (0)
+
 /* Ends an instance for good (lock held; idempotent). Its in-flight
  * invocation must have been completed by the caller. The process is
  * killed; the pidfd watch stays until it is reaped. */
@@ -626,6 +647,10 @@ static void inst_kill(struct sched *s, struct inst *in)
 {
 	if (in->state == I_DEAD)
 		return;
+	if (in->fn)
+		fn_event(in->fn, "scale_down", "v%u: an instance (VMM %d, %s) "
+			 "stopped", in->fn->version, (int)in->proc.pid,
+			 state_name[in->state]);
 	inst_unlist(s, in);
 	in->state = I_DEAD;
 	timer_cancel(s, &in->timer);
@@ -759,6 +784,8 @@ static void on_pid(struct sched *s, struct watch *w, uint32_t ev)
 			on_ctl(s, &in->w_ctl, EPOLLIN);
 		vmmproc_status_str(in->proc.status, st, sizeof(st));
 		snprintf(why, sizeof(why), "the VMM process ended (%s)", st);
+		fn_event(in->fn, "reap", "VMM %d (%s) ended by itself: %s",
+			 (int)in->proc.pid, state_name[in->state], st);
 		inst_died(s, in, why);
 	}
 	if (in->fn) {
@@ -960,6 +987,9 @@ static void frame_done(struct sched *s, struct inst *in)
 		fn->start_failures = 0;
 		list_push(&fn->idle, &in->node);
 		fn_schedule_pump(s, fn);
+		fn_event(fn, "scale_up", "v%u: a new instance (VMM %d) is ready, "
+			 "restored in %llu us", fn->version, (int)in->proc.pid,
+			 (unsigned long long)(in->init_ns / 1000));
 		break;
 	case EMBER_INV_RESULT:
 		inv->res.len = h->length;
@@ -1619,6 +1649,7 @@ int sched_fn_set(struct sched *s, const struct sched_fn_spec *spec)
 	fn->tenant_id = spec->tenant_id;
 	fn->version = spec->version;
 	snprintf(fn->name, sizeof(fn->name), "%s", spec->name);
+	util_copy(fn->tenant, sizeof(fn->tenant), spec->tenant);
 	fn->snap_dir = strdup(spec->snapshot_dir);
 	fn->disk = spec->disk ? strdup(spec->disk) : NULL;
 	fn->memory_mib = spec->memory_mib;
@@ -1778,6 +1809,9 @@ int sched_invoke(struct sched *s, int64_t fn_id, void *payload, size_t len,
 	inv->fn_id = fn->id;
 	inv->version = fn->version;
 	inv->memory_mib = fn->memory_mib;
+	inv->timeout_ms = fn->timeout_ms;
+	memcpy(inv->tenant, fn->tenant, sizeof(inv->tenant));
+	memcpy(inv->function, fn->name, sizeof(inv->function));
 	inv->res.request_id = request_id_next(s);
 	{
 		/* What can take this invocation: idle instances, those
