@@ -1359,6 +1359,21 @@ static void print_fields(const char *prefix, json_t *o)
 	}
 }
 
+/* The answer of a route that returns one object (`ret` and `j` from the
+ * call): "key: value" lines, nested objects as "a.b: value", or the JSON
+ * with --json. */
+static int print_object(struct cli *cli, const char *what, int ret, json_t *j)
+{
+	if (ret)
+		return api_error(cli, what, ret);
+	if (cli->json)
+		print_json(j);
+	else
+		print_fields("", j);
+	json_decref(j);
+	return EX_OK;
+}
+
 static int cmd_info(struct cli *cli, int argc, char **argv)
 {
 	char **a = plain_args(argc, argv, 1, usage_info), what[128];
@@ -1368,14 +1383,7 @@ static int cmd_info(struct cli *cli, int argc, char **argv)
 	connect_client(cli);
 	snprintf(what, sizeof(what), "info %.63s", a[0]);
 	ret = ember_client_function_get(cli->c, a[0], &j);
-	if (ret)
-		return api_error(cli, what, ret);
-	if (cli->json)
-		print_json(j);
-	else
-		print_fields("", j);
-	json_decref(j);
-	return EX_OK;
+	return print_object(cli, what, ret, j);
 }
 
 static int cmd_versions(struct cli *cli, int argc, char **argv)
@@ -1437,14 +1445,7 @@ static int cmd_system(struct cli *cli, int argc, char **argv)
 	plain_args(argc, argv, 0, usage_system);
 	connect_client(cli);
 	ret = ember_client_system(cli->c, &j);
-	if (ret)
-		return api_error(cli, "system", ret);
-	if (cli->json)
-		print_json(j);
-	else
-		print_fields("", j);
-	json_decref(j);
-	return EX_OK;
+	return print_object(cli, "system", ret, j);
 }
 
 /* ---- usage and logs ---- */
