@@ -652,7 +652,7 @@ struct ember_vm *vm_alloc(const struct ember_config *cfg)
 		return NULL;
 	}
 	for (unsigned i = 0; i < EMBER_MAX_VCPUS; i++)
-		vm->vcpu[i].fd = -1;
+		vm->vcpu[i].fd = vm->vcpu[i].kick_fd = -1;
 	for (unsigned i = 0; i < EMBER_MAX_DISKS; i++)
 		vm->disk_fd[i] = -1;
 	vm->vsock_listen_fd = -1;

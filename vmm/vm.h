@@ -29,6 +29,10 @@ struct vcpu {
 	struct ember_vm *vm;
 	unsigned id;
 	int fd;
+	/* eventfd written by every kick: a vCPU that left KVM_RUN for the
+	 * WAIT hypercall but is not yet in its poll() would miss the kick
+	 * signal; it never misses this. */
+	int kick_fd;
 	struct kvm_run *run;
 	pthread_t thread;
 	bool thread_started;
