@@ -18,11 +18,13 @@ T := $(BUILD)/test
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wcast-qual \
 	-Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
-BASE_CFLAGS := -std=gnu11 -g -D_GNU_SOURCE $(WARN) -Ivmm/include -Ivmm -I.
+# vmm/ headers are included with quotes: -iquote keeps vmm/seccomp.h from
+# hiding libseccomp's <seccomp.h>.
+BASE_CFLAGS := -std=gnu11 -g -D_GNU_SOURCE $(WARN) -Ivmm/include -iquote vmm -I.
 CFLAGS := $(BASE_CFLAGS) -O2 -fstack-protector-strong -D_FORTIFY_SOURCE=2
 TEST_CFLAGS := $(BASE_CFLAGS) -O1 -fno-omit-frame-pointer \
 	-fsanitize=address,undefined -fno-sanitize-recover=all -DEMBER_TESTING
-LIBS := -luring -lfdt -lpthread -lm
+LIBS := -luring -lfdt -lseccomp -lpthread -lm
 
 # libember: every .c under these folders except the command-line front ends.
 LIB_DIRS := vmm vmm/x86 vmm/dev vmm/virtio proto snapshots

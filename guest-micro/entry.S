@@ -10,9 +10,13 @@
  * every call, so one kernel serves both.
  *
  * SYSCALL does not switch stacks, and SWAPGS is privileged, so the handler's
- * RSP is parked in a RIP-relative global: the kernel is single-threaded and
- * never makes a system call itself, so entries never nest. The handler's
- * stack is never written (its red zone below RSP stays intact).
+ * RSP is parked in a RIP-relative global just long enough to load the
+ * current thread's kernel stack (micro_kstack_cur, set by the scheduler),
+ * where it joins the other registers in a struct micro_regs frame (kernel.h).
+ * The kernel never makes a system call itself and takes no interrupts, so
+ * entries never nest; the one vCPU runs one thread's kernel code at a time.
+ * The handler's stack is never written (its red zone below RSP stays
+ * intact).
  */
 #define ENTRY(x) .globl x; .type x, @function; x:
 
@@ -42,19 +46,49 @@ ENTRY(_start)
 	xor	%r15d, %r15d
 .endm
 
+/* The general registers of a struct micro_regs frame at RSP, in order. */
+.macro pop_gprs
+	pop	%r15
+	pop	%r14
+	pop	%r13
+	pop	%r12
+	pop	%rbp
+	pop	%rbx
+	pop	%r11
+	pop	%r10
+	pop	%r9
+	pop	%r8
+	pop	%rax
+	pop	%rcx
+	pop	%rdx
+	pop	%rsi
+	pop	%rdi
+.endm
+
+/* Offsets in struct micro_regs (kernel.h). */
+#define R_RIP	(16 * 8)
+#define R_RSP	(19 * 8)
+
 	.text
 ENTRY(syscall_entry)
 	mov	%rsp, micro_user_rsp(%rip)
-	lea	micro_kstack_top(%rip), %rsp
-	/* struct micro_regs, last member first. */
-	push	%rax
+	mov	micro_kstack_cur(%rip), %rsp
+	/* struct micro_regs, last member first: the IRETQ frame, then the
+	 * syscall number, then the general registers. */
+	pushq	$0x23			/* ss: EMBER_SEL_UDATA | 3 */
+	pushq	micro_user_rsp(%rip)
+	push	%r11			/* rflags (SYSCALL put them there) */
+	pushq	$0x2b			/* cs: EMBER_SEL_UCODE | 3 */
+	push	%rcx			/* rip (SYSCALL put it there) */
+	push	%rax			/* orig_rax */
 	push	%rdi
 	push	%rsi
 	push	%rdx
-	push	%r10
+	push	%rcx
+	push	%rax
 	push	%r8
 	push	%r9
-	push	%rcx
+	push	%r10
 	push	%r11
 	push	%rbx
 	push	%rbp
@@ -65,35 +99,56 @@ ENTRY(syscall_entry)
 	cld
 	mov	%rsp, %rdi
 	call	micro_syscall
+	/* fall through, RSP = the frame */
+
+/*
+ * Back to user mode with every register from the frame at RSP. At CPL0
+ * (hardware) that is IRETQ (SYSRETQ would clobber RCX and R11, which a
+ * signal return or a preempted thread needs back). At CPL3 (PVM) IRETQ is
+ * out of reach (the host's selectors are not ours), so: the frame's RIP and
+ * RSP go to globals, the general registers are popped, POPFQ takes RFLAGS
+ * from the kernel stack, and MOV and JMP (which leave the flags alone)
+ * finish. Nothing can run in between: no interrupts, and the VMM never
+ * preempts kernel code.
+ */
+ENTRY(micro_return_user)
 	mov	%cs, %eax
-	and	$3, %eax
-	mov	%eax, micro_cur_cpl(%rip)
+	test	$3, %eax
+	jz	3f
+	mov	R_RIP(%rsp), %rax
+	mov	%rax, micro_ret_rip(%rip)
+	mov	R_RSP(%rsp), %rax
+	mov	%rax, micro_user_rsp(%rip)
+	pop_gprs
+	add	$24, %rsp		/* orig_rax, rip, cs */
+	popfq
+	mov	micro_user_rsp(%rip), %rsp
+	jmp	*micro_ret_rip(%rip)
+3:	pop_gprs
+	add	$8, %rsp		/* orig_rax */
+	iretq
+
+/* sched_switch(save_ksp, new_ksp): the kernel side of a thread switch. */
+ENTRY(sched_switch)
+	push	%rbp
+	push	%rbx
+	push	%r12
+	push	%r13
+	push	%r14
+	push	%r15
+	mov	%rsp, (%rdi)
+	mov	%rsi, %rsp
 	pop	%r15
 	pop	%r14
 	pop	%r13
 	pop	%r12
-	pop	%rbp
 	pop	%rbx
-	pop	%r11
-	pop	%rcx
-	pop	%r9
-	pop	%r8
-	pop	%r10
-	pop	%rdx
-	pop	%rsi
-	pop	%rdi
-	pop	%rax
-	cmpl	$0, micro_cur_cpl(%rip)
-	jne	1f
-	/* CPL0 (hardware): back to CPL3 with RIP = RCX, RFLAGS = R11. */
-	mov	micro_user_rsp(%rip), %rsp
-	sysretq
-1:	/* CPL3 (PVM): POPFQ on our stack, so the handler's is untouched;
-	 * MOV and JMP leave the restored flags alone. */
-	push	%r11
-	popfq
-	mov	micro_user_rsp(%rip), %rsp
-	jmp	*%rcx
+	pop	%rbp
+	ret
+
+/* A new thread's first switch returns here, just below its frame. */
+ENTRY(micro_thread_start)
+	jmp	micro_return_user
 
 /*
  * The VMM reflects exceptions here (ember/abi.h): rdi = vector, rsi = error
@@ -127,13 +182,18 @@ ENTRY(micro_enter_user)
 	xor	%ecx, %ecx
 	iretq
 
+	.data
+	.balign 8
+	.globl micro_kstack_cur
+micro_kstack_cur:	.quad micro_kstack_top - 8
+
 	.bss
 	.balign 16
-	.globl micro_user_rsp
 micro_user_rsp:	.quad 0
-micro_cur_cpl:	.long 0
+micro_ret_rip:	.quad 0
 	.balign 4096
 	.space	65536
+	.globl micro_kstack_top
 micro_kstack_top:
 	.space	16384
 micro_xstack_top:

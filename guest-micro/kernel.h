@@ -1,11 +1,16 @@
 /*
  * kernel.h - internal interfaces of the micro guest (guest-micro/).
  *
- * The micro guest is a single-threaded, interrupt-free kernel that runs one
- * static x86-64 Linux executable (the handler) and serves its system calls.
+ * The micro guest is an interrupt-free kernel on one vCPU that runs one
+ * static x86-64 Linux executable (the handler, with any number of threads)
+ * and serves its system calls. The kernel itself is not preemptible: a
+ * thread in kernel code runs until it blocks (sched.c), so kernel data needs
+ * no locks; only user code is ever interrupted (docs/micro-guest.md).
  * Modules, each a .c file here:
  *   entry.S    _start, syscall_entry, exception_entry, the Ember ELF note,
- *              the jump to the handler at CPL3
+ *              the return to user mode, the kernel-stack switch
+ *   sched.c    threads: clone, exit, blocking and waking, the idle loop
+ *   futex.c    futex wait/wake/requeue
  *   main.c     boot: boot info, devices, file system, handler start
  *   lib.c      string functions, formatting, serial console, port I/O
  *   mm.c       guest RAM: free ranges, brk, anonymous mmap
@@ -47,21 +52,49 @@
 #define MICRO_EXIT_NO_HANDLER 257 /* the handler could not be loaded */
 #define MICRO_EXIT_HOST_GONE 258  /* invocation stream closed by the host */
 
-/* Registers saved by syscall_entry, in push order reversed (see entry.S). */
+/* Kernel-internal errors of interrupted calls (never seen by the handler:
+ * signal.c turns them into a restart or EINTR, as Linux does). */
+#define ERESTARTSYS 512
+#define ERESTARTNOHAND 514
+/* si_code values. */
+#define SI_USER 0
+#define SI_KERNEL 0x80
+#define SI_TKILL (-6)
+
+/*
+ * A thread's user-mode registers, saved at the top of its kernel stack by
+ * syscall_entry (push order reversed, see entry.S) and restored in full by
+ * micro_return_user. The tail (rip, cs, rflags, rsp, ss) is an IRETQ frame.
+ * After SYSCALL, rcx == rip and r11 == rflags; a signal return or a
+ * preempted context may differ, which is why all of them are kept.
+ */
 struct micro_regs {
 	uint64_t r15, r14, r13, r12, rbp, rbx;
-	uint64_t r11, rcx; /* user RFLAGS, RIP (set by SYSCALL) */
-	uint64_t r9, r8, r10, rdx, rsi, rdi, rax;
+	uint64_t r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi;
+	uint64_t orig_rax; /* the syscall number (restarts) */
+	uint64_t rip, cs, rflags, rsp, ss;
 };
+#define MICRO_REGS_SIZE 168
+_Static_assert(sizeof(struct micro_regs) == MICRO_REGS_SIZE, "entry.S");
 
 /* entry.S */
-extern uint64_t micro_user_rsp;
+/* Top of the current thread's kernel stack, minus 8 so that the register
+ * frame below it leaves RSP 16-byte aligned for C. */
+extern uint64_t micro_kstack_cur;
+extern char micro_kstack_top[];
 __attribute__((noreturn)) void micro_enter_user(uint64_t entry, uint64_t sp,
 						int cpl0);
+/* Saves the callee-saved registers and RSP into *save_ksp, switches to the
+ * kernel stack new_ksp and returns there (sched.c). */
+void sched_switch(uint64_t *save_ksp, uint64_t new_ksp);
+/* A new thread's first kernel return address: resumes user mode from the
+ * register frame just above it. */
+void micro_thread_start(void);
 
 /* main.c */
 extern const struct ember_boot_info *boot_info;
 extern char micro_cmdline_debug; /* "debug" on the command line */
+extern char micro_cmdline_strace; /* "strace": every syscall on the console */
 uint64_t micro_handler_size(void);
 const char *micro_handler_path(void);
 
@@ -129,6 +162,117 @@ int loader_load(const uint8_t *elf, uint64_t len, uint64_t *entry,
 
 /* syscall.c */
 void micro_syscall(struct micro_regs *r);
+/* Reports an unsupported call (or flag) once per number; returns err. */
+long micro_unsupported(uint64_t nr, long err);
+/* exit_group: ends the handler (all threads) and the VM. */
+__attribute__((noreturn)) void micro_exit_process(int status);
+#define NR_clone 56
+#define NR_clone3 435
+
+/* sched.c: threads on the one vCPU. A thread runs until it blocks (a
+ * futex wait, a sleep, a read with no data, a poll, sched_yield, exit) or
+ * is preempted by the VMM (docs/micro-guest.md, "Threads"). */
+#define MICRO_MAX_THREADS 256
+#define SCHED_KSTACK (16u << 10)
+#define SCHED_NEVER UINT64_MAX
+enum thread_state { THREAD_FREE, THREAD_RUNNABLE, THREAD_BLOCKED,
+		    THREAD_DEAD };
+/* Why sched_block() returned. */
+enum { WAKE_EVENT = 1, WAKE_TIMEOUT, WAKE_SIGNAL };
+/* sched_block() flags. */
+#define SCHED_IO 1u   /* also woken by any device activity (vsock) */
+#define SCHED_INTR 2u /* a signal ends the wait (WAKE_SIGNAL) */
+
+struct thread {
+	uint64_t ksp;          /* saved kernel RSP while switched out */
+	uint64_t kstack_top;   /* its kernel stack (frame at the top) */
+	uint64_t mem;          /* the allocation holding stack (0: static) */
+	int tid;
+	uint8_t state;         /* enum thread_state */
+	uint8_t wake_reason;
+	uint8_t block_flags;
+	/* What it waits for: a channel (an object's or a futex's address)
+	 * with an optional futex bitset, and a CLOCK_MONOTONIC deadline. */
+	const void *chan;
+	uint32_t chan_bits;
+	uint64_t wake_at;
+	uint64_t block_seq;    /* FIFO order among waiters */
+	uint64_t fsbase, gsbase;
+	uint64_t clear_child_tid; /* set_tid_address, CLONE_CHILD_CLEARTID */
+	uint64_t robust_list, robust_len;
+	/* Signals (signal.c): blocked and pending sets, the si_code of each
+	 * pending signal, the alternate stack, rt_sigsuspend's old mask. */
+	uint64_t sigmask, sigpending, saved_mask;
+	bool saved_mask_valid;
+	int16_t sig_code[65];
+	uint64_t ss_sp, ss_size;
+	uint32_t ss_flags;
+	uint8_t fpu[512] __attribute__((aligned(16))); /* FXSAVE image */
+};
+
+extern struct thread *sched_cur;
+void sched_init(void);
+/* The register frame of thread t (valid while it is in the kernel). */
+struct micro_regs *sched_regs(const struct thread *t);
+/* Blocks the current thread until sched_wake(chan) (or sched_wake_thread),
+ * CLOCK_MONOTONIC `deadline` (SCHED_NEVER for none), device activity
+ * (SCHED_IO) or a signal (SCHED_INTR). Returns WAKE_*. Callers re-check
+ * their condition: wake-ups may be spurious. */
+int sched_block(const void *chan, uint32_t bits, uint64_t deadline,
+		unsigned flags);
+/* Wakes up to n threads blocked on chan whose bits intersect `bits`
+ * (oldest first); returns how many. */
+int sched_wake(const void *chan, uint32_t bits, int n);
+void sched_wake_thread(struct thread *t, int reason);
+/* Moves up to n waiters of chan (after waking none) to chan2. */
+int sched_requeue(const void *chan, const void *chan2, int n);
+/* Lets every other runnable thread run once. */
+void sched_yield(void);
+struct thread *sched_find(int tid);
+/* Iterates over the live threads: for (t = sched_first(); t; t =
+ * sched_next(t)). */
+struct thread *sched_first(void);
+struct thread *sched_next(struct thread *t);
+unsigned sched_nr_threads(void);
+long sys_clone(struct micro_regs *r, uint64_t flags, uint64_t newsp,
+	       uint64_t ptid, uint64_t ctid, uint64_t tls);
+long sys_clone3(struct micro_regs *r, const void *args, uint64_t size);
+/* Ends the calling thread (not the process, unless it is the last one). */
+__attribute__((noreturn)) void sched_exit_thread(int status);
+long sys_set_tid_address(uint64_t tidptr);
+long sys_set_robust_list(uint64_t head, uint64_t len);
+long sys_get_robust_list(int tid, uint64_t headp, uint64_t lenp);
+
+/* signal.c */
+struct fault_info {
+	uint64_t vector, err, cr2;
+};
+bool signal_pending(const struct thread *t);
+/* Sends sig to thread t (NULL: the process). 0 or -EINVAL; may end the
+ * process (SIG_DFL of a terminating signal). */
+int signal_send(struct thread *t, int sig, int code);
+/* Before a return to user mode: sets up the frame of a pending signal in
+ * r, and resolves interrupted calls (restart or EINTR). */
+void signal_deliver(struct micro_regs *r);
+/* A CPU fault of the current thread at user registers r: true if a
+ * handler takes it (r now enters it), false if the process must die. */
+bool signal_fault(struct micro_regs *r, int sig, int code,
+		  const struct fault_info *fi);
+long sys_rt_sigreturn(struct micro_regs *r);
+long sys_rt_sigaction(int sig, const void *act, void *oact, uint64_t size);
+long sys_rt_sigprocmask(int how, const void *set, void *oset, uint64_t size);
+long sys_rt_sigpending(void *set, uint64_t size);
+long sys_rt_sigsuspend(const void *mask, uint64_t size);
+long sys_pause(void);
+long sys_sigaltstack(const void *uss, void *uoss, const struct micro_regs *r);
+long sys_kill(int pid, int sig);
+long sys_tgkill(int tgid, int tid, int sig);
+
+/* futex.c */
+long sys_futex(uint64_t uaddr, int op, uint32_t val, uint64_t timeout,
+	       uint64_t uaddr2, uint32_t val3);
+/* Wakes one waiter of the futex word at uaddr (thread exit). */
+void futex_wake_one(uint64_t uaddr);
 
 /* fs.c: the fd table. */
 enum { FS_KIND_FREE, FS_KIND_FILE, FS_KIND_STDIN, FS_KIND_STDOUT,
@@ -158,6 +302,9 @@ long stdio_write(int fd, const void *buf, uint64_t len);
 /* Reports the handler's end to the host: an ERROR frame if it died while
  * serving a request (code EMBER_ERR_*, message), then flushes. */
 void stdio_report_end(uint32_t code, const char *msg);
+/* Polls the vsock device (spinning briefly, never past CLOCK_MONOTONIC
+ * `until`): true if it had news for threads waiting on I/O. */
+bool stdio_poll(uint64_t until);
 /* Sends a LOG frame (stream stderr) with a micro-guest message, when the
  * host is connected; otherwise nothing. */
 void stdio_log(const char *msg, size_t len);
@@ -171,10 +318,14 @@ uint64_t time_real_ns(void);
 void micro_check_clone(void);
 long sys_clock_gettime(int clk, void *ts);
 long sys_gettimeofday(void *tv, void *tz);
+/* Reads a user timespec into ns: 0, -EFAULT or -EINVAL. */
+long time_get_timespec(const void *ts, uint64_t *ns);
+long time_put_timespec(void *ts, uint64_t ns);
 long sys_nanosleep(const void *req, void *rem);
 long sys_clock_nanosleep(int clk, int flags, const void *req, void *rem);
-/* Sleeps in the VMM until a device signals or timeout_ns (0 = none). */
-void micro_wait(uint64_t timeout_ns);
+/* Sleeps in the VMM (all threads) until a device signals (true) or
+ * timeout_ns passed (0 = none). */
+bool micro_wait(uint64_t timeout_ns);
 
 /* random.c */
 void random_init(const uint64_t seed[4]);

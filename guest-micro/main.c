@@ -6,6 +6,7 @@
  * Command line (boot_info.cmdline_gpa, words separated by spaces):
  *   debug            trace syscalls the kernel does not implement and echo
  *                    stdout/stderr on the serial console
+ *   strace           print every system call and its result on the console
  *   handler=PATH     run PATH from the image when no boot module is given
  *                    (also the handler's argv[0]; default "/handler")
  *   KEY=VALUE        put into the handler's environment
@@ -16,7 +17,7 @@
 #include "gd_platform.h"
 
 const struct ember_boot_info *boot_info;
-char micro_cmdline_debug;
+char micro_cmdline_debug, micro_cmdline_strace;
 static char handler_path[256] = "/handler";
 
 const char *micro_handler_path(void)
@@ -162,6 +163,8 @@ void micro_main(const struct ember_boot_info *bi)
 	cl = (const char *)(uintptr_t)bi->cmdline_gpa;
 	if (cmdline_find(cl, "debug", &vl))
 		micro_cmdline_debug = 1;
+	if (cmdline_find(cl, "strace", &vl))
+		micro_cmdline_strace = 1;
 	v = cmdline_find(cl, "handler", &vl);
 	if (v && vl > 0 && vl < sizeof(handler_path)) {
 		memcpy(handler_path, v, vl);
@@ -215,5 +218,6 @@ void micro_main(const struct ember_boot_info *bi)
 	if (micro_cmdline_debug)
 		kprintf("handler entry 0x%lx sp 0x%lx, %lu MiB free\n", entry,
 			sp, mm_free_bytes() >> 20);
+	sched_init();
 	micro_enter_user(entry, sp, bi->cpl == 0);
 }

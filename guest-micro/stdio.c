@@ -218,11 +218,34 @@ long stdio_read(void *buf, uint64_t len)
 				continue;
 			}
 		}
-		if (gvsock_wait(&vs) < 0) {
+		/* Nothing yet: other threads run while this one waits. */
+		n = gvsock_poll(&vs);
+		if (n < 0) {
 			kprintf("vsock device failed\n");
 			return -EIO;
 		}
+		if (n == 0 && sched_block(&vs, 0, SCHED_NEVER,
+					  SCHED_IO | SCHED_INTR) == WAKE_SIGNAL)
+			return -ERESTARTSYS;
 	}
+}
+
+bool stdio_poll(uint64_t until)
+{
+	if (!have_vsock)
+		return false;
+	/* A short spin first: an answer that is already on its way costs
+	 * less than a WAIT exit. */
+	for (unsigned i = 0; i <= vs.spins; i++) {
+		int n = gvsock_poll(&vs);
+
+		if (n != 0)
+			return true; /* news, or a broken device to report */
+		if ((i & 63) == 63 && time_mono_ns() >= until)
+			break;
+		__asm__ volatile("pause" ::: "memory");
+	}
+	return false;
 }
 
 long stdio_write(int fd, const void *buf, uint64_t len)

@@ -15,17 +15,19 @@ enum {
 	NR_read = 0, NR_write = 1, NR_open = 2, NR_close = 3, NR_stat = 4,
 	NR_fstat = 5, NR_lstat = 6, NR_poll = 7, NR_lseek = 8, NR_mmap = 9,
 	NR_mprotect = 10, NR_munmap = 11, NR_brk = 12, NR_rt_sigaction = 13,
-	NR_rt_sigprocmask = 14, NR_ioctl = 16, NR_pread64 = 17,
+	NR_rt_sigprocmask = 14, NR_rt_sigreturn = 15, NR_ioctl = 16,
+	NR_pread64 = 17,
 	NR_pwrite64 = 18, NR_readv = 19, NR_writev = 20, NR_access = 21,
 	NR_pipe = 22, NR_sched_yield = 24, NR_mremap = 25, NR_madvise = 28,
-	NR_dup = 32, NR_dup2 = 33, NR_nanosleep = 35, NR_getpid = 39,
-	NR_clone = 56, NR_fork = 57, NR_vfork = 58, NR_execve = 59,
+	NR_dup = 32, NR_dup2 = 33, NR_pause = 34, NR_nanosleep = 35,
+	NR_getpid = 39, NR_fork = 57, NR_vfork = 58, NR_execve = 59,
 	NR_exit = 60, NR_wait4 = 61, NR_kill = 62, NR_uname = 63,
 	NR_fcntl = 72, NR_getcwd = 79, NR_chdir = 80, NR_mkdir = 83,
 	NR_rmdir = 84, NR_unlink = 87, NR_readlink = 89,
 	NR_gettimeofday = 96, NR_getrlimit = 97, NR_getrusage = 98,
 	NR_sysinfo = 99, NR_getuid = 102, NR_getgid = 104, NR_geteuid = 107,
 	NR_getegid = 108, NR_getppid = 110, NR_getpgrp = 111,
+	NR_rt_sigpending = 127, NR_rt_sigsuspend = 130,
 	NR_sigaltstack = 131, NR_arch_prctl = 158, NR_gettid = 186,
 	NR_tkill = 200, NR_time = 201, NR_futex = 202,
 	NR_sched_getaffinity = 204, NR_getdents64 = 217,
@@ -33,9 +35,9 @@ enum {
 	NR_clock_getres = 229, NR_clock_nanosleep = 230, NR_exit_group = 231,
 	NR_tgkill = 234, NR_openat = 257, NR_mkdirat = 258,
 	NR_newfstatat = 262, NR_unlinkat = 263, NR_readlinkat = 267,
-	NR_faccessat = 269, NR_set_robust_list = 273, NR_dup3 = 292,
-	NR_pipe2 = 293, NR_prlimit64 = 302, NR_getrandom = 318,
-	NR_statx = 332, NR_rseq = 334, NR_clone3 = 435, NR_faccessat2 = 439,
+	NR_faccessat = 269, NR_set_robust_list = 273, NR_get_robust_list = 274,
+	NR_dup3 = 292, NR_pipe2 = 293, NR_prlimit64 = 302, NR_getrandom = 318,
+	NR_statx = 332, NR_rseq = 334, NR_faccessat2 = 439,
 };
 
 #define AT_FDCWD (-100)
@@ -43,9 +45,6 @@ enum {
 #define ARCH_SET_FS 0x1002
 #define ARCH_GET_FS 0x1003
 #define ARCH_GET_GS 0x1004
-#define FUTEX_WAIT 0
-#define FUTEX_WAKE 1
-#define FUTEX_CMD_MASK 0x7f /* without FUTEX_PRIVATE_FLAG, CLOCK_REALTIME */
 #define GRND_NONBLOCK 1
 #define GRND_RANDOM 2
 #define GRND_INSECURE 4
@@ -53,8 +52,7 @@ enum {
 #define RLIMIT_NOFILE 7
 #define RLIM_INFINITY (~0ULL)
 
-/* Reports an unsupported syscall once per number; returns `err`. */
-static long nosys_once(uint64_t nr, long err)
+long micro_unsupported(uint64_t nr, long err)
 {
 	static uint64_t seen[1024 / 64];
 	static bool seen_big;
@@ -224,23 +222,7 @@ static long do_sysinfo(void *p)
 	return 0;
 }
 
-/* A signal sent to ourselves (abort() raises SIGABRT) ends the handler. */
-static long do_kill(int sig)
-{
-	char msg[96];
-
-	if (sig == 0)
-		return 0;
-	if (sig < 0 || sig > 64)
-		return -EINVAL;
-	ksnprintf(msg, sizeof(msg), "handler killed by signal %d%s", sig,
-		  sig == 6 ? " (SIGABRT: abort)" : "");
-	kprintf("%s\n", msg);
-	stdio_report_end(EMBER_ERR_CRASH, msg);
-	micro_exit_vm(MICRO_EXIT_SIGNAL_BASE + (uint32_t)sig);
-}
-
-__attribute__((noreturn)) static void do_exit(int status)
+void micro_exit_process(int status)
 {
 	char msg[96];
 
@@ -259,9 +241,10 @@ __attribute__((noreturn)) static void do_exit(int status)
 	micro_exit_vm((uint32_t)status);
 }
 
-static long dispatch(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2,
-		     uint64_t a3, uint64_t a4, uint64_t a5)
+static long dispatch(struct micro_regs *r)
 {
+	uint64_t nr = r->rax, a0 = r->rdi, a1 = r->rsi, a2 = r->rdx;
+	uint64_t a3 = r->r10, a4 = r->r8, a5 = r->r9;
 	void *p0 = (void *)(uintptr_t)a0, *p1 = (void *)(uintptr_t)a1;
 	void *p2 = (void *)(uintptr_t)a2, *p3 = (void *)(uintptr_t)a3;
 
@@ -356,10 +339,10 @@ static long dispatch(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2,
 		return sys_clock_gettime((int)a0, p1);
 	case NR_clock_getres:
 		if (p1) {
-			int64_t r[2] = { 0, 1 };
-			if (!mm_access_ok(p1, sizeof(r)))
+			int64_t res[2] = { 0, 1 };
+			if (!mm_access_ok(p1, sizeof(res)))
 				return -EFAULT;
-			memcpy(p1, r, sizeof(r));
+			memcpy(p1, res, sizeof(res));
 		}
 		return 0;
 	case NR_gettimeofday:
@@ -381,20 +364,22 @@ static long dispatch(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2,
 		return do_getrandom(p0, a1, (unsigned)a2);
 
 	case NR_exit:
+		sched_exit_thread((int)a0);
 	case NR_exit_group:
-		do_exit((int)a0);
+		micro_exit_process((int)a0);
 	case NR_kill:
-		return (a0 == 1 || a0 == 0) ? do_kill((int)a1) : -ESRCH;
+		return sys_kill((int)a0, (int)a1);
 	case NR_tkill:
-		return a0 == 1 ? do_kill((int)a1) : -ESRCH;
+		return sys_tgkill(-1, (int)a0, (int)a1);
 	case NR_tgkill:
-		return (a0 == 1 && a1 == 1) ? do_kill((int)a2) : -ESRCH;
+		return sys_tgkill((int)a0, (int)a1, (int)a2);
 	case NR_uname:
 		return do_uname(p0);
 	case NR_getpid:
-	case NR_gettid:
 	case NR_getpgrp:
 		return 1;
+	case NR_gettid:
+		return sched_cur->tid;
 	case NR_getppid:
 		return 0;
 	case NR_getuid:
@@ -405,9 +390,11 @@ static long dispatch(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2,
 	case NR_arch_prctl:
 		return do_arch_prctl((int)a0, a1);
 	case NR_set_tid_address:
-		return 1; /* the tid */
+		return sys_set_tid_address(a0);
 	case NR_set_robust_list:
-		return 0;
+		return sys_set_robust_list(a0, a1);
+	case NR_get_robust_list:
+		return sys_get_robust_list((int)a0, a1, a2);
 	case NR_rseq:
 		return -ENOSYS; /* glibc copes; no need to log it */
 	case NR_prlimit64:
@@ -424,23 +411,21 @@ static long dispatch(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2,
 	case NR_sysinfo:
 		return do_sysinfo(p0);
 	case NR_rt_sigaction:
-		/* Accepted, never delivered: faults end the handler. */
-		if (p2) {
-			if (!mm_access_ok(p2, 32))
-				return -EFAULT;
-			memset(p2, 0, 32);
-		}
-		return 0;
+		return sys_rt_sigaction((int)a0, p1, p2, a3);
 	case NR_rt_sigprocmask:
-		if (p2) {
-			if (!mm_access_ok(p2, 8))
-				return -EFAULT;
-			memset(p2, 0, 8);
-		}
-		return 0;
+		return sys_rt_sigprocmask((int)a0, p1, p2, a3);
+	case NR_rt_sigpending:
+		return sys_rt_sigpending(p0, a1);
+	case NR_rt_sigsuspend:
+		return sys_rt_sigsuspend(p0, a1);
+	case NR_pause:
+		return sys_pause();
+	case NR_rt_sigreturn:
+		return sys_rt_sigreturn(r);
 	case NR_sigaltstack:
-		return 0;
+		return sys_sigaltstack(p0, p1, r);
 	case NR_sched_yield:
+		sched_yield();
 		return 0;
 	case NR_sched_getaffinity:
 		if (a1 < 8)
@@ -451,30 +436,26 @@ static long dispatch(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2,
 		*(uint8_t *)p2 = 1; /* one CPU */
 		return 8;
 	case NR_futex:
-		/* One thread: nobody to wait for or to wake. */
-		switch (a1 & FUTEX_CMD_MASK) {
-		case FUTEX_WAKE:
-			return 0;
-		case FUTEX_WAIT:
-			if (!mm_access_ok(p0, 4))
-				return -EFAULT;
-			return *(volatile uint32_t *)p0 != (uint32_t)a2 ?
-				       -EAGAIN : -ETIMEDOUT;
-		default:
-			return -ENOSYS;
-		}
+		return sys_futex(a0, (int)a1, (uint32_t)a2, a3, a4, (uint32_t)a5);
 	case NR_clone:
+		return sys_clone(r, a0, a1, a2, a3, a4);
 	case NR_clone3:
+		return sys_clone3(r, p0, a1);
 	case NR_fork:
 	case NR_vfork:
-		return nosys_once(nr, -EAGAIN); /* one process, one thread */
+		return micro_unsupported(nr, -EAGAIN); /* one process */
 	default:
-		return nosys_once(nr, -ENOSYS);
+		return micro_unsupported(nr, -ENOSYS);
 	}
 }
 
 void micro_syscall(struct micro_regs *r)
 {
-	r->rax = (uint64_t)dispatch(r->rax, r->rdi, r->rsi, r->rdx, r->r10,
-				    r->r8, r->r9);
+	uint64_t nr = r->rax, a0 = r->rdi, a1 = r->rsi, a2 = r->rdx;
+
+	r->rax = (uint64_t)dispatch(r);
+	if (micro_cmdline_strace)
+		kprintf("[%d] syscall %lu (0x%lx, 0x%lx, 0x%lx) = %ld\n",
+			sched_cur->tid, nr, a0, a1, a2, (long)r->rax);
+	signal_deliver(r);
 }

@@ -6,7 +6,7 @@
  * when the guest TSC read boot_info.wall_tsc, rewritten at each restore).
  * RDTSC runs natively at CPL3. Without a TSC
  * frequency (tsc_khz == 0) a 1 GHz TSC is assumed. Sleeps are EMBER_HC_WAIT
- * hypercalls with a timeout.
+ * hypercalls with a timeout when no other thread can run (sched.c).
  */
 #include "kernel.h"
 
@@ -71,7 +71,7 @@ uint64_t time_real_ns(void)
 	return boot_info->wall_ns + time_mono_ns();
 }
 
-static long put_ts(void *ts, uint64_t ns)
+long time_put_timespec(void *ts, uint64_t ns)
 {
 	struct ktimespec t = { (int64_t)(ns / 1000000000u),
 			       (int64_t)(ns % 1000000000u) };
@@ -87,15 +87,16 @@ long sys_clock_gettime(int clk, void *ts)
 	switch (clk) {
 	case CLOCK_REALTIME:
 	case CLOCK_REALTIME_COARSE:
-		return put_ts(ts, time_real_ns());
+		return time_put_timespec(ts, time_real_ns());
 	case CLOCK_MONOTONIC:
 	case CLOCK_MONOTONIC_RAW:
 	case CLOCK_MONOTONIC_COARSE:
 	case CLOCK_BOOTTIME:
-	/* One thread that never stops running: CPU time == elapsed time. */
+	/* CPU time is not accounted: it reads as elapsed time (the vCPU
+	 * never stops running the handler, whichever thread). */
 	case CLOCK_PROCESS_CPUTIME_ID:
 	case CLOCK_THREAD_CPUTIME_ID:
-		return put_ts(ts, time_mono_ns());
+		return time_put_timespec(ts, time_mono_ns());
 	default:
 		return -EINVAL;
 	}
@@ -120,25 +121,34 @@ long sys_gettimeofday(void *tv, void *tz)
 	return 0;
 }
 
-void micro_wait(uint64_t timeout_ns)
+bool micro_wait(uint64_t timeout_ns)
 {
-	hypercall(EMBER_HC_WAIT, timeout_ns);
+	return hypercall(EMBER_HC_WAIT, timeout_ns) == 1;
 }
 
-/* Sleeps until CLOCK_MONOTONIC reaches `until`. Device wake-ups end a WAIT
- * early; loop until the time has come. */
-static void sleep_until(uint64_t until)
+/* The calling thread sleeps until CLOCK_MONOTONIC reaches `until` (other
+ * threads run meanwhile). A signal ends the sleep early: -EINTR, with the
+ * time left in *rem if given (nanosleep never restarts after a handler). */
+static char sleepers; /* the channel: nobody wakes it, deadlines do */
+static long sleep_until(uint64_t until, void *rem)
 {
 	for (;;) {
 		uint64_t now = time_mono_ns();
 
 		if (now >= until)
-			return;
-		micro_wait(until - now);
+			return 0;
+		if (sched_block(&sleepers, 0, until, SCHED_INTR) ==
+		    WAKE_SIGNAL) {
+			now = time_mono_ns();
+			if (rem)
+				time_put_timespec(rem, until > now ?
+						  until - now : 0);
+			return -EINTR;
+		}
 	}
 }
 
-static int get_ts(const void *p, uint64_t *ns)
+long time_get_timespec(const void *p, uint64_t *ns)
 {
 	struct ktimespec t;
 
@@ -154,23 +164,29 @@ static int get_ts(const void *p, uint64_t *ns)
 	return 0;
 }
 
+static uint64_t after(uint64_t ns)
+{
+	uint64_t now = time_mono_ns();
+
+	return ns > SCHED_NEVER - now ? SCHED_NEVER : now + ns;
+}
+
 long sys_nanosleep(const void *req, void *rem)
 {
 	uint64_t ns;
-	int ret = get_ts(req, &ns);
+	long ret = time_get_timespec(req, &ns);
 
 	if (ret)
 		return ret;
-	sleep_until(time_mono_ns() + ns);
-	if (rem && mm_access_ok(rem, 16))
-		memset(rem, 0, 16);
-	return 0;
+	if (rem && !mm_access_ok(rem, sizeof(struct ktimespec)))
+		return -EFAULT;
+	return sleep_until(after(ns), rem);
 }
 
 long sys_clock_nanosleep(int clk, int flags, const void *req, void *rem)
 {
 	uint64_t ns;
-	int ret = get_ts(req, &ns);
+	long ret = time_get_timespec(req, &ns);
 
 	if (ret)
 		return ret;
@@ -180,10 +196,8 @@ long sys_clock_nanosleep(int clk, int flags, const void *req, void *rem)
 	if (flags & TIMER_ABSTIME) {
 		uint64_t now = clk == CLOCK_REALTIME ? time_real_ns() :
 						       time_mono_ns();
-		sleep_until(time_mono_ns() + (ns > now ? ns - now : 0));
-	} else {
-		sleep_until(time_mono_ns() + ns);
+		/* No remaining time for an absolute sleep. */
+		return sleep_until(after(ns > now ? ns - now : 0), NULL);
 	}
-	(void)rem;
-	return 0;
+	return sleep_until(after(ns), rem);
 }

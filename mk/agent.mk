@@ -13,7 +13,11 @@ AGENT_CLI_SRCS := $(wildcard agent/cli.c)
 EMBERD_SRCS := $(filter-out $(AGENT_CLI_SRCS) $(AGENT_CLIENT_SRCS),\
 	$(wildcard agent/*.c))
 
-ifneq ($(EMBERD_SRCS),)
+# emberd is linked once one of its sources has main(): agent modules
+# (cgroup.c, jail.c) may land before the daemon does.
+EMBERD_MAIN := $(shell grep -l '^int main[^A-Za-z0-9_]' $(EMBERD_SRCS) /dev/null)
+
+ifneq ($(EMBERD_MAIN),)
 $(BUILD)/emberd: $(EMBERD_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/libember.a
 	$(CC) $(CFLAGS) -o $@ $^ $(AGENT_LIBS) $(LIBS)
 ALL += $(BUILD)/emberd
@@ -33,3 +37,10 @@ $(BUILD)/ember: $(AGENT_CLI_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/libember-client.
 ALL += $(BUILD)/ember
 TEST_DEPS += $(BUILD)/ember
 endif
+
+# Deploy (agent/deploy.c) builds micro guest images with the writer that
+# ember-mkimage uses (tools/mkimage.c); mk/micro.mk comes after this file,
+# so the objects are named here. A rule without a recipe adds them to $^.
+AGENT_TOOL_OBJS := $(addprefix $(BUILD)/obj/,tools/mkimage.o tools/beneath.o \
+	guest-micro/mfs.o)
+$(BUILD)/emberd: $(AGENT_TOOL_OBJS)

@@ -1,7 +1,8 @@
 # libFuzzer targets (clang, ASan+UBSan): every tests/fuzz/fuzz_<name>.c that
 # names its sources on "// link: a.c b.c" lines, like the unit tests, is
 # built into $(BUILD)/fuzz-bin/ and run for FUZZ_SECONDS over its corpus
-# tests/data/fuzz_<name>/ (new inputs go to $(BUILD)/fuzz-corpus/). Crashers
+# tests/data/fuzz_<name>/ (new inputs go to $(BUILD)/fuzz-corpus/); a
+# "// libs: -lfoo" line adds libraries, as for unit tests. Crashers
 # are written into tests/data/fuzz_<name>/ as crash-*: keep them, they are
 # regression inputs that `make fuzz-replay` runs once each (no fuzzing).
 # Targets without a link line (fuzz_elf.c) keep their own rule (kernel.mk).
@@ -17,6 +18,7 @@ FZ_FLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -DEMBER_TESTING $(WARN) \
 	-fno-sanitize-recover=all
 FZ_DIR := $(BUILD)/fuzz-bin
 fz_links = $(shell sed -n 's,^// link:,,p' tests/fuzz/$(1).c)
+fz_libs = $(shell sed -n 's,^// libs:,,p' tests/fuzz/$(1).c)
 FZ_NAMES := $(foreach f,$(wildcard tests/fuzz/fuzz_*.c),\
 	$(if $(shell grep -l '^// link:' $(f)),$(patsubst tests/fuzz/%.c,%,$(f))))
 FZ_BINS := $(FZ_NAMES:%=$(FZ_DIR)/%)
@@ -24,7 +26,7 @@ FZ_BINS := $(FZ_NAMES:%=$(FZ_DIR)/%)
 define fz_rule
 $(FZ_DIR)/$(1): tests/fuzz/$(1).c $(call fz_links,$(1))
 	@mkdir -p $$(dir $$@)
-	$$(FUZZ_CC) $$(FZ_FLAGS) -o $$@ $$^ $$(LIBS)
+	$$(FUZZ_CC) $$(FZ_FLAGS) -o $$@ $$^ $(call fz_libs,$(1)) $$(LIBS)
 endef
 $(foreach f,$(FZ_NAMES),$(eval $(call fz_rule,$(f))))
 

@@ -32,9 +32,11 @@ $(BUILD)/ember-micro: $(MICRO_OBJS) guest-micro/micro.ld
 	$(MICRO_CC) $(MICRO_CFLAGS) $(MICRO_LDFLAGS) -o $@ $(MICRO_OBJS) -lgcc
 	@size=$$(stat -c %s $@); echo "ember-micro: $$size bytes"
 
-$(BUILD)/ember-mkimage: tools/ember-mkimage.c guest-micro/mfs.c guest-micro/mfs.h
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ tools/ember-mkimage.c guest-micro/mfs.c
+# The image writer (tools/mkimage.c) is shared with emberd's deploy.
+MKIMAGE_OBJS := $(addprefix $(BUILD)/obj/,tools/mkimage.o tools/beneath.o \
+	guest-micro/mfs.o)
+$(BUILD)/ember-mkimage: $(BUILD)/obj/tools/ember-mkimage.o $(MKIMAGE_OBJS)
+	$(CC) $(CFLAGS) -o $@ $^
 
 # Test handlers of the micro guest's own (tests/handlers/*.c: start-up,
 # crashes, syscalls), static with musl and glibc, for the integration tests

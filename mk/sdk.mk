@@ -16,7 +16,7 @@ SDK_CFLAGS := -std=gnu11 -O2 -g $(WARN) -I.
 SDK_SRCS := sdk/handler.c sdk/sha256.c proto/invoke.c
 SDK_HDRS := sdk/ember_handler.h sdk/sha256.h proto/invoke.h
 
-SDK_C_HANDLERS := echo hash files
+SDK_C_HANDLERS := echo hash files pthreads
 # lua links Debian's liblua5.4.a, built against glibc with FORTIFY: the musl
 # build adds sdk/musl_fortify_compat.c (see docs/function-abi.md).
 SDK_GLIBC := $(addprefix $(BUILD)/handlers/,$(SDK_C_HANDLERS) lua)
