@@ -123,13 +123,16 @@ static int capture_vcpu(struct ember_vm *vm, struct vcpu *v,
 	return 0;
 }
 
-static void capture_device(const struct ember_vm *vm, unsigned i,
+static void capture_device(struct ember_vm *vm, unsigned i,
 			   struct snap_virtio_dev *d)
 {
-	const struct vm_virtio *vd = &vm->virtio[i];
-	const struct vmmio_dev *t = &vd->transport;
+	struct vm_virtio *vd = &vm->virtio[i];
+	struct vmmio_dev *t = &vd->transport;
 
 	memset(d, 0, sizeof(*d));
+	/* Quiesced already; the lock makes the read one consistent view
+	 * all the same (and says who owns these fields). */
+	pthread_mutex_lock(&t->lock);
 	d->device_id = t->ops->device_id;
 	d->mmio_base = t->base;
 	d->gsi = t->gsi;
@@ -159,6 +162,7 @@ static void capture_device(const struct ember_vm *vm, unsigned i,
 			.signalled_valid = vq->signalled_valid,
 		};
 	}
+	pthread_mutex_unlock(&t->lock);
 	if (vd->kind == VM_VIRTIO_BLK) {
 		const struct ember_disk *disk = &vm->cfg.disks[i];
 
@@ -173,6 +177,42 @@ static void capture_device(const struct ember_vm *vm, unsigned i,
 	}
 }
 
+/*
+ * Nothing may change the VM while it is captured: the vCPUs are paused (the
+ * caller's job), the event thread is parked (a host connecting now waits
+ * in the listen queue instead of making the vsock device pop an rx buffer
+ * and write guest memory under us), and every device quiesces: disks
+ * complete what the guest queued and what is in flight (a request taken
+ * from the ring and not answered would be lost), vsock gives back the rx
+ * chain it holds. So every queue's last_avail equals its used_idx.
+ */
+static int quiesce_devices(struct ember_vm *vm, char *err, size_t errlen)
+{
+	int ret;
+
+	evloop_pause(vm->loop);
+	for (unsigned i = 0; i < vm->nr_virtio; i++) {
+		if (vm->virtio[i].kind == VM_VIRTIO_VSOCK) {
+			vsock_quiesce(vm->virtio[i].dev);
+			continue;
+		}
+		ret = vblk_quiesce(vm->virtio[i].dev);
+		if (ret < 0)
+			return errbuf_fail(err, errlen, ret, "disk %u: cannot "
+					   "drain its I/O: %s", i,
+					   strerror(-ret));
+	}
+	return 0;
+}
+
+static void resume_devices(struct ember_vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_virtio; i++)
+		if (vm->virtio[i].kind == VM_VIRTIO_VSOCK)
+			vsock_resume(vm->virtio[i].dev);
+	evloop_resume(vm->loop);
+}
+
 int vm_snapshot_at(struct ember_vm *vm, int dirfd, char *err, size_t errlen)
 {
 	struct snap_vm *s = calloc(1, sizeof(*s));
@@ -182,18 +222,9 @@ int vm_snapshot_at(struct ember_vm *vm, int dirfd, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	/* Device I/O drained first: a request in flight would be lost (its
-	 * chain taken from the avail ring, its used entry never written). */
-	for (unsigned i = 0; i < vm->nr_virtio; i++) {
-		if (vm->virtio[i].kind != VM_VIRTIO_BLK)
-			continue;
-		ret = vblk_quiesce(vm->virtio[i].dev);
-		if (ret < 0) {
-			snprintf(err, errlen, "disk %u: cannot drain its I/O: %s",
-				 i, strerror(-ret));
-			goto out;
-		}
-	}
+	ret = quiesce_devices(vm, err, errlen);
+	if (ret < 0)
+		goto out;
 	snap_cpu_fingerprint(&s->cpu);
 	s->machine.mem_size = vm->kvm.ram_size;
 	s->machine.nr_vcpus = vm->nr_vcpus;
@@ -243,6 +274,7 @@ int vm_snapshot_at(struct ember_vm *vm, int dirfd, char *err, size_t errlen)
 	if (!ret)
 		ret = snap_write_state_at(dirfd, s, err, errlen);
 out:
+	resume_devices(vm);
 	free(s);
 	return ret;
 }

@@ -881,6 +881,34 @@ static void test_shutdown_and_rst_free(void **state)
 }
 
 /* Without rx buffers, packets wait (bounded) and resume on the rx kick. */
+/* After host data is delivered the device takes one more rx buffer, finds
+ * the host socket empty, and holds the buffer for the next bytes. A
+ * snapshot must not record that (every clone would lose the buffer):
+ * vsock_quiesce() gives it back, vsock_resume() serves on. */
+static void test_quiesce_returns_held_rx(void **state)
+{
+	uint32_t local;
+	struct pkt p;
+	int fd;
+
+	(void)state;
+	post_all_rx();
+	fd = host_connect(1000, &local);
+	write_all(fd, "ping", 4);
+	pump(3);
+	p = expect_pkt(VSOCK_OP_RW, local, 1000);
+	assert_memory_equal(p.data, "ping", 4);
+	assert_int_equal((uint16_t)(t.vq[0].last_avail - t.vq[0].used_idx), 1);
+	vsock_quiesce(v);
+	assert_int_equal(t.vq[0].last_avail, t.vq[0].used_idx);
+	vsock_resume(v);
+	write_all(fd, "pong", 4);
+	pump(3);
+	p = expect_pkt(VSOCK_OP_RW, local, 1000);
+	assert_memory_equal(p.data, "pong", 4);
+	close(fd);
+}
+
 static void test_rx_without_buffers(void **state)
 {
 	(void)state;
@@ -1025,6 +1053,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_guest_to_host_credit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_and_rst_free, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_without_buffers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_quiesce_returns_held_rx, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_table_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_broken_ring, setup, teardown),

@@ -1073,6 +1073,26 @@ static void pick_port_base(struct vsock *v)
 			     r % (0xffffffffu - VSOCK_LOCAL_PORT_BASE);
 }
 
+void vsock_quiesce(struct vsock *v)
+{
+	pthread_mutex_lock(&v->lock);
+	/* An rx buffer taken for a packet that is not there yet: give it
+	 * back, or the snapshot records it as the device's forever and every
+	 * clone has one buffer less. */
+	if (v->rx_held && v->t) {
+		virtq_unpop(&v->t->vq[VSOCK_QUEUE_RX]);
+		v->rx_held = false;
+	}
+	vsock_unlock(v);
+}
+
+void vsock_resume(struct vsock *v)
+{
+	pthread_mutex_lock(&v->lock);
+	vsock_process_queues_locked(v);
+	vsock_unlock(v);
+}
+
 void vsock_transport_reset(struct vsock *v)
 {
 	pthread_mutex_lock(&v->lock);
