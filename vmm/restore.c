@@ -98,69 +98,6 @@ static int restore_vcpu(struct ember_vm *vm, struct vcpu *v,
 	return 0;
 }
 
-/* Devices come back with the queues the guest had programmed; each queue is
- * validated again as if the driver had just written it. */
-static int restore_device(struct ember_vm *vm, unsigned i,
-			  const struct snap_virtio_dev *d, char *err,
-			  size_t errlen)
-{
-	struct vm_virtio *vd = &vm->virtio[i];
-	struct vmmio_dev *t = &vd->transport;
-	int ret;
-
-	if (d->device_id != t->ops->device_id || d->nr_queues != t->ops->nr_queues) {
-		snprintf(err, errlen, "device %u: kind or queue count differs", i);
-		return -EINVAL;
-	}
-	pthread_mutex_lock(&t->lock);
-	t->status = d->status;
-	t->device_features_sel = d->device_features_sel;
-	t->driver_features_sel = d->driver_features_sel;
-	t->driver_features = d->driver_features & (t->ops->features |
-						   (1ULL << VIRTIO_F_VERSION_1));
-	t->acked_features = d->acked_features & (t->ops->features |
-						 (1ULL << VIRTIO_F_VERSION_1));
-	t->queue_sel = d->queue_sel;
-	t->interrupt_status = d->interrupt_status;
-	t->config_generation = d->config_generation;
-	for (unsigned q = 0; q < d->nr_queues; q++) {
-		struct virtq *vq = &t->vq[q];
-		const struct snap_virtq *sq = &d->vq[q];
-
-		virtq_reset(vq);
-		vq->size = sq->size;
-		vq->desc_gpa = sq->desc_gpa;
-		vq->avail_gpa = sq->avail_gpa;
-		vq->used_gpa = sq->used_gpa;
-		vq->ready = sq->ready;
-		vq->event_idx = sq->event_idx;
-		if (d->activated && vq->ready) {
-			ret = virtq_activate(vq, &vm->kvm.mem, t->ops->queue_max);
-			if (ret < 0) {
-				pthread_mutex_unlock(&t->lock);
-				snprintf(err, errlen, "device %u queue %u: saved "
-					 "queue state is invalid", i, q);
-				return -EINVAL;
-			}
-		}
-		vq->last_avail = sq->last_avail;
-		vq->used_idx = sq->used_idx;
-		vq->signalled_used = sq->signalled_used;
-		vq->signalled_valid = sq->signalled_valid;
-	}
-	pthread_mutex_unlock(&t->lock);
-	if (d->activated) {
-		ret = t->ops->activate(vd->dev, t);
-		if (ret < 0) {
-			snprintf(err, errlen, "device %u: cannot activate: %s", i,
-				 strerror(-ret));
-			return ret;
-		}
-		t->activated = true;
-	}
-	return 0;
-}
-
 static int restore_vm_state(struct ember_vm *vm, const struct snap_vm *s,
 			    char *err, size_t errlen)
 {
@@ -192,18 +129,13 @@ static int restore_vm_state(struct ember_vm *vm, const struct snap_vm *s,
 			}
 		}
 	}
-	if (s->has_serial) {
-		vm->serial.ier = s->serial.ier;
-		vm->serial.iir = s->serial.iir;
-		vm->serial.fcr = s->serial.fcr;
-		vm->serial.lcr = s->serial.lcr;
-		vm->serial.mcr = s->serial.mcr;
-		vm->serial.scr = s->serial.scr;
-		vm->serial.dll = s->serial.dll;
-		vm->serial.dlm = s->serial.dlm;
-	}
+	if (s->has_serial)
+		serial_restore(&vm->serial, &s->serial);
+	/* Devices come back with the queues the guest had programmed, each
+	 * validated again as if the driver had just written it. */
 	for (unsigned i = 0; i < s->nr_devices; i++) {
-		ret = restore_device(vm, i, &s->dev[i], err, errlen);
+		ret = vmmio_restore(&vm->virtio[i].transport, &s->dev[i], err,
+				    errlen);
 		if (ret < 0)
 			return ret;
 	}

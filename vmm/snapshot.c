@@ -127,42 +127,9 @@ static void capture_device(struct ember_vm *vm, unsigned i,
 			   struct snap_virtio_dev *d)
 {
 	struct vm_virtio *vd = &vm->virtio[i];
-	struct vmmio_dev *t = &vd->transport;
 
 	memset(d, 0, sizeof(*d));
-	/* Quiesced already; the lock makes the read one consistent view
-	 * all the same (and says who owns these fields). */
-	pthread_mutex_lock(&t->lock);
-	d->device_id = t->ops->device_id;
-	d->mmio_base = t->base;
-	d->gsi = t->gsi;
-	d->status = t->status;
-	d->device_features_sel = t->device_features_sel;
-	d->driver_features_sel = t->driver_features_sel;
-	d->driver_features = t->driver_features;
-	d->acked_features = t->acked_features;
-	d->queue_sel = t->queue_sel;
-	d->interrupt_status = t->interrupt_status;
-	d->config_generation = t->config_generation;
-	d->activated = t->activated;
-	d->nr_queues = t->ops->nr_queues;
-	for (unsigned q = 0; q < d->nr_queues && q < SNAP_MAX_QUEUES; q++) {
-		const struct virtq *vq = &t->vq[q];
-
-		d->vq[q] = (struct snap_virtq){
-			.size = vq->size,
-			.ready = vq->ready,
-			.desc_gpa = vq->desc_gpa,
-			.avail_gpa = vq->avail_gpa,
-			.used_gpa = vq->used_gpa,
-			.last_avail = vq->last_avail,
-			.used_idx = vq->used_idx,
-			.event_idx = vq->event_idx,
-			.signalled_used = vq->signalled_used,
-			.signalled_valid = vq->signalled_valid,
-		};
-	}
-	pthread_mutex_unlock(&t->lock);
+	vmmio_save(&vd->transport, d);
 	if (vd->kind == VM_VIRTIO_BLK) {
 		const struct ember_disk *disk = &vm->cfg.disks[i];
 
@@ -255,15 +222,7 @@ int vm_snapshot_at(struct ember_vm *vm, int dirfd, char *err, size_t errlen)
 			s->has_clock = true;
 	}
 	s->has_serial = true;
-	pthread_mutex_lock(&vm->serial.lock);
-	s->serial = (struct snap_serial){
-		.ier = vm->serial.ier, .iir = vm->serial.iir,
-		.fcr = vm->serial.fcr, .lcr = vm->serial.lcr,
-		.mcr = vm->serial.mcr, .lsr = vm->serial.lsr,
-		.msr = vm->serial.msr, .scr = vm->serial.scr,
-		.dll = vm->serial.dll, .dlm = vm->serial.dlm,
-	};
-	pthread_mutex_unlock(&vm->serial.lock);
+	serial_save(&vm->serial, &s->serial);
 	s->nr_devices = vm->nr_virtio;
 	for (unsigned i = 0; i < vm->nr_virtio; i++)
 		capture_device(vm, i, &s->dev[i]);

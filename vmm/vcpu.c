@@ -118,6 +118,35 @@ static void drain_kicks(struct vcpu *v)
 		log_warn_errno("vCPU %u kick eventfd", v->id);
 }
 
+int vcpu_describe(struct vcpu *v, char *buf, size_t len)
+{
+	static const char *const mp[] = {
+		[KVM_MP_STATE_RUNNABLE] = "runnable",
+		[KVM_MP_STATE_UNINITIALIZED] = "uninitialized",
+		[KVM_MP_STATE_INIT_RECEIVED] = "init-received",
+		[KVM_MP_STATE_HALTED] = "halted",
+		[KVM_MP_STATE_SIPI_RECEIVED] = "sipi-received",
+	};
+	struct kvm_mp_state m;
+	struct kvm_regs r;
+	struct kvm_sregs sr;
+	const char *mode;
+
+	if (ioctl(v->fd, KVM_GET_MP_STATE, &m) < 0 ||
+	    ioctl(v->fd, KVM_GET_REGS, &r) < 0 ||
+	    ioctl(v->fd, KVM_GET_SREGS, &sr) < 0)
+		return -errno;
+	mode = !(sr.cr0 & 1) ? "real" : (sr.efer & (1u << 10)) ? "long" :
+							     "protected";
+	snprintf(buf, len, "vcpu%u %s mp=%s cs=%#x cs.base=%#llx rip=%#llx",
+		 v->id, mode,
+		 m.mp_state < sizeof(mp) / sizeof(mp[0]) && mp[m.mp_state] ?
+			 mp[m.mp_state] : "other",
+		 sr.cs.selector, (unsigned long long)sr.cs.base,
+		 (unsigned long long)r.rip);
+	return 0;
+}
+
 static uint64_t vcpu_rip(struct vcpu *v)
 {
 	struct kvm_regs regs;

@@ -144,6 +144,10 @@ int vcpu_create(struct ember_vm *vm, unsigned id, char *err, size_t errlen);
 int vcpu_start(struct vcpu *v);
 void vcpu_join(struct vcpu *v);
 void vcpu_kick(struct vcpu *v);
+/* One line about a parked (or not yet started) vCPU: its mode (real,
+ * protected, long), MP state, CS and RIP. 0 or -errno. Not while the vCPU
+ * is in KVM_RUN (the ioctls would wait for it). */
+int vcpu_describe(struct vcpu *v, char *buf, size_t len);
 void vcpu_destroy(struct vcpu *v);
 /* Parks the vCPU at a clean point: completes a pending I/O or MMIO exit by
  * re-entering KVM_RUN with immediate_exit set, so that its registers are
