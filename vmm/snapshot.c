@@ -25,8 +25,6 @@
 
 #include "log.h"
 #include "snapshots/snap.h"
-#include "virtio/blk.h"
-#include "virtio/vsock.h"
 
 #define MSR_IA32_TSC 0x10
 
@@ -123,35 +121,28 @@ static int capture_vcpu(struct ember_vm *vm, struct vcpu *v,
 	return 0;
 }
 
-static void capture_device(struct ember_vm *vm, unsigned i,
-			   struct snap_virtio_dev *d)
+/* Device i: the transport saves its part, the device its own, under the
+ * kind its type is known by. */
+static int capture_device(struct ember_vm *vm, unsigned i,
+			  struct snap_virtio_dev *d, char *err, size_t errlen)
 {
 	struct vm_virtio *vd = &vm->virtio[i];
 
 	memset(d, 0, sizeof(*d));
 	vmmio_save(&vd->transport, d);
-	if (vd->kind == VM_VIRTIO_BLK) {
-		const struct ember_disk *disk = &vm->cfg.disks[i];
-
-		snprintf(d->u.blk.path, sizeof(d->u.blk.path), "%s", disk->path);
-		d->u.blk.read_only = disk->read_only;
-		/* What the guest saw, however the image was opened. */
-		d->u.blk.capacity = vblk_capacity(vd->dev) * VBLK_SECTOR_SIZE;
-	} else {
-		d->u.vsock.guest_cid = vm->cfg.vsock_cid ? vm->cfg.vsock_cid : 3;
-		snprintf(d->u.vsock.uds_path, sizeof(d->u.vsock.uds_path), "%s",
-			 vm->cfg.vsock_path);
-	}
+	snprintf(d->kind, sizeof(d->kind), "%s", vd->type->name);
+	return vd->type->save(vd->dev, d, err, errlen);
 }
 
 /*
  * Nothing may change the VM while it is captured: the vCPUs are paused (the
  * caller's job), the event thread is parked (a host connecting now waits
  * in the listen queue instead of making the vsock device pop an rx buffer
- * and write guest memory under us), and every device quiesces: disks
- * complete what the guest queued and what is in flight (a request taken
- * from the ring and not answered would be lost), vsock gives back the rx
- * chain it holds. So every queue's last_avail equals its used_idx.
+ * and write guest memory under us), and every device quiesces through its
+ * type (devtable.h): disks complete what the guest queued and what is in
+ * flight (a request taken from the ring and not answered would be lost),
+ * vsock gives back the rx chain it holds. So every queue's last_avail
+ * equals its used_idx.
  */
 static int quiesce_devices(struct ember_vm *vm, char *err, size_t errlen)
 {
@@ -159,14 +150,12 @@ static int quiesce_devices(struct ember_vm *vm, char *err, size_t errlen)
 
 	evloop_pause(vm->loop);
 	for (unsigned i = 0; i < vm->nr_virtio; i++) {
-		if (vm->virtio[i].kind == VM_VIRTIO_VSOCK) {
-			vsock_quiesce(vm->virtio[i].dev);
-			continue;
-		}
-		ret = vblk_quiesce(vm->virtio[i].dev);
+		const struct vm_device_type *type = vm->virtio[i].type;
+
+		ret = type->quiesce ? type->quiesce(vm->virtio[i].dev) : 0;
 		if (ret < 0)
-			return errbuf_fail(err, errlen, ret, "disk %u: cannot "
-					   "drain its I/O: %s", i,
+			return errbuf_fail(err, errlen, ret, "device %u (%s): "
+					   "cannot quiesce: %s", i, type->name,
 					   strerror(-ret));
 	}
 	return 0;
@@ -175,8 +164,8 @@ static int quiesce_devices(struct ember_vm *vm, char *err, size_t errlen)
 static void resume_devices(struct ember_vm *vm)
 {
 	for (unsigned i = 0; i < vm->nr_virtio; i++)
-		if (vm->virtio[i].kind == VM_VIRTIO_VSOCK)
-			vsock_resume(vm->virtio[i].dev);
+		if (vm->virtio[i].type->resume)
+			vm->virtio[i].type->resume(vm->virtio[i].dev);
 	evloop_resume(vm->loop);
 }
 
@@ -224,8 +213,11 @@ int vm_snapshot_at(struct ember_vm *vm, int dirfd, char *err, size_t errlen)
 	s->has_serial = true;
 	serial_save(&vm->serial, &s->serial);
 	s->nr_devices = vm->nr_virtio;
-	for (unsigned i = 0; i < vm->nr_virtio; i++)
-		capture_device(vm, i, &s->dev[i]);
+	for (unsigned i = 0; i < vm->nr_virtio; i++) {
+		ret = capture_device(vm, i, &s->dev[i], err, errlen);
+		if (ret < 0)
+			goto out;
+	}
 
 	ret = snap_write_memory_count_at(dirfd, vm->kvm.ram, vm->kvm.ram_size,
 					 NULL, err,

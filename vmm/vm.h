@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "bus.h"
+#include "devtable.h"
 #include "dev/i8042.h"
 #include "dev/serial.h"
 #include "ember.h"
@@ -38,8 +39,6 @@ struct vcpu {
 	bool thread_started;
 };
 
-enum vm_virtio_kind { VM_VIRTIO_BLK, VM_VIRTIO_VSOCK };
-
 /* One queue's ioeventfd, as seen by its evloop callback. */
 struct vm_notify {
 	struct vmmio_dev *t;
@@ -48,7 +47,7 @@ struct vm_notify {
 };
 
 struct vm_virtio {
-	enum vm_virtio_kind kind;
+	const struct vm_device_type *type; /* devtable.h */
 	struct vmmio_dev transport;
 	void *dev;
 	int ioeventfd[VMMIO_MAX_QUEUES];
@@ -105,12 +104,6 @@ struct ember_vm {
 	bool restored;              /* built from a snapshot */
 	uint64_t deadline_ns;       /* CLOCK_MONOTONIC end (--timeout), or 0 */
 	int serial_fd;              /* our dup of cfg.serial_fd, or -1 */
-	/* A restored VM whose host resources came as fds (restore.c): the
-	 * disk images (-1: open cfg.disks[i].path), and the vsock host side
-	 * (vsock_by_fd: no path of our own; a listening socket or -1). */
-	int disk_fd[EMBER_MAX_DISKS];
-	bool vsock_by_fd;
-	int vsock_listen_fd;
 };
 
 /* A VM shell (shell.c): a VM with KVM, vCPUs and the event loop made,
@@ -133,7 +126,14 @@ struct ember_vm *vm_alloc(const struct ember_config *cfg);
 enum cpu_template vm_pick_template(enum ember_cpu_template t);
 int vm_setup_irqchip(struct ember_vm *vm, char *err, size_t errlen);
 int vm_create_core(struct ember_vm *vm, char *err, size_t errlen);
+/* The devices of a booting VM, from its configuration (the device table's
+ * order); and those of a restored VM, from the snapshot's devices and the
+ * caller's overrides (their saved order). 0 or -errno + reason. */
 int vm_create_devices(struct ember_vm *vm, char *err, size_t errlen);
+struct snap_vm;
+int vm_restore_devices(struct ember_vm *vm, const struct snap_vm *s,
+		       const struct ember_restore *r, char *err,
+		       size_t errlen);
 
 /* Writes the guest TSC / wall-clock pair into a plain guest's boot info. */
 int vm_sync_guest_clock(struct ember_vm *vm);
