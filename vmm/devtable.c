@@ -11,7 +11,8 @@
 
 #define VM_DEVICES(X)                                                         \
 	X(vblk_type)                                                          \
-	X(vsock_type)
+	X(vsock_type)                                                         \
+	X(vrng_type)
 
 #define DECLARE(type) extern const struct vm_device_type type;
 VM_DEVICES(DECLARE)
