@@ -910,6 +910,34 @@ static void test_quiesce_returns_held_rx(void **state)
 	close(fd);
 }
 
+/* A host that connects while the guest's driver is still resetting the
+ * device (a booting guest) keeps its connection: the reset drops what the
+ * guest knew, not the host's pending handshakes. */
+static void test_reset_keeps_handshakes(void **state)
+{
+	char line[] = "CONNECT 1000\n", ok[32];
+	struct pkt p;
+	int fd;
+
+	(void)state;
+	post_all_rx();
+	fd = host_dial();
+	pump(2); /* accepted, in its handshake */
+	vsock_ops.reset(v);
+	assert_false(host_closed(fd));
+	assert_int_equal(vsock_ops.activate(v, &t), 0);
+	write_all(fd, line, strlen(line));
+	pump(3);
+	assert_int_equal(rx_pkt(&p), 1);
+	assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
+	assert_int_equal(p.h.dst_port, 1000);
+	tx(VSOCK_OP_RESPONSE, 1000, p.h.src_port, NULL, 0);
+	snprintf(line, sizeof(line), "OK %u\n", p.h.src_port);
+	assert_int_equal(recv(fd, ok, strlen(line), MSG_WAITALL),
+			 (ssize_t)strlen(line));
+	close(fd);
+}
+
 static void test_rx_without_buffers(void **state)
 {
 	(void)state;
@@ -1055,6 +1083,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_shutdown_and_rst_free, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_without_buffers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quiesce_returns_held_rx, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_reset_keeps_handshakes, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_table_full, setup, teardown),

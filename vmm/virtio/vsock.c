@@ -981,6 +981,27 @@ static void drop_all_locked(struct vsock *v)
 	v->tx_stalled = false;
 }
 
+/*
+ * A driver reset forgets what the guest knew: connections it saw go.
+ * Host peers still in their handshake (or whose REQUEST the guest never
+ * received) are the host's business, not the driver's: a host that
+ * connected while the guest was still bringing the device up keeps its
+ * connection, and its REQUEST goes out once the driver is back.
+ */
+static void drop_guest_known_locked(struct vsock *v)
+{
+	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+		struct vsock_conn *c = &v->conns[i];
+
+		if (c->state == VCONN_HANDSHAKE ||
+		    (c->state == VCONN_REQ_SENT && (c->pend & VPEND_REQUEST)))
+			continue;
+		vsock_conn_close(v, c, false);
+	}
+	v->ctrl_head = v->ctrl_len = 0;
+	v->tx_stalled = false;
+}
+
 static void vsock_config_read(void *dev, uint32_t off, uint8_t *data,
 			      uint32_t len)
 {
@@ -1030,7 +1051,7 @@ static void vsock_reset(void *dev)
 	struct vsock *v = dev;
 
 	pthread_mutex_lock(&v->lock);
-	drop_all_locked(v);
+	drop_guest_known_locked(v);
 	v->t = NULL;
 	v->mem = NULL;
 	v->rx_held = false;
