@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -53,6 +54,13 @@ int vcpu_create(struct ember_vm *vm, unsigned id, char *err, size_t errlen)
 
 	v->vm = vm;
 	v->id = id;
+	v->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (v->kick_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "eventfd for vCPU %u: %s", id,
+			 strerror(-ret));
+		return ret;
+	}
 	v->fd = ioctl(vm->kvm.vm_fd, KVM_CREATE_VCPU, id);
 	if (v->fd < 0) {
 		ret = -errno;
@@ -78,16 +86,65 @@ void vcpu_destroy(struct vcpu *v)
 		munmap(v->run, (size_t)v->vm->kvm.vcpu_mmap_size);
 	if (v->fd >= 0)
 		close(v->fd);
+	if (v->kick_fd >= 0)
+		close(v->kick_fd);
 	v->run = NULL;
-	v->fd = -1;
+	v->fd = v->kick_fd = -1;
 }
 
+/*
+ * Three ways, one per place the vCPU thread can be: immediate_exit for a
+ * KVM_RUN about to start, the signal for one in progress, the eventfd for
+ * the WAIT hypercall's poll() (about to start or in progress).
+ */
 void vcpu_kick(struct vcpu *v)
 {
+	uint64_t one = 1;
+
 	if (v->run)
 		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	if (v->kick_fd >= 0 && write(v->kick_fd, &one, sizeof(one)) < 0 &&
+	    errno != EAGAIN)
+		log_warn_errno("vCPU %u kick eventfd", v->id);
 	if (v->thread_started)
 		pthread_kill(v->thread, EMBER_KICK_SIGNAL);
+}
+
+static void drain_kicks(struct vcpu *v)
+{
+	uint64_t n;
+
+	if (read(v->kick_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		log_warn_errno("vCPU %u kick eventfd", v->id);
+}
+
+int vcpu_describe(struct vcpu *v, char *buf, size_t len)
+{
+	static const char *const mp[] = {
+		[KVM_MP_STATE_RUNNABLE] = "runnable",
+		[KVM_MP_STATE_UNINITIALIZED] = "uninitialized",
+		[KVM_MP_STATE_INIT_RECEIVED] = "init-received",
+		[KVM_MP_STATE_HALTED] = "halted",
+		[KVM_MP_STATE_SIPI_RECEIVED] = "sipi-received",
+	};
+	struct kvm_mp_state m;
+	struct kvm_regs r;
+	struct kvm_sregs sr;
+	const char *mode;
+
+	if (ioctl(v->fd, KVM_GET_MP_STATE, &m) < 0 ||
+	    ioctl(v->fd, KVM_GET_REGS, &r) < 0 ||
+	    ioctl(v->fd, KVM_GET_SREGS, &sr) < 0)
+		return -errno;
+	mode = !(sr.cr0 & 1) ? "real" : (sr.efer & (1u << 10)) ? "long" :
+							     "protected";
+	snprintf(buf, len, "vcpu%u %s mp=%s cs=%#x cs.base=%#llx rip=%#llx",
+		 v->id, mode,
+		 m.mp_state < sizeof(mp) / sizeof(mp[0]) && mp[m.mp_state] ?
+			 mp[m.mp_state] : "other",
+		 sr.cs.selector, (unsigned long long)sr.cs.base,
+		 (unsigned long long)r.rip);
+	return 0;
 }
 
 static uint64_t vcpu_rip(struct vcpu *v)
@@ -231,16 +288,19 @@ static void handle_exception(struct vcpu *v, unsigned vector)
 		format_registers(v, &ctx, &sregs);
 }
 
-/* EMBER_HC_WAIT: sleep until a device signals, the VM stops, or the timeout
- * (ns) passes. Returns 1 when woken by a device, 0 otherwise. */
-static int64_t hypercall_wait(struct ember_vm *vm, uint64_t timeout_ns)
+/* EMBER_HC_WAIT: sleep until a device signals, the VM stops or pauses, or
+ * the timeout (ns) passes. Returns 1 when woken by a device, 0 otherwise
+ * (a pause then parks the vCPU as soon as the exit is done). */
+static int64_t hypercall_wait(struct vcpu *v, uint64_t timeout_ns)
 {
-	struct pollfd p[2] = {
+	struct ember_vm *vm = v->vm;
+	struct pollfd p[3] = {
 		{ .fd = vm->wake_fd, .events = POLLIN },
 		{ .fd = vm->stop_fd, .events = POLLIN },
+		{ .fd = v->kick_fd, .events = POLLIN },
 	};
 	int timeout_ms = -1, n;
-	uint64_t v;
+	uint64_t val;
 
 	if (timeout_ns) {
 		/* Rounded up, computed so that nothing wraps: a guest asking
@@ -250,9 +310,13 @@ static int64_t hypercall_wait(struct ember_vm *vm, uint64_t timeout_ns)
 
 		timeout_ms = ms > 3600000 ? 3600000 : (int)ms;
 	}
-	n = poll(p, 2, timeout_ms);
+	/* A pause asked for before we got here was kicked through the
+	 * eventfd too: poll() returns at once then, nothing is lost. */
+	n = poll(p, 3, timeout_ms);
+	if (n > 0 && (p[2].revents & POLLIN))
+		drain_kicks(v);
 	if (n > 0 && (p[0].revents & POLLIN)) {
-		if (read(vm->wake_fd, &v, sizeof(v)) < 0)
+		if (read(vm->wake_fd, &val, sizeof(val)) < 0)
 			return 0;
 		return 1;
 	}
@@ -317,7 +381,7 @@ static void handle_hypercall(struct vcpu *v, uint32_t op)
 		return;
 	switch (op) {
 	case EMBER_HC_WAIT:
-		hc->ret = hypercall_wait(vm, hc->arg0);
+		hc->ret = hypercall_wait(v, hc->arg0);
 		break;
 	case EMBER_HC_FLUSH_TLB:
 		hc->ret = hypercall_flush_tlb(v);
@@ -525,6 +589,8 @@ static void vcpu_park(struct vcpu *v)
 	if (vcpu_complete_exit(v) < 0)
 		log_warn("vCPU %u: pending exit not completed before pause",
 			 v->id);
+	/* This pause's kick is consumed: the next WAIT must sleep. */
+	drain_kicks(v);
 	pthread_mutex_lock(&vm->lock);
 	vm->vcpus_paused++;
 	pthread_cond_broadcast(&vm->cond);
