@@ -51,6 +51,7 @@
 #define MICRO_EXIT_PANIC 256      /* micro guest bug or bad boot input */
 #define MICRO_EXIT_NO_HANDLER 257 /* the handler could not be loaded */
 #define MICRO_EXIT_HOST_GONE 258  /* invocation stream closed by the host */
+#define MICRO_EXIT_TIMEOUT 259    /* a request's deadline passed */
 
 /* Kernel-internal errors of interrupted calls (never seen by the handler:
  * signal.c turns them into a restart or EINTR, as Linux does). */
@@ -95,6 +96,7 @@ void micro_thread_start(void);
 extern const struct ember_boot_info *boot_info;
 extern char micro_cmdline_debug; /* "debug" on the command line */
 extern char micro_cmdline_strace; /* "strace": every syscall on the console */
+extern uint64_t micro_preempt_ns; /* "preempt=MS": the tick, 0 = none */
 uint64_t micro_handler_size(void);
 const char *micro_handler_path(void);
 
@@ -205,6 +207,7 @@ __attribute__((noreturn)) void micro_exit_process(int status);
 #define MICRO_MAX_THREADS 256
 #define SCHED_KSTACK (16u << 10)
 #define SCHED_NEVER UINT64_MAX
+#define SCHED_SLICE_NS 10000000ULL /* the preemption tick (10 ms) */
 enum thread_state { THREAD_FREE, THREAD_RUNNABLE, THREAD_BLOCKED,
 		    THREAD_DEAD };
 /* Why sched_block() returned. */
@@ -259,6 +262,11 @@ void sched_wake_thread(struct thread *t, int reason);
 int sched_requeue(const void *chan, const void *chan2, int n);
 /* Lets every other runnable thread run once. */
 void sched_yield(void);
+/* A preemption tick interrupted the current thread (registers r): due
+ * deadlines, then the other threads' turn, then pending signals. */
+void sched_tick(struct micro_regs *r);
+/* Tells the VMM whether ticks are useful now (struct ember_preempt). */
+void sched_want_ticks(void);
 struct thread *sched_find(int tid);
 /* Iterates over the live threads: for (t = sched_first(); t; t =
  * sched_next(t)). */
@@ -439,6 +447,10 @@ bool stdio_poll(uint64_t until);
  * host is connected; otherwise nothing. */
 void stdio_log(const char *msg, size_t len);
 uint64_t stdio_current_request(void);
+/* The request in flight's deadline (CLOCK_MONOTONIC), or SCHED_NEVER. */
+uint64_t stdio_deadline(void);
+/* Past it: ERROR TIMEOUT to the host, and the VM ends. */
+void stdio_check_deadline(void);
 
 /* time.c */
 void time_init(void);
@@ -462,6 +474,7 @@ long sys_alarm(unsigned secs);
 /* Fires the interval timers that are due (SIGALRM...); returns the next
  * expiry (CLOCK_MONOTONIC ns) or SCHED_NEVER. */
 uint64_t time_check_timers(void);
+bool time_timers_armed(void);
 /* Sleeps in the VMM (all threads) until a device signals (true) or
  * timeout_ns passed (0 = none). */
 bool micro_wait(uint64_t timeout_ns);
