@@ -321,10 +321,18 @@ static void tick_pause(struct vcpu *v)
 static void tick_deliver(struct vcpu *v)
 {
 	volatile struct ember_preempt *p = preempt_block(v);
+	struct kvm_vcpu_events ev;
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
 
 	if (!p || !p->want || !v->vm->exception_entry)
+		return;
+	/* KVM_RUN may have stopped while an exception was being delivered
+	 * (the guest touched an unbacked page just then): moving RIP now
+	 * would have KVM deliver it at the new RIP. Leave that tick. */
+	if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0 ||
+	    ev.exception.injected || ev.exception.pending ||
+	    ev.interrupt.injected || ev.nmi.injected)
 		return;
 	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 ||
 	    ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
