@@ -28,15 +28,16 @@ LIBS := -luring -lfdt -lseccomp -lpthread -lm
 
 # libember: every .c under these folders except the command-line front ends.
 LIB_DIRS := vmm vmm/x86 vmm/dev vmm/virtio proto snapshots
-LIB_SRCS := $(filter-out vmm/cli.c snapshots/snaptool.c,\
+LIB_SRCS := $(filter-out vmm/cli%.c snapshots/snaptool.c,\
 	$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
+CLI_SRCS := $(wildcard vmm/cli*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_LIB_OBJS := $(LIB_SRCS:%.c=$(T)/obj/%.o)
 
 ALL := $(BUILD)/libember.a $(BUILD)/ember-vmm
 TEST_DEPS :=
 
-.PHONY: all deps test unit integration demo kernel bench fuzz clean format
+.PHONY: all deps test test-deps unit integration demo kernel bench fuzz clean format
 all: everything
 
 -include $(sort $(wildcard mk/*.mk))
@@ -59,12 +60,12 @@ $(T)/libember.a: $(TEST_LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/ember-vmm: $(BUILD)/obj/vmm/cli.o $(BUILD)/libember.a
+$(BUILD)/ember-vmm: $(CLI_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/libember.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
 
 # ember-vmm built with the sanitizers, for the integration tests that rerun
 # real VMs under it (tests/integration/sanitized-vmm).
-$(T)/ember-vmm: $(T)/obj/vmm/cli.o $(T)/libember.a
+$(T)/ember-vmm: $(CLI_SRCS:%.c=$(T)/obj/%.o) $(T)/libember.a
 	$(CC) $(TEST_CFLAGS) -o $@ $^ $(LIBS)
 # --micro finds ember-micro beside the ember-vmm binary.
 $(T)/ember-micro: $(BUILD)/ember-micro
@@ -95,6 +96,10 @@ test: $(ALL) $(UNIT_BINS) $(TEST_DEPS)
 
 unit: $(UNIT_BINS)
 	@tests/run.sh unit
+
+# Everything the tests need, without running them (then run one with
+# tests/run.sh integration NAME).
+test-deps: $(ALL) $(UNIT_BINS) $(TEST_DEPS)
 
 integration: $(ALL) $(TEST_DEPS)
 	@tests/run.sh integration

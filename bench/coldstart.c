@@ -940,16 +940,18 @@ static int lib_start(struct cfg *c, struct ember_shell *shell,
 		     bool prefetch, const char *sock, struct trace *tr,
 		     struct run *r, char *why, size_t whylen)
 {
-	struct ember_restore rs = {
-		.dir = c->snap, .vsock_path = sock, .serial_fd = -1,
-		.timeout_ms = 60000, .prefetch = prefetch,
-	};
+	struct ember_restore rs;
 	struct vmthread th = { 0 };
 	char err[256] = "";
 	pthread_t tid;
 	uint64_t t0, t1;
 	int ret;
 
+	ember_restore_init(&rs);
+	rs.dir = c->snap;
+	rs.vsock_path = sock;
+	rs.timeout_ms = 60000;
+	rs.prefetch = prefetch;
 	unlink(sock);
 	memset(r, 0, sizeof(*r));
 	r->minflt = -1;
@@ -2432,7 +2434,7 @@ int main(int argc, char **argv)
 			die("--clones: a comma-separated list of counts");
 	}
 
-	log_set_level(LOG_ERR); /* libember in this process: errors only */
+	ember_log_set_level(EMBER_LOG_ERROR); /* libember in this process: errors only */
 	signal(SIGINT, on_fatal_signal);
 	signal(SIGTERM, on_fatal_signal);
 	signal(SIGHUP, on_fatal_signal);

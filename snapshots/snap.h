@@ -262,9 +262,12 @@ int snap_build_state(const struct snap_vm *s, void **blob, size_t *len,
 		     char *err, size_t errlen);
 
 /* Writes DIR/state atomically (a temporary file, fsync, rename, fsync of the
- * directory). DIR must exist. Returns 0 or a negative errno. */
+ * directory). DIR must exist. Returns 0 or a negative errno. The _at form
+ * writes into the open directory dirfd (a jailed VMM has no paths). */
 int snap_write_state(const char *dir, const struct snap_vm *s, char *err,
 		     size_t errlen);
+int snap_write_state_at(int dirfd, const struct snap_vm *s, char *err,
+			size_t errlen);
 
 /*
  * Parses and fully validates a state blob of `len` bytes (untrusted: any
@@ -295,6 +298,13 @@ int snap_load_state_blob(const char *dir, void **blob, size_t *len,
 int snap_read_state(const char *dir, struct snap_vm *s, char *err,
 		    size_t errlen);
 
+/* The same from an open state file (read with pread from offset 0, so the
+ * fd's position does not matter; the fd stays open). */
+int snap_load_state_fd(int fd, struct snap_vm *s, unsigned flags, char *err,
+		       size_t errlen);
+int snap_load_state_blob_fd(int fd, const char *what, void **blob,
+			    size_t *len, char *err, size_t errlen);
+
 /* ---- CPU fingerprint (snap_read.c) ---- */
 
 /* Fills *fp from this host's CPUID. Returns 0, or -ENOTSUP when CPUID leaf 1
@@ -322,6 +332,8 @@ int snap_write_memory(const char *dir, const void *ram, uint64_t size,
 		      char *err, size_t errlen);
 int snap_write_memory_count(const char *dir, const void *ram, uint64_t size,
 			    uint64_t *data_pages, char *err, size_t errlen);
+int snap_write_memory_count_at(int dirfd, const void *ram, uint64_t size,
+			       uint64_t *data_pages, char *err, size_t errlen);
 
 /*
  * Opens DIR/memory read-only (O_CLOEXEC) into *fd after checking it is a
@@ -330,6 +342,9 @@ int snap_write_memory_count(const char *dir, const void *ram, uint64_t size,
  */
 int snap_open_memory(const char *dir, uint64_t expected_size, int *fd,
 		     char *err, size_t errlen);
+/* The same checks on an open memory file (`what` names it in messages). */
+int snap_check_memory_fd(int fd, const char *what, uint64_t expected_size,
+			 char *err, size_t errlen);
 
 /* Counts the pages of an open memory file that hold data (SEEK_DATA and
  * SEEK_HOLE; a file system without holes reports every page). */
@@ -352,6 +367,13 @@ int snap_write_pagelist(const char *dir, const char *name,
 			char *err, size_t errlen);
 int snap_read_pagelist(const char *dir, const char *name, uint64_t mem_size,
 		       uint64_t **pages, size_t *n, char *err, size_t errlen);
+/* The same on open files: reading with pread from 0; writing truncates the
+ * file, writes the list and fsyncs (not atomic: the caller gave us the
+ * file to fill). */
+int snap_read_pagelist_fd(int fd, const char *what, uint64_t mem_size,
+			  uint64_t **pages, size_t *n, char *err, size_t errlen);
+int snap_write_pagelist_fd(int fd, const uint64_t *pages, size_t n,
+			   uint64_t mem_size, char *err, size_t errlen);
 
 /* Writes DIR/workingset atomically from `n` page numbers (any order,
  * duplicates dropped; each must be < mem_size / SNAP_PAGE_SIZE). */
@@ -381,9 +403,26 @@ int snap_open_regular(const char *dir, const char *name, char *path,
 		      size_t errlen);
 
 /* Writes `len` bytes to DIR/NAME atomically (tmp file, fsync, rename, fsync
- * of DIR). */
+ * of DIR); the _at form in the open directory dirfd. */
 int snap_write_file_atomic(const char *dir, const char *name, const void *buf,
 			   size_t len, char *err, size_t errlen);
+int snap_write_file_atomic_at(int dirfd, const char *name, const void *buf,
+			      size_t len, char *err, size_t errlen);
+
+/* The pieces of an atomic write: a fresh ".NAME.<random>" in dirfd (0600,
+ * its name into tmp), and once it is filled, fsync + close + rename to NAME
+ * + fsync of dirfd (on error the temporary is removed). */
+int snap_create_tmp_at(int dirfd, const char *name, char *tmp, size_t cap,
+		       char *err, size_t errlen);
+int snap_commit_tmp_at(int dirfd, int fd, const char *tmp, const char *name,
+		       char *err, size_t errlen);
+/* pwrite(2) until done. 0 or -errno. */
+int snap_pwrite_all(int fd, const void *buf, uint64_t len, uint64_t off);
+/* open(dir, O_DIRECTORY): the fd or -errno with a reason. */
+int snap_open_dir(const char *dir, char *err, size_t errlen);
+/* fstat + S_ISREG. 0 or -errno / -EINVAL with a reason naming `what`. */
+int snap_check_regular_fd(int fd, const char *what, struct stat *st,
+			  char *err, size_t errlen);
 
 /* Human-readable names, never NULL. */
 const char *snap_guest_kind_name(uint32_t kind);

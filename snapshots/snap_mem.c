@@ -27,16 +27,6 @@ struct snap_ws_header {
 };
 _Static_assert(sizeof(struct snap_ws_header) == 24, "ws header layout");
 
-static int join(char *buf, size_t cap, const char *dir, const char *name,
-		char *err, size_t errlen)
-{
-	if (snprintf(buf, cap, "%s/%s", dir, name) >= (int)cap) {
-		snap_seterr(err, errlen, "%s: path too long", dir);
-		return -ENAMETOOLONG;
-	}
-	return 0;
-}
-
 /* A page is zero iff its first word is zero and every byte equals the one
  * 8 bytes before it; memcmp is the fastest loop libc has. */
 static bool page_is_zero(const uint8_t *p)
@@ -47,40 +37,20 @@ static bool page_is_zero(const uint8_t *p)
 	return w == 0 && memcmp(p, p + 8, SNAP_PAGE_SIZE - 8) == 0;
 }
 
-static int pwrite_all(int fd, const uint8_t *p, uint64_t len, uint64_t off)
-{
-	while (len > 0) {
-		/* Cap each call: Linux writes at most ~2 GiB per call anyway. */
-		size_t chunk = len > (1u << 30) ? (1u << 30) : (size_t)len;
-		ssize_t n = pwrite(fd, p, chunk, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		p += n;
-		off += (uint64_t)n;
-		len -= (uint64_t)n;
-	}
-	return 0;
-}
-
 int snap_write_memory(const char *dir, const void *ram, uint64_t size,
 		      char *err, size_t errlen)
 {
 	return snap_write_memory_count(dir, ram, size, NULL, err, errlen);
 }
 
-int snap_write_memory_count(const char *dir, const void *ram, uint64_t size,
-			    uint64_t *data_pages, char *err, size_t errlen)
+int snap_write_memory_count_at(int dirfd, const void *ram, uint64_t size,
+			       uint64_t *data_pages, char *err, size_t errlen)
 {
 	const uint8_t *mem = ram;
 	const uint64_t npages = size / SNAP_PAGE_SIZE;
-	char tmp[4096], dst[4096];
 	uint64_t written = 0, run_start = 0, run_len = 0;
-	int fd, dfd, ret;
+	char tmp[64];
+	int fd, ret;
 
 	if (size == 0 || size % SNAP_PAGE_SIZE || size > SNAP_MAX_MEM_SIZE) {
 		snap_seterr(err, errlen, "memory size %llu is not a page "
@@ -88,18 +58,10 @@ int snap_write_memory_count(const char *dir, const void *ram, uint64_t size,
 			    (unsigned long long)SNAP_MAX_MEM_SIZE);
 		return -EINVAL;
 	}
-	ret = join(dst, sizeof(dst), dir, SNAP_MEMORY_FILE, err, errlen);
-	if (ret == 0)
-		ret = join(tmp, sizeof(tmp), dir, "." SNAP_MEMORY_FILE ".XXXXXX",
-			   err, errlen);
-	if (ret < 0)
-		return ret;
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		snap_seterr(err, errlen, "create %s: %s", tmp, strerror(-ret));
-		return ret;
-	}
+	fd = snap_create_tmp_at(dirfd, SNAP_MEMORY_FILE, tmp, sizeof(tmp), err,
+				errlen);
+	if (fd < 0)
+		return fd;
 	/* Full size first: every page not written below stays a hole and
 	 * reads back as zeroes. */
 	if (ftruncate(fd, (off_t)size) < 0) {
@@ -119,9 +81,9 @@ int snap_write_memory_count(const char *dir, const void *ram, uint64_t size,
 		}
 		if (run_len == 0)
 			continue;
-		ret = pwrite_all(fd, mem + run_start * SNAP_PAGE_SIZE,
-				 run_len * SNAP_PAGE_SIZE,
-				 run_start * SNAP_PAGE_SIZE);
+		ret = snap_pwrite_all(fd, mem + run_start * SNAP_PAGE_SIZE,
+				      run_len * SNAP_PAGE_SIZE,
+				      run_start * SNAP_PAGE_SIZE);
 		if (ret < 0) {
 			snap_seterr(err, errlen, "write %s: %s", tmp,
 				    strerror(-ret));
@@ -130,30 +92,59 @@ int snap_write_memory_count(const char *dir, const void *ram, uint64_t size,
 		written += run_len;
 		run_len = 0;
 	}
-	if (fsync(fd) < 0) {
-		ret = -errno;
-		snap_seterr(err, errlen, "fsync %s: %s", tmp, strerror(-ret));
-		goto err_unlink;
-	}
-	if (rename(tmp, dst) < 0) {
-		ret = -errno;
-		snap_seterr(err, errlen, "rename %s: %s", dst, strerror(-ret));
-		goto err_unlink;
-	}
-	close(fd);
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
+	ret = snap_commit_tmp_at(dirfd, fd, tmp, SNAP_MEMORY_FILE, err, errlen);
+	if (ret < 0)
+		return ret;
 	if (data_pages)
 		*data_pages = written;
 	return 0;
 
 err_unlink:
 	close(fd);
-	unlink(tmp);
+	unlinkat(dirfd, tmp, 0);
 	return ret;
+}
+
+int snap_write_memory_count(const char *dir, const void *ram, uint64_t size,
+			    uint64_t *data_pages, char *err, size_t errlen)
+{
+	int dfd = snap_open_dir(dir, err, errlen), ret;
+
+	if (dfd < 0)
+		return dfd;
+	ret = snap_write_memory_count_at(dfd, ram, size, data_pages, err,
+					 errlen);
+	close(dfd);
+	return ret;
+}
+
+int snap_check_memory_fd(int fd, const char *what, uint64_t expected_size,
+			 char *err, size_t errlen)
+{
+	struct stat st;
+	int ret = snap_check_regular_fd(fd, what, &st, err, errlen);
+
+	if (ret < 0)
+		return ret;
+	/* A short file mapped as guest RAM would SIGBUS the VMM on the first
+	 * guest access past its end: refuse it here, with the numbers. */
+	if ((uint64_t)st.st_size < expected_size) {
+		snap_seterr(err, errlen,
+			    "%s is truncated: %lld bytes, the snapshot's "
+			    "memory size is %llu",
+			    what, (long long)st.st_size,
+			    (unsigned long long)expected_size);
+		return -EINVAL;
+	}
+	if ((uint64_t)st.st_size != expected_size) {
+		snap_seterr(err, errlen,
+			    "%s is %lld bytes, the snapshot's memory size is "
+			    "%llu",
+			    what, (long long)st.st_size,
+			    (unsigned long long)expected_size);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int snap_open_memory(const char *dir, uint64_t expected_size, int *fd,
@@ -167,32 +158,13 @@ int snap_open_memory(const char *dir, uint64_t expected_size, int *fd,
 				err, errlen);
 	if (mfd < 0)
 		return mfd;
-	/* A short file mapped as guest RAM would SIGBUS the VMM on the first
-	 * guest access past its end: refuse it here, with the numbers. */
-	if ((uint64_t)st.st_size < expected_size) {
-		snap_seterr(err, errlen,
-			    "%s is truncated: %lld bytes, the snapshot's "
-			    "memory size is %llu",
-			    path, (long long)st.st_size,
-			    (unsigned long long)expected_size);
-		ret = -EINVAL;
-		goto err_close;
-	}
-	if ((uint64_t)st.st_size != expected_size) {
-		snap_seterr(err, errlen,
-			    "%s is %lld bytes, the snapshot's memory size is "
-			    "%llu",
-			    path, (long long)st.st_size,
-			    (unsigned long long)expected_size);
-		ret = -EINVAL;
-		goto err_close;
+	ret = snap_check_memory_fd(mfd, path, expected_size, err, errlen);
+	if (ret < 0) {
+		close(mfd);
+		return ret;
 	}
 	*fd = mfd;
 	return 0;
-
-err_close:
-	close(mfd);
-	return ret;
 }
 
 int snap_memory_data_pages(int fd, uint64_t size, uint64_t *pages, char *err,
@@ -244,15 +216,16 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int snap_write_pagelist(const char *dir, const char *name,
-			const uint64_t *pages, size_t n, uint64_t mem_size,
-			char *err, size_t errlen)
+/* The file image of a page list: header then sorted, unique entries.
+ * malloc'ed into *out (*outlen bytes). */
+static int build_pagelist(const uint64_t *pages, size_t n, uint64_t mem_size,
+			  void **out, size_t *outlen, char *err, size_t errlen)
 {
 	const uint64_t mem_pages = mem_size / SNAP_PAGE_SIZE;
 	struct snap_ws_header h;
-	uint64_t *sorted, *out;
+	uint64_t *sorted;
+	uint8_t *buf;
 	size_t uniq = 0;
-	int ret;
 
 	if (mem_pages == 0 || mem_size % SNAP_PAGE_SIZE) {
 		snap_seterr(err, errlen, "bad memory size %llu",
@@ -266,12 +239,12 @@ int snap_write_pagelist(const char *dir, const char *name,
 			    "pages of RAM", n, (unsigned long long)mem_pages);
 		return -EINVAL;
 	}
-	out = malloc(sizeof(h) + (n ? n : 1) * sizeof(uint64_t));
-	if (!out) {
+	buf = malloc(sizeof(h) + (n ? n : 1) * sizeof(uint64_t));
+	if (!buf) {
 		snap_seterr(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	sorted = (uint64_t *)((uint8_t *)out + sizeof(h));
+	sorted = (uint64_t *)(buf + sizeof(h));
 	if (n)
 		memcpy(sorted, pages, n * sizeof(uint64_t));
 	qsort(sorted, n, sizeof(uint64_t), cmp_u64);
@@ -282,8 +255,8 @@ int snap_write_pagelist(const char *dir, const char *name,
 				    "pages)",
 				    (unsigned long long)sorted[i],
 				    (unsigned long long)mem_pages);
-			ret = -EINVAL;
-			goto out_free;
+			free(buf);
+			return -EINVAL;
 		}
 		if (uniq && sorted[uniq - 1] == sorted[i])
 			continue;
@@ -295,21 +268,61 @@ int snap_write_pagelist(const char *dir, const char *name,
 	h.version = htole32(SNAP_WS_VERSION);
 	h.page_size = htole32((uint32_t)SNAP_PAGE_SIZE);
 	h.count = htole64(uniq);
-	memcpy(out, &h, sizeof(h));
-	ret = snap_write_file_atomic(dir, name, out,
-				     sizeof(h) + uniq * sizeof(uint64_t), err,
-				     errlen);
-out_free:
-	free(out);
+	memcpy(buf, &h, sizeof(h));
+	*out = buf;
+	*outlen = sizeof(h) + uniq * sizeof(uint64_t);
+	return 0;
+}
+
+int snap_write_pagelist(const char *dir, const char *name,
+			const uint64_t *pages, size_t n, uint64_t mem_size,
+			char *err, size_t errlen)
+{
+	void *buf;
+	size_t len;
+	int ret;
+
+	ret = build_pagelist(pages, n, mem_size, &buf, &len, err, errlen);
+	if (ret < 0)
+		return ret;
+	ret = snap_write_file_atomic(dir, name, buf, len, err, errlen);
+	free(buf);
 	return ret;
 }
 
-static int read_exact(int fd, void *buf, size_t len)
+int snap_write_pagelist_fd(int fd, const uint64_t *pages, size_t n,
+			   uint64_t mem_size, char *err, size_t errlen)
+{
+	void *buf;
+	size_t len;
+	int ret;
+
+	ret = build_pagelist(pages, n, mem_size, &buf, &len, err, errlen);
+	if (ret < 0)
+		return ret;
+	/* Not atomic: the caller handed us this very file to fill. */
+	if (ftruncate(fd, 0) < 0) {
+		ret = -errno;
+		snap_seterr(err, errlen, "truncate working-set file: %s",
+			    strerror(-ret));
+	} else if ((ret = snap_pwrite_all(fd, buf, len, 0)) < 0) {
+		snap_seterr(err, errlen, "write working-set file: %s",
+			    strerror(-ret));
+	} else if (fsync(fd) < 0 && errno != EINVAL) {
+		ret = -errno;
+		snap_seterr(err, errlen, "fsync working-set file: %s",
+			    strerror(-ret));
+	}
+	free(buf);
+	return ret;
+}
+
+static int pread_exact(int fd, void *buf, size_t len, off_t off)
 {
 	uint8_t *p = buf;
 
 	while (len > 0) {
-		ssize_t n = read(fd, p, len);
+		ssize_t n = pread(fd, p, len, off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -318,20 +331,20 @@ static int read_exact(int fd, void *buf, size_t len)
 		if (n == 0)
 			return -EIO; /* the file shrank under us */
 		p += n;
+		off += n;
 		len -= (size_t)n;
 	}
 	return 0;
 }
 
-int snap_read_pagelist(const char *dir, const char *name, uint64_t mem_size,
-		       uint64_t **pages, size_t *n, char *err, size_t errlen)
+int snap_read_pagelist_fd(int fd, const char *what, uint64_t mem_size,
+			  uint64_t **pages, size_t *n, char *err, size_t errlen)
 {
 	const uint64_t mem_pages = mem_size / SNAP_PAGE_SIZE;
-	char path[4096];
 	struct snap_ws_header h;
 	struct stat st;
 	uint64_t count, *list = NULL;
-	int fd, ret;
+	int ret;
 
 	if (mem_pages == 0 || mem_size % SNAP_PAGE_SIZE ||
 	    mem_size > SNAP_MAX_MEM_SIZE) {
@@ -339,31 +352,29 @@ int snap_read_pagelist(const char *dir, const char *name, uint64_t mem_size,
 			    (unsigned long long)mem_size);
 		return -EINVAL;
 	}
-	fd = snap_open_regular(dir, name, path, sizeof(path), &st, err, errlen);
-	if (fd < 0)
-		return fd;
-	ret = -EINVAL;
+	ret = snap_check_regular_fd(fd, what, &st, err, errlen);
+	if (ret < 0)
+		return ret;
 	if ((uint64_t)st.st_size < sizeof(h)) {
-		snap_seterr(err, errlen, "%s: truncated header", path);
-		goto err_close;
+		snap_seterr(err, errlen, "%s: truncated header", what);
+		return -EINVAL;
 	}
-	ret = read_exact(fd, &h, sizeof(h));
+	ret = pread_exact(fd, &h, sizeof(h), 0);
 	if (ret < 0) {
-		snap_seterr(err, errlen, "read %s: %s", path, strerror(-ret));
-		goto err_close;
+		snap_seterr(err, errlen, "read %s: %s", what, strerror(-ret));
+		return ret;
 	}
-	ret = -EINVAL;
 	count = le64toh(h.count);
 	if (memcmp(h.magic, SNAP_WS_MAGIC, sizeof(h.magic))) {
-		snap_seterr(err, errlen, "%s: not a working-set file", path);
-		goto err_close;
+		snap_seterr(err, errlen, "%s: not a working-set file", what);
+		return -EINVAL;
 	}
 	if (le32toh(h.version) != SNAP_WS_VERSION ||
 	    le32toh(h.page_size) != SNAP_PAGE_SIZE) {
 		snap_seterr(err, errlen, "%s: version %u page size %u "
-			    "unsupported", path, le32toh(h.version),
+			    "unsupported", what, le32toh(h.version),
 			    le32toh(h.page_size));
-		goto err_close;
+		return -EINVAL;
 	}
 	/* The count is bounded by RAM before it sizes anything; then the
 	 * file must hold exactly that many entries. */
@@ -372,20 +383,19 @@ int snap_read_pagelist(const char *dir, const char *name, uint64_t mem_size,
 		snap_seterr(err, errlen,
 			    "%s: %llu entries do not match a %lld-byte file "
 			    "or %llu pages of RAM",
-			    path, (unsigned long long)count,
+			    what, (unsigned long long)count,
 			    (long long)st.st_size,
 			    (unsigned long long)mem_pages);
-		goto err_close;
+		return -EINVAL;
 	}
 	list = malloc(count ? count * sizeof(uint64_t) : 1);
 	if (!list) {
 		snap_seterr(err, errlen, "out of memory");
-		ret = -ENOMEM;
-		goto err_close;
+		return -ENOMEM;
 	}
-	ret = read_exact(fd, list, count * sizeof(uint64_t));
+	ret = pread_exact(fd, list, count * sizeof(uint64_t), sizeof(h));
 	if (ret < 0) {
-		snap_seterr(err, errlen, "read %s: %s", path, strerror(-ret));
+		snap_seterr(err, errlen, "read %s: %s", what, strerror(-ret));
 		goto err_free;
 	}
 	ret = -EINVAL;
@@ -395,19 +405,31 @@ int snap_read_pagelist(const char *dir, const char *name, uint64_t mem_size,
 			snap_seterr(err, errlen,
 				    "%s: entry %llu (page %llu) out of range or "
 				    "order",
-				    path, (unsigned long long)i,
+				    what, (unsigned long long)i,
 				    (unsigned long long)list[i]);
 			goto err_free;
 		}
 	}
-	close(fd);
 	*pages = list;
 	*n = (size_t)count;
 	return 0;
 
 err_free:
 	free(list);
-err_close:
+	return ret;
+}
+
+int snap_read_pagelist(const char *dir, const char *name, uint64_t mem_size,
+		       uint64_t **pages, size_t *n, char *err, size_t errlen)
+{
+	char path[4096];
+	struct stat st;
+	int fd, ret;
+
+	fd = snap_open_regular(dir, name, path, sizeof(path), &st, err, errlen);
+	if (fd < 0)
+		return fd;
+	ret = snap_read_pagelist_fd(fd, path, mem_size, pages, n, err, errlen);
 	close(fd);
 	return ret;
 }

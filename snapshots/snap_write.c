@@ -288,76 +288,8 @@ err_free:
 	return ret;
 }
 
-int snap_write_file_atomic(const char *dir, const char *name, const void *buf,
-			   size_t len, char *err, size_t errlen)
-{
-	char tmp[4096], dst[4096];
-	const uint8_t *p = buf;
-	int fd, dfd, ret = 0;
-
-	if (snprintf(dst, sizeof(dst), "%s/%s", dir, name) >= (int)sizeof(dst) ||
-	    snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, name) >=
-		    (int)sizeof(tmp)) {
-		snap_seterr(err, errlen, "%s: path too long", dir);
-		return -ENAMETOOLONG;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		snap_seterr(err, errlen, "create %s: %s", tmp, strerror(-ret));
-		return ret;
-	}
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			ret = n < 0 ? -errno : -EIO;
-			snap_seterr(err, errlen, "write %s: %s", tmp,
-				    strerror(-ret));
-			goto err_unlink;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	/* The data must be durable before the rename makes it visible, or a
-	 * crash could leave a complete-looking but empty file (ext4 rename
-	 * semantics are not a guarantee elsewhere). */
-	if (fsync(fd) < 0) {
-		ret = -errno;
-		snap_seterr(err, errlen, "fsync %s: %s", tmp, strerror(-ret));
-		goto err_unlink;
-	}
-	if (close(fd) < 0) {
-		ret = -errno;
-		fd = -1;
-		snap_seterr(err, errlen, "close %s: %s", tmp, strerror(-ret));
-		goto err_unlink;
-	}
-	fd = -1;
-	if (rename(tmp, dst) < 0) {
-		ret = -errno;
-		snap_seterr(err, errlen, "rename %s: %s", dst, strerror(-ret));
-		goto err_unlink;
-	}
-	/* Make the rename itself durable. */
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	return 0;
-
-err_unlink:
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	return ret;
-}
-
-int snap_write_state(const char *dir, const struct snap_vm *s, char *err,
-		     size_t errlen)
+int snap_write_state_at(int dirfd, const struct snap_vm *s, char *err,
+			size_t errlen)
 {
 	void *blob;
 	size_t len;
@@ -366,8 +298,20 @@ int snap_write_state(const char *dir, const struct snap_vm *s, char *err,
 	ret = snap_build_state(s, &blob, &len, err, errlen);
 	if (ret < 0)
 		return ret;
-	ret = snap_write_file_atomic(dir, SNAP_STATE_FILE, blob, len, err,
-				     errlen);
+	ret = snap_write_file_atomic_at(dirfd, SNAP_STATE_FILE, blob, len, err,
+					errlen);
 	free(blob);
+	return ret;
+}
+
+int snap_write_state(const char *dir, const struct snap_vm *s, char *err,
+		     size_t errlen)
+{
+	int dfd = snap_open_dir(dir, err, errlen), ret;
+
+	if (dfd < 0)
+		return dfd;
+	ret = snap_write_state_at(dfd, s, err, errlen);
+	close(dfd);
 	return ret;
 }

@@ -263,7 +263,7 @@ int main(int argc, char **argv)
 		case 'e': exec_cmd = optarg; break;
 		case 'i': input = optarg; break;
 		case 'q': quiet = 1; break;
-		case 'V': log_set_level(LOG_INFO); break;
+		case 'V': ember_log_set_level(EMBER_LOG_INFO); break;
 		case 'h':
 			fputs(usage_text, stdout);
 			return 0;

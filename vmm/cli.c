@@ -9,31 +9,22 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "ember.h"
 #include "log.h"
-
-/* Exit statuses (also in --help and docs/ember-vmm.md). */
-enum {
-	ST_OK = 0,
-	ST_GUEST_MAX = 63,  /* 1..63: the guest's own non-zero status */
-	ST_USAGE = 64,      /* bad flags */
-	ST_DATAERR = 65,    /* a file is invalid (kernel not an ELF, ...) */
-	ST_NOINPUT = 66,    /* a file could not be opened */
-	ST_UNAVAILABLE = 69,/* /dev/kvm missing or lacking a capability */
-	ST_SOFTWARE = 70,   /* VMM internal error */
-	ST_TIMEOUT = 124,   /* --timeout expired (as timeout(1)) */
-	ST_CRASH = 125,     /* the guest crashed */
-};
 
 static const char usage_text[] =
 "Usage: ember-vmm --kernel FILE [OPTIONS]\n"
 "       ember-vmm --micro --handler FILE [OPTIONS]\n"
+"       ember-vmm --restore DIR [OPTIONS]\n"
+"       ember-vmm --shell --control-fd FD | --control PATH [SHELL OPTIONS]\n"
 "\n"
 "Run one virtual machine on /dev/kvm until its guest powers off, fails or\n"
 "times out. The kind of guest is chosen from the kernel file: a Linux\n"
@@ -56,7 +47,7 @@ static const char usage_text[] =
 "      --cpl N            plain guests: start at CPL 3 (default) or 0\n"
 "      --cpu-template T   auto (default: pvm on kvm-pvm hosts, else host),\n"
 "                         host, or pvm (hide the CPU features the PVM\n"
-"                         emulator cannot run; docs/cpu-templates.md)\n"
+"                         emulator cannot run; docs/guest-abi.md)\n"
 "      --micro            run Ember's micro guest (the ember-micro binary\n"
 "                         beside ember-vmm) with --handler as its function\n"
 "      --handler FILE     with --micro: the static x86-64 Linux executable\n"
@@ -84,14 +75,29 @@ static const char usage_text[] =
 "                         control socket)\n"
 "      --prefetch         with --restore: map the pages recorded in\n"
 "                         DIR/workingset before the guest runs\n"
-"      --control PATH     serve the control socket PATH: one command per line,\n"
-"                         status | pause | resume | snapshot DIR |\n"
-"                         workingset | stop,\n"
-"                         answered \"OK ...\" or \"ERR reason\"\n"
+"      --control PATH     serve the control socket PATH (a stream socket): one\n"
+"                         command per line, status | pause | resume | ping |\n"
+"                         snapshot DIR | workingset | stop, answered\n"
+"                         \"OK ...\" or \"ERR reason\" (docs/shell.md)\n"
 "      --snapshot-at-ready DIR\n"
 "                         write a snapshot to DIR when the guest reports\n"
 "                         READY (the micro guest does, when its handler\n"
 "                         first waits for a request), then exit 0\n"
+"\n"
+"Shell mode (a pooled VMM; docs/shell.md):\n"
+"      --shell            open KVM, create the VM and its vCPUs, say\n"
+"                         \"READY shell pid=N\", then restore the snapshot a\n"
+"                         controller sends as file descriptors (restore\n"
+"                         state=I memory=J vsock=K ...), serve its commands\n"
+"                         and end with an \"EXIT reason status=N detail\" line.\n"
+"                         The VM stops when the controller closes its end\n"
+"      --control-fd FD    the controller: an inherited, connected AF_UNIX\n"
+"                         SOCK_SEQPACKET socket (one message = one line, fds\n"
+"                         attached with SCM_RIGHTS)\n"
+"      --control PATH     with --shell: listen on PATH (SOCK_SEQPACKET), one\n"
+"                         client at a time\n"
+"  -n, --cpus N           the shell's vCPUs (default 1; match the snapshot)\n"
+"      --irqchip          the shell has an in-kernel irqchip (Linux snapshots)\n"
 "\n"
 "Control:\n"
 "  -t, --timeout SECONDS  stop the guest after this long (decimals allowed)\n"
@@ -101,11 +107,15 @@ static const char usage_text[] =
 "\n"
 "Exit status:\n"
 "  0       the guest powered off cleanly (i8042 reset, or status 0 on the\n"
-"          Ember exit port)\n"
+"          Ember exit port), or was stopped (control socket, SIGTERM,\n"
+"          SIGINT, SIGHUP, the shell's controller gone)\n"
 "  1-63    a plain guest reported this non-zero status (larger ones: 63)\n"
-"  64      usage error            65  invalid kernel, snapshot or other input\n"
-"  66      a file cannot be opened 69  /dev/kvm unusable or lacking a feature\n"
-"  70      internal VMM error     124 --timeout expired\n"
+"  64      usage error (shell: a malformed restore command)\n"
+"  65      invalid kernel, snapshot or other input\n"
+"  66      a file cannot be opened\n"
+"  69      /dev/kvm missing, not accessible, or lacking a feature\n"
+"  70      internal VMM error\n"
+"  124     --timeout expired\n"
 "  125     the guest crashed: unhandled exception, triple fault, access to\n"
 "          unmapped MMIO, emulation failure or an unknown exit; the reason,\n"
 "          RIP and registers are printed on stderr\n";
@@ -189,7 +199,7 @@ static char *sibling_path(const char *name)
 	return out;
 }
 
-static int status_for_create_error(int ret)
+int cli_status_for_create_error(int ret)
 {
 	switch (ret) {
 	case -ENOENT:
@@ -212,9 +222,11 @@ static int status_for_create_error(int ret)
 
 /* A snapshot that cannot be used is invalid input (65), whatever the
  * reader's errno, unless a file is missing or KVM is the problem. */
-static int status_for_restore_error(int ret)
+int cli_status_for_restore_error(int ret)
 {
 	switch (ret) {
+	case -EDESTADDRREQ:
+		return ST_USAGE;
 	case -ENOENT:
 	case -EACCES:
 	case -EPERM:
@@ -229,7 +241,7 @@ static int status_for_restore_error(int ret)
 	}
 }
 
-static int status_for_exit(const struct ember_exit *e)
+int cli_status_for_exit(const struct ember_exit *e)
 {
 	switch (e->reason) {
 	case EMBER_EXIT_POWEROFF:
@@ -247,12 +259,40 @@ static int status_for_exit(const struct ember_exit *e)
 	}
 }
 
+/* The VM a termination signal stops (NULL: none yet or any more). */
+static struct ember_vm *volatile signal_vm;
+
+static void on_stop_signal(int sig)
+{
+	struct ember_vm *vm = signal_vm;
+
+	if (vm)
+		ember_vm_stop(vm); /* an eventfd write: async-signal-safe */
+	else
+		_exit(128 + sig);
+}
+
+void cli_stop_on_signals(struct ember_vm *vm)
+{
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
+	struct sigaction sa;
+
+	signal_vm = vm;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	for (unsigned i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+}
+
 int main(int argc, char **argv)
 {
 	enum {
 		OPT_KIND = 256, OPT_CPL, OPT_TEMPLATE, OPT_MICRO, OPT_HANDLER,
 		OPT_BACKEND, OPT_VSOCK, OPT_CID, OPT_RESTORE, OPT_CONTROL,
-		OPT_SNAP_READY, OPT_PREFETCH, OPT_PAUSED,
+		OPT_SNAP_READY, OPT_PREFETCH, OPT_PAUSED, OPT_SHELL,
+		OPT_CONTROL_FD, OPT_IRQCHIP,
 	};
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, 'k' },
@@ -279,6 +319,9 @@ int main(int argc, char **argv)
 		{ "snapshot-at-ready", required_argument, NULL, OPT_SNAP_READY },
 		{ "prefetch", no_argument, NULL, OPT_PREFETCH },
 		{ "paused", no_argument, NULL, OPT_PAUSED },
+		{ "shell", no_argument, NULL, OPT_SHELL },
+		{ "control-fd", required_argument, NULL, OPT_CONTROL_FD },
+		{ "irqchip", no_argument, NULL, OPT_IRQCHIP },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ember_config cfg;
@@ -286,7 +329,8 @@ int main(int argc, char **argv)
 	struct ember_vm *vm;
 	const char *handler = NULL, *restore = NULL, *control = NULL;
 	const char *snap_ready = NULL;
-	bool prefetch = false, paused = false;
+	bool prefetch = false, paused = false, shell = false, irqchip = false;
+	int control_fd = -1;
 	char *micro_kernel = NULL; /* ember-micro beside us, with --micro */
 	struct ember_control *ctl = NULL;
 	bool micro = false;
@@ -401,6 +445,16 @@ int main(int argc, char **argv)
 		case OPT_PAUSED:
 			paused = true;
 			break;
+		case OPT_SHELL:
+			shell = true;
+			break;
+		case OPT_IRQCHIP:
+			irqchip = true;
+			break;
+		case OPT_CONTROL_FD:
+			control_fd = (int)parse_u64(optarg, "control fd", 0,
+						    INT_MAX);
+			break;
 		case OPT_PREFETCH:
 			prefetch = true;
 			break;
@@ -417,6 +471,35 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		usage_error("unexpected argument '%s'", argv[optind]);
+	if (verbosity < 0)
+		ember_log_set_level(EMBER_LOG_ERROR);
+	else if (verbosity == 1)
+		ember_log_set_level(EMBER_LOG_INFO);
+	else if (verbosity > 1)
+		ember_log_set_level(EMBER_LOG_DEBUG);
+	if (shell) {
+		struct cli_shell_opts so = {
+			.control_fd = control_fd,
+			.control_path = control,
+			.nr_cpus = cfg.nr_cpus,
+			.irqchip = irqchip,
+			.cpu_template = cfg.cpu_template,
+		};
+
+		if ((control_fd >= 0) == (control != NULL))
+			usage_error("--shell needs exactly one of --control-fd "
+				    "FD and --control PATH");
+		if (cfg.kernel || micro || handler || cfg.initrd || cfg.cmdline ||
+		    restore || snap_ready || paused || prefetch || cfg.nr_disks ||
+		    cfg.vsock_path || cfg.timeout_ms ||
+		    cfg.serial_fd != STDOUT_FILENO)
+			usage_error("--shell takes only --control-fd or --control, "
+				    "--cpus, --irqchip, --cpu-template, -v and -q "
+				    "(the rest comes with the restore command)");
+		return cli_shell_main(&so);
+	}
+	if (control_fd >= 0 || irqchip)
+		usage_error("--control-fd and --irqchip need --shell");
 	if (micro) {
 		if (!handler)
 			usage_error("--micro needs --handler FILE");
@@ -435,24 +518,18 @@ int main(int argc, char **argv)
 		usage_error("--restore takes no --kernel, --micro, --initrd or --cmdline");
 	if (!cfg.kernel && !restore)
 		usage_error("no kernel given: use --kernel FILE");
-	if (verbosity < 0)
-		log_set_level(LOG_ERR);
-	else if (verbosity == 1)
-		log_set_level(LOG_INFO);
-	else if (verbosity > 1)
-		log_set_level(LOG_DEBUG);
 
 	if (restore) {
-		struct ember_restore r = {
-			.dir = restore,
-			.vsock_path = cfg.vsock_path,
-			.nr_disks = cfg.nr_disks,
-			.serial_fd = cfg.serial_fd,
-			.timeout_ms = cfg.timeout_ms,
-			.cpu_template = cfg.cpu_template,
-			.prefetch = prefetch,
-		};
+		struct ember_restore r;
 
+		ember_restore_init(&r);
+		r.dir = restore;
+		r.vsock_path = cfg.vsock_path;
+		r.nr_disks = cfg.nr_disks;
+		r.serial_fd = cfg.serial_fd;
+		r.timeout_ms = cfg.timeout_ms;
+		r.cpu_template = cfg.cpu_template;
+		r.prefetch = prefetch;
 		for (unsigned i = 0; i < cfg.nr_disks; i++)
 			r.disks[i] = cfg.disks[i].path;
 		vm = ember_vm_restore(&r, &ret, err, sizeof(err));
@@ -465,10 +542,10 @@ int main(int argc, char **argv)
 		if (restore) {
 			fprintf(stderr, "ember-vmm: cannot restore '%s': %s\n",
 				restore, err);
-			return status_for_restore_error(ret);
+			return cli_status_for_restore_error(ret);
 		}
 		fprintf(stderr, "ember-vmm: %s\n", err);
-		return status_for_create_error(ret);
+		return cli_status_for_create_error(ret);
 	}
 	if (snap_ready)
 		ember_vm_snapshot_at_ready(vm, snap_ready);
@@ -476,6 +553,7 @@ int main(int argc, char **argv)
 		usage_error("--paused needs --control PATH to resume the VM");
 	if (paused)
 		ember_vm_pause(vm); /* not running yet: only marks it */
+	cli_stop_on_signals(vm);
 	if (control) {
 		ctl = ember_control_start(vm, control, &ret);
 		if (!ctl) {
@@ -485,15 +563,19 @@ int main(int argc, char **argv)
 			return ST_NOINPUT;
 		}
 	}
-	ret = ember_vm_run(vm, &ex);
+	ret = ember_vm_start(vm);
+	ember_thread_serving(EMBER_THREAD_MAIN); /* setup ends here */
+	if (ret != -EBUSY)
+		ember_vm_wait(vm, &ex);
 	ember_control_stop(ctl);
+	cli_stop_on_signals(NULL);
 	if (ret < 0) {
 		fprintf(stderr, "ember-vmm: cannot run the VM: %s\n",
 			strerror(-ret));
 		ember_vm_destroy(vm);
 		return ST_SOFTWARE;
 	}
-	status = status_for_exit(&ex);
+	status = cli_status_for_exit(&ex);
 	if (status != ST_OK || verbosity > 0)
 		fprintf(stderr, "ember-vmm: %s: %s\n",
 			ember_exit_reason_name(ex.reason), ex.detail);

@@ -1,25 +1,17 @@
 /*
- * control.c - the VM control socket: a Unix stream socket that takes one
- * command per line and answers one line.
- *
- *   status          -> "OK running|paused|stopping ready=0|1"
- *   pause           -> "OK paused"
- *   resume          -> "OK running"
- *   snapshot DIR    -> "OK snapshot DIR" (the VM must be paused)
- *   workingset      -> "OK workingset" (restored VMs: records the pages
- *                      touched since the restore into the snapshot's
- *                      workingset file, for --prefetch on later restores)
- *   stop            -> "OK stopping"
- *   anything else   -> "ERR <reason>"
- *
- * Served by one thread of its own, one client at a time (the controller is
- * the host agent or a test, not a tenant). Lines are capped at 4 KiB; a
- * longer line is refused and the connection closed.
+ * control.c - controlling a started VM: the command interpreter both
+ * control sockets share (control.h), and the stream socket of
+ * `ember-vmm --control PATH` (ember_control_start): a Unix stream socket
+ * that takes one command per line and answers one line, served by one
+ * thread of its own, one client at a time (the controller is the host
+ * agent or a test, not a tenant). Lines are capped at 4 KiB; a longer line
+ * is refused and the connection closed. Protocol: docs/shell.md.
  */
 #define LOG_MOD "control"
 #include "vm.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +21,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "log.h"
 
 #define CONTROL_LINE_MAX 4096
@@ -43,67 +36,138 @@ struct ember_control {
 	bool stopping;
 };
 
-static void reply(int fd, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+/* ------------------------------------------------------------- commands */
 
-static void reply(int fd, const char *fmt, ...)
+static void cmd_snapshot(struct ember_vm *vm, struct ctl_args *a,
+			 const int *fds, unsigned nfds, char *reply,
+			 size_t len)
 {
-	char line[CONTROL_LINE_MAX + 64];
-	va_list ap;
-	int n;
+	char err[512];
+	int fd, ret;
 
-	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
-	va_end(ap);
-	if (n < 0)
+	ret = ctl_fd(a, "dir", fds, nfds, &fd, err, sizeof(err));
+	if (ret == 0 && a->n == 1 && !a->a[0].val) {
+		/* The stream socket's form: snapshot DIR (a path). */
+		const char *dir = a->a[0].key;
+
+		a->a[0].used = true;
+		if (ember_vm_snapshot(vm, dir, err, sizeof(err)) < 0)
+			snprintf(reply, len, "ERR %s", err);
+		else
+			snprintf(reply, len, "OK snapshot %s", dir);
 		return;
-	if ((size_t)n > sizeof(line) - 2)
-		n = (int)sizeof(line) - 2;
-	line[n++] = '\n';
-	if (send(fd, line, (size_t)n, MSG_NOSIGNAL) < 0)
+	}
+	if (ret == 0)
+		ret = errbuf_fail(err, sizeof(err), -EINVAL, "snapshot needs "
+				  "dir=I (a directory fd) or a path");
+	if (ret > 0)
+		ret = ctl_check_used(a, err, sizeof(err));
+	if (ret >= 0)
+		ret = ember_vm_snapshot_fd(vm, fd, err, sizeof(err));
+	if (ret < 0)
+		snprintf(reply, len, "ERR %s", err);
+	else
+		snprintf(reply, len, "OK snapshot");
+}
+
+static void cmd_workingset(struct ember_vm *vm, struct ctl_args *a,
+			   const int *fds, unsigned nfds, char *reply,
+			   size_t len)
+{
+	char err[512];
+	int fd, dirty, ret;
+
+	ret = ctl_fd(a, "fd", fds, nfds, &fd, err, sizeof(err));
+	if (ret >= 0)
+		ret = ctl_fd(a, "dirty", fds, nfds, &dirty, err, sizeof(err));
+	if (ret >= 0)
+		ret = ctl_check_used(a, err, sizeof(err));
+	if (ret >= 0)
+		ret = fd >= 0 ? ember_vm_record_workingset_fd(vm, fd, dirty, err,
+							      sizeof(err)) :
+				dirty >= 0 ? errbuf_fail(err, sizeof(err),
+							 -EINVAL, "dirty= "
+							 "needs fd=") :
+					     ember_vm_record_workingset(vm, err,
+									sizeof(err));
+	if (ret < 0)
+		snprintf(reply, len, "ERR %s", err);
+	else
+		snprintf(reply, len, "OK workingset");
+}
+
+void control_exec(struct ember_vm *vm, char *line, const int *fds,
+		  unsigned nfds, char *reply, size_t len)
+{
+	struct ember_vm_status st;
+	struct ctl_args a;
+	char err[512];
+	const char *cmd;
+
+	if (ctl_parse(line, &a, err, sizeof(err)) < 0) {
+		snprintf(reply, len, "ERR %s", err);
+		return;
+	}
+	cmd = a.cmd;
+	if (!strcmp(cmd, "snapshot")) {
+		cmd_snapshot(vm, &a, fds, nfds, reply, len);
+		return;
+	}
+	if (!strcmp(cmd, "workingset")) {
+		cmd_workingset(vm, &a, fds, nfds, reply, len);
+		return;
+	}
+	if (a.n && (!strcmp(cmd, "status") || !strcmp(cmd, "pause") ||
+		    !strcmp(cmd, "resume") || !strcmp(cmd, "ping") ||
+		    !strcmp(cmd, "stop"))) {
+		snprintf(reply, len, "ERR %s takes no arguments", cmd);
+		return;
+	}
+	if (!strcmp(cmd, "status")) {
+		ember_vm_get_status(vm, &st);
+		snprintf(reply, len, "OK %s ready=%d",
+			 ember_vm_state_name(st.state), st.guest_ready);
+	} else if (!strcmp(cmd, "pause")) {
+		if (ember_vm_pause(vm) < 0)
+			snprintf(reply, len, "ERR the VM is stopping");
+		else
+			snprintf(reply, len, "OK paused");
+	} else if (!strcmp(cmd, "resume")) {
+		ember_vm_resume(vm);
+		snprintf(reply, len, "OK running");
+	} else if (!strcmp(cmd, "ping")) {
+		snprintf(reply, len, "OK pong");
+	} else if (!strcmp(cmd, "stop")) {
+		snprintf(reply, len, "OK stopping");
+		ember_vm_stop(vm);
+	} else {
+		snprintf(reply, len, "ERR unknown command '%.64s' (status, "
+			 "pause, resume, ping, snapshot, workingset, stop)",
+			 cmd);
+	}
+}
+
+/* -------------------------------------------------------- stream socket */
+
+static void reply(int fd, const char *line)
+{
+	char buf[CONTROL_LINE_MAX + 64];
+	size_t n = strlen(line);
+
+	if (n > sizeof(buf) - 2)
+		n = sizeof(buf) - 2;
+	memcpy(buf, line, n);
+	buf[n++] = '\n';
+	if (send(fd, buf, n, MSG_NOSIGNAL) < 0)
 		log_warn_errno("control reply");
 }
 
 static void run_command(struct ember_vm *vm, int fd, char *cmd)
 {
-	char err[512];
+	char out[CONTROL_LINE_MAX];
 
-	if (!strcmp(cmd, "status")) {
-		const char *state;
-		int ready;
-
-		/* Never hold the VM lock across a socket write. */
-		pthread_mutex_lock(&vm->lock);
-		state = vm->stopping ? "stopping" :
-			vm->pause_requested ? "paused" : "running";
-		ready = vm->guest_ready;
-		pthread_mutex_unlock(&vm->lock);
-		reply(fd, "OK %s ready=%d", state, ready);
-	} else if (!strcmp(cmd, "pause")) {
-		if (ember_vm_pause(vm) < 0)
-			reply(fd, "ERR the VM is stopping");
-		else
-			reply(fd, "OK paused");
-	} else if (!strcmp(cmd, "resume")) {
-		ember_vm_resume(vm);
-		reply(fd, "OK running");
-	} else if (!strncmp(cmd, "snapshot ", 9) && cmd[9]) {
-		if (ember_vm_snapshot(vm, cmd + 9, err, sizeof(err)) < 0)
-			reply(fd, "ERR %s", err);
-		else
-			reply(fd, "OK snapshot %s", cmd + 9);
-	} else if (!strcmp(cmd, "workingset")) {
-		if (ember_vm_record_workingset(vm, err, sizeof(err)) < 0)
-			reply(fd, "ERR %s", err);
-		else
-			reply(fd, "OK workingset");
-	} else if (!strcmp(cmd, "stop")) {
-		reply(fd, "OK stopping");
-		ember_vm_stop(vm);
-	} else {
-		reply(fd, "ERR unknown command (status, pause, resume, "
-			  "snapshot DIR, workingset, stop)");
-	}
+	control_exec(vm, cmd, NULL, 0, out, sizeof(out));
+	reply(fd, out);
 }
 
 static void serve_client(struct ember_vm *vm, int fd)
@@ -128,8 +192,7 @@ static void serve_client(struct ember_vm *vm, int fd)
 			memmove(buf, nl + 1, len);
 		}
 		if (len == sizeof(buf) - 1) {
-			reply(fd, "ERR line longer than %d bytes",
-			      CONTROL_LINE_MAX);
+			reply(fd, "ERR line longer than 4096 bytes");
 			return;
 		}
 	}
@@ -140,6 +203,7 @@ static void *control_thread(void *arg)
 	struct ember_control *c = arg;
 
 	pthread_setname_np(pthread_self(), "control");
+	ember_thread_serving(EMBER_THREAD_CONTROL); /* setup ends here */
 	for (;;) {
 		int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 

@@ -16,6 +16,8 @@
  */
 #include "evloop.h"
 
+#include "ember.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +180,8 @@ static void *evloop_thread(void *arg)
 	struct evloop *loop = arg;
 	int ret;
 
+	pthread_setname_np(pthread_self(), "event");
+	ember_thread_serving(EMBER_THREAD_EVENT); /* setup ends here */
 	for (;;) {
 		pthread_mutex_lock(&loop->lock);
 		if (loop->stop) {

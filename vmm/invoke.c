@@ -630,23 +630,84 @@ static int read_handshake(struct inv_client *c, uint64_t deadline)
 	return 0;
 }
 
+/* "CONNECT <port>\n" then the "OK <n>\n" reply, on c's socket. */
+static int handshake(struct inv_client *c, uint32_t port, uint64_t deadline)
+{
+	struct pollfd pfd = { .fd = c->wfd, .events = POLLOUT };
+	char line[32];
+	int n = snprintf(line, sizeof(line), "CONNECT %u\n", port);
+
+	/* A fresh socket's buffer takes 16 bytes; poll once in case. */
+	if (poll(&pfd, 1, ms_left(deadline)) <= 0)
+		return -ETIMEDOUT;
+	if (send(c->wfd, line, (size_t)n, MSG_NOSIGNAL) != n)
+		return errno ? -errno : -EIO;
+	return read_handshake(c, deadline);
+}
+
+/* A client on connected stream socket `fd` (taken over), READY pending. */
+static struct inv_client *client_on_socket(int fd, int *err)
+{
+	struct inv_client *c;
+	int ret = set_nonblock(fd);
+
+	if (ret < 0) {
+		*err = ret;
+		return NULL;
+	}
+	c = client_alloc(err);
+	if (!c)
+		return NULL;
+	c->rfd = c->wfd = fd;
+	c->own = 1;
+	c->is_sock = 1;
+	return c;
+}
+
+struct inv_client *inv_client_from_vsock_fd(int fd, int *err)
+{
+	struct inv_client *c = client_on_socket(fd, err);
+
+	if (!c)
+		close(fd);
+	return c;
+}
+
+struct inv_client *inv_client_handshake_fd(int fd, uint32_t port,
+					   int timeout_ms, int *err)
+{
+	struct inv_client *c;
+	int ret;
+
+	if (timeout_ms <= 0) {
+		close(fd);
+		*err = -EINVAL;
+		return NULL;
+	}
+	c = inv_client_from_vsock_fd(fd, err);
+	if (!c)
+		return NULL;
+	ret = handshake(c, port, now_ns() + (uint64_t)timeout_ms * 1000000ull);
+	if (ret < 0) {
+		inv_client_destroy(c);
+		*err = ret;
+		return NULL;
+	}
+	return c;
+}
+
 /* One attempt at the hybrid handshake, until `deadline`. */
 static struct inv_client *connect_once(const struct sockaddr_un *sa,
 				       uint32_t port, uint64_t deadline,
 				       int *err)
 {
 	struct inv_client *c;
-	struct pollfd pfd;
-	char line[32];
-	int fd, ret, n;
+	int fd, ret;
 
-	c = client_alloc(err);
-	if (!c)
-		return NULL;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
-		ret = -errno;
-		goto err_free;
+		*err = -errno;
+		return NULL;
 	}
 	/* A non-blocking AF_UNIX connect either completes at once or fails
 	 * with EAGAIN when the listener's backlog is full: retry briefly. */
@@ -660,29 +721,21 @@ static struct inv_client *connect_once(const struct sockaddr_un *sa,
 		}
 		poll(NULL, 0, 1);
 	}
-	c->rfd = c->wfd = fd;
-	c->own = 1;
-	c->is_sock = 1;
-	n = snprintf(line, sizeof(line), "CONNECT %u\n", port);
-	pfd = (struct pollfd){ .fd = fd, .events = POLLOUT };
-	/* A fresh socket's buffer takes 16 bytes; poll once in case. */
-	if (poll(&pfd, 1, ms_left(deadline)) <= 0) {
-		ret = -ETIMEDOUT;
+	c = client_on_socket(fd, err);
+	if (!c) {
+		ret = *err;
 		goto err_close;
 	}
-	if (send(fd, line, (size_t)n, MSG_NOSIGNAL) != n) {
-		ret = errno ? -errno : -EIO;
-		goto err_close;
+	ret = handshake(c, port, deadline);
+	if (ret) {
+		inv_client_destroy(c);
+		*err = ret;
+		return NULL;
 	}
-	ret = read_handshake(c, deadline);
-	if (ret)
-		goto err_close;
 	return c;
 
 err_close:
 	close(fd);
-err_free:
-	free(c);
 	*err = ret;
 	return NULL;
 }

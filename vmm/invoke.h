@@ -54,6 +54,17 @@ struct inv_client;
 struct inv_client *inv_client_connect(const char *uds_path, uint32_t port,
 				      int timeout_ms, int *err);
 
+/* The same handshake on an already connected AF_UNIX stream socket `fd`
+ * (say one end of a socketpair whose other end went to a VMM as its
+ * connected vsock host socket). Takes fd over (closed on failure too). */
+struct inv_client *inv_client_handshake_fd(int fd, uint32_t port,
+					   int timeout_ms, int *err);
+
+/* A connection to a function whose handshake the caller has already done
+ * (it sent "CONNECT <port>\n" and read exactly the "OK <n>\n" line): READY
+ * is pending. Takes fd over (closed on failure too). */
+struct inv_client *inv_client_from_vsock_fd(int fd, int *err);
+
 /* Wraps a handler running as a plain process: frames are written to wfd and
  * read from rfd (which may be the same socket). The fds are made
  * non-blocking and closed by inv_client_destroy() when `own` is set. A plain

@@ -44,8 +44,12 @@ int kvm_open(struct kvm *kvm, char *err, size_t errlen)
 	if (kvm->kvm_fd < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "cannot open /dev/kvm: %s%s", strerror(-ret),
-			 ret == -ENOENT ? " (is the kvm module loaded?)" : "");
-		return ret;
+			 ret == -ENOENT ? " (is the kvm module loaded?)" :
+			 ret == -EACCES ? " (is this user in the kvm group?)" :
+					  "");
+		/* Missing, forbidden or broken, KVM is what is unavailable
+		 * (not an input file): callers map -ENODEV to "no KVM". */
+		return -ENODEV;
 	}
 	version = ioctl(kvm->kvm_fd, KVM_GET_API_VERSION, 0);
 	if (version != KVM_API_VERSION) {

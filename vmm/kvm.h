@@ -32,7 +32,8 @@ struct kvm {
 /*
  * Opens /dev/kvm, checks the API version and every capability Ember relies
  * on, and creates a VM. On failure returns -errno and writes a one-line
- * reason naming the missing piece to err.
+ * reason naming the missing piece to err: -ENODEV when /dev/kvm cannot be
+ * opened at all (missing, no permission), -ENOTSUP when it lacks something.
  */
 int kvm_open(struct kvm *kvm, char *err, size_t errlen);
 

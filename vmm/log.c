@@ -5,29 +5,29 @@
 #include <string.h>
 #include <time.h>
 
-static enum log_level max_level = LOG_WARN;
-static log_sink_fn sink;
+static enum ember_log_level max_level = EMBER_LOG_WARN;
+static ember_log_fn sink;
 static void *sink_opaque;
 
 static const char *const level_name[] = { "error", "warning", "info", "debug" };
 
-void log_set_level(enum log_level level)
+void ember_log_set_level(enum ember_log_level level)
 {
 	max_level = level;
 }
 
-enum log_level log_get_level(void)
+enum ember_log_level ember_log_get_level(void)
 {
 	return max_level;
 }
 
-void log_set_sink(log_sink_fn fn, void *opaque)
+void ember_log_set_sink(ember_log_fn fn, void *opaque)
 {
 	sink = fn;
 	sink_opaque = opaque;
 }
 
-void log_msg(enum log_level level, const char *mod, int with_errno,
+void log_msg(enum ember_log_level level, const char *mod, int with_errno,
 	     const char *fmt, ...)
 {
 	int saved = errno;
@@ -35,7 +35,8 @@ void log_msg(enum log_level level, const char *mod, int with_errno,
 	size_t n;
 	va_list ap;
 
-	if (level > max_level)
+	if ((unsigned)level > (unsigned)max_level ||
+	    (unsigned)level >= sizeof(level_name) / sizeof(level_name[0]))
 		return;
 	n = (size_t)snprintf(line, sizeof(line), "ember: %s: %s: ", mod,
 			     level_name[level]);
@@ -61,7 +62,7 @@ int log_ratelimit_ok(struct log_ratelimit *rl, unsigned burst)
 	now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 	if (now - rl->window_start_ns >= 1000000000ULL) {
 		if (rl->suppressed)
-			log_msg(LOG_WARN, "log", 0,
+			log_msg(EMBER_LOG_WARN, "log", 0,
 				"%u similar messages suppressed", rl->suppressed);
 		rl->window_start_ns = now;
 		rl->count = 0;

@@ -2,7 +2,7 @@
  * log.h - leveled logging for libember.
  *
  * Owns: the log level, the sink (stderr by default, or a callback the
- * embedding program sets) and per-call-site rate limits for anything a guest
+ * embedding program sets with ember_log_set_sink(), ember.h) and per-call-site rate limits for anything a guest
  * can trigger. Thread-safe: each line is formatted then handed to the sink in
  * one call. Library code logs here and never prints to stdout.
  */
@@ -13,18 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum log_level { LOG_ERR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+#include "ember.h" /* the level enum and the sink setters are public */
 
-typedef void (*log_sink_fn)(enum log_level level, const char *line,
-			    void *opaque);
-
-/* Sets the maximum level printed (default LOG_WARN) and the sink (NULL for
- * stderr). */
-void log_set_level(enum log_level level);
-enum log_level log_get_level(void);
-void log_set_sink(log_sink_fn sink, void *opaque);
-
-void log_msg(enum log_level level, const char *mod, int with_errno,
+void log_msg(enum ember_log_level level, const char *mod, int with_errno,
 	     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Formats a one-line reason into err[errlen] (ignored when err is NULL) and
@@ -45,13 +36,13 @@ int log_ratelimit_ok(struct log_ratelimit *rl, unsigned burst);
 #define LOG_MOD "ember"
 #endif
 
-#define log_err(...) log_msg(LOG_ERR, LOG_MOD, 0, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_WARN, LOG_MOD, 0, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_INFO, LOG_MOD, 0, __VA_ARGS__)
-#define log_err_errno(...) log_msg(LOG_ERR, LOG_MOD, 1, __VA_ARGS__)
-#define log_warn_errno(...) log_msg(LOG_WARN, LOG_MOD, 1, __VA_ARGS__)
+#define log_err(...) log_msg(EMBER_LOG_ERROR, LOG_MOD, 0, __VA_ARGS__)
+#define log_warn(...) log_msg(EMBER_LOG_WARN, LOG_MOD, 0, __VA_ARGS__)
+#define log_info(...) log_msg(EMBER_LOG_INFO, LOG_MOD, 0, __VA_ARGS__)
+#define log_err_errno(...) log_msg(EMBER_LOG_ERROR, LOG_MOD, 1, __VA_ARGS__)
+#define log_warn_errno(...) log_msg(EMBER_LOG_WARN, LOG_MOD, 1, __VA_ARGS__)
 #ifdef EMBER_DEBUG
-#define log_debug(...) log_msg(LOG_DEBUG, LOG_MOD, 0, __VA_ARGS__)
+#define log_debug(...) log_msg(EMBER_LOG_DEBUG, LOG_MOD, 0, __VA_ARGS__)
 #else
 #define log_debug(...) do { } while (0)
 #endif

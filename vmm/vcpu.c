@@ -359,7 +359,10 @@ static int64_t hypercall_wait(struct vcpu *vcpu, uint64_t timeout_ns)
 
 	tick_pause(vcpu);
 	if (timeout_ns) {
-		uint64_t ms = (timeout_ns + 999999) / 1000000;
+		/* Rounded up, computed so that nothing wraps: a guest asking
+		 * for ~2^64 ns means "as long as you can" (an hour, then it
+		 * looks again), not 0. */
+		uint64_t ms = timeout_ns / 1000000 + (timeout_ns % 1000000 != 0);
 
 		timeout_ms = ms > 3600000 ? 3600000 : (int)ms;
 	}
@@ -681,6 +684,7 @@ static void *vcpu_thread(void *arg)
 
 	snprintf(name, sizeof(name), "vcpu%u", v->id);
 	pthread_setname_np(pthread_self(), name);
+	ember_thread_serving(EMBER_THREAD_VCPU); /* setup ends here */
 	while (!vm_is_stopping(vm)) {
 		int ret;
 

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/kvm.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -40,6 +41,11 @@
  * just below the BIOS area, inside the MMIO hole, never RAM. */
 #define KVM_TSS_ADDR 0xfffbd000ULL
 #define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
+
+int ember_api_version(void)
+{
+	return EMBER_API_VERSION;
+}
 
 bool ember_host_is_pvm(void)
 {
@@ -104,9 +110,18 @@ void vm_request_stop(struct ember_vm *vm, enum ember_exit_reason reason,
 		vcpu_kick(&vm->vcpu[i]);
 }
 
+/* Only a write(2) to an eventfd: the owner's ember_vm_wait() turns it into
+ * vm_request_stop(), which takes locks and formats, things a signal
+ * handler must not do (signal-safety(7)). */
 void ember_vm_stop(struct ember_vm *vm)
 {
-	vm_request_stop(vm, EMBER_EXIT_STOPPED, 0, 0, "stopped on request");
+	uint64_t one = 1;
+	int saved = errno;
+
+	if (write(vm->stop_req_fd, &one, sizeof(one)) < 0) {
+		/* Only EAGAIN at a counter of 2^64-2 requests: one is enough. */
+	}
+	errno = saved;
 }
 
 /* Reads a whole file of at most `max` bytes. 0 or -errno with a reason. */
@@ -314,7 +329,17 @@ int vm_create_devices(struct ember_vm *vm, char *err, size_t errlen)
 	const struct ember_config *cfg = &vm->cfg;
 	int ret;
 
-	serial_init(&vm->serial, cfg->serial_fd, serial_set_irq, vm);
+	/* The console fd is the caller's: keep a duplicate of our own. */
+	if (cfg->serial_fd >= 0) {
+		vm->serial_fd = fcntl(cfg->serial_fd, F_DUPFD_CLOEXEC, 3);
+		if (vm->serial_fd < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "console fd %d: %s", cfg->serial_fd,
+				 strerror(-ret));
+			return ret;
+		}
+	}
+	serial_init(&vm->serial, vm->serial_fd, serial_set_irq, vm);
 	vm->serial_ready = true;
 	i8042_init(&vm->i8042, i8042_reset, vm);
 	if (bus_register(&vm->pio, EMBER_PORT_COM1, 8, serial_access,
@@ -327,14 +352,20 @@ int vm_create_devices(struct ember_vm *vm, char *err, size_t errlen)
 		return -EEXIST;
 	}
 	for (unsigned i = 0; i < cfg->nr_disks; i++) {
-		struct vblk *b = vblk_create(cfg->disks[i].path,
-					     cfg->disks[i].read_only,
-					     cfg->disk_sync ? DISK_SYNC : DISK_URING,
-					     vm->loop, &ret);
+		enum disk_kind dk = cfg->disk_sync ? DISK_SYNC : DISK_URING;
+		struct vblk *b = vm->disk_fd[i] >= 0 ?
+			vblk_create_fd(vm->disk_fd[i], cfg->disks[i].read_only,
+				       dk, vm->loop, &ret) :
+			vblk_create(cfg->disks[i].path, cfg->disks[i].read_only,
+				    dk, vm->loop, &ret);
 
 		if (!b) {
-			snprintf(err, errlen, "cannot open disk '%s': %s",
-				 cfg->disks[i].path, strerror(-ret));
+			if (vm->disk_fd[i] >= 0)
+				snprintf(err, errlen, "cannot use disk %u's fd: %s",
+					 i, strerror(-ret));
+			else
+				snprintf(err, errlen, "cannot open disk '%s': %s",
+					 cfg->disks[i].path, strerror(-ret));
 			return ret;
 		}
 		ret = attach_virtio(vm, VM_VIRTIO_BLK, vblk_get_ops(b), b, err,
@@ -343,14 +374,20 @@ int vm_create_devices(struct ember_vm *vm, char *err, size_t errlen)
 			return ret;
 	}
 	if (cfg->vsock_path) {
-		struct vsock *v = vsock_create(cfg->vsock_path,
-					       cfg->vsock_cid ? cfg->vsock_cid :
-								DEFAULT_VSOCK_CID,
-					       vm->loop, &ret);
+		uint64_t cid = cfg->vsock_cid ? cfg->vsock_cid :
+						DEFAULT_VSOCK_CID;
+		struct vsock *v = vm->vsock_by_fd ?
+			vsock_create_fd(vm->vsock_listen_fd, cid, vm->loop, &ret) :
+			vsock_create(cfg->vsock_path, cid, vm->loop, &ret);
 
 		if (!v) {
-			snprintf(err, errlen, "cannot create vsock at '%s': %s",
-				 cfg->vsock_path, strerror(-ret));
+			if (vm->vsock_by_fd)
+				snprintf(err, errlen, "cannot use the vsock "
+					 "listening socket: %s", strerror(-ret));
+			else
+				snprintf(err, errlen, "cannot create vsock at "
+					 "'%s': %s", cfg->vsock_path,
+					 strerror(-ret));
 			return ret;
 		}
 		ret = attach_virtio(vm, VM_VIRTIO_VSOCK, &vsock_ops, v, err,
@@ -537,7 +574,7 @@ enum cpu_template vm_pick_template(enum ember_cpu_template t)
 	if (t == EMBER_CPU_PVM || !kvm_host_is_pvm())
 		return t == EMBER_CPU_PVM ? CPU_TEMPLATE_PVM : CPU_TEMPLATE_HOST;
 	if (!__atomic_exchange_n(&said, true, __ATOMIC_RELAXED) &&
-	    log_get_level() >= LOG_WARN)
+	    ember_log_get_level() >= EMBER_LOG_WARN)
 		fprintf(stderr, "ember: host KVM is kvm-pvm: using the 'pvm' "
 			"CPU template\n");
 	return CPU_TEMPLATE_PVM;
@@ -607,9 +644,18 @@ struct ember_vm *vm_alloc(const struct ember_config *cfg)
 		return NULL;
 	vm->cfg = *cfg;
 	vm->kvm.kvm_fd = vm->kvm.vm_fd = -1;
-	vm->wake_fd = vm->stop_fd = -1;
+	vm->wake_fd = vm->stop_fd = vm->serial_fd = -1;
+	/* First, so that ember_vm_stop() works on any VM vm_alloc returned. */
+	vm->stop_req_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->stop_req_fd < 0) {
+		free(vm);
+		return NULL;
+	}
 	for (unsigned i = 0; i < EMBER_MAX_VCPUS; i++)
 		vm->vcpu[i].fd = -1;
+	for (unsigned i = 0; i < EMBER_MAX_DISKS; i++)
+		vm->disk_fd[i] = -1;
+	vm->vsock_listen_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -770,14 +816,29 @@ out:
 	return NULL;
 }
 
-int ember_vm_run(struct ember_vm *vm, struct ember_exit *exit)
+int ember_vm_start(struct ember_vm *vm)
 {
-	struct timespec deadline;
+	struct timespec now;
 	int ret;
 
+	pthread_mutex_lock(&vm->lock);
+	if (vm->started) {
+		pthread_mutex_unlock(&vm->lock);
+		return -EBUSY;
+	}
+	vm->started = true;
+	pthread_mutex_unlock(&vm->lock);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	vm->deadline_ns = vm->cfg.timeout_ms ?
+		(uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec +
+			vm->cfg.timeout_ms * 1000000ULL : 0;
 	ret = evloop_start(vm->loop);
-	if (ret < 0)
+	if (ret < 0) {
+		vm_request_stop(vm, EMBER_EXIT_VMM_ERROR, 0, 0,
+				"cannot start the event thread: %s",
+				strerror(-ret));
 		return ret;
+	}
 	pthread_mutex_lock(&vm->lock);
 	vm->vcpus_running = vm->nr_vcpus;
 	pthread_mutex_unlock(&vm->lock);
@@ -790,37 +851,124 @@ int ember_vm_run(struct ember_vm *vm, struct ember_exit *exit)
 			vm_request_stop(vm, EMBER_EXIT_VMM_ERROR, 0, 0,
 					"cannot start vCPU thread %u: %s", i,
 					strerror(-ret));
-			break;
+			return ret;
 		}
 	}
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += (time_t)(vm->cfg.timeout_ms / 1000);
-	deadline.tv_nsec += (long)(vm->cfg.timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	return 0;
+}
+
+/* Milliseconds until the --timeout deadline for poll(2): -1 without one,
+ * 0 once it passed. */
+static int deadline_poll_ms(const struct ember_vm *vm)
+{
+	struct timespec now;
+	uint64_t t, left;
+
+	if (!vm->deadline_ns)
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	t = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
+	if (t >= vm->deadline_ns)
+		return 0;
+	left = (vm->deadline_ns - t + 999999) / 1000000;
+	return left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
+/*
+ * The owner's wait: until the VM records why it ends (stop_fd), turn
+ * ember_vm_stop()'s eventfd and the deadline into vm_request_stop() here,
+ * on a thread where locks and formatting are allowed.
+ */
+int ember_vm_wait(struct ember_vm *vm, struct ember_exit *exit)
+{
+	struct pollfd p[2] = {
+		{ .fd = vm->stop_fd, .events = POLLIN },
+		{ .fd = vm->stop_req_fd, .events = POLLIN },
+	};
+
 	pthread_mutex_lock(&vm->lock);
-	while (!vm->stopping) {
-		if (!vm->cfg.timeout_ms) {
-			pthread_cond_wait(&vm->cond, &vm->lock);
-			continue;
-		}
-		if (pthread_cond_timedwait(&vm->cond, &vm->lock, &deadline) ==
-		    ETIMEDOUT) {
-			pthread_mutex_unlock(&vm->lock);
+	if (!vm->started || vm->waited) {
+		pthread_mutex_unlock(&vm->lock);
+		return -EINVAL;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	for (;;) {
+		int timeout = deadline_poll_ms(vm);
+		int n;
+
+		if (__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE))
+			break;
+		if (timeout == 0) {
 			vm_request_stop(vm, EMBER_EXIT_TIMEOUT, 0, 0,
 					"stopped after the %llu ms timeout",
 					(unsigned long long)vm->cfg.timeout_ms);
-			pthread_mutex_lock(&vm->lock);
+			continue;
 		}
+		n = poll(p, 2, timeout);
+		if (n < 0 && errno != EINTR) {
+			vm_request_stop(vm, EMBER_EXIT_VMM_ERROR, 0, 0,
+					"poll: %s", strerror(errno));
+			continue;
+		}
+		if (n > 0 && (p[1].revents & POLLIN))
+			vm_request_stop(vm, EMBER_EXIT_STOPPED, 0, 0,
+					"stopped on request");
 	}
-	pthread_mutex_unlock(&vm->lock);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		vcpu_join(&vm->vcpu[i]);
 	serial_flush(&vm->serial);
+	pthread_mutex_lock(&vm->lock);
+	vm->waited = true;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
 	*exit = vm->exit;
 	return 0;
+}
+
+int ember_vm_run(struct ember_vm *vm, struct ember_exit *exit)
+{
+	int ret = ember_vm_start(vm);
+
+	if (ret == -EBUSY)
+		return ret;
+	ember_vm_wait(vm, exit);
+	return ret;
+}
+
+void ember_vm_get_status(struct ember_vm *vm, struct ember_vm_status *st)
+{
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&vm->lock);
+	if (vm->waited)
+		st->state = EMBER_VM_STOPPED;
+	else if (vm->stopping)
+		st->state = EMBER_VM_STOPPING;
+	else if (vm->pause_requested &&
+		 (!vm->started || vm->vcpus_paused == vm->vcpus_running))
+		st->state = EMBER_VM_PAUSED;
+	else if (vm->started)
+		st->state = EMBER_VM_RUNNING;
+	else
+		st->state = EMBER_VM_CREATED;
+	st->guest_ready = vm->guest_ready;
+	st->restored = vm->restored;
+	st->exit_reason = vm->stopping ? vm->exit.reason : EMBER_EXIT_NONE;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+const char *ember_vm_state_name(enum ember_vm_state s)
+{
+	static const char *const names[] = {
+		[EMBER_VM_CREATED] = "created",
+		[EMBER_VM_RUNNING] = "running",
+		[EMBER_VM_PAUSED] = "paused",
+		[EMBER_VM_STOPPING] = "stopping",
+		[EMBER_VM_STOPPED] = "stopped",
+	};
+
+	if ((unsigned)s < sizeof(names) / sizeof(names[0]))
+		return names[s];
+	return "invalid";
 }
 
 void ember_vm_destroy(struct ember_vm *vm)
@@ -851,6 +999,10 @@ void ember_vm_destroy(struct ember_vm *vm)
 		close(vm->wake_fd);
 	if (vm->stop_fd >= 0)
 		close(vm->stop_fd);
+	if (vm->stop_req_fd >= 0)
+		close(vm->stop_req_fd);
+	if (vm->serial_fd >= 0)
+		close(vm->serial_fd);
 	kvm_close(&vm->kvm);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
@@ -891,19 +1043,32 @@ int ember_vm_resume(struct ember_vm *vm)
 	return 0;
 }
 
-int ember_vm_snapshot(struct ember_vm *vm, const char *dir, char *err,
-		      size_t errlen)
+static bool vm_is_paused(struct ember_vm *vm)
 {
 	bool paused;
 
 	pthread_mutex_lock(&vm->lock);
 	paused = vm->pause_requested && vm->vcpus_paused == vm->vcpus_running;
 	pthread_mutex_unlock(&vm->lock);
-	if (!paused) {
-		snprintf(err, errlen, "the VM must be paused first");
-		return -EBUSY;
-	}
+	return paused;
+}
+
+int ember_vm_snapshot(struct ember_vm *vm, const char *dir, char *err,
+		      size_t errlen)
+{
+	if (!vm_is_paused(vm))
+		return errbuf_fail(err, errlen, -EBUSY,
+				   "the VM must be paused first");
 	return vm_snapshot(vm, dir, err, errlen);
+}
+
+int ember_vm_snapshot_fd(struct ember_vm *vm, int dir_fd, char *err,
+			 size_t errlen)
+{
+	if (!vm_is_paused(vm))
+		return errbuf_fail(err, errlen, -EBUSY,
+				   "the VM must be paused first");
+	return vm_snapshot_at(vm, dir_fd, err, errlen);
 }
 
 void ember_vm_snapshot_at_ready(struct ember_vm *vm, const char *dir)

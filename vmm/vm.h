@@ -102,6 +102,25 @@ struct ember_vm {
 	struct ember_exit exit;
 	pthread_t stop_thread;      /* the thread whose vm_request_stop won */
 	int stop_fd;                /* eventfd written when the VM stops */
+	int stop_req_fd;            /* eventfd: ember_vm_stop() was called */
+	bool started, waited;       /* ember_vm_start() / ember_vm_wait() done */
+	bool restored;              /* built from a snapshot */
+	uint64_t deadline_ns;       /* CLOCK_MONOTONIC end (--timeout), or 0 */
+	int serial_fd;              /* our dup of cfg.serial_fd, or -1 */
+	/* A restored VM whose host resources came as fds (restore.c): the
+	 * disk images (-1: open cfg.disks[i].path), and the vsock host side
+	 * (vsock_by_fd: no path of our own; a listening socket or -1). */
+	int disk_fd[EMBER_MAX_DISKS];
+	bool vsock_by_fd;
+	int vsock_listen_fd;
+};
+
+/* A VM shell (shell.c): a VM with KVM, vCPUs and the event loop made,
+ * waiting for restore.c to fill it. */
+struct ember_shell {
+	struct ember_vm *vm;
+	unsigned nr_vcpus;
+	bool irqchip;
 };
 
 /* Records why the VM ends (the first caller wins) and kicks every vCPU out
@@ -136,11 +155,12 @@ int vcpu_complete_exit(struct vcpu *v);
 /* snapshot.c: captures the (paused) VM into DIR. 0 or -errno + reason. */
 int vm_snapshot(struct ember_vm *vm, const char *dir, char *err,
 		size_t errlen);
+/* The same into the open directory dirfd. */
+int vm_snapshot_at(struct ember_vm *vm, int dirfd, char *err, size_t errlen);
 
-/* snapshot.c: the working set (pages the guest touched since the restore)
- * written to the snapshot directory; and its prefetch at restore. */
-int vm_record_workingset(struct ember_vm *vm, char *err, size_t errlen);
-void vm_prefetch_workingset(struct ember_vm *vm, const char *dir);
+/* workingset.c: the recorded working set brought in before the vCPU runs
+ * (r->prefetch), from r->dir or r->workingset_fd. Best effort. */
+void vm_prefetch_workingset(struct ember_vm *vm, const struct ember_restore *r);
 
 /* Installs the no-op EMBER_KICK_SIGNAL handler (once per process). */
 void vcpu_install_kick_handler(void);

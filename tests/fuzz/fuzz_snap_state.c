@@ -10,7 +10,8 @@
  * trip unchanged (the writer and reader agree on every accepted state).
  *   make BUILD=build-snap build-snap/fuzz-bin/fuzz_snap_state; make fuzz
  */
-// link: snapshots/snap_read.c snapshots/snap_write.c
+// link: snapshots/snap_read.c snapshots/snap_write.c snapshots/snap_validate.c
+// link: snapshots/snap_file.c snapshots/snap_cpu.c
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>

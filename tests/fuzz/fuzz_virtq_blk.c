@@ -14,7 +14,7 @@
  * parses on every notify. ASan/UBSan catch any access outside RAM.
  *   make fuzz [FUZZ_SECONDS=30]   (replay: make fuzz-replay)
  */
-// link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/virtio/virtq.c
+// link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/thread.c vmm/virtio/virtq.c
 // link: vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/disk_uring.c
 // link: vmm/virtio/disk_sync.c
 #include <stddef.h>
@@ -143,7 +143,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	log_set_level(LOG_ERR); /* every defect logs a warning by design */
+	ember_log_set_level(EMBER_LOG_ERROR); /* every defect logs a warning by design */
 	ram = aligned_alloc(4096, RAM_SZ);
 	mem_layout(&mem, ram, RAM_SZ);
 	return 0;

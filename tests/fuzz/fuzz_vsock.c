@@ -9,7 +9,7 @@
  * Invariants checked: every rx packet is well formed and never carries more
  * payload than the buffer or VSOCK_MAX_PAYLOAD; the table count is sane.
  */
-// link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/virtio/virtq.c
+// link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/thread.c vmm/virtio/virtq.c
 // link: vmm/virtio/vsock.c vmm/virtio/vsock_unix.c
 #include <stdint.h>
 #include <stdlib.h>
@@ -79,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int err;
 
 	if (!loop) {
-		log_set_level(LOG_ERR);
+		ember_log_set_level(EMBER_LOG_ERROR);
 		loop = evloop_create(&err);
 		if (!loop)
 			abort();

@@ -1,6 +1,6 @@
 /* Unit tests: virtio-blk request parsing, and whole requests through the
  * transport, the split ring and the io_uring / sync backends on a temp file. */
-// link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/virtio/virtq.c
+// link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/thread.c vmm/virtio/virtq.c
 // link: vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/disk_uring.c
 // link: vmm/virtio/disk_sync.c
 #include <errno.h>
@@ -621,7 +621,7 @@ static void test_create_errors(void **state)
 static int setup(void **state)
 {
 	(void)state;
-	log_set_level(LOG_ERR); /* bad requests log warnings by design */
+	ember_log_set_level(EMBER_LOG_ERROR); /* bad requests log warnings by design */
 	return 0;
 }
 

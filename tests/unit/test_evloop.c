@@ -1,5 +1,5 @@
 /* Unit tests: the epoll event loop (evloop.c). */
-// link: vmm/evloop.c vmm/log.c
+// link: vmm/evloop.c vmm/thread.c vmm/log.c
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -175,7 +175,7 @@ static int setup(void **state)
 	ram = aligned_alloc(4096, RAM_SIZE);
 	assert_non_null(ram);
 	mem_layout(&mem, ram, RAM_SIZE);
-	log_set_level(LOG_ERR); /* the refusals below log warnings */
+	ember_log_set_level(EMBER_LOG_ERROR); /* the refusals below log warnings */
 	return 0;
 }
 

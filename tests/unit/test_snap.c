@@ -1,5 +1,6 @@
 /* Unit tests: the snapshot format (state FDT, sparse memory, working set). */
 // link: snapshots/snap_read.c snapshots/snap_write.c snapshots/snap_mem.c
+// link: snapshots/snap_validate.c snapshots/snap_file.c snapshots/snap_cpu.c
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -5,7 +5,7 @@
  * Unix sockets in a temporary directory. The transport is faked: these
  * tests play the driver.
  */
-// link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/virtio/virtq.c
+// link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/thread.c vmm/virtio/virtq.c
 // link: vmm/virtio/vsock.c vmm/virtio/vsock_unix.c
 #include <errno.h>
 #include <fcntl.h>
@@ -236,7 +236,7 @@ static int setup(void **state)
 	int err = 0;
 
 	(void)state;
-	log_set_level(LOG_ERR);
+	ember_log_set_level(EMBER_LOG_ERROR);
 	ram = aligned_alloc(4096, RAM_SIZE);
 	assert_non_null(ram);
 	memset(ram, 0, RAM_SIZE);

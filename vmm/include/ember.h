@@ -2,15 +2,42 @@
  * ember.h - libember, Ember's virtual machine monitor as a library.
  *
  * A program that embeds Ember fills a struct ember_config, creates a VM with
- * ember_vm_create(), runs it with ember_vm_run() until the guest powers off,
- * fails or is stopped, and frees it with ember_vm_destroy(). One VM per
- * process is the supported deployment (one jailed process per tenant VM),
- * but nothing in the library is global except the log level and sink.
+ * ember_vm_create() (or restores one from a snapshot), runs it with
+ * ember_vm_run() until the guest powers off, fails or is stopped, and frees
+ * it with ember_vm_destroy(). One VM per process is the supported deployment
+ * (one jailed process per tenant VM), but nothing in the library is global
+ * except the log level and sink.
  *
- * Threads: ember_vm_run() starts one thread per vCPU and one event thread,
- * and returns after joining them. ember_vm_stop() may be called from any
- * thread (or a signal-safe context: it only writes an eventfd and sends
- * signals).
+ * Threads. ember_vm_start() starts one thread per vCPU and one event thread;
+ * ember_vm_wait() joins them. Which thread may call what:
+ *
+ *   call                                  from
+ *   ember_config_init, ember_restore_init any thread, no VM involved
+ *   ember_vm_create, ember_vm_restore,    any one thread; the VM does not
+ *     ember_shell_*                         exist yet (or, for the shell, is
+ *                                           not used by anyone else)
+ *   ember_vm_snapshot_at_ready            before ember_vm_start(), the thread
+ *                                           that created the VM
+ *   ember_vm_start, ember_vm_run,         one thread (the "owner"), once
+ *     ember_vm_wait
+ *   ember_vm_pause, ember_vm_resume,      any thread, concurrently with the
+ *     ember_vm_snapshot,                    owner in ember_vm_wait/run and
+ *     ember_vm_record_workingset*,          with each other (they serialise
+ *     ember_vm_get_status                   on the VM); not from a vCPU or
+ *                                           the event thread (callbacks)
+ *   ember_vm_stop                         any thread, and from a signal
+ *                                           handler: it only writes to an
+ *                                           eventfd (async-signal-safe)
+ *   ember_vm_destroy                      the owner, after ember_vm_wait()
+ *                                           returned (or instead of starting)
+ *   ember_control_start/stop              the owner, around ember_vm_run
+ *   ember_log_set_level/sink,             before any VM exists (not
+ *     ember_set_thread_hook                 synchronised with other threads)
+ *   everything else                       any thread
+ *
+ * File descriptors passed in (serial_fd, the ember_restore fds) are never
+ * closed or taken over by the library: it duplicates what it keeps, so the
+ * caller closes its own copies whenever it likes after the call.
  *
  * Signals: vCPU threads are kicked out of KVM_RUN with EMBER_KICK_SIGNAL
  * (SIGRTMIN + 5). ember_vm_create() installs an empty handler for it, once;
@@ -22,6 +49,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The version of this header's API: bumped on any change a caller could
+ * notice (a struct grew, a call was added or changed meaning). Compare it
+ * with ember_api_version() to catch a header and a library that differ. */
+#define EMBER_API_VERSION 2
+int ember_api_version(void);
 
 #define EMBER_MAX_VCPUS 8
 #define EMBER_MAX_DISKS 8
@@ -53,7 +90,7 @@ struct ember_config {
 	enum ember_kind kind;
 	unsigned cpl;             /* plain ELF only: 3 (default) or 0 */
 	enum ember_cpu_template cpu_template;
-	int serial_fd;            /* console output; -1 discards it */
+	int serial_fd;            /* console output (dup'ed); -1 discards it */
 	struct ember_disk disks[EMBER_MAX_DISKS];
 	unsigned nr_disks;
 	bool disk_sync;           /* pread/pwrite backend instead of io_uring */
@@ -97,39 +134,100 @@ void ember_config_init(struct ember_config *cfg);
  * devices. The VM copies every string of *cfg it keeps, so cfg may go away
  * after the call. Returns NULL on error with a one-line reason in err and -errno in
  * *ret (-ENOENT/-EACCES: a file could not be opened; -ENOEXEC/-EINVAL: a
- * file or option is invalid; -ENOTSUP: KVM lacks something).
+ * file or option is invalid; -ENODEV/-ENOTSUP: KVM is missing or lacks
+ * something).
  */
 struct ember_vm *ember_vm_create(const struct ember_config *cfg, int *ret,
 				 char *err, size_t errlen);
 
-/* Runs the VM until it ends; fills *exit. Returns 0 when the VM ran (see
- * exit->reason for how it ended), -errno when it could not start. */
+/* Starts the VM's event thread and vCPU threads and returns. 0, or -errno
+ * when the threads could not be started (the VM is then stopped: call
+ * ember_vm_wait() to reap it all the same). Once per VM. */
+int ember_vm_start(struct ember_vm *vm);
+
+/* Waits until a started VM ends (the guest powered off or crashed, the
+ * timeout passed, ember_vm_stop() was called), joins its threads and fills
+ * *exit. Returns 0, or -EINVAL when the VM was never started. */
+int ember_vm_wait(struct ember_vm *vm, struct ember_exit *exit);
+
+/* ember_vm_start() then ember_vm_wait(): runs the VM until it ends. Returns
+ * 0 when the VM ran (exit->reason says how it ended), -errno when it could
+ * not start. */
 int ember_vm_run(struct ember_vm *vm, struct ember_exit *exit);
 
-/* Asks a running VM to stop (reason EMBER_EXIT_STOPPED). Thread-safe. */
+/* Asks a VM to stop (reason EMBER_EXIT_STOPPED): writes an eventfd and
+ * returns; the VM's owner thread (in ember_vm_wait) or its event thread
+ * does the rest. Async-signal-safe, any thread, any number of times. */
 void ember_vm_stop(struct ember_vm *vm);
 
 void ember_vm_destroy(struct ember_vm *vm);
 
-/* Restoring a snapshot (docs/snapshots.md). Resources a clone must not
- * share with its siblings can be overridden; NULL keeps the saved one. */
-struct ember_restore {
-	const char *dir;            /* snapshot directory (required) */
-	const char *vsock_path;     /* new vsock Unix socket path */
-	const char *disks[EMBER_MAX_DISKS]; /* new backing paths, in order */
-	unsigned nr_disks;
-	int serial_fd;
-	uint64_t timeout_ms;
-	enum ember_cpu_template cpu_template;
-	bool prefetch;              /* map DIR/workingset before running */
+/* What a VM is doing, for embedders (the control socket's `status`). */
+enum ember_vm_state {
+	EMBER_VM_CREATED = 0,  /* not started yet */
+	EMBER_VM_RUNNING,
+	EMBER_VM_PAUSED,       /* every vCPU parked by ember_vm_pause() */
+	EMBER_VM_STOPPING,     /* an end was recorded; threads are ending */
+	EMBER_VM_STOPPED,      /* ember_vm_wait() returned */
 };
 
+struct ember_vm_status {
+	enum ember_vm_state state;
+	bool guest_ready;      /* the guest made its READY hypercall */
+	bool restored;         /* built from a snapshot */
+	enum ember_exit_reason exit_reason; /* once STOPPING or STOPPED */
+};
+
+/* Fills *st. Never blocks for long (takes the VM lock briefly). */
+void ember_vm_get_status(struct ember_vm *vm, struct ember_vm_status *st);
+/* A stable name for a state ("running", "paused", ...). */
+const char *ember_vm_state_name(enum ember_vm_state s);
+
 /*
- * Builds a VM from a snapshot: guest RAM mapped MAP_PRIVATE from DIR/memory
- * (copy-on-write, nothing copied), devices recreated, saved state applied
- * and validated; a plain guest gets a new generation, fresh entropy and the
- * wall clock in its boot info; vsock gets a transport reset. Run it with
- * ember_vm_run(). NULL on error, as ember_vm_create().
+ * Restoring a snapshot (docs/snapshots.md). Initialise with
+ * ember_restore_init() (every fd -1, everything else its default), then set
+ * what you need. The snapshot comes either from a directory (`dir`) or, when
+ * dir is NULL, from open files (state_fd and memory_fd required), so that a
+ * jailed process with no view of the file system can restore. Resources a
+ * clone must not share with its siblings can be overridden; NULL / -1 keeps
+ * the saved one. No fd is closed or kept by the call: the VM dups what it
+ * keeps (memory is mapped, so its fd is not kept at all).
+ */
+struct ember_restore {
+	const char *dir;            /* snapshot directory, or NULL: the fds */
+	int state_fd;               /* DIR/state, readable */
+	int memory_fd;              /* DIR/memory, readable (mapped private) */
+	int workingset_fd;          /* DIR/workingset for prefetch, or -1 */
+	int workingset_dirty_fd;    /* DIR/workingset-dirty, or -1 */
+	/* vsock host side: a Unix socket path to listen on, or a listening
+	 * AF_UNIX stream socket, and/or one connected AF_UNIX stream socket
+	 * treated exactly like an accepted host connection (the "CONNECT
+	 * <port>\n" / "OK <n>\n" handshake runs on it). With only fds, guest
+	 * connections to host ports are refused (no <path>_<port> to reach). */
+	const char *vsock_path;
+	int vsock_listen_fd;
+	int vsock_conn_fd;
+	const char *disks[EMBER_MAX_DISKS]; /* new backing paths, in order */
+	int disk_fds[EMBER_MAX_DISKS];  /* or open backing files (-1: path) */
+	unsigned nr_disks;          /* entries used in disks[]/disk_fds[] */
+	int serial_fd;              /* console output; -1 discards it */
+	uint64_t timeout_ms;        /* 0: none */
+	enum ember_cpu_template cpu_template;
+	bool prefetch;              /* populate the working set before running */
+};
+
+void ember_restore_init(struct ember_restore *r);
+
+/*
+ * Builds a VM from a snapshot: guest RAM mapped MAP_PRIVATE from the memory
+ * file (copy-on-write, nothing copied), devices recreated, saved state
+ * applied and validated; a plain guest gets a new generation, fresh entropy
+ * and the wall clock in its boot info; vsock gets a transport reset. Run it
+ * with ember_vm_run(). NULL on error, as ember_vm_create(); -EINVAL,
+ * -ENOEXEC or -EPROTONOSUPPORT mean the snapshot itself is unusable;
+ * -EDESTADDRREQ that the overrides do not fit it (restoring from fds: a
+ * device without its host side; more disks than it has; a vsock host side
+ * for a snapshot without vsock).
  */
 struct ember_vm *ember_vm_restore(const struct ember_restore *r, int *ret,
 				  char *err, size_t errlen);
@@ -148,23 +246,30 @@ struct ember_vm *ember_shell_restore(struct ember_shell *sh,
 				     char *err, size_t errlen);
 void ember_shell_destroy(struct ember_shell *sh);
 
-/* Writes the pages a restored VM has touched so far to its snapshot's
- * `workingset` file (call after the first invocation). 0 or -errno. */
+/* Writes the pages a restored VM has touched so far (call after the first
+ * invocation) to its snapshot's `workingset` and `workingset-dirty` files
+ * (restored from a directory), or to open writable files (`dirty_fd` may be
+ * -1). 0 or -errno with a reason. */
 int ember_vm_record_workingset(struct ember_vm *vm, char *err, size_t errlen);
+int ember_vm_record_workingset_fd(struct ember_vm *vm, int fd, int dirty_fd,
+				  char *err, size_t errlen);
 
 /*
  * Pausing and snapshots. ember_vm_pause() parks every vCPU at a clean point
  * (a pending I/O exit completed) and returns once they are parked;
- * ember_vm_snapshot() writes a paused VM to DIR (created if missing);
- * ember_vm_resume() lets it run again. 0 or -errno (+ reason for snapshot).
+ * ember_vm_snapshot() writes a paused VM to DIR (created if missing), or
+ * into the open directory dir_fd; ember_vm_resume() lets it run again.
+ * 0 or -errno (+ reason for snapshot: -EBUSY when not paused).
  */
 int ember_vm_pause(struct ember_vm *vm);
 int ember_vm_resume(struct ember_vm *vm);
 int ember_vm_snapshot(struct ember_vm *vm, const char *dir, char *err,
 		      size_t errlen);
+int ember_vm_snapshot_fd(struct ember_vm *vm, int dir_fd, char *err,
+			 size_t errlen);
 
-/* The control socket (protocol in vmm/control.c and docs/snapshots.md):
- * a thread serving PATH until ember_control_stop(). NULL + *ret on error. */
+/* The control socket (protocol in docs/shell.md): a thread serving PATH
+ * until ember_control_stop(). NULL + *ret on error. */
 struct ember_control;
 struct ember_control *ember_control_start(struct ember_vm *vm,
 					  const char *path, int *ret);
@@ -179,5 +284,50 @@ const char *ember_exit_reason_name(enum ember_exit_reason r);
 
 /* Whether the host's /dev/kvm is the nested kvm-pvm flavour. */
 bool ember_host_is_pvm(void);
+
+/*
+ * Threads, for sandboxing them (a seccomp filter per kind): every thread
+ * of an Ember VMM is one of these kinds, and calls ember_thread_serving()
+ * exactly once, at the point where its setup is over and it starts
+ * serving (from there on it needs only its steady-state system calls).
+ * libember calls it for the threads it creates (vCPU, event, the stream
+ * control socket's); a program calls it for its own (ember-vmm: main and
+ * the shell's control thread). The hook runs on that thread.
+ */
+enum ember_thread_kind {
+	EMBER_THREAD_MAIN = 0,  /* owns the VM: waits in ember_vm_wait() */
+	EMBER_THREAD_CONTROL,   /* reads control commands */
+	EMBER_THREAD_VCPU,      /* KVM_RUN and exit dispatch */
+	EMBER_THREAD_EVENT,     /* epoll: ioeventfds, io_uring, sockets */
+};
+typedef void (*ember_thread_fn)(enum ember_thread_kind kind, void *opaque);
+/* Sets the hook (NULL: none), before any VM exists. */
+void ember_set_thread_hook(ember_thread_fn fn, void *opaque);
+void ember_thread_serving(enum ember_thread_kind kind);
+const char *ember_thread_kind_name(enum ember_thread_kind kind);
+
+/*
+ * Logging. Lines look like "ember: MODULE: LEVEL: text" and go to stderr
+ * unless a sink is set. The sink gets one complete line (no newline) per
+ * call, from whichever library thread logs: it must be thread-safe and must
+ * not call back into libember. Names carry the EMBER_ prefix so that they
+ * never meet <syslog.h>'s LOG_ERR and friends.
+ */
+enum ember_log_level {
+	EMBER_LOG_ERROR = 0,
+	EMBER_LOG_WARN,   /* the default maximum */
+	EMBER_LOG_INFO,
+	EMBER_LOG_DEBUG,  /* only in builds with EMBER_DEBUG */
+};
+typedef void (*ember_log_fn)(enum ember_log_level level, const char *line,
+			     void *opaque);
+void ember_log_set_level(enum ember_log_level level);
+enum ember_log_level ember_log_get_level(void);
+/* NULL restores stderr. */
+void ember_log_set_sink(ember_log_fn fn, void *opaque);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -479,8 +479,11 @@ static void fill_config(struct vblk *b)
 	memcpy(b->config + 20, &blk_size, 4);
 }
 
-struct vblk *vblk_create(const char *path, bool read_only, enum disk_kind kind,
-			 struct evloop *loop, int *err)
+/* The device around image `fd`, which it owns from here (closed on
+ * error too); `name` is for messages only. */
+static struct vblk *create_on_fd(int fd, const char *name, bool read_only,
+				 enum disk_kind kind, struct evloop *loop,
+				 int *err)
 {
 	struct vblk *b;
 	struct stat st;
@@ -488,36 +491,28 @@ struct vblk *vblk_create(const char *path, bool read_only, enum disk_kind kind,
 	char id[32];
 	int ret;
 
-	if (kind != DISK_URING && kind != DISK_SYNC) {
+	if ((kind != DISK_URING && kind != DISK_SYNC) ||
+	    (kind == DISK_URING && !loop)) {
 		ret = -EINVAL;
-		goto err;
-	}
-	if (kind == DISK_URING && !loop) {
-		ret = -EINVAL;
-		goto err;
+		goto err_close;
 	}
 	b = calloc(1, sizeof(*b));
 	if (!b) {
 		ret = -ENOMEM;
-		goto err;
+		goto err_close;
 	}
 	b->read_only = read_only;
 	b->loop = loop;
 	b->disk_efd = -1;
-	b->fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (b->fd < 0) {
-		ret = -errno;
-		log_err_errno("open %s", path);
-		goto err_free;
-	}
+	b->fd = fd;
 	ret = image_size(b->fd, &st, &size);
 	if (ret < 0) {
-		log_err("%s: not a regular file or block device", path);
-		goto err_close;
+		log_err("%s: not a regular file or block device", name);
+		goto err_free;
 	}
 	if (size % VBLK_SECTOR_SIZE)
 		log_warn("%s: size %" PRIu64 " not a multiple of %u: the tail "
-			 "is not visible", path, size, VBLK_SECTOR_SIZE);
+			 "is not visible", name, size, VBLK_SECTOR_SIZE);
 	b->capacity = size / VBLK_SECTOR_SIZE;
 	/* GET_ID (5.2.6): 20 bytes naming the image, stable per file. */
 	snprintf(id, sizeof(id), "ember%" PRIx64 ":%" PRIx64,
@@ -549,13 +544,48 @@ err_disk:
 	b->dops->destroy(b->disk);
 err_mutex:
 	pthread_mutex_destroy(&b->lock);
-err_close:
-	close(b->fd);
 err_free:
 	free(b);
-err:
+err_close:
+	close(fd);
 	*err = ret;
 	return NULL;
+}
+
+struct vblk *vblk_create(const char *path, bool read_only, enum disk_kind kind,
+			 struct evloop *loop, int *err)
+{
+	int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+
+	if (fd < 0) {
+		*err = -errno;
+		log_err_errno("open %s", path);
+		return NULL;
+	}
+	return create_on_fd(fd, path, read_only, kind, loop, err);
+}
+
+struct vblk *vblk_create_fd(int image_fd, bool read_only, enum disk_kind kind,
+			    struct evloop *loop, int *err)
+{
+	int fl = fcntl(image_fd, F_GETFL), fd;
+
+	if (fl < 0) {
+		*err = -errno;
+		return NULL;
+	}
+	/* A writable disk needs a writable file: refuse now, not at the
+	 * guest's first write. */
+	if (!read_only && (fl & O_ACCMODE) == O_RDONLY) {
+		*err = -EBADF;
+		return NULL;
+	}
+	fd = fcntl(image_fd, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0) {
+		*err = -errno;
+		return NULL;
+	}
+	return create_on_fd(fd, "disk fd", read_only, kind, loop, err);
 }
 
 void vblk_destroy(struct vblk *b)

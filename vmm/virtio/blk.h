@@ -98,6 +98,10 @@ struct vblk;
  */
 struct vblk *vblk_create(const char *path, bool read_only, enum disk_kind kind,
 			 struct evloop *loop, int *err);
+/* The same on an open image (duplicated; opened for reading and writing
+ * unless read_only: -EBADF otherwise). */
+struct vblk *vblk_create_fd(int image_fd, bool read_only, enum disk_kind kind,
+			    struct evloop *loop, int *err);
 /* Waits for I/O in flight, unregisters from the loop, closes the image.
  * Call it after the transport stopped calling the device (or on NULL). */
 void vblk_destroy(struct vblk *b);

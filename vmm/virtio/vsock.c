@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -1054,10 +1055,29 @@ const struct virtio_dev_ops vsock_ops = {
 	.reset = vsock_reset,
 };
 
+/*
+ * Where host-initiated connections take their local ports from: a random
+ * point of [2^30, 2^32 - 1). A restored guest may still talk about the
+ * connections it had when the snapshot was taken (an RST for one it only
+ * learns is gone when it reads the TRANSPORT_RESET): a fresh device that
+ * handed out the same ports again would take those stale packets for its
+ * new connections and drop them.
+ */
+static void pick_port_base(struct vsock *v)
+{
+	uint32_t r = 0;
+
+	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+		r = (uint32_t)vsock_now_ms() * 2654435761u;
+	v->next_local_port = VSOCK_LOCAL_PORT_BASE +
+			     r % (0xffffffffu - VSOCK_LOCAL_PORT_BASE);
+}
+
 void vsock_transport_reset(struct vsock *v)
 {
 	pthread_mutex_lock(&v->lock);
 	drop_all_locked(v);
+	pick_port_base(v);
 	v->event_pending = true;
 	vsock_process_queues_locked(v);
 	vsock_unlock(v);
@@ -1075,7 +1095,7 @@ int vsock_dev_init(struct vsock *v, uint64_t guest_cid)
 	v->guest_cid = guest_cid;
 	v->listen_fd = -1;
 	v->timer_fd = -1;
-	v->next_local_port = VSOCK_LOCAL_PORT_BASE;
+	pick_port_base(v);
 	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
 		v->conns[i].v = v;
 		v->conns[i].fd = -1;

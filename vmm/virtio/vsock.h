@@ -53,6 +53,25 @@ struct evloop;
 struct vsock *vsock_create(const char *uds_path, uint64_t guest_cid,
 			   struct evloop *loop, int *err);
 
+/*
+ * The same with the host side given as file descriptors, for a process with
+ * no view of the file system: `listen_fd` a listening AF_UNIX stream socket
+ * (duplicated; the duplicate is made non-blocking, which the caller's copy
+ * shares), or -1 for none. There is no path, so guest connections to host
+ * ports are refused with RST. -ENOTSOCK / -EPROTOTYPE / -EINVAL (not
+ * listening) for an fd of the wrong kind.
+ */
+struct vsock *vsock_create_fd(int listen_fd, uint64_t guest_cid,
+			      struct evloop *loop, int *err);
+
+/*
+ * Adds one connected AF_UNIX stream socket (duplicated) as if it had just
+ * been accepted on the listener: the "CONNECT <port>\n" handshake runs on
+ * it. Call after vsock_transport_reset() on a restored VM (a reset drops
+ * every connection). 0 or -errno (-EMFILE: connection table full).
+ */
+int vsock_add_host_conn(struct vsock *v, int conn_fd);
+
 /* Closes every host socket and the listener, unlinks uds_path, frees `v`.
  * Call it after evloop_destroy() of the loop given to vsock_create() and
  * after the transport stopped calling ops: it no longer touches the loop. */

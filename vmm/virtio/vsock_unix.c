@@ -11,6 +11,8 @@
 #define LOG_MOD "vsock"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +135,9 @@ int vsock_host_connect(struct vsock *v, uint32_t port)
 	struct sockaddr_un sa;
 	int fd, ret;
 
+	/* Host side given as fds only: there is no <path>_<port> to reach. */
+	if (!v->uds_path)
+		return -ECONNREFUSED;
 	ret = snprintf(path, sizeof(path), "%s_%u", v->uds_path, port);
 	if (ret < 0 || (size_t)ret >= sizeof(path))
 		return -ENAMETOOLONG;
@@ -360,8 +365,11 @@ static int listen_on(const char *path)
 	return fd;
 }
 
-struct vsock *vsock_create(const char *uds_path, uint64_t guest_cid,
-			   struct evloop *loop, int *err)
+/* The device around an already listening socket `listen_fd` (ours, or -1
+ * for none) and, when uds_path is set, its path (unlinked on destroy). */
+static struct vsock *create_common(const char *uds_path, int listen_fd,
+				   uint64_t guest_cid, struct evloop *loop,
+				   int *err)
 {
 	struct vsock *v;
 	int ret;
@@ -375,35 +383,30 @@ struct vsock *vsock_create(const char *uds_path, uint64_t guest_cid,
 	if (ret < 0)
 		goto err_free;
 	v->loop = loop;
-	v->uds_path = strdup(uds_path);
-	if (!v->uds_path) {
+	if (uds_path && !(v->uds_path = strdup(uds_path))) {
 		ret = -ENOMEM;
 		goto err_fini;
 	}
-	ret = listen_on(uds_path);
-	if (ret < 0)
-		goto err_path;
-	v->listen_fd = ret;
 	v->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (v->timer_fd < 0) {
 		ret = -errno;
-		goto err_listen;
+		goto err_path;
 	}
-	ret = evloop_add(loop, v->listen_fd, EPOLLIN, on_accept, v);
-	if (ret < 0)
-		goto err_timer;
 	ret = evloop_add(loop, v->timer_fd, EPOLLIN, on_timer, v);
 	if (ret < 0)
-		goto err_del_listen;
+		goto err_timer;
+	if (listen_fd >= 0) {
+		ret = evloop_add(loop, listen_fd, EPOLLIN, on_accept, v);
+		if (ret < 0)
+			goto err_del_timer;
+	}
+	v->listen_fd = listen_fd;
 	return v;
 
-err_del_listen:
-	evloop_del(loop, v->listen_fd);
+err_del_timer:
+	evloop_del(loop, v->timer_fd);
 err_timer:
 	close(v->timer_fd);
-err_listen:
-	close(v->listen_fd);
-	unlink(uds_path);
 err_path:
 	free(v->uds_path);
 err_fini:
@@ -415,6 +418,106 @@ err_out:
 	return NULL;
 }
 
+struct vsock *vsock_create(const char *uds_path, uint64_t guest_cid,
+			   struct evloop *loop, int *err)
+{
+	struct vsock *v;
+	int fd;
+
+	if (guest_cid < VSOCK_MIN_GUEST_CID || guest_cid > VSOCK_MAX_GUEST_CID) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	fd = listen_on(uds_path);
+	if (fd < 0) {
+		*err = fd;
+		return NULL;
+	}
+	v = create_common(uds_path, fd, guest_cid, loop, err);
+	if (!v) {
+		close(fd);
+		unlink(uds_path);
+	}
+	return v;
+}
+
+/* 0 when fd is an AF_UNIX stream socket, listening or not as asked. */
+static int check_unix_stream(int fd, bool listening)
+{
+	int type = 0, domain = 0, acc = 0;
+	socklen_t l1 = sizeof(type), l2 = sizeof(domain), l3 = sizeof(acc);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l1) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l2) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l3) < 0)
+		return errno == ENOTSOCK ? -ENOTSOCK : -errno;
+	if (domain != AF_UNIX || type != SOCK_STREAM)
+		return -EPROTOTYPE;
+	if (!!acc != listening)
+		return -EINVAL;
+	return 0;
+}
+
+struct vsock *vsock_create_fd(int listen_fd, uint64_t guest_cid,
+			      struct evloop *loop, int *err)
+{
+	struct vsock *v;
+	int fd = -1, ret;
+
+	if (guest_cid < VSOCK_MIN_GUEST_CID || guest_cid > VSOCK_MAX_GUEST_CID) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	if (listen_fd >= 0) {
+		ret = check_unix_stream(listen_fd, true);
+		if (ret < 0) {
+			*err = ret;
+			return NULL;
+		}
+		fd = fcntl(listen_fd, F_DUPFD_CLOEXEC, 3);
+		/* accept4() runs until EAGAIN on the event thread. */
+		if (fd < 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+			*err = -errno;
+			if (fd >= 0)
+				close(fd);
+			return NULL;
+		}
+	}
+	v = create_common(NULL, fd, guest_cid, loop, err);
+	if (!v && fd >= 0)
+		close(fd);
+	return v;
+}
+
+int vsock_add_host_conn(struct vsock *v, int conn_fd)
+{
+	struct vsock_conn *c;
+	int fd, ret;
+
+	ret = check_unix_stream(conn_fd, false);
+	if (ret < 0)
+		return ret;
+	fd = fcntl(conn_fd, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0)
+		return -errno;
+	pthread_mutex_lock(&v->lock);
+	c = vsock_conn_alloc(v, fd);
+	if (!c) {
+		ret = -EMFILE;
+		close(fd);
+	} else {
+		/* From here exactly an accepted host connection: the CONNECT
+		 * line is read when the socket turns readable. */
+		c->state = VCONN_HANDSHAKE;
+		c->host_initiated = true;
+		c->deadline_ms = vsock_now_ms() + VSOCK_HANDSHAKE_MS;
+		vsock_conn_rewatch(v, c);
+		vsock_host_arm_timer(v);
+	}
+	vsock_unlock(v);
+	return ret;
+}
+
 void vsock_destroy(struct vsock *v)
 {
 	if (!v)
@@ -422,8 +525,10 @@ void vsock_destroy(struct vsock *v)
 	v->loop = NULL; /* destroyed already: close without unregistering */
 	vsock_dev_fini(v);
 	close(v->timer_fd);
-	close(v->listen_fd);
-	unlink(v->uds_path);
+	if (v->listen_fd >= 0)
+		close(v->listen_fd);
+	if (v->uds_path)
+		unlink(v->uds_path);
 	free(v->uds_path);
 	free(v);
 }

@@ -1,0 +1,62 @@
+/*
+ * shell.c - VM shells: a KVM VM with its vCPUs, event loop and eventfds
+ * created ahead of time (off the critical path), waiting for a snapshot to
+ * be restored into it (restore.c).
+ */
+#define LOG_MOD "shell"
+#include "vm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "log.h"
+
+struct ember_shell *ember_shell_create(unsigned nr_vcpus, bool irqchip,
+				       int *retp, char *err, size_t errlen)
+{
+	struct ember_config cfg;
+	struct ember_shell *sh = calloc(1, sizeof(*sh));
+	int ret;
+
+	vcpu_install_kick_handler();
+	ember_config_init(&cfg);
+	cfg.kernel = "(shell)";
+	cfg.nr_cpus = nr_vcpus;
+	if (!sh || nr_vcpus < 1 || nr_vcpus > EMBER_MAX_VCPUS) {
+		ret = sh ? -EINVAL : -ENOMEM;
+		snprintf(err, errlen, sh ? "vCPU count out of range" :
+					   "out of memory");
+		goto err;
+	}
+	sh->nr_vcpus = nr_vcpus;
+	sh->irqchip = irqchip;
+	sh->vm = vm_alloc(&cfg);
+	if (!sh->vm) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto err;
+	}
+	sh->vm->nr_vcpus = nr_vcpus;
+	ret = kvm_open(&sh->vm->kvm, err, errlen);
+	if (!ret && irqchip)
+		ret = vm_setup_irqchip(sh->vm, err, errlen);
+	if (!ret)
+		ret = vm_create_core(sh->vm, err, errlen);
+	if (ret < 0)
+		goto err;
+	*retp = 0;
+	return sh;
+err:
+	ember_shell_destroy(sh);
+	*retp = ret;
+	return NULL;
+}
+
+void ember_shell_destroy(struct ember_shell *sh)
+{
+	if (!sh)
+		return;
+	ember_vm_destroy(sh->vm);
+	free(sh);
+}
