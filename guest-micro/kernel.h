@@ -9,17 +9,27 @@
  * Modules, each a .c file here:
  *   entry.S    _start, syscall_entry, exception_entry, the Ember ELF note,
  *              the return to user mode, the kernel-stack switch
- *   sched.c    threads: clone, exit, blocking and waking, the idle loop
- *   futex.c    futex wait/wake/requeue
  *   main.c     boot: boot info, devices, file system, handler start
  *   lib.c      string functions, formatting, serial console, port I/O
- *   mm.c       guest RAM: free ranges, brk, anonymous mmap
+ *   mm.c       low RAM: free ranges, brk, mmap (routing to vma.c)
+ *   vma.c      the virtual window above 64 GiB: reservations, pages backed
+ *              when touched, unmapping with TLB flushes
  *   loader.c   the handler's ELF (from the boot module) and initial stack
- *   syscall.c  the Linux syscall table
- *   fs.c       file descriptors over the EMFS image (mfs.c) on virtio-blk
- *   stdio.c    stdin/stdout/stderr bound to the invocation vsock stream
- *   trap.c     handler crashes and kernel panics: report and end the VM
- *   time.c     TSC clock, sleeps; random.c: ChaCha20 getrandom
+ *   syscall.c  the Linux syscall table, ioctl, prctl
+ *   sched.c    threads: clone, exit, blocking and waking, the idle loop,
+ *              preemption ticks
+ *   futex.c    futex wait/wake/requeue
+ *   signal.c   dispositions, masks, sigaltstack, frames, rt_sigreturn
+ *   fs.c       file descriptors (open file descriptions with ops tables)
+ *              and the EMFS image (mfs.c) on virtio-blk
+ *   stdio.c    stdin/stdout/stderr bound to the invocation vsock stream,
+ *              the request's deadline
+ *   pipe.c     pipes and eventfds
+ *   poll.c     poll, select, epoll
+ *   memfd.c    memfd_create: in-memory files
+ *   trap.c     page faults, fault signals, crashes, kernel panics
+ *   time.c     TSC clock, sleeps, timerfds, interval timers;
+ *   random.c   ChaCha20 getrandom
  * Trust: the handler shares the VM with this kernel and can write all of
  * guest RAM (identity-mapped user pages), so the VM is the sandbox, not this
  * kernel. Still, every pointer and length from a syscall is checked against
