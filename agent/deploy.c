@@ -43,6 +43,9 @@ extern char **environ;
 #define STDERR_KEEP (8u << 10)
 /* After --timeout the VMM stops by itself; this is for a VMM that hangs. */
 #define KILL_GRACE_MS 30000u
+/* Where the Python runtime's library lives in a python function's image
+ * (sdk/python/runtime.c's default --home). */
+#define PY_IMAGE_DIR "/.ember/python"
 
 struct build {
 	const struct deploy_request *rq;
@@ -52,6 +55,7 @@ struct build {
 	bool created;                   /* out_dir is ours to remove */
 	char out_name[NAME_MAX + 1];
 	int boot_fd;                    /* the handler ELF the VM boots */
+	int py_home_fd;                 /* python: the runtime's library */
 	char cmdline[EMBER_CMDLINE_MAX];
 	char *vmm, *micro;              /* absolute: the child runs in out_dir */
 	char errs[STDERR_KEEP];         /* the VMM's stderr, noise removed */
@@ -355,8 +359,8 @@ static int read_manifest(struct build *b, struct fn_manifest *m)
 }
 
 /* The micro guest's command line: handler= (its argv[0]), the environment
- * as KEY=VALUE words (manifest.c made them safe), and for Lua the script
- * as the Lua handler's argv[1]. */
+ * as KEY=VALUE words (manifest.c made them safe), and for Lua the script,
+ * for Python the module, as the runtime's argv[1]. */
 static int make_cmdline(struct build *b, const struct fn_manifest *m)
 {
 	size_t n = 0, cap = sizeof(b->cmdline);
@@ -364,6 +368,8 @@ static int make_cmdline(struct build *b, const struct fn_manifest *m)
 
 	if (!strcmp(m->runtime, "static"))
 		w = snprintf(b->cmdline, cap, "handler=/%s", m->handler);
+	else if (!strcmp(m->runtime, "python"))
+		w = snprintf(b->cmdline, cap, "handler=" PY_IMAGE_DIR "/python");
 	else
 		w = snprintf(b->cmdline, cap, "handler=/.ember/lua");
 	n = (size_t)w;
@@ -372,10 +378,43 @@ static int make_cmdline(struct build *b, const struct fn_manifest *m)
 	if (!strcmp(m->runtime, "lua") && n < cap)
 		n += (size_t)snprintf(b->cmdline + n, cap - n, " -- /%s",
 				      m->handler);
+	/* The Python runtime takes the module's path relative to its root,
+	 * "/" (docs/python.md). */
+	if (!strcmp(m->runtime, "python") && n < cap)
+		n += (size_t)snprintf(b->cmdline + n, cap - n, " -- %s",
+				      m->handler);
 	if (n >= cap)
 		return fail(b, DEPLOY_STEP_MANIFEST, -EINVAL,
 			    "the environment and handler path do not fit the "
 			    "guest's %zu-byte command line", cap);
+	return 0;
+}
+
+/* Runtime "python": the runtime's ELF boots, its library is grafted into
+ * the image at PY_IMAGE_DIR, which the archive must leave alone (the
+ * whole of /.ember is the platform's). */
+static int python_runtime(struct build *b)
+{
+	const struct deploy_tools *t = b->rq->tools;
+	struct stat sb;
+
+	if (!fstatat(b->tree_fd, ".ember", &sb, AT_SYMLINK_NOFOLLOW))
+		return fail(b, DEPLOY_STEP_MANIFEST, -EINVAL,
+			    "the archive has .ember at its root: that name is "
+			    "reserved for the runtime");
+	if (!t->python_handler || !t->python_home)
+		return fail(b, DEPLOY_STEP_MANIFEST, -ENOENT,
+			    "the Python runtime is not installed on this host");
+	b->boot_fd = open(t->python_handler, O_RDONLY | O_CLOEXEC);
+	if (b->boot_fd < 0)
+		return fail(b, DEPLOY_STEP_MANIFEST, -errno,
+			    "the Python runtime %s: %s", t->python_handler,
+			    strerror(errno));
+	b->py_home_fd = open(t->python_home, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (b->py_home_fd < 0)
+		return fail(b, DEPLOY_STEP_MANIFEST, -errno,
+			    "the Python runtime's library %s: %s",
+			    t->python_home, strerror(errno));
 	return 0;
 }
 
@@ -403,7 +442,12 @@ static int do_manifest(struct build *b)
 	fd = open_in_tree(b, "handler", m->handler);
 	if (fd < 0)
 		return fd;
-	if (!strcmp(m->runtime, "static")) {
+	if (!strcmp(m->runtime, "python")) {
+		close(fd);
+		ret = python_runtime(b);
+		if (ret)
+			return ret;
+	} else if (!strcmp(m->runtime, "static")) {
 		ret = deploy_check_static_elf(fd, why, sizeof(why));
 		if (ret) {
 			close(fd);
@@ -441,6 +485,9 @@ static int do_manifest(struct build *b)
 
 static int do_image(struct build *b)
 {
+	struct mkimage_graft py = { PY_IMAGE_DIR, b->py_home_fd };
+	struct mkimage_opts o = { .grafts = &py,
+				  .nr_grafts = b->py_home_fd >= 0 };
 	struct mkimage_stats st;
 	char why[400];
 	int fd, ret;
@@ -450,7 +497,7 @@ static int do_image(struct build *b)
 	if (fd < 0)
 		return fail(b, DEPLOY_STEP_IMAGE, -errno, "image: %s",
 			    strerror(errno));
-	ret = mkimage_build(b->tree_fd, fd, NULL, &st, why, sizeof(why));
+	ret = mkimage_build(b->tree_fd, fd, &o, &st, why, sizeof(why));
 	close(fd);
 	if (ret)
 		return fail(b, DEPLOY_STEP_IMAGE, ret, "%s", why);
@@ -735,9 +782,13 @@ static int do_boot(struct build *b)
 		return fail(b, DEPLOY_STEP_BOOT, -errno, "cannot start %s: %s",
 			    b->vmm, strerror(errno));
 	}
+	if (b->rq->vmm_child)
+		b->rq->vmm_child(b->rq->ctx, pid, true);
 	status = watch_vmm(b, pid, err_r, t0,
 			   t0 + (uint64_t)(timeout_ms + KILL_GRACE_MS) * 1000u,
 			   &ready);
+	if (b->rq->vmm_child)
+		b->rq->vmm_child(b->rq->ctx, pid, false);
 	close(err_r);
 	t1 = now_us();
 	unlinkat(b->out_fd, "v.sock", 0); /* if the VMM left it */
@@ -766,6 +817,7 @@ int deploy_build(const struct deploy_request *rq, struct deploy_result *res)
 	b->rq = rq;
 	b->res = res;
 	b->parent_fd = b->out_fd = b->tree_fd = b->boot_fd = -1;
+	b->py_home_fd = -1;
 	b->lim = (struct fn_archive_limits){
 		.max_archive_bytes = rq->max_archive_bytes ?
 				rq->max_archive_bytes : DEPLOY_MAX_ARCHIVE_BYTES,
@@ -786,6 +838,8 @@ int deploy_build(const struct deploy_request *rq, struct deploy_result *res)
 
 	if (b->boot_fd >= 0)
 		close(b->boot_fd);
+	if (b->py_home_fd >= 0)
+		close(b->py_home_fd);
 	if (b->tree_fd >= 0)
 		close(b->tree_fd);
 	if (b->out_fd >= 0)

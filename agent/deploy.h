@@ -26,7 +26,9 @@
 #ifndef EMBER_AGENT_DEPLOY_H
 #define EMBER_AGENT_DEPLOY_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "agent/manifest.h"
 
@@ -36,7 +38,15 @@
 #define DEPLOY_BOOT_TIMEOUT_MS 30000u
 #define DEPLOY_OUTPUT_MAX (16u << 10)   /* bytes of init output kept */
 
-struct deploy_tools { const char *vmm, *micro, *lua_handler; };  /* binaries */
+/* The binaries (and the Python runtime's library) deploys use. python_*
+ * may be NULL on a host without the Python runtime: deploying runtime
+ * "python" then fails at step "manifest", the other runtimes work. */
+struct deploy_tools {
+	const char *vmm, *micro, *lua_handler;
+	const char *python_handler;  /* build/handlers/python (mk/python.mk) */
+	const char *python_home;     /* build/runtimes/python: grafted into
+					the image at /.ember/python */
+};
 
 struct deploy_request {
 	int archive_fd;                  /* tar or tar.gz, read with libarchive */
@@ -49,6 +59,11 @@ struct deploy_request {
 	void (*progress)(void *ctx, const char *step, const char *detail);
 	void *ctx;
 	uint32_t boot_timeout_ms;        /* boot to READY; 0 = 30 s */
+	/* Called (when not NULL, from the calling thread, with ctx) with the
+	 * ember-vmm child's pid right after it started (running = true) and
+	 * once it has been reaped (running = false), so that the agent can
+	 * record it and a restarted emberd can end one a crash left behind. */
+	void (*vmm_child)(void *ctx, pid_t pid, bool running);
 };
 
 struct deploy_result {

@@ -11,9 +11,9 @@
 #include "agent/manifest.h"
 #include "log.h"
 
-static const char *const runtimes[] = { "static", "lua" };
+static const char *const runtimes[] = { "static", "lua", "python" };
 /* Accepted names that are not built yet get their own message. */
-static const char *const runtimes_later[] = { "go", "rust", "python" };
+static const char *const runtimes_later[] = { "go", "rust" };
 static const char *const guests[] = { "micro", "linux" };
 /* Micro guest command-line options that a KEY=VALUE word would trigger
  * (guest-micro/main.c: cmdline_find) instead of reaching the handler. */
@@ -27,6 +27,35 @@ static bool in_list(const char *s, const char *const *list, size_t n)
 		if (!strcmp(s, list[i]))
 			return true;
 	return false;
+}
+
+/* A path the Python runtime imports as a module (sdk/python/runtime.c
+ * checks the same): "handler.py", "app/main.py": every component an
+ * identifier, the last one ending in ".py". The path is already clean
+ * (manifest_check_path). */
+static bool python_module_path(const char *path)
+{
+	size_t n = strlen(path);
+	bool start = true;
+
+	if (n < 4 || strcmp(path + n - 3, ".py"))
+		return false;
+	for (size_t i = 0; i < n - 3; i++) {
+		char c = path[i];
+
+		if (c == '/') {
+			if (start)
+				return false;
+			start = true;
+		} else if (c == '_' || (c >= 'a' && c <= 'z') ||
+			   (c >= 'A' && c <= 'Z') ||
+			   (!start && c >= '0' && c <= '9')) {
+			start = false;
+		} else {
+			return false;
+		}
+	}
+	return !start;
 }
 
 static const char *json_type_name(const json_t *v)
@@ -279,7 +308,8 @@ static int parse_root(json_t *root, struct fn_manifest *m, char *err,
 		return ret;
 	if (!in_list(m->runtime, runtimes, ARRAY_LEN(runtimes)))
 		return errbuf_fail(err, errlen, -EINVAL,
-				   "\"runtime\" \"%s\" %s (supported: static, lua)",
+				   "\"runtime\" \"%s\" %s (supported: static, lua, "
+				   "python)",
 				   m->runtime,
 				   in_list(m->runtime, runtimes_later,
 					   ARRAY_LEN(runtimes_later)) ?
@@ -305,6 +335,12 @@ static int parse_root(json_t *root, struct fn_manifest *m, char *err,
 				sizeof(why)))
 		return errbuf_fail(err, errlen, -EINVAL,
 				   "\"handler\" \"%.64s\" %s", m->handler, why);
+	if (!strcmp(m->runtime, "python") && !python_module_path(m->handler))
+		return errbuf_fail(err, errlen, -EINVAL,
+				   "\"handler\" \"%.64s\" is not a Python module "
+				   "path: a .py file whose directories and name "
+				   "are identifiers (letters, digits, _; like "
+				   "app/main.py)", m->handler);
 
 	ret = get_u32(root, "memory_mib", MANIFEST_MEMORY_DEFAULT,
 		      MANIFEST_MEMORY_MIN, MANIFEST_MEMORY_MAX, &m->memory_mib,

@@ -44,9 +44,10 @@
 #define MANIFEST_PATH_MAX 255u  /* the handler path, bytes */
 
 struct fn_manifest {
-	char runtime[16];          /* "static" | "lua" (later: go, rust, python) */
+	char runtime[16];          /* "static" | "lua" | "python" (later: go, rust) */
 	char guest[8];             /* "micro" (default) | "linux" */
-	char handler[256];         /* path inside the archive, relative, validated */
+	char handler[256];         /* path inside the archive, relative, validated;
+				      python: a module path (app/main.py) */
 	uint32_t memory_mib;       /* default 128, range 16..3072 */
 	uint32_t timeout_ms;       /* default 3000, range 1..900000 */
 	uint32_t max_concurrency;  /* default 10, range 1..1000 */

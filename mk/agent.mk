@@ -32,8 +32,9 @@ ALL += $(BUILD)/libember-client.a
 endif
 
 ifneq ($(AGENT_CLI_SRCS),)
+# The CLI packs a directory into a tar.gz itself (libarchive).
 $(BUILD)/ember: $(AGENT_CLI_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/libember-client.a
-	$(CC) $(CFLAGS) -o $@ $^ $(CLIENT_LIBS)
+	$(CC) $(CFLAGS) -o $@ $^ $(CLIENT_LIBS) -larchive
 ALL += $(BUILD)/ember
 TEST_DEPS += $(BUILD)/ember
 endif

@@ -65,3 +65,27 @@ sdk: handlers $(INVOKE_TOOL)
 
 ALL += $(SDK_GLIBC) $(SDK_MUSL) $(INVOKE_TOOL)
 TEST_DEPS += $(SDK_GLIBC) $(SDK_MUSL) $(INVOKE_TOOL)
+
+# Example functions (sdk/examples/functions/NAME/, docs/functions.md):
+# $(BUILD)/functions/NAME/ is the directory plus, for the C ones, the musl
+# build of the handler at bin/NAME: ready for `ember deploy`.
+FN_EXAMPLES := $(patsubst sdk/examples/functions/%/ember.json,%,\
+	$(wildcard sdk/examples/functions/*/ember.json))
+FN_C_EXAMPLES := $(filter $(SDK_C_HANDLERS),$(FN_EXAMPLES))
+FN_STAMPS := $(FN_EXAMPLES:%=$(BUILD)/functions/%/ember.json)
+define fn_rule
+$(BUILD)/functions/$(1)/ember.json: $(shell find sdk/examples/functions/$(1) -type f) \
+		$(if $(filter $(1),$(FN_C_EXAMPLES)),$(BUILD)/handlers/$(1).musl)
+	rm -rf $(BUILD)/functions/$(1)
+	@mkdir -p $(BUILD)/functions
+	cp -r sdk/examples/functions/$(1) $(BUILD)/functions/$(1)
+	$(if $(filter $(1),$(FN_C_EXAMPLES)),mkdir -p $(BUILD)/functions/$(1)/bin && \
+		cp $(BUILD)/handlers/$(1).musl $(BUILD)/functions/$(1)/bin/$(1))
+	@touch $$@
+endef
+$(foreach f,$(FN_EXAMPLES),$(eval $(call fn_rule,$(f))))
+
+.PHONY: functions
+functions: $(FN_STAMPS)
+ALL += $(FN_STAMPS)
+TEST_DEPS += $(FN_STAMPS)

@@ -1,56 +1,94 @@
 #!/bin/bash
-# make demo: Ember in one minute on this machine.
-#  1. a test guest boots and powers off;
-#  2. the micro guest runs the SDK's hash handler as a function: boot to
-#     READY, an invocation over vsock, warm round trips;
-#  3. the same function is snapshotted at READY and cold-started from the
-#     snapshot in a fresh process, then invoked.
+# make demo: Ember as a platform, in about a minute on this machine.
+#  1. emberd starts on a temporary state directory;
+#  2. the admin creates two tenants, acme and globex, and a token for each;
+#  3. acme deploys two functions: hash (a static C handler) and words (a Lua
+#     script), each booted to READY and snapshotted by emberd;
+#  4. each is invoked cold (restored into a pooled VM shell), then warm,
+#     then 200 times warm;
+#  5. globex cannot see acme's functions, and its own "hash" is its own;
+#  6. emberd stops on SIGTERM, leaving no VM behind.
+# Every figure printed comes from Ember itself: emberd's X-Ember-* headers
+# and deploy details, or the ember client's own clock. The script only
+# waits (for emberd to answer) and never times anything.
 set -eu
 cd "$(dirname "$0")/.."
 B=${BUILD:-build}
 T=$(mktemp -d /tmp/ember-demo.XXXXXX)
-pids=()
+EMBERD_PID=
 cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
+	if [ -n "$EMBERD_PID" ]; then
+		kill -TERM "$EMBERD_PID" 2>/dev/null || true
+		wait "$EMBERD_PID" 2>/dev/null || true
+	fi
 	rm -rf "$T"
 }
 trap cleanup EXIT
-now_us() { echo $(( $(date +%s%N) / 1000 )); }
-wait_socket() { for _ in $(seq 400); do [ -S "$1" ] && return 0; sleep 0.005; done; return 1; }
 say() { printf '\n== %s\n' "$*"; }
+show() { printf '$ %s\n' "$*"; "$@"; }
+# The same, the result (the last of --repeat's) not shown.
+show_stats() { printf '$ %s >/dev/null\n' "$*"; "$@" >/dev/null; }
+for f in "$B/emberd" "$B/ember" "$B/functions/hash/ember.json" \
+	"$B/functions/lua/ember.json" "$B/functions/echo/ember.json"; do
+	[ -e "$f" ] || { echo "demo: $f is missing: run make first"; exit 1; }
+done
+[ -c /dev/kvm ] || { echo "demo: no /dev/kvm"; exit 1; }
 
-say "1. a plain test guest on /dev/kvm"
-echo "\$ ember-vmm --kernel $B/guests/hello"
-"$B/ember-vmm" -q --kernel "$B/guests/hello"
+say "1. emberd on a fresh state directory ($T/state)"
+"$B/emberd" --state "$T/state" --runtime "$T/run" >"$T/emberd.log" 2>&1 &
+EMBERD_PID=$!
+export EMBER_ENDPOINT=unix:$T/run/emberd.sock XDG_CONFIG_HOME=$T/xdg
+for _ in $(seq 300); do
+	"$B/ember" health >/dev/null 2>&1 && break
+	kill -0 "$EMBERD_PID" 2>/dev/null || { cat "$T/emberd.log"; exit 1; }
+	sleep 0.05
+done
+show "$B/ember" health
+ember() { "$B/ember" "$@"; }
+admin() { "$B/ember" --token-file "$T/state/admin.token" "$@"; }
 
-say "2. a function in the micro guest (handler: $B/handlers/hash, sha256 of its input)"
-t0=$(now_us)
-"$B/ember-vmm" -q --micro --handler "$B/handlers/hash" --vsock "$T/fn.sock" \
-	--serial "$T/fn.serial" &
-pids+=($!)
-wait_socket "$T/fn.sock"
+say "2. two tenants, a token each (the admin token is $T/state/admin.token)"
+show admin tenant create acme
+show admin tenant create globex
+ACME=$(admin token create acme 2>/dev/null)
+GLOBEX=$(admin token create globex 2>/dev/null)
+echo "acme's token: ${ACME:0:10}...  globex's token: ${GLOBEX:0:10}..."
+admin tenant ls
+
+say "3. acme deploys a C handler (hash: SHA-256) and a Lua script (words)"
+export EMBER_TOKEN=$ACME
+show ember deploy "$B/functions/hash"
+show ember deploy "$B/functions/lua" --name words
+ember ls
+
+say "4. invocations: cold (restore into a pooled VM shell), then warm"
 printf 'hello, ember' >"$T/in"
-out=$("$B/ember-invoke" --vsock "$T/fn.sock" --input "$T/in")
-t1=$(now_us)
-echo "invoke(\"hello, ember\") -> $out"
-echo "expected (sha256sum)     -> $(sha256sum "$T/in" | cut -d' ' -f1)"
-echo "process start to first result: $(( (t1 - t0) / 1000 )).$(( (t1 - t0) % 1000 / 100 )) ms (boot, handler init, one invocation)"
-"$B/ember-invoke" --vsock "$T/fn.sock" --input "$T/in" --repeat 500 --quiet \
-	>/dev/null 2>"$T/stats"
-echo "500 warm invocations: $(grep -o 'p50_us=[0-9.]* p99_us=[0-9.]*' "$T/stats")"
+echo "sha256sum says: $(sha256sum "$T/in" | cut -d' ' -f1)"
+show ember -v invoke hash --data 'hello, ember'
+show ember -v invoke hash --data 'hello, ember'
+show_stats ember invoke hash --data 'hello, ember' --repeat 200
+show ember -v invoke words --data 'functions that start in milliseconds'
+show ember -v invoke words --data 'and stay warm'
+show_stats ember invoke words --data 'x' --repeat 200
 
-say "3. snapshot at READY, then a cold start from the snapshot in a new process"
-"$B/ember-vmm" -q --micro --handler "$B/handlers/hash" --vsock "$T/snap.sock" \
-	--serial /dev/null --snapshot-at-ready "$T/snap"
-echo "snapshot: $(du -sh --apparent-size "$T/snap/memory" | cut -f1) of RAM, $(du -sh "$T/snap/memory" | cut -f1) on disk (sparse)"
-t0=$(now_us)
-"$B/ember-vmm" -q --restore "$T/snap" --vsock "$T/clone.sock" --serial /dev/null &
-pids+=($!)
-wait_socket "$T/clone.sock"
-out=$("$B/ember-invoke" --vsock "$T/clone.sock" --input "$T/in")
-t1=$(now_us)
-echo "restored clone -> $out"
-echo "cold start (spawn ember-vmm --restore, connect, invoke, result): $(( (t1 - t0) / 1000 )).$(( (t1 - t0) % 1000 / 100 )) ms"
+say "5. tenant isolation: globex sees none of acme's functions"
+export EMBER_TOKEN=$GLOBEX
+show ember ls
+printf '$ ember invoke hash --data hello\n'
+ember invoke hash --data hello || echo "(exit $?: to globex, acme's hash does not exist)"
+show ember deploy "$B/functions/echo" --name hash
+show ember invoke hash --data "globex's own hash is an echo"
 echo
-echo "More: README.md (usage, architecture, benchmarks), make test, make bench."
+EMBER_TOKEN=$ACME ember invoke hash --data 'hello, ember'
+
+say "6. emberd stops on SIGTERM"
+kids=$(pgrep -P "$EMBERD_PID" | tr '\n' ' ' || true)
+kill -TERM "$EMBERD_PID"
+rc=0
+wait "$EMBERD_PID" || rc=$?
+EMBERD_PID=
+left=0
+for k in $kids; do kill -0 "$k" 2>/dev/null && left=$((left + 1)); done
+echo "emberd exited with status $rc; VMM processes it had: $(echo $kids | wc -w), left running: $left"
+echo
+echo "More: docs/functions.md (manifest, archive, deploy), ember --help, README.md."

@@ -8,7 +8,8 @@ liblua5.4-dev linux-source-6.1 bc bison flex libelf-dev libssl-dev ccache
 xz-utils cpio e2fsprogs socat qemu-system-x86 python3 coreutils
 libseccomp-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3
 libarchive-dev libcurl4-openssl-dev curl wrk golang-go rustc cargo
-libpython3.11-dev prometheus"
+libpython3.11-dev libexpat1-dev zlib1g-dev python3-distutils python3-lib2to3
+tzdata prometheus"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -20,8 +20,9 @@ bool beneath_force_walk;
 static const bool beneath_force_walk;
 #endif
 
-/* Cached: -1 unknown, 0 openat2 missing (ENOSYS), 1 present. */
-static int have_openat2 = -1;
+/* Cached: -1 unknown, 0 openat2 missing (ENOSYS), 1 present. Threads may
+ * race to set it; they all find the same answer. */
+static _Atomic int have_openat2 = -1;
 
 static int sys_openat2(int dirfd, const char *path, int flags)
 {

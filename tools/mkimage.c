@@ -28,7 +28,8 @@
 
 struct node {
 	char *name;             /* entry name in its parent (root: "") */
-	char *rel;              /* path from the source root (root: "") */
+	char *rel;              /* path from its tree's root (root: "") */
+	int src;                /* that tree's directory fd (source or graft) */
 	struct stat st;
 	struct node **kids;     /* directories: sorted children */
 	size_t nr_kids;
@@ -156,6 +157,7 @@ static int scan_dir(struct builder *b, struct node *n, int dirfd, int depth)
 			ret = fail(b, -ENOMEM, "out of memory");
 			break;
 		}
+		k->src = n->src;
 		if (fstatat(dirfd, de->d_name, &k->st, AT_SYMLINK_NOFOLLOW)) {
 			ret = -errno;
 			fail(b, ret, "%s: %s", k->rel, strerror(-ret));
@@ -206,6 +208,131 @@ static int scan_dir(struct builder *b, struct node *n, int dirfd, int depth)
 	return ret;
 }
 
+/* Adds kid k to directory d, keeping the children sorted. */
+static int add_kid(struct builder *b, struct node *d, struct node *k)
+{
+	struct node **kids = realloc(d->kids, (d->nr_kids + 1) * sizeof(*kids));
+
+	if (!kids)
+		return fail(b, -ENOMEM, "out of memory");
+	d->kids = kids;
+	d->kids[d->nr_kids++] = k;
+	qsort(d->kids, d->nr_kids, sizeof(*d->kids), name_cmp);
+	if (++b->nr_nodes >= MFS_MAX_INODES)
+		return fail(b, -E2BIG, "too many files (at most %u)",
+			    MFS_MAX_INODES - 1);
+	return 0;
+}
+
+/* The child of directory d named p[0..len), or NULL. */
+static struct node *find_kid(const struct node *d, const char *p, size_t len)
+{
+	for (size_t i = 0; i < d->nr_kids; i++)
+		if (strlen(d->kids[i]->name) == len &&
+		    !memcmp(d->kids[i]->name, p, len))
+			return d->kids[i];
+	return NULL;
+}
+
+/* Scans graft g and hangs it into the tree at g->image_dir, making the
+ * missing parents (0755, the graft's mtime). */
+static int graft(struct builder *b, struct node *root,
+		 const struct mkimage_graft *g)
+{
+	const char *path = g->image_dir, *p, *e;
+	struct node *d = root, *sub, *k;
+	size_t len;
+	int fd, ret;
+
+	if (!path || path[0] != '/' || strlen(path) >= REL_MAX)
+		return fail(b, -EINVAL, "graft %s: not an absolute image path",
+			    path ? path : "(null)");
+	for (p = path; *p == '/'; p++)
+		;
+	if (!*p)
+		return fail(b, -EINVAL, "graft %s: not below the root", path);
+	/* Every component: 1..MFS_NAME_MAX bytes, not "." or "..". */
+	for (e = p; *e; e += len) {
+		while (*e == '/')
+			e++;
+		len = strcspn(e, "/");
+		if ((len == 0 && *e) || len > MFS_NAME_MAX ||
+		    (len == 1 && e[0] == '.') ||
+		    (len == 2 && e[0] == '.' && e[1] == '.'))
+			return fail(b, -EINVAL, "graft %s: bad image path", path);
+	}
+	sub = new_node("", NULL);
+	if (!sub)
+		return fail(b, -ENOMEM, "out of memory");
+	sub->src = g->dirfd;
+	if (fstat(g->dirfd, &sub->st) || !S_ISDIR(sub->st.st_mode)) {
+		free_node(sub);
+		return fail(b, -ENOTDIR, "graft %s: not a directory", path);
+	}
+	fd = openat(g->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		free_node(sub);
+		return fail(b, ret, "graft %s: %s", path, strerror(-ret));
+	}
+	ret = scan_dir(b, sub, fd, 1);
+	if (ret) {
+		free_node(sub);
+		return ret;
+	}
+	for (;;) {
+		len = strcspn(p, "/");
+		for (e = p + len; *e == '/'; e++)
+			;
+		k = find_kid(d, p, len);
+		if (!*e)
+			break;
+		if (k && !S_ISDIR(k->st.st_mode)) {
+			free_node(sub);
+			return fail(b, -ENOTDIR, "graft %s: %s is not a directory "
+				    "in the source", path, k->rel);
+		}
+		if (!k) {
+			char *nm = strndup(p, len);
+			char *rl = strndup(path + 1, (size_t)(p + len - path - 1));
+
+			k = new_node("", NULL);
+			if (!k || !nm || !rl) {
+				free(nm);
+				free(rl);
+				free_node(k);
+				free_node(sub);
+				return fail(b, -ENOMEM, "out of memory");
+			}
+			free(k->name);
+			free(k->rel);
+			k->name = nm;
+			k->rel = rl;
+			k->src = -1; /* never opened: a directory */
+			k->st.st_mode = S_IFDIR | 0755;
+			k->st.st_mtime = sub->st.st_mtime;
+			if ((ret = add_kid(b, d, k))) {
+				free_node(sub);
+				return ret;
+			}
+		}
+		d = k;
+		p = e;
+	}
+	if (k) {
+		free_node(sub);
+		return fail(b, -EEXIST, "graft %s: already exists in the source",
+			    path);
+	}
+	free(sub->name);
+	sub->name = strndup(p, len);
+	if (!sub->name) {
+		free_node(sub);
+		return fail(b, -ENOMEM, "out of memory");
+	}
+	return add_kid(b, d, sub);
+}
+
 static int write_all(int fd, const void *buf, size_t len, uint64_t off)
 {
 	const char *p = buf;
@@ -225,10 +352,10 @@ static int write_all(int fd, const void *buf, size_t len, uint64_t off)
 }
 
 /* The file must still be the one the scan saw. */
-static int open_same(struct builder *b, int src, const struct node *n)
+static int open_same(struct builder *b, const struct node *n)
 {
 	struct stat now;
-	int fd = beneath_open(src, n->rel, O_RDONLY, 0);
+	int fd = beneath_open(n->src, n->rel, O_RDONLY, 0);
 
 	if (fd < 0)
 		return fail(b, fd, "%s: %s", n->rel, strerror(-fd));
@@ -241,11 +368,11 @@ static int open_same(struct builder *b, int src, const struct node *n)
 	return fd;
 }
 
-static int copy_file(struct builder *b, int src, int out, const struct node *n)
+static int copy_file(struct builder *b, int out, const struct node *n)
 {
 	char buf[1 << 16];
 	uint64_t off = n->data, left = n->size;
-	int in = open_same(b, src, n), ret = 0;
+	int in = open_same(b, n), ret = 0;
 
 	if (in < 0)
 		return in;
@@ -272,11 +399,11 @@ static int copy_file(struct builder *b, int src, int out, const struct node *n)
 	return ret;
 }
 
-static int copy_link(struct builder *b, int src, int out, const struct node *n)
+static int copy_link(struct builder *b, int out, const struct node *n)
 {
 	char t[MFS_PATH_MAX];
 	const char *leaf;
-	int dir = beneath_open_parent(src, n->rel, &leaf);
+	int dir = beneath_open_parent(n->src, n->rel, &leaf);
 	ssize_t l;
 
 	if (dir < 0)
@@ -321,7 +448,7 @@ static int number(struct builder *b, struct node *root, struct node ***out,
 	return 0;
 }
 
-static int write_image(struct builder *b, int src, int out,
+static int write_image(struct builder *b, int out,
 		       struct node **order, size_t nr, uint64_t nr_dirents,
 		       uint64_t names_size, struct mkimage_stats *st)
 {
@@ -410,9 +537,9 @@ static int write_image(struct builder *b, int src, int out,
 		struct node *n = order[i];
 
 		if (S_ISREG(n->st.st_mode))
-			ret = copy_file(b, src, out, n);
+			ret = copy_file(b, out, n);
 		else if (S_ISLNK(n->st.st_mode))
-			ret = copy_link(b, src, out, n);
+			ret = copy_link(b, out, n);
 		if (ret)
 			goto out_free;
 		if (b->o && b->o->verbose)
@@ -474,11 +601,14 @@ int mkimage_build(int src_dirfd, int out_fd, const struct mkimage_opts *o,
 		ret = fail(&b, -errno, "source: %s", strerror(errno));
 		goto out;
 	}
+	root->src = src_dirfd;
 	ret = scan_dir(&b, root, fd, 0);
+	for (size_t i = 0; !ret && o && i < o->nr_grafts; i++)
+		ret = graft(&b, root, &o->grafts[i]);
 	if (!ret)
 		ret = number(&b, root, &order, &nr, &nr_dirents, &names_size);
 	if (!ret)
-		ret = write_image(&b, src_dirfd, out_fd, order, nr, nr_dirents,
+		ret = write_image(&b, out_fd, order, nr, nr_dirents,
 				  names_size, st);
 out:
 	free(order);

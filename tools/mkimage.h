@@ -34,19 +34,33 @@ struct mkimage_stats {
 /* Lines for a human: a skipped file, or with `verbose`, one per entry. */
 typedef void (*mkimage_report_fn)(void *ctx, const char *line);
 
+/* A second tree hung into the image at the absolute path `image_dir`
+ * (e.g. "/.ember/python"), read beneath `dirfd` the same way as the source:
+ * how a language runtime joins a function's files. Missing parents become
+ * 0755 directories; `image_dir` itself must not exist in the source. */
+struct mkimage_graft {
+	const char *image_dir;
+	int dirfd;
+};
+
 struct mkimage_opts {
 	int verbose;
 	mkimage_report_fn report;  /* may be NULL */
 	void *ctx;
+	const struct mkimage_graft *grafts; /* nr_grafts of them, may be NULL */
+	size_t nr_grafts;
 };
 
 /*
- * Writes the image of the tree under the directory fd `src_dirfd` into
- * `out_fd` (a regular file opened read-write; truncated and fsynced here).
- * Fills *st when not NULL. Returns 0, or a negative errno with a one-line
- * reason in err[errlen]: -ENOMEM, -E2BIG (too many files, metadata over
- * MFS_MAX_META, a tree deeper than MKIMAGE_MAX_DEPTH), -EINVAL (a bad
- * symlink or name), -ESTALE (the tree changed while being read), I/O errors.
+ * Writes the image of the tree under the directory fd `src_dirfd`, plus
+ * o->grafts, into `out_fd` (a regular file opened read-write; truncated and
+ * fsynced here). Fills *st when not NULL. Returns 0, or a negative errno
+ * with a one-line reason in err[errlen]: -ENOMEM, -E2BIG (too many files,
+ * metadata over MFS_MAX_META, a tree deeper than MKIMAGE_MAX_DEPTH),
+ * -EINVAL (a bad symlink, name or graft path), -EEXIST (a graft's path
+ * exists in the source), -ENOTDIR (a graft's parent is not a directory
+ * there, or its dirfd is not a directory), -ESTALE (the tree changed while
+ * being read), I/O errors.
  */
 int mkimage_build(int src_dirfd, int out_fd, const struct mkimage_opts *o,
 		  struct mkimage_stats *st, char *err, size_t errlen);

@@ -48,12 +48,27 @@ bool ember_host_is_pvm(void)
 }
 
 static char base[64], out_dir[128], vmm[256], micro[256], lua[256];
-static char initfn[256], echo_musl[256];
-static struct deploy_tools tools = { vmm, micro, lua };
-static bool have_vm;
+static char initfn[256], echo_musl[256], python[256], python_home[256];
+static struct deploy_tools tools = { vmm, micro, lua, python, python_home };
+static bool have_vm, have_python;
 
 static char steps[8][32], details[8][256];
 static int nr_steps;
+static pid_t vmm_pid, vmm_reaped;
+
+static void on_vmm(void *ctx, pid_t pid, bool running)
+{
+	(void)ctx;
+	if (running) {
+		assert_true(pid > 0);
+		assert_int_equal(kill(pid, 0), 0); /* alive */
+		vmm_pid = pid;
+	} else {
+		assert_int_equal(pid, vmm_pid);
+		assert_int_equal(kill(pid, 0), -1); /* reaped: no such process */
+		vmm_reaped = pid;
+	}
+}
 
 static void on_progress(void *ctx, const char *step, const char *detail)
 {
@@ -127,6 +142,13 @@ static int setup_group(void **state)
 		  access(initfn, R_OK) == 0 && access(echo_musl, R_OK) == 0;
 	if (!have_vm)
 		print_message("no /dev/kvm or tools not built: VM tests skip\n");
+	snprintf(python, sizeof(python), "%s/handlers/python", b);
+	snprintf(python_home, sizeof(python_home), "%s/runtimes/python", b);
+	have_python = have_vm && access(python, R_OK) == 0 &&
+		      access(python_home, R_OK) == 0;
+	if (!have_python)
+		print_message("the Python runtime is not built (make python): "
+			      "its VM tests skip\n");
 	return 0;
 }
 
@@ -137,6 +159,7 @@ static int setup(void **state)
 	assert_non_null(mkdtemp(base));
 	snprintf(out_dir, sizeof(out_dir), "%s/v1", base);
 	nr_steps = 0;
+	vmm_pid = vmm_reaped = 0;
 	fake_pvm = false;
 	return 0;
 }
@@ -161,6 +184,7 @@ static int deploy(struct tarb *t, bool gz, struct deploy_result *res,
 		.tools = &tools,
 		.progress = on_progress,
 		.boot_timeout_ms = boot_timeout_ms,
+		.vmm_child = on_vmm,
 	};
 	int ret;
 
@@ -250,6 +274,8 @@ static void test_static_ok(void **state)
 	tarb_file(&t, "data/readme", "files beside the handler");
 	assert_int_equal(deploy(&t, true, &res, 0), 0);
 	tarb_free(&t);
+	assert_true(vmm_pid > 0);
+	assert_int_equal(vmm_reaped, vmm_pid);
 	assert_int_equal(nr_steps, 6);
 	for (int i = 0; i < 6; i++) {
 		print_message("  %-9s %s\n", steps[i], details[i]);
@@ -335,6 +361,180 @@ static void test_lua_init_error(void **state)
 	deploy_result_free(&res);
 }
 
+/* Adds the host directory `dir` to the archive under `prefix`. */
+static void add_tree(struct tarb *t, const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		char host[512], name[512];
+		struct stat sb;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		snprintf(host, sizeof(host), "%s/%s", dir, de->d_name);
+		snprintf(name, sizeof(name), "%s%s", prefix, de->d_name);
+		assert_int_equal(lstat(host, &sb), 0);
+		if (S_ISDIR(sb.st_mode)) {
+			strcat(name, "/");
+			tarb_dir(t, name);
+			add_tree(t, host, name);
+		} else if (S_ISREG(sb.st_mode)) {
+			add_file(t, name, host, sb.st_mode & 0777);
+		}
+	}
+	closedir(d);
+}
+
+/* The example functions (sdk/examples/functions, built by `make
+ * functions`) deploy and answer as their README says. */
+static void test_examples(void **state)
+{
+	static const struct {
+		const char *name, *req, *want;
+	} ex[] = {
+		{ "echo", "ping", "ping" },
+		{ "hash", "hello",
+		  "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n" },
+		{ "files", "/data/hello.txt", "/data/hello.txt\n" },
+		{ "lua", "four words right here",
+		  "hello! 4 words, 21 bytes (call 1 on this instance)\n" },
+	};
+	const char *b = getenv("BUILD") ? getenv("BUILD") : "build";
+
+	(void)state;
+	if (!have_vm)
+		skip();
+	for (size_t i = 0; i < sizeof(ex) / sizeof(ex[0]); i++) {
+		struct deploy_result res;
+		struct tarb t = { 0 };
+		char dir[256], *out;
+
+		snprintf(dir, sizeof(dir), "%s/functions/%s", b, ex[i].name);
+		if (access(dir, R_OK)) {
+			print_message("%s not built (make functions): skipped\n",
+				      dir);
+			continue;
+		}
+		add_tree(&t, dir, "");
+		assert_int_equal(deploy(&t, true, &res, 0), 0);
+		tarb_free(&t);
+		deploy_result_free(&res);
+		out = restore_and_invoke(ex[i].req);
+		assert_non_null(out);
+		if (!strstr(out, ex[i].want)) {
+			print_error("%s: got '%s', expected '%s'\n", ex[i].name,
+				    out, ex[i].want);
+			fail();
+		}
+		free(out);
+		assert_int_equal(beneath_remove_tree(AT_FDCWD, out_dir), 0);
+	}
+}
+
+static void test_python_ok(void **state)
+{
+	struct deploy_result res;
+	struct tarb t = { 0 };
+	char *out;
+
+	(void)state;
+	if (!have_python)
+		skip();
+	tarb_file(&t, "ember.json",
+		  "{\"runtime\":\"python\",\"handler\":\"app/main.py\","
+		  "\"env\":{\"GREETING\":\"hi\"}}");
+	tarb_file(&t, "app/util.py",
+		  "import hashlib\n"
+		  "def digest(b):\n"
+		  "    return hashlib.sha256(b).hexdigest()[:8]\n");
+	tarb_file(&t, "app/main.py",
+		  "import json, os\n"
+		  "from app import util\n"
+		  "GREETING = os.environ['GREETING']\n"
+		  "def handle(event: bytes) -> bytes:\n"
+		  "    return json.dumps([GREETING, event.decode(),\n"
+		  "                       util.digest(event)]).encode()\n");
+	assert_int_equal(deploy(&t, false, &res, 0), 0);
+	tarb_free(&t);
+	assert_string_equal(res.manifest.runtime, "python");
+	assert_string_equal(res.manifest.handler, "app/main.py");
+	deploy_result_free(&res);
+	out = restore_and_invoke("abc");
+	assert_non_null(out);
+	/* sha256("abc") = ba7816bf... */
+	assert_string_equal(out, "[\"hi\", \"abc\", \"ba7816bf\"]");
+	free(out);
+}
+
+static void test_python_failures(void **state)
+{
+	static const struct {
+		const char *main_py, *extra, *step, *msg, *output;
+		int err;
+	} cases[] = {
+		/* An import error is the handler's initialisation failing,
+		 * with its traceback as the output. */
+		{ "import json\nCONF = json.loads('{bad')\n", NULL, "boot",
+		  "the handler exited with status 1 during its initialisation",
+		  "json.decoder.JSONDecodeError", -ECANCELED },
+		{ "x = 1\n", NULL, "boot", "exited with status 1",
+		  "defines no handle(event)", -ECANCELED },
+		/* /.ember is the platform's. */
+		{ "def handle(e):\n    return e\n", ".ember/python/x.py",
+		  "manifest", "reserved for the runtime", NULL, -EINVAL },
+	};
+	struct deploy_result res;
+	int ret;
+
+	(void)state;
+	if (!have_python)
+		skip();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct tarb t = { 0 };
+
+		tarb_file(&t, "ember.json",
+			  "{\"runtime\":\"python\",\"handler\":\"h.py\"}");
+		tarb_file(&t, "h.py", cases[i].main_py);
+		if (cases[i].extra)
+			tarb_file(&t, cases[i].extra, "");
+		nr_steps = 0;
+		ret = deploy(&t, false, &res, 0);
+		tarb_free(&t);
+		assert_failed_clean(ret, cases[i].err, &res, cases[i].step,
+				    cases[i].msg);
+		if (cases[i].output) {
+			assert_non_null(res.output);
+			assert_non_null(strstr(res.output, cases[i].output));
+		}
+		deploy_result_free(&res);
+	}
+}
+
+/* Without the Python runtime on the host, python deploys fail clearly and
+ * the others are unaffected. */
+static void test_python_not_installed(void **state)
+{
+	struct deploy_tools saved = tools;
+	struct deploy_result res;
+	struct tarb t = { 0 };
+	int ret;
+
+	(void)state;
+	tools.python_handler = tools.python_home = NULL;
+	tarb_file(&t, "ember.json",
+		  "{\"runtime\":\"python\",\"handler\":\"h.py\"}");
+	tarb_file(&t, "h.py", "def handle(e):\n    return e\n");
+	ret = deploy(&t, false, &res, 0);
+	tarb_free(&t);
+	tools = saved;
+	assert_failed_clean(ret, -ENOENT, &res, "manifest",
+			    "the Python runtime is not installed");
+	deploy_result_free(&res);
+}
+
 static void test_static_init_failures(void **state)
 {
 	static const struct {
@@ -390,6 +590,7 @@ static void test_boot_timeout(void **state)
 	tarb_free(&t);
 	assert_failed_clean(ret, -ETIMEDOUT, &res, "boot",
 			    "the handler was not ready within 700 ms");
+	assert_int_equal(vmm_reaped, vmm_pid); /* reported, and gone */
 	deploy_result_free(&res);
 }
 
@@ -633,6 +834,10 @@ int main(void)
 		T(test_static_ok),
 		T(test_lua_ok),
 		T(test_lua_init_error),
+		T(test_examples),
+		T(test_python_ok),
+		T(test_python_failures),
+		T(test_python_not_installed),
 		T(test_static_init_failures),
 		T(test_boot_timeout),
 		T(test_handler_checks),

@@ -42,6 +42,24 @@ static void test_defaults(void **state)
 	manifest_free(&m); /* idempotent */
 }
 
+static void test_python_handlers(void **state)
+{
+	static const char *const ok[] = { "handler.py", "app/main.py",
+					  "_x/y2/Z_3.py", "a1.py" };
+	struct fn_manifest m;
+	char json[128], err[256] = "";
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		snprintf(json, sizeof(json),
+			 "{\"runtime\":\"python\",\"handler\":\"%s\"}", ok[i]);
+		assert_int_equal(parse(json, &m, err), 0);
+		assert_string_equal(m.runtime, "python");
+		assert_string_equal(m.handler, ok[i]);
+		manifest_free(&m);
+	}
+}
+
 static void test_full_and_round_trip(void **state)
 {
 	const char *json =
@@ -97,7 +115,17 @@ static const struct {
 	{ "{\"runtime\":\"static\"}", "\"handler\" is missing" },
 	{ "{\"runtime\":7,\"handler\":\"h\"}", "\"runtime\" must be a string, not an integer" },
 	{ "{\"runtime\":\"perl\",\"handler\":\"h\"}", "\"perl\" is unknown" },
-	{ "{\"runtime\":\"python\",\"handler\":\"h\"}", "not available yet" },
+	{ "{\"runtime\":\"go\",\"handler\":\"h\"}", "not available yet" },
+	/* python: the handler is a module path */
+	{ "{\"runtime\":\"python\",\"handler\":\"h\"}", "not a Python module path" },
+	{ "{\"runtime\":\"python\",\"handler\":\".py\"}", "not a Python module path" },
+	{ "{\"runtime\":\"python\",\"handler\":\"my-fn.py\"}", "not a Python module path" },
+	{ "{\"runtime\":\"python\",\"handler\":\"1st.py\"}", "not a Python module path" },
+	{ "{\"runtime\":\"python\",\"handler\":\"a.b.py\"}", "not a Python module path" },
+	{ "{\"runtime\":\"python\",\"handler\":\"app/.py\"}", "not a Python module path" },
+	{ "{\"runtime\":\"python\",\"handler\":\"my app/h.py\"}", "not a Python module path" },
+	{ "{\"runtime\":\"python\",\"handler\":\"h.pyc\"}", "not a Python module path" },
+	{ "{\"runtime\":\"python\",\"handler\":\"../h.py\"}", "'..' component" },
 	{ "{\"runtime\":\"static\",\"handler\":\"h\",\"guest\":\"xen\"}", "\"guest\" \"xen\" is unknown" },
 	{ "{\"runtime\":\"static\",\"handler\":\"h\",\"guest\":null}", "\"guest\" must be a string, not null" },
 	{ "{\"runtime\":\"static\",\"handler\":\"h\",\"color\":1}", "unknown key \"color\"" },
@@ -254,6 +282,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_python_handlers),
 		cmocka_unit_test(test_full_and_round_trip),
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_env_limits),

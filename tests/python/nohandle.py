@@ -1,0 +1,2 @@
+"""A handler module without handle() (tests/integration/python-*)."""
+handler = "this is not a function"
