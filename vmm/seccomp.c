@@ -132,6 +132,7 @@ static const struct rule vcpu[] = {
 	IOCTL(KVM_GET_SREGS, "exception reflection, crash reports, snapshots"),
 	IOCTL(KVM_SET_SREGS, "exception reflection into a plain guest"),
 	IOCTL(KVM_IRQ_LINE, "legacy interrupt lines of devices it serves"),
+	ALLOW(ppoll, "EMBER_HC_WAIT: the guest idles until a device or a timeout"),
 	IOCTL(KVM_GET_VCPU_EVENTS, "a preemption tick waits for event delivery"),
 	ALLOW(timer_create, "the micro guest's preemption tick (one per vCPU)"),
 	ALLOW(timer_settime, "the preemption tick: armed while the guest runs"),

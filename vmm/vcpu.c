@@ -354,19 +354,24 @@ static int64_t hypercall_wait(struct vcpu *vcpu, uint64_t timeout_ns)
 		{ .fd = vm->wake_fd, .events = POLLIN },
 		{ .fd = vm->stop_fd, .events = POLLIN },
 	};
-	int timeout_ms = -1, n;
+	struct timespec ts, *tsp = NULL;
 	uint64_t v;
+	int n;
 
 	tick_pause(vcpu);
 	if (timeout_ns) {
-		/* Rounded up, computed so that nothing wraps: a guest asking
-		 * for ~2^64 ns means "as long as you can" (an hour, then it
-		 * looks again), not 0. */
-		uint64_t ms = timeout_ns / 1000000 + (timeout_ns % 1000000 != 0);
+		/* In ns, as asked (a thread's 200 us sleep must not become a
+		 * millisecond), and capped so that nothing wraps: a guest
+		 * asking for ~2^64 ns means "as long as you can" (an hour,
+		 * then it looks again), not 0. */
+		uint64_t ns = timeout_ns > 3600000000000ULL ? 3600000000000ULL :
+							      timeout_ns;
 
-		timeout_ms = ms > 3600000 ? 3600000 : (int)ms;
+		ts.tv_sec = (time_t)(ns / 1000000000u);
+		ts.tv_nsec = (long)(ns % 1000000000u);
+		tsp = &ts;
 	}
-	n = poll(p, 2, timeout_ms);
+	n = ppoll(p, 2, tsp, NULL);
 	if (n > 0 && (p[0].revents & POLLIN)) {
 		if (read(vm->wake_fd, &v, sizeof(v)) < 0)
 			return 0;
