@@ -65,5 +65,8 @@ sdk-rust-test:
 	cd sdk/rust && $(CARGO_ENV) $(CARGO) test --quiet --locked \
 		--target-dir $(abspath $(BUILD))/rust
 
+# bench/runtimes (mk/bench-runtimes.mk) measures them beside C, Lua, Python.
+bench-runtimes: $(RUNTIME_HANDLERS) $(BUILD)/handlers/pthreads
+
 ALL += $(RUNTIME_HANDLERS)
 TEST_DEPS += $(RUNTIME_HANDLERS)
