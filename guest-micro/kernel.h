@@ -193,6 +193,9 @@ bool vma_access_ok(uint64_t addr, uint64_t len);
 /* A page fault at addr: backed (DONE, resume), not a mapping (SEGV), a
  * PROT_NONE mapping (ACCERR), or no RAM left (OOM). */
 int vma_fault(uint64_t addr);
+/* Frees the frames bound to unmapped ranges (one TLB flush): the bytes
+ * given back to low RAM. mm.c calls it when an allocation fails. */
+uint64_t vma_reclaim(void);
 /* RAM backing the window now, and TLB flushes so far. */
 uint64_t vma_bound_bytes(void);
 uint64_t vma_flushes(void);
