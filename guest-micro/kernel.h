@@ -278,6 +278,8 @@ void sched_yield(void);
 /* A preemption tick interrupted the current thread (registers r): due
  * deadlines, then the other threads' turn, then pending signals. */
 void sched_tick(struct micro_regs *r);
+/* Every thread's state on the console (a request timed out). */
+void sched_dump(void);
 /* Tells the VMM whether ticks are useful now (struct ember_preempt). */
 void sched_want_ticks(void);
 struct thread *sched_find(int tid);

@@ -341,8 +341,15 @@ static void idle(void)
 			kprintf("every thread waits with no timeout and no "
 				"I/O: deadlock?\n");
 		}
+		uint64_t now = time_mono_ns();
+
+		/* (The deadline may have passed since it was computed: then
+		 * do not sleep at all, rather than for a wrapped-around
+		 * eternity.) */
+		if (next != SCHED_NEVER && next <= now)
+			return;
 		woke = micro_wait(next == SCHED_NEVER ? 1000000000ULL :
-				  MAX(next - time_mono_ns(), 1000ULL)) && io;
+				  MAX(next - now, 1000ULL)) && io;
 	}
 	if (woke)
 		wake_io_waiters(); /* device activity: they look again */
@@ -401,6 +408,28 @@ void sched_tick(struct micro_regs *r)
 	sched_yield();
 	signal_deliver(r); /* e.g. Go's SIGURG, sent while it spun */
 	sched_want_ticks();
+}
+
+void sched_dump(void)
+{
+	uint64_t now = time_mono_ns();
+
+	for (unsigned i = 0; i < MICRO_MAX_THREADS; i++) {
+		struct thread *t = threads[i];
+
+		if (!t || t->state == THREAD_FREE || t->state == THREAD_DEAD)
+			continue;
+		kprintf("thread %d%s: %s, waits on %p%s, deadline %s%lu ms, "
+			"RIP 0x%lx\n", t->tid, t == sched_cur ? " (current)" : "",
+			t->state == THREAD_RUNNABLE ? "runnable" : "blocked",
+			t->chan, t->block_flags & SCHED_IO ? " or I/O" : "",
+			t->wake_at == SCHED_NEVER ? "none " : "in ",
+			t->wake_at == SCHED_NEVER ? 0 :
+			(t->wake_at > now ? t->wake_at - now : 0) / 1000000,
+			sched_regs(t)->rip);
+	}
+	kprintf("runnable %u, timed waits %u, ticks %lu, want %u\n",
+		nr_runnable, nr_timed, preempt->ticks, preempt->want);
 }
 
 void sched_yield(void)

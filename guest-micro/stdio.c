@@ -68,6 +68,7 @@ void stdio_check_deadline(void)
 	ksnprintf(msg, sizeof(msg), "the request's deadline of %u ms passed; "
 		  "the handler was stopped", cur_deadline_ms);
 	kprintf("%s\n", msg);
+	sched_dump();
 	stdio_report_end(EMBER_ERR_TIMEOUT, msg);
 	micro_exit_vm(MICRO_EXIT_TIMEOUT);
 }
