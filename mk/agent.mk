@@ -5,7 +5,7 @@
 # build/libember-client.a) and agent/cli.c (the `ember` command on top of
 # it). emberd links libember for the invocation client and the snapshot
 # format; it never maps guest memory itself.
-AGENT_LIBS := -lmicrohttpd -ljansson -lsqlite3 -larchive
+AGENT_LIBS := -lmicrohttpd -ljansson -lsqlite3 -larchive -lz
 CLIENT_LIBS := -lcurl -ljansson
 
 AGENT_CLIENT_SRCS := $(wildcard agent/client.c)
@@ -45,3 +45,26 @@ endif
 AGENT_TOOL_OBJS := $(addprefix $(BUILD)/obj/,tools/mkimage.o tools/beneath.o \
 	guest-micro/mfs.o)
 $(BUILD)/emberd: $(AGENT_TOOL_OBJS)
+
+# emberd's own modules: token hashes use the SDK's SHA-256 (sdk/sha256.c,
+# freestanding and tested by the handlers' tests), and the database schema
+# is built into db.o (.incbin of agent/schema.sql, which -MMD cannot see).
+$(BUILD)/emberd: $(BUILD)/obj/sdk/sha256.o
+$(BUILD)/obj/agent/db.o $(T)/obj/agent/db.o: agent/schema.sql
+
+# bench/agent: invocations through emberd's API beside the library-level
+# figures of bench/coldstart (docs/agent.md). agent_client is its
+# measuring half (a minimal HTTP client over the Unix socket).
+$(BUILD)/bench/agent_client: bench/agent_client.c $(BUILD)/libember.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+ALL += $(BUILD)/bench/agent_client
+
+.PHONY: bench-agent
+bench-agent: $(BUILD)/bench/agent_client $(BUILD)/bench/coldstart \
+		$(BUILD)/emberd $(BUILD)/ember-vmm $(BUILD)/ember-micro \
+		$(BUILD)/handlers/echo
+	@mkdir -p bench/results
+	BUILD=$(BUILD) bench/agent
+
+bench: bench-agent

@@ -10,7 +10,7 @@ coreutils
 libseccomp-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3
 libarchive-dev libcurl4-openssl-dev curl wrk golang-go rustc cargo
 libpython3.11-dev libexpat1-dev zlib1g-dev python3-distutils python3-lib2to3
-tzdata prometheus"
+tzdata prometheus python3-yaml openssl"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -1,0 +1,1945 @@
+/*
+ * sched.c - emberd's scheduler: see sched.h.
+ *
+ * State lives under one mutex (s->lock), taken by the event thread for each
+ * batch of events and by API threads in sched_invoke() and the other public
+ * calls. An API thread that finds an idle instance writes the INVOKE frame
+ * itself (a non-blocking write; a large payload's remainder is left to the
+ * event thread on EPOLLOUT), so a warm invocation costs one thread wake-up
+ * on the way back and none on the way in. Completions are collected under
+ * the lock and their callbacks run after it is dropped, on the event thread.
+ *
+ * Instance life:
+ *
+ *   SPAWNING --READY--> SHELL (in the pool) --restore--> RESTORING
+ *     --OK restored--> STARTING --vsock "OK n", READY frame--> IDLE
+ *   IDLE <--> BUSY (one invocation)          any --> DEAD --reaped--> freed
+ *
+ * Invocations wait in their function's FIFO; whenever an instance becomes
+ * idle or the queue grows, fn_pump() hands queued invocations to idle
+ * instances and restores pooled shells for the rest, up to the function's
+ * max concurrency. Pumps are deferred to the end of the current batch
+ * (s->pumps), so that no path recurses into another.
+ *
+ * Nothing is freed while an epoll batch may still point at it: dead
+ * instances go on s->graveyard and are freed between batches.
+ */
+#define LOG_MOD "sched"
+
+#include "agent/sched.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "agent/elog.h"
+#include "agent/list.h"
+#include "agent/timers.h"
+#include "ember/shellctl.h"
+#include "log.h"
+#include "proto/invoke.h"
+
+/* The host waits this long past a function's timeout for the guest's own
+ * TIMEOUT report (docs/function-abi.md, section 4). */
+#define INV_GRACE_MS 200
+#define SPAWN_TIMEOUT_MS 10000
+/* A vsock connection that closes mid-invocation: how long to wait for the
+ * VMM's EXIT line, which says why. */
+#define EXIT_GRACE_MS 100
+#define LOG_CAP (64 * 1024)
+#define RBUF_SIZE (64 * 1024)
+#define FN_BUCKETS 1024
+/* Restores of one version that fail in a row before its waiting
+ * invocations are failed instead of retried. */
+#define START_FAIL_LIMIT 3
+/* Spawns that fail in a row before cold starts answer "unavailable". */
+#define SPAWN_FAIL_LIMIT 3
+#define SPAWN_PARALLEL 4
+/* How long after a restore the pool holds back spawning (see pool_main). */
+#define POOL_QUIET_NS (10 * 1000 * 1000ull)
+/* The event thread wakes at least this often (see timer_arm). */
+#define LOOP_MAX_WAIT_MS 1000
+
+enum inst_state {
+	I_SPAWNING,
+	I_SHELL,
+	I_RESTORING,
+	I_STARTING,
+	I_IDLE,
+	I_BUSY,
+	I_DEAD,
+};
+
+static const char *const state_name[] = {
+	"spawning", "shell", "restoring", "starting", "idle", "busy", "dead",
+};
+
+struct sched;
+
+struct watch {
+	void (*fn)(struct sched *s, struct watch *w, uint32_t events);
+	int fd;
+};
+
+struct fn {
+	int64_t id, tenant_id;
+	uint32_t version;
+	char name[UTIL_NAME_MAX + 1];
+	char tenant[UTIL_NAME_MAX + 1];
+	char *snap_dir, *disk;
+	uint32_t memory_mib, timeout_ms, max_conc;
+	bool retired;           /* replaced or removed: no new work */
+	unsigned refs;          /* instances pointing here */
+	struct fn *hnext;       /* hash chain */
+	struct list_node idle;  /* idle instances, most recently used first */
+	unsigned nr_idle, nr_busy, nr_starting;
+	struct list_node queue; /* waiting invocations, FIFO */
+	unsigned nr_queued;
+	struct list_node wait_node; /* on s->shell_waiters */
+	struct list_node pump_node; /* on s->pumps */
+	unsigned start_failures;    /* in a row */
+	char last_start_error[200];
+	struct sched_fn_stats st;
+};
+
+struct inv {
+	struct list_node node; /* fn->queue, then s->completed */
+	struct fn *fn;
+	uint8_t *payload;
+	size_t len;
+	sched_done_fn done;
+	void *ctx;
+	struct timespec start;
+	uint64_t enq_ns, sent_ns;
+	struct timer timer;    /* queue wait */
+	struct sched_result res;
+	char *logs;
+	size_t logs_len, logs_cap;
+	bool logs_dropped;
+	/* kept for the record after the instance is gone */
+	int64_t tenant_id, fn_id;
+	uint32_t version, memory_mib, timeout_ms;
+	char tenant[UTIL_NAME_MAX + 1], function[UTIL_NAME_MAX + 1];
+};
+
+struct inst {
+	enum inst_state state;
+	struct vmmproc proc;
+	struct fn *fn;             /* NULL while spawning or pooled */
+	struct watch w_ctl, w_vsock, w_pid;
+	struct list_node node;     /* s->pool or fn->idle */
+	struct list_node all;      /* s->insts, then s->graveyard */
+	struct timer timer;
+	struct inv *inv;           /* BUSY */
+	bool fresh;                /* restored, no invocation served yet */
+	bool want_out;             /* EPOLLOUT armed */
+	bool handshaken;           /* vsock "OK <n>" seen */
+	bool vsock_gone;
+	bool lost;                 /* a socket closed: waiting for the why */
+	bool restore_pending;      /* the restore's reply has not come yet */
+	bool log_kept;             /* the LOG frame being read is kept */
+	uint64_t restore_ns, init_ns, last_used_ns;
+	char hs[32];
+	size_t hs_len;
+	struct ember_inv_dec dec;
+	uint8_t small[EMBER_INV_MAX_ERROR];
+	uint8_t hdr[EMBER_INV_HDR_SIZE];
+	size_t out_off;            /* bytes of hdr + payload written */
+	char exit_msg[600];        /* from the EXIT line, when it came */
+	char lost_why[96];
+};
+
+struct sched {
+	struct sched_config cfg;
+	char *vmm, *runtime_dir;
+	struct sched_hooks hooks;
+	pthread_mutex_t lock;
+	pthread_cond_t pool_cond, drain_cond;
+	pthread_t loop_thread, pool_thread;
+	bool loop_started, pool_started;
+	int epfd, wakefd;
+	struct watch w_wake;
+	/* When the event thread's current epoll_wait ends at the latest
+	 * (monotonic ns): another thread that arms an earlier timer wakes it,
+	 * a later one need not. */
+	uint64_t loop_wake_at;
+	bool draining, stopping;
+	/* functions */
+	struct fn *buckets[FN_BUCKETS];
+	unsigned nr_fns;
+	struct list_node shell_waiters; /* fns that want shells, FIFO */
+	struct list_node pumps;
+	/* instances */
+	struct list_node insts, graveyard;
+	unsigned nr_insts;
+	/* the pool */
+	struct list_node pool;          /* ready shells, oldest first */
+	unsigned nr_ready, nr_spawning;
+	unsigned nr_restoring;          /* instances restoring, all functions */
+	uint64_t last_restore_ns;       /* when the last restore was sent */
+	uint64_t spawn_seq, spawned, spawn_failures;
+	unsigned spawn_streak;          /* failures in a row */
+	uint64_t spawn_backoff_until;
+	char spawn_error[200];
+	/* timers */
+	struct timers timers;
+	/* invocations */
+	struct list_node completed;
+	unsigned inflight;
+	uint64_t req_seed, req_count;
+	uint8_t rbuf[RBUF_SIZE];
+};
+
+static void inst_kill(struct sched *s, struct inst *in);
+static void inst_lost(struct sched *s, struct inst *in, const char *why);
+static void fn_pump(struct sched *s, struct fn *fn);
+static void fn_schedule_pump(struct sched *s, struct fn *fn);
+static void on_ctl(struct sched *s, struct watch *w, uint32_t ev);
+
+const char *sched_outcome_name(enum sched_outcome o)
+{
+	static const char *const names[] = {
+		"ok", "function_error", "timeout", "crash", "throttled",
+		"unavailable", "internal", "gone",
+	};
+
+	return (unsigned)o < sizeof(names) / sizeof(names[0]) ? names[o] :
+								  "unknown";
+}
+
+/* ---------------------------------------------------------------------
+ * Timers (timers.h; lock held)
+ */
+
+static void wake(struct sched *s);
+
+/* Arms (or re-arms) t to fire `ms` from now. Failing to grow the heap is
+ * logged and leaves the timer unarmed: the bounded waits it guards then
+ * rely on the other exits (a VMM death, the peer's own timeout). */
+static void timer_arm(struct sched *s, struct timer *t, uint64_t ms,
+		      void (*fire)(void *s, struct timer *t))
+{
+	uint64_t at = util_now_ns() + ms * 1000000ull;
+
+	if (timers_arm(&s->timers, t, at, fire)) {
+		log_err("timer heap: out of memory");
+		return;
+	}
+	/* A timer armed from another thread (an API thread dispatching,
+	 * the pool thread) that is due before the event thread's wait ends
+	 * must shorten that wait. The wait is capped (LOOP_MAX_WAIT_MS), so
+	 * the common case, a deadline seconds away, costs no wake-up. */
+	if (at < s->loop_wake_at && s->loop_started &&
+	    !pthread_equal(pthread_self(), s->loop_thread))
+		wake(s);
+}
+
+static void timer_cancel(struct sched *s, struct timer *t)
+{
+	timers_cancel(&s->timers, t);
+}
+
+/* Milliseconds until the next timer, for epoll_wait, at most
+ * LOOP_MAX_WAIT_MS; records when that wait ends. */
+static int timer_wait_ms(struct sched *s)
+{
+	struct timer *first = timers_first(&s->timers);
+	uint64_t now = util_now_ns(), ms = LOOP_MAX_WAIT_MS;
+
+	if (first) {
+		if (first->at <= now)
+			ms = 0;
+		else if ((first->at - now + 999999) / 1000000 < ms)
+			ms = (first->at - now + 999999) / 1000000;
+	}
+	s->loop_wake_at = now + ms * 1000000ull;
+	return (int)ms;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Watches (epoll registrations; lock held or before the loop starts)
+ */
+
+static int watch_add(struct sched *s, struct watch *w, int fd,
+		     void (*fn)(struct sched *, struct watch *, uint32_t))
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = w };
+
+	w->fd = fd;
+	w->fn = fn;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		w->fd = -1;
+		return -errno;
+	}
+	return 0;
+}
+
+static void watch_set_out(struct sched *s, struct watch *w, bool out)
+{
+	struct epoll_event ev = {
+		.events = EPOLLIN | (out ? EPOLLOUT : 0),
+		.data.ptr = w,
+	};
+
+	if (w->fd >= 0)
+		epoll_ctl(s->epfd, EPOLL_CTL_MOD, w->fd, &ev);
+}
+
+/* Removes and closes w's fd (if `close_fd`). */
+static void watch_del(struct sched *s, struct watch *w, bool close_fd)
+{
+	if (w->fd < 0)
+		return;
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+	if (close_fd)
+		close(w->fd);
+	w->fd = -1;
+}
+
+static void wake(struct sched *s)
+{
+	uint64_t one = 1;
+
+	if (write(s->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn_errno("eventfd write");
+}
+
+/* ---------------------------------------------------------------------
+ * Functions
+ */
+
+static struct fn *fn_find(struct sched *s, int64_t id)
+{
+	struct fn *f = s->buckets[(uint64_t)id % FN_BUCKETS];
+
+	while (f && f->id != id)
+		f = f->hnext;
+	return f;
+}
+
+static void fn_hash_del(struct sched *s, struct fn *fn)
+{
+	struct fn **pp = &s->buckets[(uint64_t)fn->id % FN_BUCKETS];
+
+	while (*pp && *pp != fn)
+		pp = &(*pp)->hnext;
+	if (*pp) {
+		*pp = fn->hnext;
+		s->nr_fns--;
+	}
+	fn->hnext = NULL;
+}
+
+static void fn_free(struct fn *fn)
+{
+	free(fn->snap_dir);
+	free(fn->disk);
+	free(fn);
+}
+
+/* Frees a retired function once no instance points at it. */
+static void fn_put(struct sched *s, struct fn *fn)
+{
+	(void)s;
+	if (fn->retired && fn->refs == 0 && !list_linked(&fn->pump_node))
+		fn_free(fn);
+}
+
+static unsigned fn_total(const struct fn *fn)
+{
+	return fn->nr_idle + fn->nr_busy + fn->nr_starting;
+}
+
+static void fn_schedule_pump(struct sched *s, struct fn *fn)
+{
+	if (!list_linked(&fn->pump_node))
+		list_append(&s->pumps, &fn->pump_node);
+}
+
+static void pumps_run(struct sched *s)
+{
+	struct list_node *n;
+
+	while ((n = list_first(&s->pumps))) {
+		struct fn *fn = container_of(n, struct fn, pump_node);
+
+		list_del(n);
+		if (fn->retired)
+			fn_put(s, fn);
+		else
+			fn_pump(s, fn);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Invocations
+ */
+
+static uint64_t request_id_next(struct sched *s)
+{
+	/* splitmix64 over a random seed: ids are unique per run and do not
+	 * reveal how many requests others made. */
+	uint64_t z;
+
+	do {
+		z = s->req_seed + (++s->req_count) * 0x9e3779b97f4a7c15ull;
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+		z ^= z >> 31;
+	} while (z == 0);
+	return z;
+}
+
+/* Ends an invocation (lock held): off its queue, its answer filled in; the
+ * callback runs after the lock is dropped. */
+static void inv_complete(struct sched *s, struct inv *inv,
+			 enum sched_outcome o, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void inv_complete(struct sched *s, struct inv *inv,
+			 enum sched_outcome o, const char *fmt, ...)
+{
+	struct fn *fn = inv->fn;
+
+	timer_cancel(s, &inv->timer);
+	if (list_linked(&inv->node)) {
+		list_del(&inv->node);
+		if (fn)
+			fn->nr_queued--;
+	}
+	inv->res.outcome = o;
+	if (fmt) {
+		va_list ap;
+
+		va_start(ap, fmt);
+		vsnprintf(inv->res.message, sizeof(inv->res.message), fmt, ap);
+		va_end(ap);
+	}
+	if (o == SCHED_THROTTLED && !inv->res.retry_after_s)
+		inv->res.retry_after_s = 1;
+	if (fn) {
+		switch (o) {
+		case SCHED_FN_ERROR: fn->st.errors++; break;
+		case SCHED_TIMEOUT: fn->st.timeouts++; break;
+		case SCHED_CRASH: fn->st.crashes++; break;
+		case SCHED_THROTTLED: fn->st.throttled++; break;
+		default: break;
+		}
+	}
+	inv->fn = NULL;
+	list_append(&s->completed, &inv->node);
+}
+
+/* Runs the collected completions' callbacks (lock NOT held). */
+static void completions_run(struct sched *s, struct list_node *done)
+{
+	struct list_node *n, *t;
+
+	list_for_each_safe(n, t, done) {
+		struct inv *inv = container_of(n, struct inv, node);
+		struct sched_record rec = {
+			.tenant_id = inv->tenant_id,
+			.fn_id = inv->fn_id,
+			.tenant = inv->tenant,
+			.function = inv->function,
+			.version = inv->version,
+			.timeout_ms = inv->timeout_ms,
+			.request_id = inv->res.request_id,
+			/* waited for an instance, or until refused */
+			.queued_ns = inv->res.queued_ns ?
+					     inv->res.queued_ns :
+					     util_now_ns() - inv->enq_ns,
+			.start = inv->start,
+			.duration_ns = inv->res.duration_ns,
+			.memory_mib = inv->memory_mib,
+			.cold = inv->res.cold,
+			.init_ns = inv->res.init_ns,
+			.outcome = inv->res.outcome,
+			.bytes_in = inv->len,
+			.bytes_out = inv->res.len,
+			.logs = inv->logs,
+			.logs_len = inv->logs_len,
+			.logs_dropped = inv->logs_dropped,
+		};
+
+		list_del(n);
+		if (s->hooks.finished)
+			s->hooks.finished(s->hooks.ctx, &rec);
+		inv->done(inv->ctx, &inv->res);
+		free(inv->payload);
+		free(inv->logs);
+		free(inv);
+		pthread_mutex_lock(&s->lock);
+		s->inflight--;
+		if (s->draining)
+			pthread_cond_broadcast(&s->drain_cond);
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+static void on_queue_timeout(void *ctx, struct timer *t)
+{
+	struct sched *s = ctx;
+	struct inv *inv = container_of(t, struct inv, timer);
+
+	if (s->spawn_streak >= SPAWN_FAIL_LIMIT)
+		inv_complete(s, inv, SCHED_UNAVAILABLE,
+			     "no VM could be started: %s", s->spawn_error);
+	else
+		inv_complete(s, inv, SCHED_THROTTLED,
+			     "no instance became free within %u ms",
+			     s->cfg.queue_wait_ms);
+}
+
+/* Fails every invocation waiting on fn that no instance will serve. */
+static void fn_fail_waiters(struct sched *s, struct fn *fn,
+			    enum sched_outcome o, const char *why)
+{
+	while (fn->nr_queued > fn->nr_starting + fn->nr_idle) {
+		struct inv *inv = container_of(list_last(&fn->queue),
+					       struct inv, node);
+
+		inv_complete(s, inv, o, "%s", why);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Instances: writing the INVOKE
+ */
+
+/* Writes what is left of the in-flight INVOKE; arms EPOLLOUT while some
+ * remains. Returns false when the connection broke. */
+static bool inst_flush(struct sched *s, struct inst *in)
+{
+	struct inv *inv = in->inv;
+	size_t total = EMBER_INV_HDR_SIZE + inv->len;
+
+	while (in->out_off < total) {
+		struct iovec iov[2];
+		int n = 0;
+		ssize_t w;
+
+		if (in->out_off < EMBER_INV_HDR_SIZE) {
+			iov[n].iov_base = in->hdr + in->out_off;
+			iov[n++].iov_len = EMBER_INV_HDR_SIZE - in->out_off;
+			if (inv->len) {
+				iov[n].iov_base = inv->payload;
+				iov[n++].iov_len = inv->len;
+			}
+		} else {
+			size_t off = in->out_off - EMBER_INV_HDR_SIZE;
+
+			iov[n].iov_base = inv->payload + off;
+			iov[n++].iov_len = inv->len - off;
+		}
+		w = writev(in->w_vsock.fd, iov, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			return false;
+		}
+		in->out_off += (size_t)w;
+	}
+	if ((in->out_off < total) != in->want_out) {
+		in->want_out = in->out_off < total;
+		watch_set_out(s, &in->w_vsock, in->want_out);
+	}
+	return true;
+}
+
+static void on_invoke_deadline(void *ctx, struct timer *t);
+static void inst_died(struct sched *s, struct inst *in, const char *why);
+
+/* Hands inv to the idle instance in (lock held). */
+static void inst_invoke(struct sched *s, struct inst *in, struct inv *inv)
+{
+	struct fn *fn = in->fn;
+	uint64_t now = util_now_ns();
+
+	list_del(&in->node);
+	fn->nr_idle--;
+	fn->nr_busy++;
+	in->state = I_BUSY;
+	in->inv = inv;
+	timer_cancel(s, &inv->timer);
+	list_del(&inv->node);
+	fn->nr_queued--;
+	inv->res.cold = in->fresh;
+	if (in->fresh) {
+		inv->res.init_ns = in->init_ns;
+		fn->st.cold++;
+	} else {
+		fn->st.warm++;
+	}
+	in->fresh = false;
+	inv->res.queued_ns = now - inv->enq_ns;
+	inv->version = fn->version;
+	ember_inv_hdr_encode(in->hdr, EMBER_INV_INVOKE, 0, fn->timeout_ms,
+			     (uint32_t)inv->len, inv->res.request_id);
+	in->out_off = 0;
+	inv->sent_ns = now;
+	timer_arm(s, &in->timer, fn->timeout_ms + INV_GRACE_MS,
+		  on_invoke_deadline);
+	if (!inst_flush(s, in))
+		inst_died(s, in, "its vsock connection failed");
+}
+
+/* ---------------------------------------------------------------------
+ * Instances: life and death
+ */
+
+static void inst_unlist(struct sched *s, struct inst *in)
+{
+	struct fn *fn = in->fn;
+
+	if (list_linked(&in->node))
+		list_del(&in->node);
+	switch (in->state) {
+	case I_SPAWNING:
+		s->nr_spawning--;
+		break;
+	case I_SHELL:
+		s->nr_ready--;
+		break;
+	case I_RESTORING:
+	case I_STARTING:
+		fn->nr_starting--;
+		s->nr_restoring--;
+		break;
+	case I_IDLE:
+		fn->nr_idle--;
+		break;
+	case I_BUSY:
+		fn->nr_busy--;
+		break;
+	case I_DEAD:
+		break;
+	}
+}
+
+/* An event of emberd's log about fn's instances (scale_up, scale_down,
+ * reap), at most 50 a second of each kind. */
+#define fn_event(fn, kind, ...)                                               \
+	do {                                                                  \
+		static struct log_ratelimit rl_;                              \
+		struct elog_who who_ = { 0, (fn) ? (fn)->tenant : NULL,       \
+					 (fn) ? (fn)->name : NULL };          \
+		if (log_ratelimit_ok(&rl_, 50))                               \
+			elog_event(LOG_MOD, kind, &who_, __VA_ARGS__);        \
+	} while (0)
+
+/* Ends an instance for good (lock held; idempotent). Its in-flight
+ * invocation must have been completed by the caller. The process is
+ * killed; the pidfd watch stays until it is reaped. */
+static void inst_kill(struct sched *s, struct inst *in)
+{
+	if (in->state == I_DEAD)
+		return;
+	if (in->fn)
+		fn_event(in->fn, "scale_down", "v%u: an instance (VMM %d, %s) "
+			 "stopped", in->fn->version, (int)in->proc.pid,
+			 state_name[in->state]);
+	inst_unlist(s, in);
+	in->state = I_DEAD;
+	timer_cancel(s, &in->timer);
+	watch_del(s, &in->w_vsock, true);
+	watch_del(s, &in->w_ctl, false);
+	if (in->proc.ctl >= 0) {
+		close(in->proc.ctl);
+		in->proc.ctl = -1;
+	}
+	vmmproc_kill(&in->proc);
+	if (in->fn)
+		fn_schedule_pump(s, in->fn);
+	pthread_cond_signal(&s->pool_cond);
+}
+
+/* A shell could not be started (lock held): back off, and once that has
+ * happened SPAWN_FAIL_LIMIT times in a row, fail what waits for a shell. */
+static void spawn_failed(struct sched *s, const char *why)
+{
+	struct list_node *n, *t;
+
+	s->spawn_failures++;
+	s->spawn_streak++;
+	util_copy(s->spawn_error, sizeof(s->spawn_error), why);
+	s->spawn_backoff_until =
+		util_now_ns() +
+		(50ull << (s->spawn_streak < 7 ? s->spawn_streak : 7)) *
+			1000000ull;
+	log_warn_rl("a VM shell failed to start: %s", why);
+	if (s->spawn_streak < SPAWN_FAIL_LIMIT)
+		return;
+	list_for_each_safe(n, t, &s->shell_waiters) {
+		struct fn *fn = container_of(n, struct fn, wait_node);
+		char msg[300];
+
+		snprintf(msg, sizeof(msg), "no VM could be started: %s", why);
+		fn_fail_waiters(s, fn, SCHED_UNAVAILABLE, msg);
+	}
+}
+
+/* A restore of fn failed (lock held). After START_FAIL_LIMIT in a row the
+ * invocations that wait on fn are failed rather than retried. */
+static void fn_start_failed(struct sched *s, struct fn *fn, const char *why)
+{
+	util_copy(fn->last_start_error, sizeof(fn->last_start_error), why);
+	if (++fn->start_failures < START_FAIL_LIMIT)
+		return;
+	log_warn_rl("function %s v%u: %u restores failed in a row, last: %s",
+		    fn->name, fn->version, fn->start_failures, why);
+	fn_fail_waiters(s, fn, SCHED_INTERNAL, why);
+}
+
+/* The instance's VM is gone or unusable (lock held): its invocation, if
+ * any, ends as a crash with `why`; the instance is killed. */
+static void inst_died(struct sched *s, struct inst *in, const char *why)
+{
+	enum inst_state state;
+	char msg[700];
+
+	if (in->state == I_DEAD)
+		return;
+	snprintf(msg, sizeof(msg), "%s%s%s", why, in->exit_msg[0] ? ": " : "",
+		 in->exit_msg);
+	state = in->state;
+	if (state == I_BUSY) {
+		inv_complete(s, in->inv, SCHED_CRASH,
+			     "the function's VM failed mid-invocation: %s", msg);
+		in->inv = NULL;
+	}
+	/* Killed first, so that the failure accounting below sees the
+	 * counters without this instance. */
+	inst_kill(s, in);
+	if (state == I_RESTORING || state == I_STARTING) {
+		log_warn_rl("function %s v%u: start failed: %s", in->fn->name,
+			    in->fn->version, msg);
+		fn_start_failed(s, in->fn, msg);
+	} else if (state == I_SPAWNING) {
+		spawn_failed(s, msg);
+	}
+}
+
+static void inst_free(struct inst *in)
+{
+	if (in->proc.ctl >= 0)
+		close(in->proc.ctl);
+	if (in->w_vsock.fd >= 0)
+		close(in->w_vsock.fd);
+	free(in);
+}
+
+static void on_lost_grace(void *ctx, struct timer *t)
+{
+	struct sched *s = ctx;
+	struct inst *in = container_of(t, struct inst, timer);
+
+	inst_died(s, in, in->lost_why);
+}
+
+/* One of the instance's sockets closed under it. Where someone will read
+ * the reason (a spawn or restore failure, a crash mid-invocation), wait a
+ * moment for the EXIT line or the exit status, which say why; an idle
+ * instance or a pooled shell simply ends. */
+static void inst_lost(struct sched *s, struct inst *in, const char *why)
+{
+	if (in->state == I_DEAD || in->lost)
+		return;
+	if (in->state == I_IDLE || in->state == I_SHELL) {
+		inst_died(s, in, why);
+		return;
+	}
+	in->lost = true;
+	util_copy(in->lost_why, sizeof(in->lost_why), why);
+	timer_arm(s, &in->timer, EXIT_GRACE_MS, on_lost_grace);
+}
+
+static void on_pid(struct sched *s, struct watch *w, uint32_t ev)
+{
+	struct inst *in = container_of(w, struct inst, w_pid);
+	char st[32], why[64];
+
+	(void)ev;
+	if (w->fd < 0 || vmmproc_reap(&in->proc, s->runtime_dir))
+		return;
+	/* vmmproc_reap closed the pidfd. */
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+	w->fd = -1;
+	if (in->state != I_DEAD) {
+		/* An EXIT line may still sit in the control socket: it says
+		 * more than the exit status. */
+		if (in->w_ctl.fd >= 0)
+			on_ctl(s, &in->w_ctl, EPOLLIN);
+		vmmproc_status_str(in->proc.status, st, sizeof(st));
+		snprintf(why, sizeof(why), "the VMM process ended (%s)", st);
+		fn_event(in->fn, "reap", "VMM %d (%s) ended by itself: %s",
+			 (int)in->proc.pid, state_name[in->state], st);
+		inst_died(s, in, why);
+	}
+	if (in->fn) {
+		in->fn->refs--;
+		fn_put(s, in->fn);
+		in->fn = NULL;
+	}
+	list_del(&in->all);
+	s->nr_insts--;
+	list_append(&s->graveyard, &in->all);
+	pthread_cond_signal(&s->pool_cond);
+}
+
+/* ---------------------------------------------------------------------
+ * Instances: the control socket
+ */
+
+static void inst_became_shell(struct sched *s, struct inst *in)
+{
+	struct list_node *n;
+
+	s->nr_spawning--;
+	in->state = I_SHELL;
+	s->nr_ready++;
+	s->spawned++;
+	s->spawn_streak = 0;
+	timer_cancel(s, &in->timer);
+	list_append(&s->pool, &in->node);
+	/* Functions waiting for a shell pump again, in the order they asked;
+	 * those that get none ask again (at the back). */
+	while ((n = list_first(&s->shell_waiters))) {
+		list_del(n);
+		fn_schedule_pump(s, container_of(n, struct fn, wait_node));
+	}
+}
+
+static void on_ctl(struct sched *s, struct watch *w, uint32_t ev)
+{
+	struct inst *in = container_of(w, struct inst, w_ctl);
+	char line[1024];
+	unsigned nfds = 0;
+	int r;
+
+	(void)ev;
+	while (w->fd >= 0 && in->state != I_DEAD) {
+		r = ember_shellctl_recv(w->fd, line, sizeof(line), NULL, &nfds,
+					0);
+		if (r == -ETIMEDOUT || r == -EAGAIN)
+			return;
+		if (r <= 0) {
+			/* EOF (or EPIPE): the process is ending; its exit
+			 * status, on the pidfd, says more. */
+			watch_del(s, w, false);
+			close(in->proc.ctl);
+			in->proc.ctl = -1;
+			inst_lost(s, in, "the VMM closed its control socket");
+			return;
+		}
+		if (!strncmp(line, "EXIT ", 5)) {
+			struct ember_shellctl_exit ex;
+
+			if (ember_shellctl_parse_exit(line, &ex) == 0)
+				snprintf(in->exit_msg, sizeof(in->exit_msg),
+					 "%s (status %d): %s", ex.reason,
+					 ex.status, ex.detail);
+			else
+				snprintf(in->exit_msg, sizeof(in->exit_msg),
+					 "%.500s", line);
+			inst_died(s, in, "the VM ended");
+			return;
+		}
+		switch (in->state) {
+		case I_SPAWNING:
+			if (!strncmp(line, "READY shell", 11)) {
+				inst_became_shell(s, in);
+			} else {
+				snprintf(in->exit_msg, sizeof(in->exit_msg),
+					 "%.500s", line);
+				inst_died(s, in, "the shell did not start");
+				return;
+			}
+			break;
+		default:
+			if (in->restore_pending) {
+				/* The vsock stream may have reported READY
+				 * first: the state can be past RESTORING. */
+				in->restore_pending = false;
+				if (!strncmp(line, "OK", 2)) {
+					if (in->state == I_RESTORING)
+						in->state = I_STARTING;
+					break;
+				}
+				snprintf(in->exit_msg, sizeof(in->exit_msg),
+					 "%.500s", line);
+				inst_died(s, in, "the restore failed");
+				return;
+			}
+
+			log_warn_rl("VMM %d (%s): unexpected control line: "
+				    "%.80s", (int)in->proc.pid,
+				    state_name[in->state], line);
+			break;
+		}
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Instances: the vsock stream (handshake, then frames)
+ */
+
+static void inv_keep_log(struct inv *inv, uint32_t len, uint8_t **buf)
+{
+	*buf = NULL;
+	if (inv->logs_len + len > LOG_CAP) {
+		inv->logs_dropped = true;
+		return;
+	}
+	if (inv->logs_len + len > inv->logs_cap) {
+		size_t cap = inv->logs_cap ? inv->logs_cap : 1024;
+		char *p;
+
+		while (cap < inv->logs_len + len)
+			cap *= 2;
+		p = realloc(inv->logs, cap);
+		if (!p) {
+			inv->logs_dropped = true;
+			return;
+		}
+		inv->logs = p;
+		inv->logs_cap = cap;
+	}
+	*buf = (uint8_t *)inv->logs + inv->logs_len;
+}
+
+static void on_protocol_error(struct sched *s, struct inst *in,
+			      const char *what)
+{
+	char why[160];
+
+	snprintf(why, sizeof(why), "protocol error from the guest: %s", what);
+	log_warn_rl("VMM %d: %s", (int)in->proc.pid, why);
+	inst_died(s, in, why);
+}
+
+/* A frame's header arrived: decide where its payload goes. */
+static void frame_header(struct sched *s, struct inst *in)
+{
+	const struct ember_inv_hdr *h = &in->dec.hdr;
+	struct inv *inv = in->inv;
+
+	switch (h->type) {
+	case EMBER_INV_RESULT:
+		if (in->state != I_BUSY || h->id != inv->res.request_id)
+			return on_protocol_error(s, in, "unexpected RESULT");
+		inv->res.payload = malloc(h->length);
+		if (!inv->res.payload)
+			return inst_died(s, in, "out of memory for the result");
+		ember_inv_dec_set_buf(&in->dec, inv->res.payload, h->length);
+		break;
+	case EMBER_INV_LOG:
+		in->log_kept = false;
+		if (in->state == I_BUSY) {
+			uint8_t *buf;
+
+			inv_keep_log(inv, h->length, &buf);
+			if (buf && !ember_inv_dec_set_buf(&in->dec, buf,
+							  h->length))
+				in->log_kept = true;
+		}
+		break;
+	case EMBER_INV_ERROR:
+		ember_inv_dec_set_buf(&in->dec, in->small, sizeof(in->small));
+		break;
+	default:
+		break; /* READY, PING, PONG payloads are not needed */
+	}
+}
+
+/* A whole frame arrived. */
+static void frame_done(struct sched *s, struct inst *in)
+{
+	const struct ember_inv_hdr *h = &in->dec.hdr;
+	struct inv *inv = in->inv;
+	struct fn *fn = in->fn;
+
+	switch (h->type) {
+	case EMBER_INV_READY:
+		if (in->state != I_STARTING && in->state != I_RESTORING)
+			return on_protocol_error(s, in, "unexpected READY");
+		in->state = I_IDLE;
+		in->fresh = true;
+		in->init_ns = util_now_ns() - in->restore_ns;
+		in->last_used_ns = util_now_ns();
+		timer_cancel(s, &in->timer);
+		fn->nr_starting--;
+		s->nr_restoring--;
+		pthread_cond_signal(&s->pool_cond);
+		fn->nr_idle++;
+		fn->start_failures = 0;
+		list_push(&fn->idle, &in->node);
+		fn_schedule_pump(s, fn);
+		fn_event(fn, "scale_up", "v%u: a new instance (VMM %d) is ready, "
+			 "restored in %llu us", fn->version, (int)in->proc.pid,
+			 (unsigned long long)(in->init_ns / 1000));
+		break;
+	case EMBER_INV_RESULT:
+		inv->res.len = h->length;
+		inv->res.fn_status = h->arg;
+		inv->res.duration_ns = util_now_ns() - inv->sent_ns;
+		if (!inv->res.payload)
+			inv->res.len = 0;
+		in->inv = NULL;
+		timer_cancel(s, &in->timer);
+		inv_complete(s, inv, h->arg ? SCHED_FN_ERROR : SCHED_OK, NULL);
+		fn->nr_busy--;
+		if (fn->retired || s->stopping) {
+			in->state = I_IDLE; /* counted as neither */
+			fn->nr_idle++;
+			inst_kill(s, in);
+			break;
+		}
+		in->state = I_IDLE;
+		fn->nr_idle++;
+		in->last_used_ns = util_now_ns();
+		list_push(&fn->idle, &in->node);
+		fn_schedule_pump(s, fn);
+		break;
+	case EMBER_INV_ERROR: {
+		char msg[EMBER_INV_MAX_ERROR + 1];
+		size_t n = h->length < sizeof(in->small) ? h->length :
+							   sizeof(in->small);
+
+		/* Control bytes from the guest never reach a log or a
+		 * client as they are. */
+		for (size_t i = 0; i < n; i++)
+			msg[i] = (in->small[i] >= 0x20 && in->small[i] < 0x7f) ?
+					 (char)in->small[i] : '?';
+		msg[n] = '\0';
+		if (in->state == I_BUSY && h->id == inv->res.request_id) {
+			inv->res.duration_ns = util_now_ns() - inv->sent_ns;
+			in->inv = NULL;
+			if (h->arg == EMBER_ERR_TIMEOUT)
+				inv_complete(s, inv, SCHED_TIMEOUT,
+					     "the function ran past its "
+					     "timeout of %u ms", fn->timeout_ms);
+			else
+				inv_complete(s, inv, SCHED_CRASH,
+					     "the handler failed: %s: %s",
+					     ember_inv_err_name(h->arg), msg);
+			inst_kill(s, in);
+		} else {
+			char why[EMBER_INV_MAX_ERROR + 64];
+
+			snprintf(why, sizeof(why), "the guest reported %s: %s",
+				 ember_inv_err_name(h->arg), msg);
+			inst_died(s, in, why);
+		}
+		break;
+	}
+	case EMBER_INV_LOG:
+		if (in->state == I_BUSY && inv && in->log_kept)
+			inv->logs_len += h->length;
+		in->log_kept = false;
+		if (h->flags & EMBER_INV_F_LOG_DROPPED && inv)
+			inv->logs_dropped = true;
+		break;
+	case EMBER_INV_PING:
+	case EMBER_INV_PONG:
+		break;
+	default:
+		on_protocol_error(s, in, ember_inv_type_name(h->type));
+		break;
+	}
+}
+
+/* Bytes of the vsock stream, after the handshake. */
+static void vsock_frames(struct sched *s, struct inst *in, const uint8_t *p,
+			 size_t n)
+{
+	while (n && in->state != I_DEAD && !in->vsock_gone) {
+		size_t used = 0;
+		int r = ember_inv_dec_feed(&in->dec, p, n, &used);
+
+		p += used;
+		n -= used;
+		if (r < 0)
+			return on_protocol_error(s, in, ember_inv_strerror(r));
+		if (r == EMBER_INV_DEC_HEADER)
+			frame_header(s, in);
+		else if (r == EMBER_INV_DEC_FRAME)
+			frame_done(s, in);
+	}
+}
+
+/* The hybrid vsock reply "OK <port>\n" precedes the frames. Returns the
+ * bytes of p it consumed, or -1 after failing the instance. */
+static long vsock_handshake(struct sched *s, struct inst *in,
+			    const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		char c = (char)p[i];
+
+		if (in->hs_len == sizeof(in->hs) - 1) {
+			on_protocol_error(s, in, "vsock handshake too long");
+			return -1;
+		}
+		in->hs[in->hs_len++] = c;
+		if (c != '\n')
+			continue;
+		in->hs[in->hs_len] = '\0';
+		if (strncmp(in->hs, "OK ", 3) ||
+		    strspn(in->hs + 3, "0123456789") != in->hs_len - 4) {
+			on_protocol_error(s, in, "vsock handshake refused");
+			return -1;
+		}
+		in->handshaken = true;
+		return (long)i + 1;
+	}
+	return (long)n;
+}
+
+/* The vsock connection closed or failed. */
+static void vsock_closed(struct sched *s, struct inst *in)
+{
+	in->vsock_gone = true;
+	watch_del(s, &in->w_vsock, true);
+	inst_lost(s, in, "its vsock connection closed");
+}
+
+static void on_vsock(struct sched *s, struct watch *w, uint32_t ev)
+{
+	struct inst *in = container_of(w, struct inst, w_vsock);
+
+	if (w->fd < 0 || in->state == I_DEAD)
+		return;
+	if ((ev & EPOLLOUT) && in->state == I_BUSY && in->inv &&
+	    !inst_flush(s, in))
+		return vsock_closed(s, in);
+	if (!(ev & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		return;
+	while (w->fd >= 0 && in->state != I_DEAD) {
+		ssize_t n = read(w->fd, s->rbuf, sizeof(s->rbuf));
+		const uint8_t *p = s->rbuf;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0)
+			return vsock_closed(s, in);
+		if (!in->handshaken) {
+			long used = vsock_handshake(s, in, p, (size_t)n);
+
+			if (used < 0)
+				return;
+			p += used;
+			n -= used;
+		}
+		vsock_frames(s, in, p, (size_t)n);
+		if ((size_t)n < sizeof(s->rbuf))
+			return;
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Timers of instances
+ */
+
+static void on_invoke_deadline(void *ctx, struct timer *t)
+{
+	struct sched *s = ctx;
+	struct inst *in = container_of(t, struct inst, timer);
+	struct inv *inv = in->inv;
+
+	if (in->state != I_BUSY || !inv)
+		return;
+	inv->res.duration_ns = util_now_ns() - inv->sent_ns;
+	in->inv = NULL;
+	inv_complete(s, inv, SCHED_TIMEOUT,
+		     "the function ran past its timeout of %u ms; its "
+		     "instance was stopped", in->fn->timeout_ms);
+	inst_kill(s, in);
+}
+
+static void on_start_deadline(void *ctx, struct timer *t)
+{
+	struct sched *s = ctx;
+	struct inst *in = container_of(t, struct inst, timer);
+	char why[96];
+
+	if (in->state == I_SPAWNING)
+		snprintf(why, sizeof(why), "no READY within %u ms",
+			 SPAWN_TIMEOUT_MS);
+	else
+		snprintf(why, sizeof(why), "the restore took over %u ms",
+			 s->cfg.restore_timeout_ms);
+	inst_died(s, in, why);
+}
+
+/* ---------------------------------------------------------------------
+ * Cold starts: a pooled shell restores a function's snapshot
+ */
+
+static struct inst *pool_take(struct sched *s)
+{
+	struct list_node *n = list_first(&s->pool);
+
+	if (!n)
+		return NULL;
+	list_del(n);
+	s->nr_ready--;
+	pthread_cond_signal(&s->pool_cond);
+	return container_of(n, struct inst, node);
+}
+
+/* Opens what the restore needs and sends the command; the instance's
+ * vsock connection is one end of a fresh socketpair (the other travels
+ * with the command). Lock held. 0, or -errno with the instance killed. */
+static int inst_restore(struct sched *s, struct inst *in, struct fn *fn)
+{
+	static const char connect_line[] = "CONNECT 1024\n";
+	char line[256], why[300];
+	int fds[5], nfds = 0, sv[2] = { -1, -1 }, dfd = -1, ws = -1, ret;
+	size_t len;
+
+	in->fn = fn;
+	fn->refs++;
+	in->state = I_RESTORING;
+	fn->nr_starting++;
+	s->nr_restoring++;
+	s->last_restore_ns = util_now_ns();
+	if (s->hooks.assign) {
+		ret = s->hooks.assign(s->hooks.ctx, &in->proc, fn->tenant_id,
+				      fn->id, fn->memory_mib);
+		if (ret) {
+			snprintf(why, sizeof(why), "the jail refused the "
+				 "instance: %s", strerror(-ret));
+			goto err_sent;
+		}
+	}
+
+	dfd = open(fn->snap_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		goto err_files;
+	if ((fds[nfds] = openat(dfd, "state", O_RDONLY | O_CLOEXEC)) < 0)
+		goto err_files;
+	nfds++;
+	if ((fds[nfds] = openat(dfd, "memory", O_RDONLY | O_CLOEXEC)) < 0)
+		goto err_files;
+	nfds++;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		goto err_files;
+	fds[nfds++] = sv[1]; /* closed with fds[] from here on */
+	len = (size_t)snprintf(line, sizeof(line),
+			       "restore state=0 memory=1 vsock=2 "
+			       "vsock-connected");
+	if (fn->disk) {
+		if ((fds[nfds] = open(fn->disk, O_RDONLY | O_CLOEXEC)) < 0)
+			goto err_files;
+		len += (size_t)snprintf(line + len, sizeof(line) - len,
+					" disk=%d", nfds);
+		nfds++;
+	}
+	ws = openat(dfd, "workingset", O_RDONLY | O_CLOEXEC);
+	if (ws >= 0) {
+		fds[nfds] = ws;
+		len += (size_t)snprintf(line + len, sizeof(line) - len,
+					" workingset=%d prefetch", nfds);
+		nfds++;
+	}
+	close(dfd);
+	dfd = -1;
+
+	in->restore_ns = util_now_ns();
+	ret = ember_shellctl_send(in->proc.ctl, line, fds, (unsigned)nfds);
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (ret) {
+		close(sv[0]);
+		snprintf(why, sizeof(why), "sending the restore: %s",
+			 strerror(-ret));
+		goto err_sent;
+	}
+	/* The handshake goes out now, with the restore: the VMM reads it as
+	 * soon as the restored guest's vsock device runs. */
+	if (fcntl(sv[0], F_SETFL, O_NONBLOCK) < 0 ||
+	    write(sv[0], connect_line, sizeof(connect_line) - 1) !=
+		    (ssize_t)(sizeof(connect_line) - 1) ||
+	    watch_add(s, &in->w_vsock, sv[0], on_vsock)) {
+		close(sv[0]);
+		snprintf(why, sizeof(why), "vsock connection: %s",
+			 strerror(errno));
+		goto err_sent;
+	}
+	ember_inv_dec_init(&in->dec);
+	in->restore_pending = true;
+	timer_arm(s, &in->timer, s->cfg.restore_timeout_ms, on_start_deadline);
+	return 0;
+
+err_files:
+	ret = -errno;
+	snprintf(why, sizeof(why), "the snapshot of %s v%u cannot be opened: %s",
+		 fn->name, fn->version, strerror(errno));
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (sv[0] >= 0)
+		close(sv[0]);
+	if (dfd >= 0)
+		close(dfd);
+	/* The snapshot is emberd's, not the function's: this is an internal
+	 * error, reported at once. */
+	log_err("%s", why);
+	fn->start_failures = START_FAIL_LIMIT - 1;
+	inst_died(s, in, why);
+	return ret;
+err_sent:
+	inst_died(s, in, why);
+	return -EIO;
+}
+
+static void fn_want_shell(struct sched *s, struct fn *fn)
+{
+	if (!list_linked(&fn->wait_node))
+		list_append(&s->shell_waiters, &fn->wait_node);
+	pthread_cond_signal(&s->pool_cond);
+	if (s->spawn_streak >= SPAWN_FAIL_LIMIT) {
+		char why[300];
+
+		snprintf(why, sizeof(why), "no VM could be started: %s",
+			 s->spawn_error);
+		fn_fail_waiters(s, fn, SCHED_UNAVAILABLE, why);
+	}
+}
+
+/* Serves fn's queue: idle instances first, then restores for what is left,
+ * up to the function's max concurrency (lock held). */
+static void fn_pump(struct sched *s, struct fn *fn)
+{
+	struct list_node *n;
+	unsigned need;
+
+	while (fn->nr_queued && (n = list_first(&fn->idle))) {
+		struct inst *in = container_of(n, struct inst, node);
+		struct inv *inv = container_of(list_first(&fn->queue),
+					       struct inv, node);
+
+		inst_invoke(s, in, inv);
+	}
+	if (s->stopping || fn->start_failures >= START_FAIL_LIMIT) {
+		/* A version that keeps failing to start is retried for a
+		 * new invocation only, one restore at a time. */
+		if (fn->start_failures >= START_FAIL_LIMIT) {
+			if (!fn->nr_queued || fn->nr_starting)
+				return;
+			fn->start_failures = START_FAIL_LIMIT - 1;
+		} else {
+			return;
+		}
+	}
+	need = fn->nr_queued > fn->nr_starting ?
+		       fn->nr_queued - fn->nr_starting : 0;
+	while (need && fn_total(fn) < fn->max_conc) {
+		struct inst *in = pool_take(s);
+
+		if (!in) {
+			fn_want_shell(s, fn);
+			return;
+		}
+		if (inst_restore(s, in, fn) == 0)
+			need--;
+		else if (fn->start_failures >= START_FAIL_LIMIT)
+			return;
+	}
+	if (list_linked(&fn->wait_node))
+		list_del(&fn->wait_node);
+}
+
+/* ---------------------------------------------------------------------
+ * The pool thread: keeps pool_size shells ready, plus what waiting
+ * functions need.
+ */
+
+static unsigned shells_wanted(struct sched *s)
+{
+	unsigned want = s->cfg.pool_size;
+	struct list_node *n, *t;
+
+	list_for_each_safe(n, t, &s->shell_waiters) {
+		struct fn *fn = container_of(n, struct fn, wait_node);
+		unsigned need = fn->nr_queued > fn->nr_starting ?
+					fn->nr_queued - fn->nr_starting : 0;
+		unsigned room = fn->max_conc > fn_total(fn) ?
+					fn->max_conc - fn_total(fn) : 0;
+
+		want += need < room ? need : room;
+	}
+	return want;
+}
+
+static void *pool_main(void *arg)
+{
+	struct sched *s = arg;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->stopping) {
+		uint64_t now = util_now_ns();
+		struct inst *in;
+		char err[256];
+		uint64_t seq;
+		int ret;
+
+		uint64_t quiet_until = s->last_restore_ns + POOL_QUIET_NS;
+
+		/* A spawn (clone, exec, KVM_CREATE_VM: a few ms of CPU) waits
+		 * until the last cold start has had POOL_QUIET_NS to restore
+		 * and serve its first invocation, as long as a shell is ready
+		 * for the next one: on two cores it would otherwise slow the
+		 * very cold starts the pool is there for. */
+		if (s->nr_ready + s->nr_spawning >= shells_wanted(s) ||
+		    s->nr_spawning >= SPAWN_PARALLEL ||
+		    now < s->spawn_backoff_until ||
+		    (s->nr_ready && now < quiet_until)) {
+			uint64_t wait_ns = 100 * 1000 * 1000;
+			struct timespec ts;
+
+			if (s->nr_ready && now < quiet_until)
+				wait_ns = quiet_until - now;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += (time_t)(wait_ns / 1000000000);
+			ts.tv_nsec += (long)(wait_ns % 1000000000);
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&s->pool_cond, &s->lock, &ts);
+			continue;
+		}
+		s->nr_spawning++;
+		seq = ++s->spawn_seq;
+		pthread_mutex_unlock(&s->lock);
+
+		in = calloc(1, sizeof(*in));
+		ret = in ? vmmproc_spawn(s->vmm, s->runtime_dir,
+					 &s->hooks.spawn, seq, &in->proc, err,
+					 sizeof(err)) :
+			   -ENOMEM;
+
+		pthread_mutex_lock(&s->lock);
+		if (!ret) {
+			in->state = I_SPAWNING;
+			in->w_vsock.fd = -1;
+			list_init(&in->node);
+			timer_init(&in->timer);
+			if (watch_add(s, &in->w_pid, in->proc.pidfd, on_pid) ||
+			    watch_add(s, &in->w_ctl, in->proc.ctl, on_ctl)) {
+				/* Cannot watch it: end it and wait here. */
+				vmmproc_kill(&in->proc);
+				watch_del(s, &in->w_pid, false);
+				while (vmmproc_reap(&in->proc, s->runtime_dir))
+					poll(NULL, 0, 1);
+				ret = -EIO;
+				snprintf(err, sizeof(err), "epoll: %s",
+					 strerror(errno));
+			}
+		}
+		if (ret) {
+			s->nr_spawning--;
+			spawn_failed(s, in ? err : "out of memory");
+			if (in) {
+				if (in->proc.ctl >= 0)
+					close(in->proc.ctl);
+				free(in);
+			}
+			continue;
+		}
+		list_append(&s->insts, &in->all);
+		s->nr_insts++;
+		timer_arm(s, &in->timer, SPAWN_TIMEOUT_MS, on_start_deadline);
+		/* Spawned while the scheduler stopped: it ends at once. */
+		if (s->stopping)
+			inst_kill(s, in);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------
+ * The event thread
+ */
+
+static void on_wake(struct sched *s, struct watch *w, uint32_t ev)
+{
+	uint64_t v;
+
+	(void)s;
+	(void)ev;
+	if (read(w->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_warn_errno("eventfd read");
+}
+
+static void *loop_main(void *arg)
+{
+	struct sched *s = arg;
+	struct epoll_event evs[64];
+	uint64_t give_up = 0;
+
+	for (;;) {
+		struct list_node done, *n;
+		int nev, timeout;
+
+		pthread_mutex_lock(&s->lock);
+		timeout = timer_wait_ms(s);
+		if (s->stopping) {
+			if (list_empty(&s->insts) && list_empty(&s->completed))
+				break;
+			if (!give_up)
+				give_up = util_now_ns() + 5000000000ull;
+			if (util_now_ns() > give_up) {
+				log_err("%u VMM processes did not end after "
+					"SIGKILL; leaving them", s->nr_insts);
+				break;
+			}
+			if (timeout > 50)
+				timeout = 50;
+		}
+		pthread_mutex_unlock(&s->lock);
+
+		nev = epoll_wait(s->epfd, evs, 64, timeout);
+		if (nev < 0 && errno != EINTR) {
+			log_err_errno("epoll_wait");
+			nev = 0;
+		}
+
+		pthread_mutex_lock(&s->lock);
+		for (int i = 0; i < nev; i++) {
+			struct watch *w = evs[i].data.ptr;
+
+			if (w->fd >= 0)
+				w->fn(s, w, evs[i].events);
+		}
+		timers_run(&s->timers, util_now_ns(), s);
+		pumps_run(s);
+		list_init(&done);
+		if (!list_empty(&s->completed)) {
+			done = s->completed;
+			done.next->prev = &done;
+			done.prev->next = &done;
+			list_init(&s->completed);
+		}
+		while ((n = list_first(&s->graveyard))) {
+			list_del(n);
+			inst_free(container_of(n, struct inst, all));
+		}
+		pthread_mutex_unlock(&s->lock);
+		completions_run(s, &done);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------
+ * Public calls
+ */
+
+struct sched *sched_create(const struct sched_config *cfg, char *err,
+			   size_t errlen)
+{
+	struct sched *s = calloc(1, sizeof(*s));
+	int ret;
+
+	if (!s) {
+		errbuf_fail(err, errlen, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	s->cfg = *cfg;
+	s->vmm = strdup(cfg->vmm);
+	s->runtime_dir = strdup(cfg->runtime_dir);
+	if (cfg->hooks)
+		s->hooks = *cfg->hooks;
+	s->epfd = s->wakefd = -1;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->pool_cond, NULL);
+	pthread_cond_init(&s->drain_cond, NULL);
+	list_init(&s->shell_waiters);
+	list_init(&s->pumps);
+	list_init(&s->insts);
+	list_init(&s->graveyard);
+	list_init(&s->pool);
+	list_init(&s->completed);
+	if (!s->vmm || !s->runtime_dir) {
+		errbuf_fail(err, errlen, -ENOMEM, "out of memory");
+		goto err_free;
+	}
+	if (util_random(&s->req_seed, sizeof(s->req_seed))) {
+		errbuf_fail(err, errlen, -EIO, "getrandom failed");
+		goto err_free;
+	}
+	s->epfd = epoll_create1(EPOLL_CLOEXEC);
+	s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->epfd < 0 || s->wakefd < 0 ||
+	    watch_add(s, &s->w_wake, s->wakefd, on_wake)) {
+		errbuf_fail(err, errlen, -errno, "epoll/eventfd: %s",
+			    strerror(errno));
+		goto err_free;
+	}
+	ret = pthread_create(&s->loop_thread, NULL, loop_main, s);
+	if (ret) {
+		errbuf_fail(err, errlen, -ret, "pthread_create: %s",
+			    strerror(ret));
+		goto err_free;
+	}
+	s->loop_started = true;
+	ret = pthread_create(&s->pool_thread, NULL, pool_main, s);
+	if (ret) {
+		errbuf_fail(err, errlen, -ret, "pthread_create: %s",
+			    strerror(ret));
+		sched_destroy(s);
+		return NULL;
+	}
+	s->pool_started = true;
+	return s;
+err_free:
+	if (s->epfd >= 0)
+		close(s->epfd);
+	if (s->wakefd >= 0)
+		close(s->wakefd);
+	free(s->vmm);
+	free(s->runtime_dir);
+	free(s);
+	return NULL;
+}
+
+/* Stops fn taking work (lock held): off the hash and the waiting lists; its
+ * idle and starting instances end now, busy ones when they finish. */
+static void fn_retire(struct sched *s, struct fn *fn)
+{
+	struct list_node *n, *t;
+
+	fn->retired = true;
+	if (list_linked(&fn->wait_node))
+		list_del(&fn->wait_node);
+	list_for_each_safe(n, t, &s->insts) {
+		struct inst *in = container_of(n, struct inst, all);
+
+		if (in->fn == fn && in->state != I_BUSY)
+			inst_kill(s, in);
+	}
+	fn_schedule_pump(s, fn); /* frees it once unreferenced */
+}
+
+int sched_fn_set(struct sched *s, const struct sched_fn_spec *spec)
+{
+	struct fn *fn = calloc(1, sizeof(*fn)), *old;
+	uint64_t b = (uint64_t)spec->fn_id % FN_BUCKETS;
+
+	if (!fn)
+		return -ENOMEM;
+	fn->id = spec->fn_id;
+	fn->tenant_id = spec->tenant_id;
+	fn->version = spec->version;
+	snprintf(fn->name, sizeof(fn->name), "%s", spec->name);
+	util_copy(fn->tenant, sizeof(fn->tenant), spec->tenant);
+	fn->snap_dir = strdup(spec->snapshot_dir);
+	fn->disk = spec->disk ? strdup(spec->disk) : NULL;
+	fn->memory_mib = spec->memory_mib;
+	fn->timeout_ms = spec->timeout_ms ? spec->timeout_ms : 3000;
+	fn->max_conc = spec->max_concurrency ? spec->max_concurrency : 1;
+	list_init(&fn->idle);
+	list_init(&fn->queue);
+	list_init(&fn->wait_node);
+	list_init(&fn->pump_node);
+	if (!fn->snap_dir || (spec->disk && !fn->disk)) {
+		fn_free(fn);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&s->lock);
+	old = fn_find(s, spec->fn_id);
+	if (old) {
+		/* The queue moves to the new version; counters carry on. */
+		fn->st = old->st;
+		while (!list_empty(&old->queue)) {
+			struct list_node *n = list_first(&old->queue);
+
+			list_del(n);
+			list_append(&fn->queue, n);
+			container_of(n, struct inv, node)->fn = fn;
+			old->nr_queued--;
+			fn->nr_queued++;
+		}
+		fn_hash_del(s, old);
+		fn_retire(s, old);
+	}
+	fn->hnext = s->buckets[b];
+	s->buckets[b] = fn;
+	s->nr_fns++;
+	fn_schedule_pump(s, fn);
+	pumps_run(s);
+	pthread_mutex_unlock(&s->lock);
+	wake(s);
+	return 0;
+}
+
+void sched_fn_remove(struct sched *s, int64_t fn_id)
+{
+	struct fn *fn;
+
+	pthread_mutex_lock(&s->lock);
+	fn = fn_find(s, fn_id);
+	if (fn) {
+		while (!list_empty(&fn->queue))
+			inv_complete(s, container_of(list_first(&fn->queue),
+						     struct inv, node),
+				     SCHED_GONE, "the function was deleted");
+		fn_hash_del(s, fn);
+		fn_retire(s, fn);
+		pumps_run(s);
+	}
+	pthread_mutex_unlock(&s->lock);
+	wake(s);
+}
+
+int sched_fn_stop_idle(struct sched *s, int64_t fn_id)
+{
+	struct list_node *n;
+	struct fn *fn;
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&s->lock);
+	fn = fn_find(s, fn_id);
+	if (fn) {
+		ret = 0;
+		while ((n = list_first(&fn->idle))) {
+			inst_kill(s, container_of(n, struct inst, node));
+			ret++;
+		}
+		pumps_run(s);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int sched_fn_stats(struct sched *s, int64_t fn_id, struct sched_fn_stats *st)
+{
+	struct fn *fn;
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&s->lock);
+	fn = fn_find(s, fn_id);
+	if (fn) {
+		*st = fn->st;
+		st->version = fn->version;
+		st->idle = fn->nr_idle;
+		st->busy = fn->nr_busy;
+		st->starting = fn->nr_starting;
+		st->queued = fn->nr_queued;
+		ret = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+void sched_stats(struct sched *s, struct sched_stats *st)
+{
+	pthread_mutex_lock(&s->lock);
+	memset(st, 0, sizeof(*st));
+	st->pool_ready = s->nr_ready;
+	st->pool_spawning = s->nr_spawning;
+	st->pool_target = s->cfg.pool_size;
+	st->pool_spawned = s->spawned;
+	st->pool_spawn_failures = s->spawn_failures;
+	st->functions = s->nr_fns;
+	st->vmm_processes = s->nr_insts;
+	{
+		struct list_node *n, *t;
+
+		list_for_each_safe(n, t, &s->insts) {
+			struct inst *in = container_of(n, struct inst, all);
+
+			if (in->state >= I_RESTORING && in->state < I_DEAD)
+				st->instances++;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+int sched_invoke(struct sched *s, int64_t fn_id, void *payload, size_t len,
+		 const struct timespec *start, sched_done_fn done, void *ctx)
+{
+	struct inv *inv = calloc(1, sizeof(*inv));
+	struct fn *fn;
+	bool wake_loop = false;
+
+	if (!inv) {
+		free(payload);
+		return -ENOMEM;
+	}
+	inv->payload = payload;
+	inv->len = len;
+	inv->done = done;
+	inv->ctx = ctx;
+	inv->start = *start;
+	inv->enq_ns = util_now_ns();
+	timer_init(&inv->timer);
+	list_init(&inv->node);
+
+	pthread_mutex_lock(&s->lock);
+	fn = s->draining ? NULL : fn_find(s, fn_id);
+	if (!fn) {
+		int ret = s->draining ? -ESHUTDOWN : -ENOENT;
+
+		pthread_mutex_unlock(&s->lock);
+		free(payload);
+		free(inv);
+		return ret;
+	}
+	s->inflight++;
+	inv->fn = fn;
+	inv->tenant_id = fn->tenant_id;
+	inv->fn_id = fn->id;
+	inv->version = fn->version;
+	inv->memory_mib = fn->memory_mib;
+	inv->timeout_ms = fn->timeout_ms;
+	memcpy(inv->tenant, fn->tenant, sizeof(inv->tenant));
+	memcpy(inv->function, fn->name, sizeof(inv->function));
+	inv->res.request_id = request_id_next(s);
+	{
+		/* What can take this invocation: idle instances, those
+		 * starting, those that may still start, and the queue. */
+		unsigned room = fn->max_conc > fn_total(fn) ?
+					fn->max_conc - fn_total(fn) : 0;
+
+		if (fn->nr_queued >= fn->nr_idle + fn->nr_starting + room +
+					     s->cfg.queue_max) {
+			inv_complete(s, inv, SCHED_THROTTLED,
+				     "%u invocations already wait for this "
+				     "function", fn->nr_queued);
+			wake_loop = true;
+		} else {
+			list_append(&fn->queue, &inv->node);
+			fn->nr_queued++;
+			timer_arm(s, &inv->timer, s->cfg.queue_wait_ms,
+				  on_queue_timeout);
+			fn_pump(s, fn);
+			pumps_run(s);
+			/* Anything completed above (a restore that failed at
+			 * once) is the loop's to deliver. */
+			wake_loop = !list_empty(&s->completed);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (wake_loop)
+		wake(s);
+	return 0;
+}
+
+/* Ends every instance and fails whatever still waits (lock held). */
+static void stop_everything(struct sched *s)
+{
+	struct list_node *n, *t;
+
+	s->stopping = true;
+	for (size_t b = 0; b < FN_BUCKETS; b++)
+		for (struct fn *fn = s->buckets[b]; fn; fn = fn->hnext)
+			while (!list_empty(&fn->queue))
+				inv_complete(s, container_of(list_first(&fn->queue),
+							     struct inv, node),
+					     SCHED_UNAVAILABLE,
+					     "emberd is shutting down");
+	list_for_each_safe(n, t, &s->insts) {
+		struct inst *in = container_of(n, struct inst, all);
+
+		if (in->state == I_BUSY && in->inv) {
+			inv_complete(s, in->inv, SCHED_UNAVAILABLE,
+				     "emberd is shutting down");
+			in->inv = NULL;
+		}
+		inst_kill(s, in);
+	}
+	pthread_cond_broadcast(&s->pool_cond);
+}
+
+void sched_drain(struct sched *s, unsigned grace_ms)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += grace_ms / 1000;
+	until.tv_nsec += (long)(grace_ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->draining = true;
+	while (s->inflight &&
+	       pthread_cond_timedwait(&s->drain_cond, &s->lock, &until) == 0)
+		;
+	if (s->inflight)
+		log_warn("%u invocations still running after the %u ms grace; "
+			 "stopping their VMs", s->inflight, grace_ms);
+	stop_everything(s);
+	pthread_mutex_unlock(&s->lock);
+	wake(s);
+}
+
+void sched_destroy(struct sched *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->draining = true;
+	stop_everything(s);
+	pthread_mutex_unlock(&s->lock);
+	wake(s);
+	if (s->pool_started)
+		pthread_join(s->pool_thread, NULL);
+	if (s->loop_started) {
+		wake(s);
+		pthread_join(s->loop_thread, NULL);
+	}
+	/* Whatever the loop left (processes that would not die). */
+	while (!list_empty(&s->insts)) {
+		struct inst *in = container_of(list_first(&s->insts),
+					       struct inst, all);
+
+		list_del(&in->all);
+		if (in->w_pid.fd >= 0)
+			close(in->w_pid.fd);
+		inst_free(in);
+	}
+	while (!list_empty(&s->graveyard)) {
+		struct inst *in = container_of(list_first(&s->graveyard),
+					       struct inst, all);
+
+		list_del(&in->all);
+		inst_free(in);
+	}
+	for (size_t b = 0; b < FN_BUCKETS; b++) {
+		while (s->buckets[b]) {
+			struct fn *fn = s->buckets[b];
+
+			s->buckets[b] = fn->hnext;
+			fn_free(fn);
+		}
+	}
+	timers_free(&s->timers);
+	close(s->epfd);
+	close(s->wakefd);
+	free(s->vmm);
+	free(s->runtime_dir);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->pool_cond);
+	pthread_cond_destroy(&s->drain_cond);
+	free(s);
+}
