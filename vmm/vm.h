@@ -9,6 +9,7 @@
 #define EMBER_VM_H
 
 #include <pthread.h>
+#include <time.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -37,6 +38,11 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool thread_started;
+	/* Preemption ticks for a plain guest that asks for them
+	 * (struct ember_preempt): a timer signalling this vCPU's thread. */
+	timer_t tick_timer;
+	bool tick_timer_ok, tick_armed;
+	uint64_t tick_slice_ns;
 };
 
 /* One queue's ioeventfd, as seen by its evloop callback. */
