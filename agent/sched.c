@@ -747,10 +747,20 @@ static void on_pid(struct sched *s, struct watch *w, uint32_t ev)
 	char st[32], why[64];
 
 	(void)ev;
-	if (w->fd < 0 || vmmproc_reap(&in->proc, s->runtime_dir))
+	if (w->fd < 0)
 		return;
-	/* vmmproc_reap closed the pidfd. */
+	/* Out of epoll before vmmproc_reap closes the pidfd: a close does
+	 * not remove the registration while a child being spawned (between
+	 * clone and exec) still holds a copy of the fd, and the pidfd of an
+	 * ended process stays readable, so the registration would report an
+	 * instance that is freed by then. */
 	epoll_ctl(s->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+	if (vmmproc_reap(&in->proc, s->runtime_dir)) {
+		struct epoll_event e = { .events = EPOLLIN, .data.ptr = w };
+
+		epoll_ctl(s->epfd, EPOLL_CTL_ADD, w->fd, &e);
+		return;
+	}
 	w->fd = -1;
 	if (in->state != I_DEAD) {
 		/* An EXIT line may still sit in the control socket: it says
