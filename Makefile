@@ -6,6 +6,7 @@
 #   make test    unit tests (ASan+UBSan) and integration tests on /dev/kvm
 #   make demo    boot the demo guests
 #   make kernel  build the Linux guest kernel (cached outside the tree)
+#   make linux-image  the Linux guest's root disk (guest-init + echo; cached)
 #   make bench   run the benchmarks (bench/results/*.json)
 #   make fuzz    build and briefly run the libFuzzer targets (clang)
 

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/meter_api.h"
 #include "log.h"
 #include "proto/invoke.h"
 
@@ -728,6 +729,7 @@ static void deploy_get(void *ctx, struct http_req *r)
 struct invocation {
 	struct http_req *r;
 	uint32_t version;
+	bool bill_init;  /* the meter bills restores too (--bill-init) */
 };
 
 static void set_header_u64(struct http_req *r, const char *name, uint64_t v,
@@ -758,10 +760,13 @@ static void on_invoke_done(void *ctx, struct sched_result *res)
 		http_add_header(r, "X-Ember-Start", res->cold ? "cold" : "warm");
 		set_header_u64(r, "X-Ember-Duration-Us", res->duration_ns / 1000,
 			       false);
+		/* The ledger's own rule (docs/metering.md), so that the
+		 * header and the bill agree. */
 		set_header_u64(r, "X-Ember-Billed-Ms",
-			       res->duration_ns ?
-				       (res->duration_ns + 999999) / 1000000 :
-				       1,
+			       meter_billed_ms(meter_api_outcome(res->outcome),
+					       res->duration_ns,
+					       res->cold ? res->init_ns : 0, 0,
+					       iv->bill_init),
 			       false);
 		if (res->cold)
 			set_header_u64(r, "X-Ember-Init-Us",
@@ -800,6 +805,30 @@ static void on_invoke_done(void *ctx, struct sched_result *res)
 	http_resume(r);
 }
 
+/* An invocation refused before the scheduler took it still gets its
+ * ledger row (nothing billed) and a request id on the answer (call after
+ * the http_reply_*). */
+static void invoke_refused(struct api *a, struct http_req *r,
+			   const struct db_fn_ref *f, size_t len,
+			   const struct timespec *start)
+{
+	const struct auth_who *who = http_who(r);
+	struct meter_inv inv = {
+		.tenant_id = who->tenant.id,
+		.tenant = who->tenant.name,
+		.fn_id = f->id,
+		.function = http_param(r, 0),
+		.version = f->version,
+		.start = *start,
+		.outcome = LEDGER_REJECTED,
+		.bytes_in = len,
+	};
+
+	if (a->meter)
+		set_header_u64(r, "X-Ember-Request-Id",
+			       meter_refused(a->meter, &inv), true);
+}
+
 static void function_invoke(void *ctx, struct http_req *r)
 {
 	struct api *a = ctx;
@@ -818,16 +847,21 @@ static void function_invoke(void *ctx, struct http_req *r)
 					"no function \"%s\"", name);
 	if (ret)
 		return reply_db_error(r, ret);
-	if (!f.version)
-		return http_reply_error(r, 409, "not_deployed",
-					"\"%s\" has no version yet%s", name,
-					f.deploying ? " (its first deploy is "
-						      "running)" : "");
+	clock_gettime(CLOCK_REALTIME, &start);
+	if (!f.version) {
+		http_reply_error(r, 409, "not_deployed",
+				 "\"%s\" has no version yet%s", name,
+				 f.deploying ? " (its first deploy is "
+					       "running)" : "");
+		http_body(r, &len);
+		return invoke_refused(a, r, &f, len, &start);
+	}
 	iv = calloc(1, sizeof(*iv));
 	if (!iv)
 		return http_reply_error(r, 500, "internal_error",
 					"out of memory");
 	iv->r = r;
+	iv->bill_init = a->meter && meter_config(a->meter)->bill_init;
 	iv->version = f.version;
 	clock_gettime(CLOCK_REALTIME, &start);
 	{
@@ -865,6 +899,7 @@ static void function_invoke(void *ctx, struct http_req *r)
 		else
 			http_reply_error(r, 500, "internal_error", "%s",
 					 strerror(-ret));
+		invoke_refused(a, r, &f, len, &start);
 		http_resume(r);
 	}
 }
@@ -913,6 +948,14 @@ static const struct http_route routes[] = {
 	  "invoke: the body is the payload, the answer the result" },
 	{ "GET", "/v1/deploys/{id}", HTTP_TENANT, HTTP_BODY_NONE, 0, deploy_get,
 	  "a deploy's state, steps and error" },
+	{ "GET", "/v1/functions/{name}/logs", HTTP_TENANT, HTTP_BODY_NONE, 0,
+	  meter_api_logs, "a function's invocation logs" },
+	{ "GET", "/v1/usage", HTTP_TOKEN, HTTP_BODY_NONE, 0, meter_api_usage,
+	  "usage totals (a tenant its own; the admin all, per tenant)" },
+	{ "GET", "/v1/invocations", HTTP_TOKEN, HTTP_BODY_NONE, 0,
+	  meter_api_invocations, "the ledger's rows, oldest first, paged" },
+	{ "GET", "/metrics", HTTP_ADMIN, HTTP_BODY_NONE, 0, meter_api_metrics,
+	  "Prometheus metrics" },
 };
 
 const struct http_route *api_routes(size_t *n)

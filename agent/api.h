@@ -23,6 +23,7 @@
 #include "agent/auth.h"
 #include "agent/db.h"
 #include "agent/functions.h"
+#include "agent/meter.h"
 #include "agent/sched.h"
 #include "agent/server.h"
 
@@ -32,6 +33,7 @@ struct api {
 	struct db *db;
 	struct sched *sched;
 	struct fns *fns;
+	struct meter *meter;  /* NULL: metering off (emberd --no-meter) */
 	atomic_bool draining; /* SIGTERM: health says so, invokes get 503 */
 };
 

@@ -70,6 +70,9 @@ static const char usage_main[] =
 "    versions NAME             a function's versions\n"
 "    rm NAME                   delete a function and its versions\n"
 "    health                    check that emberd answers\n"
+"    usage                     usage and what it bills: invocations, errors,\n"
+"                              GB-seconds (a tenant its own; admin all)\n"
+"    logs NAME                 a function's invocation logs (--follow)\n"
 "    `ember COMMAND --help` describes each.\n"
 "\n"
 "OPTIONS\n"
@@ -253,6 +256,58 @@ static const char usage_rm[] =
 "DESCRIPTION\n"
 "    Stops the function's instances and deletes it with all its versions.\n"
 "    There is no undo.\n";
+
+static const char usage_usage[] =
+"NAME\n"
+"    ember usage - what functions used and what it bills\n"
+"\n"
+"SYNOPSIS\n"
+"    ember usage [--from T] [--to T] [--function NAME] [--tenant NAME]\n"
+"                [--by function|day|hour|function,day|function,hour] [--csv]\n"
+"\n"
+"DESCRIPTION\n"
+"    Sums over emberd's ledger (one row per invocation request): REQUESTS,\n"
+"    ERRORS (function errors, timeouts, crashes), THROTTLED, COLD starts,\n"
+"    BILLED_MS (each invocation's duration rounded up to 1 ms; a timeout\n"
+"    bills its full timeout; throttled and refused requests nothing) and\n"
+"    GB_S (memory in GiB times billed seconds), then a TOTAL line. A\n"
+"    tenant token sees its own functions; the admin token every tenant's,\n"
+"    and a summary per tenant. docs/metering.md has the rules.\n"
+"\n"
+"OPTIONS\n"
+"    --from T, --to T   the range [from, to): 2026-12-01,\n"
+"                       2026-12-01T10:00:00Z (UTC), now, or before now:\n"
+"                       -90m, -24h, -7d (default: this month until now)\n"
+"    --function NAME    one function\n"
+"    --tenant NAME      one tenant (admin)\n"
+"    --by KEYS          rows per function (default), day, hour, or per\n"
+"                       function and day or hour\n"
+"    --csv              the rows as CSV, for a spreadsheet (every column)\n"
+"\n"
+"EXAMPLES\n"
+"    ember usage --from -7d --by day\n"
+"    ember usage --from 2026-11-01 --to 2026-12-01 --csv > november.csv\n";
+
+static const char usage_logs[] =
+"NAME\n"
+"    ember logs - a function's invocation logs\n"
+"\n"
+"SYNOPSIS\n"
+"    ember logs NAME [--request-id ID | --since T | --tail N] [--follow]\n"
+"\n"
+"DESCRIPTION\n"
+"    Prints what the function's handler wrote (stdout and stderr) during\n"
+"    its invocations, one line per line of output, each prefixed with the\n"
+"    invocation's start time and request id (X-Ember-Request-Id). Output\n"
+"    over the per-invocation bound ends with \"[truncated]\". By default\n"
+"    the last 100 invocations' logs.\n"
+"\n"
+"OPTIONS\n"
+"    -r, --request-id ID  one invocation's log\n"
+"        --since T        invocations since T (-10m, 2026-12-01T10:00Z)\n"
+"    -n, --tail N         the last N invocations' logs (1..1000)\n"
+"    -f, --follow         then wait for new ones, every second, until\n"
+"                         interrupted\n";
 
 static const char usage_health[] =
 "NAME\n"
@@ -501,7 +556,7 @@ static const char *cell(const json_t *v, char *buf, size_t cap)
 	return buf;
 }
 
-#define TABLE_COLS 6
+#define TABLE_COLS 8
 struct table {
 	const char *head[TABLE_COLS];
 	size_t ncols, nrows, width[TABLE_COLS];
@@ -1327,6 +1382,231 @@ static int cmd_rm(struct cli *cli, int argc, char **argv)
 	return EX_OK;
 }
 
+/* ---- usage and logs ---- */
+
+/* One row of `ember usage`: the key columns (tenant, function, period:
+ * the bits of keys) from u, or, for a total, `label` then blanks; then the
+ * figures. */
+static void usage_row(struct table *t, json_t *u, unsigned keys,
+		      const char *label)
+{
+	static const char *const keyname[] = { "tenant", "function", "period" };
+	static const char *const counts[] = { "requests", "errors",
+					      "throttled", "cold_starts",
+					      "billed_ms" };
+	char b[TABLE_COLS][64];
+	const char *row[TABLE_COLS];
+	size_t c = 0;
+
+	for (unsigned k = 0; k < 3; k++) {
+		if (!(keys & (1u << k)))
+			continue;
+		row[c] = label ? (c ? "" : label) :
+				 cell(json_object_get(u, keyname[k]), b[c],
+				      sizeof(b[c]));
+		c++;
+	}
+	if (!keys)
+		row[c++] = label ? label : "";
+	for (size_t i = 0; i < 5; i++, c++)
+		row[c] = cell(json_object_get(u, counts[i]), b[c], sizeof(b[c]));
+	snprintf(b[c], sizeof(b[c]), "%.6f",
+		 json_number_value(json_object_get(u, "gb_seconds")));
+	row[c] = b[c];
+	table_row(t, row);
+}
+
+static int cmd_usage(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "from", required_argument, NULL, 'F' },
+		{ "to", required_argument, NULL, 'T' },
+		{ "function", required_argument, NULL, 'f' },
+		{ "tenant", required_argument, NULL, 't' },
+		{ "by", required_argument, NULL, 'b' },
+		{ "csv", no_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ember_usage_query q = { 0 };
+	bool csv = false;
+	json_t *j, *v, *g;
+	unsigned keys = 0;
+	size_t i;
+	int o, ret;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'F': q.from = optarg; break;
+		case 'T': q.to = optarg; break;
+		case 'f': q.function = optarg; break;
+		case 't': q.tenant = optarg; break;
+		case 'b': q.group_by = optarg; break;
+		case 'c': csv = true; break;
+		case 'h': fputs(usage_usage, stdout); return EX_OK;
+		default: fputs(usage_usage, stderr); return EX_USAGE;
+		}
+	}
+	if (optind != argc)
+		die_usage("usage: unexpected argument \"%s\"", argv[optind]);
+	connect_client(cli);
+	if (csv) {
+		char *text;
+		size_t len;
+
+		ret = ember_client_usage_csv(cli->c, &q, &text, &len);
+		if (ret)
+			return api_error(cli, "usage", ret);
+		fwrite(text, 1, len, stdout);
+		free(text);
+		return EX_OK;
+	}
+	ret = ember_client_usage(cli->c, &q, &j);
+	if (ret)
+		return api_error(cli, "usage", ret);
+	if (cli->json) {
+		print_json(j);
+		json_decref(j);
+		return EX_OK;
+	}
+	json_array_foreach(json_object_get(j, "group_by"), i, g) {
+		const char *k = json_string_value(g);
+
+		keys |= !strcmp(k, "tenant") ? 1 : !strcmp(k, "function") ? 2 :
+			4;
+	}
+	{
+		struct table t = { .ncols = 0 };
+
+		if (keys & 1)
+			t.head[t.ncols++] = "TENANT";
+		if (keys & 2)
+			t.head[t.ncols++] = "FUNCTION";
+		if (keys & 4)
+			t.head[t.ncols++] = "PERIOD";
+		if (!keys)
+			t.head[t.ncols++] = "";
+		t.head[t.ncols++] = "REQUESTS";
+		t.head[t.ncols++] = "ERRORS";
+		t.head[t.ncols++] = "THROTTLED";
+		t.head[t.ncols++] = "COLD";
+		t.head[t.ncols++] = "BILLED_MS";
+		t.head[t.ncols++] = "GB_S";
+		json_array_foreach(json_object_get(j, "usage"), i, v)
+			usage_row(&t, v, keys, NULL);
+		usage_row(&t, json_object_get(j, "total"), keys, "TOTAL");
+		printf("usage from %s to %s\n",
+		       json_string_value(json_object_get(j, "from")),
+		       json_string_value(json_object_get(j, "to")));
+		table_print(&t);
+		if (json_array_size(json_object_get(j, "tenants"))) {
+			struct table pt = { .ncols = 7 };
+			static const char *const heads[] = {
+				"TENANT", "REQUESTS", "ERRORS", "THROTTLED",
+				"COLD", "BILLED_MS", "GB_S",
+			};
+
+			memcpy(pt.head, heads, sizeof(heads));
+			json_array_foreach(json_object_get(j, "tenants"), i, v)
+				usage_row(&pt, v, 1, NULL);
+			printf("\nper tenant\n");
+			table_print(&pt);
+		}
+	}
+	json_decref(j);
+	return EX_OK;
+}
+
+/* Prints a page of log entries; returns the answer's cursor. */
+static int64_t print_logs(struct cli *cli, json_t *j)
+{
+	json_t *v;
+	size_t i;
+
+	if (cli->json) {
+		print_json(j);
+	} else {
+		json_array_foreach(json_object_get(j, "logs"), i, v) {
+			const char *at = json_string_value(json_object_get(v, "at"));
+			const char *id = json_string_value(
+				json_object_get(v, "request_id"));
+			const char *text = json_string_value(
+				json_object_get(v, "text"));
+			const char *p = text ? text : "";
+
+			/* One output line per line of the text (the server
+			 * has replaced control characters already). */
+			while (*p) {
+				const char *nl = strchr(p, '\n');
+				int n = nl ? (int)(nl - p) : (int)strlen(p);
+
+				printf("%s %s %.*s\n", at ? at : "-",
+				       id ? id : "-", n, p);
+				p += n + (nl != NULL);
+			}
+			if (json_is_true(json_object_get(v, "truncated")))
+				printf("%s %s [truncated]\n", at ? at : "-",
+				       id ? id : "-");
+		}
+	}
+	fflush(stdout);
+	return json_integer_value(json_object_get(j, "cursor"));
+}
+
+static int cmd_logs(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "request-id", required_argument, NULL, 'r' },
+		{ "since", required_argument, NULL, 's' },
+		{ "tail", required_argument, NULL, 'n' },
+		{ "follow", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ember_logs_query q = { .after = -1 };
+	bool follow = false;
+	char what[128];
+	json_t *j;
+	int o, ret;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "r:n:fh", opts, NULL)) != -1) {
+		switch (o) {
+		case 'r': q.request_id = optarg; break;
+		case 's': q.since = optarg; break;
+		case 'n': q.tail = (unsigned)number_arg(optarg, 1000, "--tail");
+			  break;
+		case 'f': follow = true; break;
+		case 'h': fputs(usage_logs, stdout); return EX_OK;
+		default: fputs(usage_logs, stderr); return EX_USAGE;
+		}
+	}
+	if (argc - optind != 1) {
+		fputs(usage_logs, stderr);
+		die_usage("logs: expected a function name");
+	}
+	connect_client(cli);
+	snprintf(what, sizeof(what), "logs %.63s", argv[optind]);
+	ret = ember_client_logs(cli->c, argv[optind], &q, &j);
+	if (ret)
+		return api_error(cli, what, ret);
+	q.after = print_logs(cli, j);
+	json_decref(j);
+	/* --follow: what came after the last cursor, once a second. */
+	q.request_id = q.since = NULL;
+	q.tail = 0;
+	while (follow) {
+		sleep(1);
+		ret = ember_client_logs(cli->c, argv[optind], &q, &j);
+		if (ret)
+			return api_error(cli, what, ret);
+		q.after = print_logs(cli, j);
+		json_decref(j);
+	}
+	return EX_OK;
+}
+
 static const struct command {
 	const char *name;
 	int (*run)(struct cli *cli, int argc, char **argv);
@@ -1341,6 +1621,8 @@ static const struct command {
 	{ "versions", cmd_versions, usage_versions },
 	{ "rm", cmd_rm, usage_rm },
 	{ "health", cmd_health, usage_health },
+	{ "usage", cmd_usage, usage_usage },
+	{ "logs", cmd_logs, usage_logs },
 };
 
 static const struct command *find_command(const char *name)

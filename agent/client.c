@@ -630,6 +630,88 @@ int ember_client_deploy_wait(struct ember_client *c, const char *id,
 	return 0;
 }
 
+/* url + "?k=v&k=v" for the pairs of kv (NULL-terminated, NULL values
+ * skipped), values percent-encoded; frees url. */
+static char *with_query(struct ember_client *c, char *url,
+			const char *const *kv)
+{
+	char *out = url;
+
+	for (size_t i = 0; out && kv[i]; i += 2) {
+		char *e, *next;
+
+		if (!kv[i + 1])
+			continue;
+		e = curl_easy_escape(c->curl, kv[i + 1], 0);
+		if (!e || asprintf(&next, "%s%c%s=%s", out,
+				   strchr(out, '?') ? '&' : '?', kv[i], e) < 0)
+			next = NULL;
+		curl_free(e);
+		free(out);
+		out = next;
+	}
+	return out;
+}
+
+static char *usage_url(struct ember_client *c,
+		       const struct ember_usage_query *q, bool csv)
+{
+	const char *kv[] = { "from", q->from, "to", q->to,
+			     "function", q->function, "tenant", q->tenant,
+			     "group_by", q->group_by,
+			     "format", csv ? "csv" : NULL, NULL };
+
+	return with_query(c, make_url(c, "/v1/usage", NULL, NULL, NULL), kv);
+}
+
+int ember_client_usage(struct ember_client *c,
+		       const struct ember_usage_query *q, json_t **out)
+{
+	return call_json(c, "GET", usage_url(c, q, false), NULL, out);
+}
+
+int ember_client_usage_csv(struct ember_client *c,
+			   const struct ember_usage_query *q, char **csv,
+			   size_t *len)
+{
+	struct response r = { 0 };
+	char *url = usage_url(c, q, true);
+	int ret = request(c, "GET", url, NULL, 0, NULL, &r, NULL);
+
+	free(url);
+	*csv = NULL;
+	*len = 0;
+	if (ret) {
+		free(r.body.p);
+		return ret;
+	}
+	*csv = r.body.p ? r.body.p : calloc(1, 1);
+	*len = r.body.len;
+	return *csv ? 0 : set_error(c, -ENOMEM, 0, "transport",
+				    "out of memory");
+}
+
+int ember_client_logs(struct ember_client *c, const char *name,
+		      const struct ember_logs_query *q, json_t **out)
+{
+	char after[24], tail[16];
+	const char *kv[] = { "request_id", q->request_id, "since", q->since,
+			     "after", NULL, "tail", NULL, NULL };
+
+	if (q->after >= 0) {
+		snprintf(after, sizeof(after), "%lld", (long long)q->after);
+		kv[5] = after;
+	}
+	if (q->tail) {
+		snprintf(tail, sizeof(tail), "%u", q->tail);
+		kv[7] = tail;
+	}
+	return call_json(c, "GET",
+			 with_query(c, make_url(c, "/v1/functions/", name,
+						"/logs", NULL), kv),
+			 NULL, out);
+}
+
 int ember_client_invoke(struct ember_client *c, const char *name,
 			const void *payload, size_t len,
 			struct ember_invoke_result *res)

@@ -140,6 +140,38 @@ int ember_client_invoke(struct ember_client *c, const char *name,
 			struct ember_invoke_result *res);
 void ember_invoke_result_free(struct ember_invoke_result *res);
 
+/*
+ * Usage and logs (docs/metering.md). Each string is a query argument,
+ * NULL when absent: times as 2026-12-01, 2026-12-01T10:00:00Z, now, -24h.
+ */
+struct ember_usage_query {
+	const char *from, *to;
+	const char *function;
+	const char *tenant;          /* admin only */
+	const char *group_by;        /* function, day, hour, function,day ... */
+};
+
+/* GET /v1/usage: *out the JSON answer ({"usage", "total", ...}). */
+int ember_client_usage(struct ember_client *c,
+		       const struct ember_usage_query *q, json_t **out);
+/* The same rows as CSV: *csv (malloc'd, NUL-terminated) and *len. */
+int ember_client_usage_csv(struct ember_client *c,
+			   const struct ember_usage_query *q, char **csv,
+			   size_t *len);
+
+struct ember_logs_query {
+	const char *request_id;      /* 16 hex digits: that invocation only */
+	const char *since;           /* a time */
+	int64_t after;               /* a cursor from an earlier answer; < 0:
+					none */
+	unsigned tail;               /* the last N entries; 0: the server's
+					default */
+};
+
+/* GET /v1/functions/NAME/logs: {"logs": [...], "cursor": N}. */
+int ember_client_logs(struct ember_client *c, const char *name,
+		      const struct ember_logs_query *q, json_t **out);
+
 /* True if `name` is a valid tenant or function name:
  * ^[a-z0-9][a-z0-9-]{0,62}$ (the server checks it too). */
 bool ember_client_name_ok(const char *name);

@@ -67,6 +67,17 @@ static const struct opt opts[] = {
 	O("max-tree-bytes", T_SIZE, max_tree_bytes, 1024, 1ull << 40, 0),
 	O("shutdown-grace", T_UINT, shutdown_grace_s, 0, 3600, 0),
 	O("verbose", T_COUNT, verbose, 0, 0, 'v'),
+	O("log-file", T_STR, log_file, 0, 0, 0),
+	O("log-format", T_STR, log_format, 0, 0, 0),
+	O("no-meter", T_FLAG, no_meter, 0, 0, 0),
+	O("ledger-batch-ms", T_UINT, ledger_batch_ms, 1, 600000, 0),
+	O("bill-init", T_FLAG, bill_init, 0, 0, 0),
+	O("log-invocation-bytes", T_SIZE, log_invocation_bytes, 256, 16 << 20,
+	  0),
+	O("logs-per-function", T_SIZE, logs_per_function, 64 << 10,
+	  1ull << 40, 0),
+	O("logs-retention", T_UINT, logs_retention_s, 60, 3650u * 86400, 0),
+	O("metrics-max-series", T_UINT, metrics_max_series, 1, 1000000, 0),
 	O("routes", T_FLAG, print_routes, 0, 0, 0),
 };
 #undef O
@@ -158,6 +169,26 @@ static const char usage_text[] =
 "        --shutdown-grace S   on SIGTERM, how long in-flight invocations may\n"
 "                             finish before their VMs are stopped (default 10)\n"
 "    -v, --verbose            log more (repeat for debug)\n"
+"        --log-file FILE      emberd's log goes to FILE (appended; reopened\n"
+"                             on SIGHUP, for log rotation), not stderr\n"
+"        --log-format F       json: one JSON object per line (default);\n"
+"                             text: plain lines, for a terminal\n"
+"\n"
+"  Metering (docs/metering.md)\n"
+"        --ledger-batch-ms MS how often the ledger commits its journal to the\n"
+"                             database (default 20); a record is durable in\n"
+"                             the journal before its answer is sent\n"
+"        --bill-init          bill a cold start's restore time as well\n"
+"                             (default: reported, not billed)\n"
+"        --log-invocation-bytes N\n"
+"                             handler output kept per invocation (64K)\n"
+"        --logs-per-function N  logs kept per function, oldest out (16M)\n"
+"        --logs-retention S   logs older than S seconds are deleted\n"
+"                             (default 604800: 7 days)\n"
+"        --metrics-max-series N  functions with series of their own in\n"
+"                             /metrics (default 1000; the rest: _other)\n"
+"        --no-meter           no ledger, usage, metrics or logs (for\n"
+"                             measuring what metering costs)\n"
 "        --routes             print the API's routes and exit\n"
 "    -h, --help               this text\n"
 "\n"
@@ -494,6 +525,9 @@ int config_load(struct agent_config *c, int argc, char **argv,
 	    default_path(&c->python_handler, exe_dir, "handlers/python") ||
 	    default_path(&c->python_home, exe_dir, "runtimes/python"))
 		return -1;
+	if (c->log_format && strcmp(c->log_format, "json") &&
+	    strcmp(c->log_format, "text"))
+		return usage_error("--log-format is json or text");
 	if (!!c->tls_cert != !!c->tls_key)
 		return usage_error("--tls-cert and --tls-key go together");
 	if (c->tls_cert && !c->listen)

@@ -61,6 +61,15 @@ struct agent_config {
 	/* life */
 	unsigned shutdown_grace_s;
 	int verbose;           /* 0 warnings, 1 info, 2 debug */
+	char *log_file;        /* emberd's own log (NULL: stderr) */
+	char *log_format;      /* "json" (default) or "text" */
+	/* metering (docs/metering.md) */
+	bool no_meter;         /* no ledger, usage, metrics or logs */
+	unsigned ledger_batch_ms;
+	bool bill_init;        /* bill a cold start's restore too */
+	uint64_t log_invocation_bytes, logs_per_function;
+	unsigned logs_retention_s;
+	unsigned metrics_max_series;
 	bool print_routes;     /* --routes: print the route table and exit */
 };
 

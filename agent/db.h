@@ -98,8 +98,8 @@ int db_token_delete(struct db *db, int64_t tenant_id, const char *id);
 struct db_function {
 	int64_t id;
 	int64_t tenant_id;
-	char tenant[UTIL_NAME_MAX + 1];
 	char name[UTIL_NAME_MAX + 1];
+	char tenant[UTIL_NAME_MAX + 1]; /* the tenant's name */
 	char created[UTIL_TIME_LEN];
 	uint32_t version;
 	char version_created[UTIL_TIME_LEN];

@@ -32,7 +32,10 @@
 #include "agent/auth.h"
 #include "agent/config.h"
 #include "agent/db.h"
+#include "agent/elog.h"
 #include "agent/functions.h"
+#include "agent/meter.h"
+#include "agent/meter_api.h"
 #include "agent/sched.h"
 #include "agent/server.h"
 #include "agent/vmmproc.h"
@@ -53,20 +56,6 @@ static void ensure_std_fds(void)
 		if (fcntl(fd, F_GETFD) < 0 &&
 		    open("/dev/null", fd ? O_WRONLY : O_RDONLY) < 0)
 			exit(EXIT_SOFTWARE);
-}
-
-/* emberd's log: one line per event on stderr, with the UTC time. */
-static void log_sink(enum ember_log_level level, const char *line,
-		     void *opaque)
-{
-	char now[UTIL_TIME_LEN];
-
-	(void)level;
-	(void)opaque;
-	if (!strncmp(line, "ember: ", 7))
-		line += 7;
-	util_time_iso8601(now);
-	fprintf(stderr, "%s emberd[%d] %s\n", now, (int)getpid(), line);
 }
 
 static void exe_dir(char *buf, size_t cap)
@@ -171,6 +160,8 @@ int main(int argc, char **argv)
 	struct db *db = NULL;
 	struct sched *sched = NULL;
 	struct fns *fns = NULL;
+	struct meter *meter = NULL;
+	struct sched_hooks hooks = { 0 };
 	struct server *srv = NULL;
 	const struct http_route *routes;
 	size_t nr_routes;
@@ -209,7 +200,15 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	ember_log_set_sink(log_sink, NULL);
+	ret = elog_open(cfg.log_file, cfg.log_format &&
+					       !strcmp(cfg.log_format, "text") ?
+				       ELOG_TEXT : ELOG_JSON);
+	if (ret) {
+		fprintf(stderr, "emberd: --log-file %s: %s\n", cfg.log_file,
+			strerror(-ret));
+		config_free(&cfg);
+		return EXIT_CANTCREAT;
+	}
 	ember_log_set_level(cfg.verbose >= 2 ? EMBER_LOG_DEBUG :
 			    cfg.verbose == 1 ? EMBER_LOG_INFO : EMBER_LOG_WARN);
 
@@ -250,8 +249,35 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (created)
-		fprintf(stderr, "emberd: first start: the admin token is in "
-			"%s/%s (mode 0600)\n", cfg.state_dir, AUTH_ADMIN_FILE);
+		elog_event(LOG_MOD, "admin_token", NULL, "first start: the admin "
+			   "token is in %s/%s (mode 0600)", cfg.state_dir,
+			   AUTH_ADMIN_FILE);
+	if (!cfg.no_meter) {
+		/* Before the scheduler: the journal a crash left is replayed
+		 * into the ledger before any new invocation is recorded. */
+		char jpath[PATH_MAX];
+		struct meter_config mc = {
+			.db_path = path,
+			.journal_path = jpath,
+			.batch_ms = cfg.ledger_batch_ms,
+			.log_invocation_bytes = cfg.log_invocation_bytes,
+			.logs_per_function = cfg.logs_per_function,
+			.logs_retention_s = cfg.logs_retention_s,
+			.bill_init = cfg.bill_init,
+			.metrics_max_series = cfg.metrics_max_series,
+		};
+		size_t replayed = 0;
+
+		snprintf(jpath, sizeof(jpath), "%s/ledger.journal",
+			 cfg.state_dir);
+		meter = meter_create(&mc, &replayed, err, sizeof(err));
+		if (!meter) {
+			fprintf(stderr, "emberd: ledger: %s\n", err);
+			goto out;
+		}
+		hooks.ctx = meter;
+		hooks.finished = meter_api_finished;
+	}
 
 	{
 		struct sched_config sc = {
@@ -271,6 +297,7 @@ int main(int argc, char **argv)
 				.memory_mib = cfg.tenant_memory_mib,
 				.concurrency = cfg.tenant_concurrency,
 			},
+			.hooks = meter ? &hooks : NULL,
 		};
 
 		sched = sched_create(&sc, err, sizeof(err));
@@ -306,6 +333,7 @@ int main(int argc, char **argv)
 	api.db = db;
 	api.sched = sched;
 	api.fns = fns;
+	api.meter = meter;
 	if (api_load_limits(&api)) {
 		fprintf(stderr, "emberd: reading tenants' limits failed\n");
 		goto out;
@@ -337,18 +365,22 @@ int main(int argc, char **argv)
 		}
 	}
 	write_pid_file(&cfg, pid_path, sizeof(pid_path));
-	log_msg(EMBER_LOG_WARN, LOG_MOD, 0,
-		"ready: socket %s%s%s, state %s, pool of %u shells%s",
-		cfg.socket, cfg.listen ? ", listening on " : "",
-		cfg.listen ? cfg.listen : "", cfg.state_dir, cfg.pool_size,
-		orphans ? " (ended VMMs a previous emberd left)" : "");
+	elog_event(LOG_MOD, "start", NULL,
+		   "ready: socket %s%s%s, state %s, pool of %u shells%s%s",
+		   cfg.socket, cfg.listen ? ", listening on " : "",
+		   cfg.listen ? cfg.listen : "", cfg.state_dir, cfg.pool_size,
+		   orphans ? " (ended VMMs a previous emberd left)" : "",
+		   meter ? "" : ", metering off");
 
 	do {
 		if (sigwait(&sigs, &sig))
 			sig = SIGTERM;
-		if (sig == SIGHUP)
-			log_warn("SIGHUP: nothing to reload (restart emberd to "
-				 "change settings)");
+		if (sig == SIGHUP && elog_reopen())
+			log_warn("SIGHUP: could not reopen %s; logging on to "
+				 "the old file", cfg.log_file);
+		else if (sig == SIGHUP)
+			log_info("SIGHUP: log reopened (settings need a "
+				 "restart)");
 	} while (sig == SIGHUP);
 
 	log_msg(EMBER_LOG_WARN, LOG_MOD, 0, "%s: draining (grace %u s)",
@@ -368,10 +400,14 @@ out:
 	server_stop(srv);
 	fns_destroy(fns);
 	sched_destroy(sched);
+	/* After the scheduler: no invocation finishes any more; the last
+	 * batch is committed here. */
+	meter_destroy(meter);
 	db_close(db);
 	close(lock_fd);
 	config_free(&cfg);
 	if (!status)
-		log_msg(EMBER_LOG_WARN, LOG_MOD, 0, "stopped");
+		elog_event(LOG_MOD, "stop", NULL, "stopped");
+	elog_close();
 	return status;
 }

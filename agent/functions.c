@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/elog.h"
 #include "agent/list.h"
 #include "agent/manifest.h"
 #include "agent/vmmproc.h"
@@ -249,8 +250,12 @@ static int deploy_activate(struct fns *f, struct job *j,
 		log_err("deploy %s: version %u is recorded but the scheduler "
 			"could not take it: %s (a restart will)", j->id,
 			version, strerror(-sret));
-	log_info("%s/%s: version %u deployed (%s)", j->tenant, j->function,
-		 version, j->id);
+	{
+		struct elog_who who = { 0, j->tenant, j->function };
+
+		elog_event(LOG_MOD, "deploy", &who, "version %u deployed (%s)",
+			   version, j->id);
+	}
 	return 0;
 }
 
@@ -289,8 +294,10 @@ static void deploy_run(struct fns *f, struct job *j)
 	close(j->fd);
 	j->fd = -1;
 	if (ret) {
-		log_info("%s/%s: deploy %s failed at %s: %s", j->tenant,
-			 j->function, j->id, res.step, res.message);
+		struct elog_who who = { 0, j->tenant, j->function };
+
+		elog_event(LOG_MOD, "deploy", &who, "deploy %s failed at %s: %s",
+			   j->id, res.step, res.message);
 		ret = db_deploy_fail(f->db, j->id, res.step, res.message,
 				     res.output);
 		if (ret && ret != -ENOENT)

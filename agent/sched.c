@@ -42,6 +42,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "agent/elog.h"
 #include "agent/list.h"
 #include "agent/timers.h"
 #include "ember/shellctl.h"
@@ -115,7 +116,7 @@ struct fn {
 	struct tenant *t;
 	uint32_t version;
 	char name[UTIL_NAME_MAX + 1];
-	char tenant_name[UTIL_NAME_MAX + 1];
+	char tenant[UTIL_NAME_MAX + 1];
 	char *snap_dir, *disk;
 	uint32_t memory_mib, timeout_ms, max_conc;
 	uint32_t idle_ttl_ms, min_instances;
@@ -620,8 +621,11 @@ static void completions_run(struct sched *s, struct list_node *done)
 			.function = inv->function,
 			.version = inv->version,
 			.timeout_ms = inv->timeout_ms,
-			.queued_ns = inv->res.queued_ns,
 			.request_id = inv->res.request_id,
+			/* waited for an instance, or until refused */
+			.queued_ns = inv->res.queued_ns ?
+					     inv->res.queued_ns :
+					     util_now_ns() - inv->enq_ns,
 			.start = inv->start,
 			.duration_ns = inv->res.duration_ns,
 			.memory_mib = inv->memory_mib,
@@ -809,6 +813,17 @@ static void inst_unlist(struct sched *s, struct inst *in)
 	}
 }
 
+/* An event of emberd's log about fn's instances (scale_up, scale_down,
+ * reap), at most 50 a second of each kind. */
+#define fn_event(fn, kind, ...)                                               \
+	do {                                                                  \
+		static struct log_ratelimit rl_;                              \
+		struct elog_who who_ = { 0, (fn) ? (fn)->tenant : NULL,       \
+					 (fn) ? (fn)->name : NULL };          \
+		if (log_ratelimit_ok(&rl_, 50))                               \
+			elog_event(LOG_MOD, kind, &who_, __VA_ARGS__);        \
+	} while (0)
+
 /* Ends an instance for good (lock held; idempotent). Its in-flight
  * invocation must have been completed by the caller. The process is
  * killed; the pidfd watch stays until it is reaped. */
@@ -816,6 +831,10 @@ static void inst_kill(struct sched *s, struct inst *in)
 {
 	if (in->state == I_DEAD)
 		return;
+	if (in->fn)
+		fn_event(in->fn, "scale_down", "v%u: an instance (VMM %d, %s) "
+			 "stopped", in->fn->version, (int)in->proc.pid,
+			 state_name[in->state]);
 	inst_unlist(s, in);
 	in->state = I_DEAD;
 	timer_cancel(s, &in->timer);
@@ -967,6 +986,8 @@ static void on_pid(struct sched *s, struct watch *w, uint32_t ev)
 			on_ctl(s, &in->w_ctl, EPOLLIN);
 		vmmproc_status_str(in->proc.status, st, sizeof(st));
 		snprintf(why, sizeof(why), "the VMM process ended (%s)", st);
+		fn_event(in->fn, "reap", "VMM %d (%s) ended by itself: %s",
+			 (int)in->proc.pid, state_name[in->state], st);
 		inst_died(s, in, why);
 	}
 	if (in->fn) {
@@ -1068,12 +1089,14 @@ static void on_idle_timer(void *ctx, struct timer *t)
 		log_warn_rl("%s v%u: VMM %d did not answer PING within %u ms; "
 			    "reaped", fn->name, fn->version, (int)in->proc.pid,
 			    PONG_TIMEOUT_MS);
+		fn_event(fn, "reap", "VMM %d did not answer PING within %u ms",
+			 (int)in->proc.pid, PONG_TIMEOUT_MS);
 		inst_died(s, in, "it did not answer PING");
 		return;
 	}
 	if (fn_total(fn) > fn->min_instances &&
 	    now >= in->last_used_ns + idle_ttl_ns(s, fn)) {
-		log_info("%s v%u: an instance idle for %llu ms stopped "
+		log_debug("%s v%u: an instance idle for %llu ms stopped "
 			 "(%u left)", fn->name, fn->version,
 			 (unsigned long long)idle_ttl_ns(s, fn) / 1000000,
 			 fn_total(fn) - 1);
@@ -1362,6 +1385,9 @@ static void frame_done(struct sched *s, struct inst *in)
 		pthread_cond_signal(&s->pool_cond);
 		fn->start_failures = 0;
 		idle_enter(s, in);
+		fn_event(fn, "scale_up", "v%u: a new instance (VMM %d) is ready, "
+			 "restored in %llu us", fn->version, (int)in->proc.pid,
+			 (unsigned long long)(in->init_ns / 1000));
 		break;
 	case EMBER_INV_RESULT: {
 		bool first = in->first;
@@ -2123,8 +2149,8 @@ int sched_fn_set(struct sched *s, const struct sched_fn_spec *spec)
 	fn->id = spec->fn_id;
 	fn->tenant_id = spec->tenant_id;
 	fn->version = spec->version;
-	util_copy(fn->name, sizeof(fn->name), spec->name);
-	util_copy(fn->tenant_name, sizeof(fn->tenant_name), spec->tenant);
+	snprintf(fn->name, sizeof(fn->name), "%s", spec->name);
+	util_copy(fn->tenant, sizeof(fn->tenant), spec->tenant);
 	fn->snap_dir = strdup(spec->snapshot_dir);
 	fn->disk = spec->disk ? strdup(spec->disk) : NULL;
 	fn->memory_mib = spec->memory_mib;
@@ -2440,7 +2466,7 @@ int sched_invoke(struct sched *s, int64_t fn_id, void *payload, size_t len,
 	inv->version = fn->version;
 	inv->memory_mib = fn->memory_mib;
 	inv->timeout_ms = fn->timeout_ms;
-	util_copy(inv->tenant, sizeof(inv->tenant), fn->tenant_name);
+	util_copy(inv->tenant, sizeof(inv->tenant), fn->tenant);
 	util_copy(inv->function, sizeof(inv->function), fn->name);
 	inv->res.request_id = request_id_next(s);
 	inv->wait_ms = s->cfg.queue_wait_ms;

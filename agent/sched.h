@@ -70,11 +70,11 @@ typedef void (*sched_done_fn)(void *ctx, struct sched_result *res);
  * strings are borrowed for the call. */
 struct sched_record {
 	int64_t tenant_id, fn_id;
-	const char *tenant, *function;  /* names at invocation time */
+	const char *tenant, *function; /* names, valid during the call */
 	uint32_t version;
-	uint32_t timeout_ms;      /* the function's, at invocation time */
-	uint64_t queued_ns;       /* waited for an instance (incl. a restore) */
+	uint32_t timeout_ms;      /* the version's (a timeout bills it all) */
 	uint64_t request_id;
+	uint64_t queued_ns;       /* waited for an instance (incl. restore) */
 	struct timespec start;    /* wall clock when the request arrived */
 	uint64_t duration_ns;
 	uint32_t memory_mib;
@@ -133,8 +133,8 @@ struct sched_config {
 struct sched_fn_spec {
 	int64_t fn_id, tenant_id;
 	uint32_t version;
-	char name[UTIL_NAME_MAX + 1];   /* the function's */
-	char tenant[UTIL_NAME_MAX + 1]; /* its tenant's */
+	char name[UTIL_NAME_MAX + 1];   /* for logs and the ledger */
+	char tenant[UTIL_NAME_MAX + 1]; /* the tenant's name, likewise */
 	const char *snapshot_dir;       /* absolute: state, memory[, workingset] */
 	const char *disk;               /* absolute path of the image, or NULL */
 	uint32_t memory_mib, timeout_ms, max_concurrency;

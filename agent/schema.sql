@@ -100,7 +100,71 @@ CREATE TABLE deploy_steps (
 	PRIMARY KEY (deploy_id, seq)
 ) STRICT;
 
--- migration 2: per-tenant limits (NULL: emberd's --tenant-* default; 0: none)
+-- migration 2: the usage ledger and the invocation logs (agent/ledger.c)
+-- One row per finished invocation, written once and kept when its function or tenant is deleted: billing needs it, so
+-- the names are copied into the row. Rows are scoped by tenant_id and
+-- function_id, which is safe because those ids are never reused. Times
+-- here are integers, microseconds since the epoch (UTC), because ranges
+-- and grouping by hour or day are arithmetic on them; the API prints them
+-- as ISO 8601. id is the row's sequence number in the write-ahead journal
+-- (STATE/ledger.journal), so a record replayed from the journal after a
+-- crash has the id it was committed under, if it was, and is ignored: no
+-- row is ever there twice. (A unique index on the random request id would
+-- cost a random B-tree insert per row; the sequence number is an append.)
+-- request_id is the 64-bit id of X-Ember-Request-Id stored as its
+-- two's-complement signed twin.
+CREATE TABLE invocations (
+	id INTEGER PRIMARY KEY,
+	request_id INTEGER NOT NULL,
+	tenant_id INTEGER NOT NULL,
+	tenant TEXT NOT NULL,
+	function_id INTEGER NOT NULL,
+	function TEXT NOT NULL,
+	version INTEGER NOT NULL,
+	start_us INTEGER NOT NULL,
+	duration_ns INTEGER NOT NULL,
+	billed_ms INTEGER NOT NULL,
+	memory_mib INTEGER NOT NULL,
+	cold INTEGER NOT NULL CHECK (cold IN (0, 1)),
+	init_ns INTEGER NOT NULL,
+	queued_ns INTEGER NOT NULL,
+	outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'error', 'timeout',
+		'crash', 'throttled', 'rejected')),
+	bytes_in INTEGER NOT NULL,
+	bytes_out INTEGER NOT NULL
+) STRICT;
+CREATE INDEX invocations_by_time ON invocations(start_us);
+CREATE INDEX invocations_by_tenant ON invocations(tenant_id, start_us);
+
+-- How far the write-ahead journal (STATE/ledger.journal) is committed:
+-- updated in the transaction that inserts the journal's rows.
+CREATE TABLE ledger_state (
+	id INTEGER PRIMARY KEY CHECK (id = 1),
+	journal_seq INTEGER NOT NULL
+) STRICT;
+INSERT INTO ledger_state(id, journal_seq) VALUES (1, 0);
+
+-- Each invocation's handler output (LOG frames), bounded per invocation
+-- (cut, truncated = 1), per function (log_usage.bytes; the oldest go
+-- first) and in age.
+CREATE TABLE logs (
+	id INTEGER PRIMARY KEY,
+	tenant_id INTEGER NOT NULL,
+	function_id INTEGER NOT NULL,
+	request_id INTEGER NOT NULL,
+	at_us INTEGER NOT NULL,
+	truncated INTEGER NOT NULL CHECK (truncated IN (0, 1)),
+	text TEXT NOT NULL
+) STRICT;
+CREATE INDEX logs_by_function ON logs(function_id, id);
+CREATE INDEX logs_by_request ON logs(request_id);
+CREATE INDEX logs_by_age ON logs(at_us);
+
+CREATE TABLE log_usage (
+	function_id INTEGER PRIMARY KEY,
+	bytes INTEGER NOT NULL
+) STRICT;
+-- migration 3: per-tenant limits (NULL: emberd's --tenant-* default; 0: none)
 -- and per-function scaling: instances kept warm, idle time before a stop
 -- (NULL: emberd's --idle-ttl)
 ALTER TABLE tenants ADD COLUMN max_instances INTEGER;

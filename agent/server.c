@@ -1006,7 +1006,8 @@ void server_stop(struct server *s)
 
 void server_print_routes(const struct http_route *routes, size_t nr)
 {
-	static const char *const who[] = { "anyone", "admin", "tenant" };
+	static const char *const who[] = { "anyone", "admin", "tenant",
+					   "token" };
 
 	for (size_t i = 0; i < nr; i++)
 		printf("%-6s %-40s %-6s %s\n", routes[i].method,

@@ -34,6 +34,7 @@ enum http_access {
 	HTTP_ANYONE,
 	HTTP_ADMIN,
 	HTTP_TENANT,
+	HTTP_TOKEN,   /* the admin or a tenant: the handler tells them apart */
 };
 
 /* What a route's body is and where it is collected. */

@@ -17,6 +17,8 @@
  *   loader.c   the handler's ELF (from the boot module) and initial stack
  *   syscall.c  the Linux syscall table
  *   fs.c       file descriptors over the EMFS image (mfs.c) on virtio-blk
+ *   pipe.c     pipes, eventfds, and the byte ring they and socket.c share
+ *   socket.c   AF_UNIX stream socket pairs and the socket calls on them
  *   stdio.c    stdin/stdout/stderr bound to the invocation vsock stream
  *   trap.c     handler crashes and kernel panics: report and end the VM
  *   time.c     TSC clock, sleeps; random.c: ChaCha20 getrandom
@@ -414,9 +416,42 @@ long sys_epoll_pwait(int epfd, void *events, int maxevents,
 long sys_epoll_pwait2(int epfd, void *events, int maxevents, const void *ts,
 		      const void *mask, uint64_t masksize);
 
-/* pipe.c: pipes and eventfds. */
+/* pipe.c: pipes and eventfds, on a 64 KiB byte ring that socket.c's
+ * socket pairs use too (one ring per way). */
+struct pipe;
+/* A ring with one reader and one writer, or NULL (-ENFILE/-ENOMEM). */
+struct pipe *pipe_ring_new(void);
+/* Drops a reader and/or a writer; the ring goes with the last of them. */
+void pipe_ring_put(struct pipe *p, bool reader, bool writer);
+/* Pipe semantics: a read waits for data unless nonblock (-EAGAIN), 0 at
+ * end of file (no writer left), peek leaves the bytes; a write waits for
+ * room (PIPE_BUF bytes atomic), -EPIPE with no reader (and SIGPIPE to the
+ * caller if sigpipe). */
+long pipe_ring_read(struct pipe *p, void *buf, uint64_t len, bool nonblock,
+		    bool peek);
+long pipe_ring_write(struct pipe *p, const void *buf, uint64_t len,
+		     bool nonblock, bool sigpipe);
+bool pipe_ring_readable(const struct pipe *p);  /* bytes waiting */
+bool pipe_ring_writable(const struct pipe *p);  /* PIPE_BUF bytes of room */
+uint32_t pipe_ring_used(const struct pipe *p);
+bool pipe_ring_has_reader(const struct pipe *p);
+bool pipe_ring_has_writer(const struct pipe *p);
 long sys_pipe2(int *fds, int flags);
 long sys_eventfd2(uint32_t initval, int flags);
+
+/* socket.c: AF_UNIX stream socket pairs and the calls on them. */
+long sys_socketpair(int domain, int type, int proto, int *sv);
+long sys_sendto(int fd, const void *buf, uint64_t len, int flags,
+		const void *addr, uint32_t addrlen);
+long sys_recvfrom(int fd, void *buf, uint64_t len, int flags, void *addr,
+		  void *addrlen);
+long sys_sendmsg(int fd, void *msg, int flags);
+long sys_recvmsg(int fd, void *msg, int flags);
+long sys_shutdown(int fd, int how);
+long sys_getsockopt(int fd, int level, int name, void *val, void *len);
+long sys_setsockopt(int fd, int level, int name, const void *val,
+		    uint32_t len);
+long sys_getsockname(int fd, void *addr, void *len);
 
 /* memfd.c */
 long sys_memfd_create(const char *name, unsigned flags);

@@ -11,7 +11,8 @@
  * counter: reads take it (or 1 of it with EFD_SEMAPHORE) and block at 0;
  * writes add and block before the maximum (0xfffffffffffffffe). O_NONBLOCK
  * makes every wait -EAGAIN. Waiting and waking go through fs_wait() and
- * fs_changed(), so poll and epoll see the same states.
+ * fs_changed(), so poll and epoll see the same states. The ring (pipe_*
+ * below, kernel.h) also carries socket pairs (socket.c), one per way.
  */
 #include "kernel.h"
 
@@ -36,8 +37,9 @@ struct eventfd {
 	bool semaphore, in_use;
 };
 
-/* One description per pipe end: at most one pipe per two fds. */
-static struct pipe pipes[FS_MAX_FDS / 2];
+/* One description per pipe end: at most one pipe per two fds (a socket
+ * pair takes two rings for its two fds). */
+static struct pipe pipes[FS_MAX_FDS];
 static struct eventfd eventfds[FS_MAX_FDS];
 
 /* Waits for the pipe or counter to change; the call fails with
@@ -48,9 +50,9 @@ static long wait_change(void)
 	return fs_wait(SCHED_NEVER, false) == WAKE_SIGNAL ? -ERESTARTSYS : 0;
 }
 
-static long pipe_read(struct ofd *d, void *buf, uint64_t len)
+long pipe_ring_read(struct pipe *p, void *buf, uint64_t len, bool nonblock,
+		    bool peek)
 {
-	struct pipe *p = d->obj;
 	uint8_t *out = buf;
 
 	if (!len)
@@ -60,7 +62,7 @@ static long pipe_read(struct ofd *d, void *buf, uint64_t len)
 
 		if (!p->writers)
 			return 0; /* end of file */
-		if (d->flags & O_NONBLOCK)
+		if (nonblock)
 			return -EAGAIN;
 		ret = wait_change();
 		if (ret)
@@ -75,15 +77,17 @@ static long pipe_read(struct ofd *d, void *buf, uint64_t len)
 
 	memcpy(out, p->buf + p->head, first);
 	memcpy(out + first, p->buf, n - first);
+	if (peek)
+		return n;
 	p->head = (p->head + n) % PIPE_SIZE;
 	p->used -= n;
 	fs_changed();
 	return n;
 }
 
-static long pipe_write(struct ofd *d, const void *buf, uint64_t len)
+long pipe_ring_write(struct pipe *p, const void *buf, uint64_t len,
+		     bool nonblock, bool sigpipe)
 {
-	struct pipe *p = d->obj;
 	const uint8_t *in = buf;
 	uint64_t done = 0;
 
@@ -93,7 +97,8 @@ static long pipe_write(struct ofd *d, const void *buf, uint64_t len)
 		long ret;
 
 		if (!p->readers) {
-			signal_send(sched_cur, SIGPIPE, SI_USER);
+			if (sigpipe)
+				signal_send(sched_cur, SIGPIPE, SI_USER);
 			return done ? (long)done : -EPIPE;
 		}
 		/* Up to PIPE_BUF bytes go in at once or not at all. */
@@ -111,13 +116,48 @@ static long pipe_write(struct ofd *d, const void *buf, uint64_t len)
 			fs_changed();
 			continue;
 		}
-		if (d->flags & O_NONBLOCK)
+		if (nonblock)
 			return done ? (long)done : -EAGAIN;
 		ret = wait_change();
 		if (ret)
 			return done ? (long)done : ret;
 	}
 	return (long)done;
+}
+
+static long pipe_read(struct ofd *d, void *buf, uint64_t len)
+{
+	return pipe_ring_read(d->obj, buf, len, d->flags & O_NONBLOCK, false);
+}
+
+static long pipe_write(struct ofd *d, const void *buf, uint64_t len)
+{
+	return pipe_ring_write(d->obj, buf, len, d->flags & O_NONBLOCK, true);
+}
+
+bool pipe_ring_readable(const struct pipe *p)
+{
+	return p->used;
+}
+
+bool pipe_ring_writable(const struct pipe *p)
+{
+	return PIPE_SIZE - p->used >= PIPE_BUF;
+}
+
+uint32_t pipe_ring_used(const struct pipe *p)
+{
+	return p->used;
+}
+
+bool pipe_ring_has_reader(const struct pipe *p)
+{
+	return p->readers;
+}
+
+bool pipe_ring_has_writer(const struct pipe *p)
+{
+	return p->writers;
 }
 
 static unsigned pipe_poll_r(struct ofd *d)
@@ -134,11 +174,31 @@ static unsigned pipe_poll_w(struct ofd *d)
 
 	if (!p->readers)
 		return POLLERR;
-	return PIPE_SIZE - p->used >= PIPE_BUF ? POLLOUT | POLLWRNORM : 0;
+	return pipe_ring_writable(p) ? POLLOUT | POLLWRNORM : 0;
 }
 
-static void pipe_free_if_done(struct pipe *p)
+struct pipe *pipe_ring_new(void)
 {
+	struct pipe *p = NULL;
+
+	for (unsigned i = 0; i < ARRAY_SIZE(pipes) && !p; i++)
+		if (!pipes[i].in_use)
+			p = &pipes[i];
+	if (!p)
+		return NULL;
+	p->buf = (uint8_t *)(uintptr_t)mm_alloc_top(PIPE_SIZE);
+	if (!p->buf)
+		return NULL;
+	p->in_use = true;
+	p->readers = p->writers = 1;
+	return p;
+}
+
+void pipe_ring_put(struct pipe *p, bool reader, bool writer)
+{
+	p->readers -= reader;
+	p->writers -= writer;
+	fs_changed(); /* the other end may see end of file or EPIPE now */
 	if (p->readers || p->writers)
 		return;
 	mm_release((uint64_t)(uintptr_t)p->buf,
@@ -148,23 +208,17 @@ static void pipe_free_if_done(struct pipe *p)
 
 static void pipe_release_r(struct ofd *d)
 {
-	struct pipe *p = d->obj;
-
-	p->readers--;
-	pipe_free_if_done(p);
+	pipe_ring_put(d->obj, true, false);
 }
 
 static void pipe_release_w(struct ofd *d)
 {
-	struct pipe *p = d->obj;
-
-	p->writers--;
-	pipe_free_if_done(p);
+	pipe_ring_put(d->obj, false, true);
 }
 
 static int64_t pipe_size(struct ofd *d)
 {
-	return ((struct pipe *)d->obj)->used; /* what FIONREAD would say */
+	return pipe_ring_used(d->obj); /* what FIONREAD would say */
 }
 
 static const struct file_ops pipe_r_ops = {
@@ -185,7 +239,7 @@ static const struct file_ops pipe_w_ops = {
 
 long sys_pipe2(int *ufds, int flags)
 {
-	struct pipe *p = NULL;
+	struct pipe *p;
 	int fds[2];
 	long ret;
 
@@ -193,23 +247,15 @@ long sys_pipe2(int *ufds, int flags)
 		return -EINVAL;
 	if (!mm_access_ok(ufds, sizeof(fds)))
 		return -EFAULT;
-	for (unsigned i = 0; i < ARRAY_SIZE(pipes) && !p; i++)
-		if (!pipes[i].in_use)
-			p = &pipes[i];
+	p = pipe_ring_new();
 	if (!p)
 		return -ENFILE;
-	p->buf = (uint8_t *)(uintptr_t)mm_alloc_top(PIPE_SIZE);
-	if (!p->buf)
-		return -ENOMEM;
-	p->in_use = true;
-	p->readers = p->writers = 1;
 	ret = fs_install_pair(&pipe_r_ops, p, (uint32_t)(flags & O_NONBLOCK),
 			      &pipe_w_ops, p,
 			      1 /* O_WRONLY */ | (uint32_t)(flags & O_NONBLOCK),
 			      flags & O_CLOEXEC, fds);
 	if (ret) {
-		p->readers = p->writers = 0;
-		pipe_free_if_done(p);
+		pipe_ring_put(p, true, true);
 		return ret;
 	}
 	memcpy(ufds, fds, sizeof(fds));

@@ -47,7 +47,10 @@ enum {
 	NR_epoll_create1 = 291, NR_dup3 = 292, NR_pipe2 = 293,
 	NR_prlimit64 = 302, NR_getrandom = 318, NR_memfd_create = 319,
 	NR_statx = 332, NR_rseq = 334, NR_faccessat2 = 439,
-	NR_epoll_pwait2 = 441,
+	NR_epoll_pwait2 = 441, NR_sendto = 44, NR_recvfrom = 45,
+	NR_sendmsg = 46, NR_recvmsg = 47, NR_shutdown = 48,
+	NR_getsockname = 51, NR_getpeername = 52, NR_socketpair = 53,
+	NR_setsockopt = 54, NR_getsockopt = 55,
 };
 
 #define AT_FDCWD (-100)
@@ -437,6 +440,28 @@ static long dispatch(struct micro_regs *r)
 		return sys_eventfd2((uint32_t)a0, 0);
 	case NR_eventfd2:
 		return sys_eventfd2((uint32_t)a0, (int)a1);
+	case NR_socketpair:
+		return sys_socketpair((int)a0, (int)a1, (int)a2, p3);
+	case NR_sendto:
+		return sys_sendto((int)a0, p1, a2, (int)a3, (void *)(uintptr_t)a4,
+				  (uint32_t)a5);
+	case NR_recvfrom:
+		return sys_recvfrom((int)a0, p1, a2, (int)a3,
+				    (void *)(uintptr_t)a4, (void *)(uintptr_t)a5);
+	case NR_sendmsg:
+		return sys_sendmsg((int)a0, p1, (int)a2);
+	case NR_recvmsg:
+		return sys_recvmsg((int)a0, p1, (int)a2);
+	case NR_shutdown:
+		return sys_shutdown((int)a0, (int)a1);
+	case NR_getsockopt:
+		return sys_getsockopt((int)a0, (int)a1, (int)a2, p3,
+				      (void *)(uintptr_t)a4);
+	case NR_setsockopt:
+		return sys_setsockopt((int)a0, (int)a1, (int)a2, p3, (uint32_t)a4);
+	case NR_getsockname:
+	case NR_getpeername:
+		return sys_getsockname((int)a0, p1, p2);
 	case NR_memfd_create:
 		return sys_memfd_create(p0, (unsigned)a1);
 	case NR_ftruncate:

@@ -5,7 +5,7 @@
 # build/libember-client.a) and agent/cli.c (the `ember` command on top of
 # it). emberd links libember for the invocation client and the snapshot
 # format; it never maps guest memory itself.
-AGENT_LIBS := -lmicrohttpd -ljansson -lsqlite3 -larchive
+AGENT_LIBS := -lmicrohttpd -ljansson -lsqlite3 -larchive -lz
 CLIENT_LIBS := -lcurl -ljansson
 
 AGENT_CLIENT_SRCS := $(wildcard agent/client.c)

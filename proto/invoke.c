@@ -60,6 +60,8 @@ uint32_t ember_inv_max_len(uint8_t type)
 	case EMBER_INV_PING:
 	case EMBER_INV_PONG:
 		return EMBER_INV_MAX_PING;
+	case EMBER_INV_SYNC:
+		return EMBER_INV_MAX_SYNC;
 	default:
 		return 0;
 	}
@@ -68,7 +70,14 @@ uint32_t ember_inv_max_len(uint8_t type)
 /* Flag bits defined for each type; everything else is reserved (must be 0). */
 static uint16_t allowed_flags(uint8_t type)
 {
-	return type == EMBER_INV_LOG ? EMBER_INV_F_LOG_DROPPED : 0;
+	switch (type) {
+	case EMBER_INV_LOG:
+		return EMBER_INV_F_LOG_DROPPED;
+	case EMBER_INV_READY:
+		return EMBER_INV_F_READY_SYNC;
+	default:
+		return 0;
+	}
 }
 
 /* Is `arg` meaningful for this type? Unused args are reserved and must be 0
@@ -155,6 +164,25 @@ long ember_inv_frame_encode(uint8_t *out, size_t cap, uint8_t type,
 	return (long)EMBER_INV_HDR_SIZE + (long)len;
 }
 
+void ember_inv_sync_encode(uint8_t out[EMBER_INV_SYNC_LEN],
+			   uint64_t realtime_ns,
+			   const uint8_t entropy[EMBER_INV_SYNC_ENTROPY])
+{
+	put_le64(out, realtime_ns);
+	memcpy(out + 8, entropy, EMBER_INV_SYNC_ENTROPY);
+}
+
+int ember_inv_sync_decode(const uint8_t *p, uint32_t len,
+			  uint64_t *realtime_ns,
+			  uint8_t entropy[EMBER_INV_SYNC_ENTROPY])
+{
+	if (!p || len < EMBER_INV_SYNC_LEN)
+		return EMBER_INV_ETRUNC;
+	*realtime_ns = get_le64(p);
+	memcpy(entropy, p + 8, EMBER_INV_SYNC_ENTROPY);
+	return 0;
+}
+
 const char *ember_inv_strerror(int code)
 {
 	switch (code) {
@@ -209,11 +237,11 @@ const char *ember_inv_err_name(uint32_t err_code)
 
 const char *ember_inv_type_name(uint8_t type)
 {
-	static const char *const names[] = {
+	static const char *const names[EMBER_INV_TYPE_MAX + 1] = {
 		[EMBER_INV_READY] = "READY", [EMBER_INV_INVOKE] = "INVOKE",
 		[EMBER_INV_RESULT] = "RESULT", [EMBER_INV_LOG] = "LOG",
 		[EMBER_INV_ERROR] = "ERROR", [EMBER_INV_PING] = "PING",
-		[EMBER_INV_PONG] = "PONG",
+		[EMBER_INV_PONG] = "PONG", [EMBER_INV_SYNC] = "SYNC",
 	};
 	return type_known(type) ? names[type] : "UNKNOWN";
 }

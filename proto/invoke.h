@@ -28,6 +28,7 @@
  *
  * Lifecycle on one connection (host <-> guest):
  *   guest -> host READY          once, when the handler first waits for work
+ *   host -> guest SYNC           only if READY asked for it (F_READY_SYNC)
  *   host -> guest INVOKE         one request at a time
  *   guest -> host LOG*           handler stdout/stderr chunks, interleaved
  *   guest -> host RESULT|ERROR   exactly one per INVOKE, same id
@@ -57,6 +58,7 @@
 #define EMBER_INV_MAX_ERROR 1024u      /* ERROR: message text */
 #define EMBER_INV_MAX_READY 256u       /* READY: optional runtime name */
 #define EMBER_INV_MAX_PING 256u        /* PING, PONG: opaque echo bytes */
+#define EMBER_INV_MAX_SYNC 256u        /* SYNC: see EMBER_INV_SYNC_LEN */
 
 enum ember_inv_type {
 	/* guest -> host. arg 0, id 0. Payload: optional runtime name
@@ -80,8 +82,14 @@ enum ember_inv_type {
 	/* either way. arg 0, id = anything. PONG returns PING's id/payload. */
 	EMBER_INV_PING = 6,
 	EMBER_INV_PONG = 7,
+	/* host -> guest runtime, never relayed to the handler. arg 0, id 0.
+	 * Sent only after a READY carrying EMBER_INV_F_READY_SYNC, before
+	 * the first INVOKE on that connection. Payload: the host's wall clock
+	 * and fresh entropy (ember_inv_sync_encode), so that a guest restored
+	 * from a snapshot steps its clock and reseeds its RNG. */
+	EMBER_INV_SYNC = 8,
 };
-#define EMBER_INV_TYPE_MAX EMBER_INV_PONG
+#define EMBER_INV_TYPE_MAX EMBER_INV_SYNC
 
 /* LOG frame arg. */
 #define EMBER_INV_STREAM_STDOUT 1
@@ -89,6 +97,17 @@ enum ember_inv_type {
 
 /* LOG flag: the producer dropped output before this chunk. */
 #define EMBER_INV_F_LOG_DROPPED 0x0001u
+/* READY flag: "send me a SYNC frame". Set by guest-init (a Linux guest
+ * learns the time and entropy from it); the micro guest gets both from its
+ * boot info instead and leaves the flag clear. Peers that do not set it
+ * never receive SYNC, so adding it changed nothing they can see. */
+#define EMBER_INV_F_READY_SYNC 0x0001u
+
+/* SYNC payload: le64 host CLOCK_REALTIME in ns, then 32 bytes from the
+ * host's getrandom(). Receivers require at least EMBER_INV_SYNC_LEN bytes
+ * and ignore any beyond (room for later fields). */
+#define EMBER_INV_SYNC_LEN 40u
+#define EMBER_INV_SYNC_ENTROPY 32u
 
 /* ERROR frame codes (arg). Values are part of the ABI. */
 #define EMBER_ERR_CRASH 1     /* handler died (signal, exit, fault) */
@@ -147,6 +166,17 @@ int ember_inv_hdr_decode(const uint8_t in[EMBER_INV_HDR_SIZE],
 long ember_inv_frame_encode(uint8_t *out, size_t cap, uint8_t type,
 			    uint16_t flags, uint32_t arg, uint64_t id,
 			    const void *payload, uint32_t len);
+
+/* Fills out[EMBER_INV_SYNC_LEN] with a SYNC payload. */
+void ember_inv_sync_encode(uint8_t out[EMBER_INV_SYNC_LEN],
+			   uint64_t realtime_ns,
+			   const uint8_t entropy[EMBER_INV_SYNC_ENTROPY]);
+
+/* Parses a SYNC payload of len bytes: 0, or EMBER_INV_ETRUNC when it is
+ * shorter than EMBER_INV_SYNC_LEN. */
+int ember_inv_sync_decode(const uint8_t *p, uint32_t len,
+			  uint64_t *realtime_ns,
+			  uint8_t entropy[EMBER_INV_SYNC_ENTROPY]);
 
 /* A short static description of an EMBER_INV_E* code, an EMBER_ERR_* code
  * (ember_inv_err_name) or a frame type (ember_inv_type_name). Never NULL. */

@@ -5,7 +5,8 @@ set -eu
 PKGS="build-essential make gcc clang llvm libclang-rt-14-dev pkg-config
 liburing-dev libcmocka-dev libfdt-dev device-tree-compiler musl-tools
 liblua5.4-dev linux-source-6.1 bc bison flex libelf-dev libssl-dev ccache
-xz-utils cpio e2fsprogs socat qemu-system-x86 python3 coreutils
+xz-utils cpio e2fsprogs fakeroot util-linux procps socat qemu-system-x86 python3
+coreutils
 libseccomp-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3
 libarchive-dev libcurl4-openssl-dev curl wrk golang-go rustc cargo
 libpython3.11-dev libexpat1-dev zlib1g-dev python3-distutils python3-lib2to3

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "invoke.h"
@@ -60,6 +61,10 @@ static const char usage_text[] =
 "                    stdout gets the last result, stderr a line\n"
 "                    \"stats n=N bytes=B p50_us=.. p99_us=.. min_us=..\n"
 "                    max_us=.. mean_us=..\" of round-trip times\n"
+"    --ping          send a PING instead of a request (no input is read):\n"
+"                    wait for READY (--vsock), then time the PONG's round\n"
+"                    trip; with --repeat N, N of them. Prints \"pong in N\n"
+"                    us\" (or the stats line) on stderr\n"
 "    --quiet         do not print the function's log\n"
 "    --verbose       more messages from ember-invoke\n"
 "    --help          this text\n"
@@ -229,6 +234,36 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
+/* --ping: READY first (a guest takes nothing before it), then `n` PING/PONG
+ * round trips. Returns the exit status. */
+static int run_pings(struct inv_client *c, int timeout_ms, uint64_t *t,
+		     long n)
+{
+	static const char payload[16] = "ember-invoke-png";
+	struct timespec a, b;
+	long i;
+	int ret;
+
+	ret = inv_client_wait_ready(c, timeout_ms);
+	for (i = 0; !ret && i < n; i++) {
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		ret = inv_client_ping(c, payload, sizeof(payload), timeout_ms);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		t[i] = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000000ull +
+		       (uint64_t)b.tv_nsec - (uint64_t)a.tv_nsec;
+	}
+	if (ret) {
+		fprintf(stderr, "ember-invoke: ping: %s\n", strerror(-ret));
+		return ret == -ETIMEDOUT ? EMBER_INVOKE_TIMEOUT
+					 : EMBER_INVOKE_TRANSPORT;
+	}
+	if (n > 1)
+		print_stats(t, n, sizeof(payload));
+	else
+		fprintf(stderr, "pong in %.1f us\n", (double)t[0] / 1e3);
+	return EMBER_INVOKE_OK;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -240,6 +275,7 @@ int main(int argc, char **argv)
 		{ "log-cap", required_argument, NULL, 'l' },
 		{ "repeat", required_argument, NULL, 'r' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "ping", no_argument, NULL, 'P' },
 		{ "verbose", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -247,7 +283,8 @@ int main(int argc, char **argv)
 	const char *vsock = NULL, *exec_cmd = NULL, *input = NULL;
 	long port = EMBER_INV_VSOCK_PORT, timeout = 30000, repeat = 1;
 	long log_cap = INV_LOG_CAP_DEFAULT;
-	int quiet = 0, opt, err = 0, to_child = -1, from_child = -1, wst;
+	int quiet = 0, ping = 0, opt, err = 0, to_child = -1, from_child = -1;
+	int wst;
 	struct inv_result res = { 0 };
 	struct inv_client *c = NULL;
 	uint64_t *times = NULL;
@@ -263,6 +300,7 @@ int main(int argc, char **argv)
 		case 'e': exec_cmd = optarg; break;
 		case 'i': input = optarg; break;
 		case 'q': quiet = 1; break;
+		case 'P': ping = 1; break;
 		case 'V': ember_log_set_level(EMBER_LOG_INFO); break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -295,7 +333,7 @@ int main(int argc, char **argv)
 	/* Writes to a handler that died must fail with EPIPE, not kill us. */
 	signal(SIGPIPE, SIG_IGN);
 
-	ret = read_request(input, &req, &len);
+	ret = ping ? 0 : read_request(input, &req, &len);
 	if (ret) {
 		fprintf(stderr, "ember-invoke: reading %s: %s\n",
 			input ? input : "stdin", strerror(-ret));
@@ -345,6 +383,10 @@ int main(int argc, char **argv)
 		ret = EMBER_INVOKE_TRANSPORT;
 		goto out;
 	}
+	if (ping) {
+		ret = run_pings(c, (int)timeout, times, repeat);
+		goto out;
+	}
 	for (i = 0; i < repeat; i++) {
 		if (i)
 			inv_result_free(&res);
@@ -365,11 +407,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ember-invoke: %zu bytes of log dropped (cap %ld)\n",
 			res.logs_dropped, log_cap);
 	if (ret != EMBER_INVOKE_OK)
-		fprintf(stderr, "ember-invoke: %s: %s\n",
+		fprintf(stderr, "ember-invoke: %s: %s (after %.1f ms)\n",
 			ret == EMBER_INVOKE_FUNC_ERROR ? "function error"
 			: ret == EMBER_INVOKE_TIMEOUT  ? "timeout"
 						       : "transport error",
-			res.msg);
+			res.msg, (double)res.elapsed_ns / 1e6);
 	else if (repeat > 1)
 		print_stats(times, repeat, len);
 

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -47,6 +48,10 @@ struct inv_client {
 	int broken;      /* a timeout or transport error happened */
 	uint64_t next_id;
 	size_t log_cap;
+	/* A SYNC frame owed to a runtime whose READY asked for one: written
+	 * before anything else we send (docs/function-abi.md). */
+	uint8_t sync[EMBER_INV_HDR_SIZE + EMBER_INV_SYNC_LEN];
+	size_t sync_len, sync_off;
 	/* Logs that arrive outside an invocation (handler initialisation)
 	 * are kept here and handed to the next result. */
 	char *logs;
@@ -227,6 +232,38 @@ static void finish(struct op *op, enum ember_invoke_status st, int err,
 	}
 }
 
+/* Builds the SYNC frame a READY asked for: our wall clock and 32 fresh bytes
+ * of entropy, so that a guest restored from a snapshot fixes its clock and
+ * reseeds its RNG before the first INVOKE reaches its handler. 0, or -1 with
+ * errno set when getrandom() fails. */
+static int queue_sync(struct inv_client *c)
+{
+	uint8_t ent[EMBER_INV_SYNC_ENTROPY], pay[EMBER_INV_SYNC_LEN];
+	struct timespec ts;
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < sizeof(ent)) {
+		n = getrandom(ent + got, sizeof(ent) - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		got += (size_t)n;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ember_inv_sync_encode(pay,
+			      (uint64_t)ts.tv_sec * 1000000000ull +
+				      (uint64_t)ts.tv_nsec,
+			      ent);
+	/* Cannot fail: type, length and fields are within the limits. */
+	c->sync_len = (size_t)ember_inv_frame_encode(c->sync, sizeof(c->sync),
+						     EMBER_INV_SYNC, 0, 0, 0,
+						     pay, sizeof(pay));
+	c->sync_off = 0;
+	return 0;
+}
+
 /* A validated header with a payload arrived: pick where the payload goes. */
 static void on_header(struct inv_client *c, struct op *op)
 {
@@ -272,6 +309,12 @@ static void on_frame(struct inv_client *c, struct op *op)
 		break;
 	case EMBER_INV_READY:
 		c->ready = 1;
+		if ((h->flags & EMBER_INV_F_READY_SYNC) && queue_sync(c)) {
+			finish(op, EMBER_INVOKE_TRANSPORT, -EIO,
+			       "no entropy for the SYNC frame: %s",
+			       strerror(errno));
+			break;
+		}
 		if (op->kind == OP_READY)
 			finish(op, EMBER_INVOKE_OK, 0, NULL);
 		break;
@@ -365,16 +408,27 @@ static void drain_rbuf(struct inv_client *c, struct op *op)
 		c->rpos = c->rlen = 0;
 }
 
-/* Writes as much of the pending output as the fd takes. 0 or -errno. */
+static int out_pending(const struct inv_client *c, const struct op *op)
+{
+	return c->sync_off < c->sync_len || op->hoff < sizeof(op->hdr) ||
+	       op->poff < op->plen;
+}
+
+/* Writes as much of the pending output (an owed SYNC first, then the op's
+ * frame) as the fd takes. 0 or -errno. */
 static int flush_out(struct inv_client *c, struct op *op)
 {
-	struct iovec iov[2];
+	struct iovec iov[3];
 	struct msghdr mh = { .msg_iov = iov };
 	ssize_t n;
 	size_t k;
 
-	while (op->hoff < sizeof(op->hdr) || op->poff < op->plen) {
+	while (out_pending(c, op)) {
 		k = 0;
+		if (c->sync_off < c->sync_len) {
+			iov[k].iov_base = c->sync + c->sync_off;
+			iov[k++].iov_len = c->sync_len - c->sync_off;
+		}
 		if (op->hoff < sizeof(op->hdr)) {
 			iov[k].iov_base = op->hdr + op->hoff;
 			iov[k++].iov_len = sizeof(op->hdr) - op->hoff;
@@ -396,6 +450,13 @@ static int flush_out(struct inv_client *c, struct op *op)
 			return -errno;
 		}
 		k = (size_t)n;
+		if (c->sync_off < c->sync_len) {
+			size_t y = c->sync_len - c->sync_off;
+
+			y = k < y ? k : y;
+			c->sync_off += y;
+			k -= y;
+		}
 		if (op->hoff < sizeof(op->hdr)) {
 			size_t h = sizeof(op->hdr) - op->hoff;
 
@@ -413,25 +474,24 @@ static int flush_out(struct inv_client *c, struct op *op)
 static void run_op(struct inv_client *c, struct op *op, uint64_t deadline)
 {
 	struct pollfd pfd[2];
-	int nfds, ret, out_pending;
+	int nfds, ret, pending;
 	ssize_t n;
 
 	drain_rbuf(c, op);
 	while (!op->done) {
-		out_pending = op->hoff < sizeof(op->hdr) || op->poff < op->plen;
-		if (out_pending) {
+		pending = out_pending(c, op);
+		if (pending) {
 			ret = flush_out(c, op);
 			if (ret) {
 				finish(op, EMBER_INVOKE_TRANSPORT, ret,
 				       "write to instance: %s", strerror(-ret));
 				break;
 			}
-			out_pending =
-				op->hoff < sizeof(op->hdr) || op->poff < op->plen;
+			pending = out_pending(c, op);
 		}
 		pfd[0] = (struct pollfd){ .fd = c->rfd, .events = POLLIN };
 		nfds = 1;
-		if (out_pending) {
+		if (pending) {
 			if (c->wfd == c->rfd) {
 				pfd[0].events |= POLLOUT;
 			} else {
@@ -473,6 +533,15 @@ static void run_op(struct inv_client *c, struct op *op, uint64_t deadline)
 		}
 		c->rlen += (size_t)n;
 		drain_rbuf(c, op);
+	}
+	/* A SYNC owed since the READY that ended this op: send it now if the
+	 * socket takes it, so the guest fixes its clock before it is needed;
+	 * whatever is left goes out ahead of the next op's frame. */
+	if (op->done && !op->err && c->sync_off < c->sync_len) {
+		struct op none = { .hoff = sizeof(none.hdr) };
+
+		if (flush_out(c, &none))
+			c->broken = 1;
 	}
 	free(op->result_buf);
 	op->result_buf = NULL;

@@ -3,7 +3,9 @@
  *
  * Owns: one connection to a function instance and the invocations sent over
  * it: the hybrid vsock handshake on a VM's vsock Unix socket
- * ("CONNECT <port>\n" -> "OK <n>\n"), waiting for READY, sending INVOKE,
+ * ("CONNECT <port>\n" -> "OK <n>\n"), waiting for READY (and answering a
+ * READY that asks for it with a SYNC frame: our wall clock and fresh
+ * entropy, for a guest restored from a snapshot), sending INVOKE,
  * collecting LOG frames (bounded) and the RESULT or ERROR, all under a
  * deadline. It also drives a handler running as a plain host process over a
  * pair of pipes (no READY there). Frames are proto/invoke.h; the protocol is

@@ -48,16 +48,40 @@ struct pyrt {
 };
 
 static const char usage_text[] =
-	"usage: python [--home DIR] [--root DIR] [HANDLER]\n"
-	"  Ember's Python runtime: imports HANDLER (a module name, or a .py\n"
-	"  file relative to ROOT; default \"" PYRT_DEFAULT_HANDLER "\") and\n"
-	"  serves invocations on stdin/stdout (docs/function-abi.md) with its\n"
-	"  handle(event: bytes) -> bytes.\n"
-	"  --home DIR  the runtime (DIR/" PYRT_STDLIB " is the standard\n"
-	"              library); default $EMBER_PYTHON_HOME, else\n"
-	"              " PYRT_DEFAULT_HOME "\n"
-	"  --root DIR  the function's files, first on sys.path (default " PYRT_DEFAULT_ROOT ")\n"
-	"  docs/python.md has the whole contract.\n";
+"NAME\n"
+"    python - Ember's Python runtime: CPython 3.11 serving a handler module\n"
+"\n"
+"SYNOPSIS\n"
+"    python [--home DIR] [--root DIR] [HANDLER]\n"
+"\n"
+"DESCRIPTION\n"
+"    Imports HANDLER, a module name (handler, app.main) or a .py path\n"
+"    relative to ROOT (app/main.py), once, then serves invocations in the\n"
+"    frame protocol on stdin/stdout (docs/function-abi.md): each INVOKE's\n"
+"    payload is passed as bytes to the module's handle(event), and what it\n"
+"    returns (bytes, a buffer, or str as UTF-8) is the RESULT. An exception\n"
+"    is a function error (status 1, the traceback as the payload and in\n"
+"    the log). print() and sys.stderr go to stderr, the function's log.\n"
+"    The interpreter is isolated (no PYTHON* variables, no site module,\n"
+"    no bytecode writing); sys.path is ROOT then HOME/" PYRT_STDLIB ".\n"
+"    docs/python.md has the whole contract.\n"
+"\n"
+"OPTIONS\n"
+"    --home DIR  the runtime: DIR/" PYRT_STDLIB " is the standard library,\n"
+"                DIR/share/zoneinfo the time zone database (default\n"
+"                $EMBER_PYTHON_HOME, else " PYRT_DEFAULT_HOME ")\n"
+"    --root DIR  the function's files, first on sys.path (default " PYRT_DEFAULT_ROOT ")\n"
+"    HANDLER     default \"" PYRT_DEFAULT_HANDLER "\"\n"
+"    --help      this text\n"
+"\n"
+"EXIT STATUS\n"
+"    0    stdin ended between frames\n"
+"    1    initialisation failed (the module does not import or has no\n"
+"         callable handle; the traceback is on stderr)\n"
+"    2    a protocol error on stdin; 3 stdout failed\n"
+"    N    handle() called sys.exit(N)\n"
+"    64   usage error, or HANDLER is not a module path\n"
+"    120  flushing sys.stdout/sys.stderr at exit failed\n";
 
 /* HANDLER -> dotted module name in out: "handler", "app.main", or the
  * file forms "handler.py", "app/main.py". 0, or -1 if it is neither. */
@@ -390,8 +414,9 @@ int main(int argc, char **argv)
 		} else if (argv[i][0] != '-' && !handler) {
 			handler = argv[i];
 		} else {
-			fprintf(stderr, "python: bad argument %s\n%s", argv[i],
-				usage_text);
+			fprintf(stderr, "python: bad argument %s (usage: "
+				"python [--home DIR] [--root DIR] [HANDLER]; "
+				"python --help)\n", argv[i]);
 			return 64;
 		}
 	}

@@ -25,6 +25,11 @@
  *   alarm     alarm's previous value; setitimer + pause; getitimer
  *   mmap      a 1 GiB PROT_NONE reservation, mprotect, a guard page,
  *             MAP_FIXED_NOREPLACE, munmap, a hint honoured
+ *   socketpair  AF_UNIX stream pairs: flags, send/recv flags (PEEK,
+ *             DONTWAIT, WAITALL, NOSIGNAL; not OOB, which depends on the
+ *             kernel's configuration), sendmsg/recvmsg, socket
+ *             options and names, poll states through shutdown and close,
+ *             EPIPE, ENOTSOCK, FIONREAD, 256 KiB from a thread
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,7 +47,9 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/select.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -93,6 +100,12 @@ static const char *e(long ret)
 	case ESPIPE: return "ESPIPE";
 	case ENOMEM: return "ENOMEM";
 	case EROFS: return "EROFS";
+	case EISCONN: return "EISCONN";
+	case ENOTSOCK: return "ENOTSOCK";
+	case EOPNOTSUPP: return "EOPNOTSUPP";
+	case EAFNOSUPPORT: return "EAFNOSUPPORT";
+	case ENOPROTOOPT: return "ENOPROTOOPT";
+	case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
 	default:
 		snprintf(b, 24, "errno%d", errno);
 		return b;
@@ -267,6 +280,176 @@ static void case_pipe(void)
 	    sum);
 	close(big[0]);
 	close(big[1]);
+}
+
+/* --- socketpair --- */
+#define MIN_(a, b) ((a) < (b) ? (a) : (b))
+static int sp_big[2];
+static void *sp_writer(void *arg)
+{
+	unsigned char chunk[7001];
+	long total = 0;
+
+	(void)arg;
+	for (size_t i = 0; i < sizeof(chunk); i++)
+		chunk[i] = (unsigned char)(i * 13 + 1);
+	while (total < (256 << 10)) {
+		long n = send(sp_big[1], chunk, MIN_(sizeof(chunk),
+			      (size_t)((256 << 10) - total)), 0);
+		if (n <= 0)
+			break;
+		total += n;
+	}
+	return (void *)(intptr_t)total;
+}
+
+/* The poll bits asked for that are set, as hex. */
+static unsigned revents(int fd)
+{
+	struct pollfd p = { fd, POLLIN | POLLOUT | POLLRDHUP, 0 };
+
+	poll(&p, 1, 0);
+	return (unsigned)p.revents;
+}
+
+static void case_socketpair(void)
+{
+	int sv[2], nb[2], p[2], v, len4;
+	socklen_t len;
+	char buf[64];
+	struct stat st;
+	struct sockaddr_storage sa;
+	struct iovec iov[2];
+	struct msghdr m;
+	struct epoll_event ev = { .events = EPOLLIN }, got;
+	pthread_t t;
+	unsigned long sum = 0, total = 0;
+	unsigned char big_buf[5000];
+	void *wrote;
+	long n;
+	int ep;
+
+	R("pair", socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+	say("cloexec=%d nonblock=%d ", fcntl(sv[0], F_GETFD) & FD_CLOEXEC,
+	    !!(fcntl(sv[1], F_GETFL) & O_NONBLOCK));
+	fstat(sv[0], &st);
+	say("sock=%d ", S_ISSOCK(st.st_mode));
+	say("fresh=%x ", revents(sv[1]));
+	R("write", write(sv[0], "ping", 4));
+	say("readable=%x ", revents(sv[1]));
+	R("fionread", ioctl(sv[1], FIONREAD, &v));
+	say("queued=%d ", v);
+	R("peek", recv(sv[1], buf, sizeof(buf), MSG_PEEK));
+	R("recv", recv(sv[1], buf, sizeof(buf), 0));
+	say("data=%.4s ", buf);
+	R("dontwait", recv(sv[1], buf, 1, MSG_DONTWAIT));
+	len = sizeof(sa);
+	R("recvfrom_send", send(sv[1], "pong", 4, 0));
+	R("recvfrom", recvfrom(sv[0], buf, sizeof(buf), 0, (struct sockaddr *)&sa,
+			       &len));
+	say("fromlen=%u ", (unsigned)len);
+	R("sendto_addr", sendto(sv[0], "x", 1, 0, (struct sockaddr *)&sa,
+				sizeof(sa_family_t)));
+
+	/* Gather and scatter. */
+	iov[0] = (struct iovec){ "ab", 2 };
+	iov[1] = (struct iovec){ "cde", 3 };
+	memset(&m, 0, sizeof(m));
+	m.msg_iov = iov;
+	m.msg_iovlen = 2;
+	R("sendmsg", sendmsg(sv[0], &m, 0));
+	memset(buf, 0, sizeof(buf));
+	iov[0] = (struct iovec){ buf, 1 };
+	iov[1] = (struct iovec){ buf + 1, 10 };
+	memset(&m, 0, sizeof(m));
+	m.msg_iov = iov;
+	m.msg_iovlen = 2;
+	R("recvmsg", recvmsg(sv[1], &m, 0));
+	say("msg=%s ctl=%zu ", buf, (size_t)m.msg_controllen);
+	/* MSG_WAITALL waits for the second half from a later send. */
+	R("part", send(sv[0], "123", 3, 0));
+	R("waitall_dontwait", recv(sv[1], buf, 6, MSG_WAITALL | MSG_DONTWAIT));
+
+	/* Options and names. */
+	len = sizeof(v);
+	R("so_type", getsockopt(sv[0], SOL_SOCKET, SO_TYPE, &v, &len));
+	say("type=%d len=%u ", v, (unsigned)len);
+	len = sizeof(v);
+	getsockopt(sv[0], SOL_SOCKET, SO_DOMAIN, &v, &len);
+	say("domain=%d ", v);
+	len = sizeof(v);
+	getsockopt(sv[0], SOL_SOCKET, SO_ERROR, &v, &len);
+	say("error=%d ", v);
+	len = sizeof(v);
+	R("badopt", getsockopt(sv[0], SOL_SOCKET, 12345, &v, &len));
+	len4 = 1 << 16;
+	R("setbuf", setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &len4,
+			       sizeof(len4)));
+	len = sizeof(sa);
+	R("name", getsockname(sv[0], (struct sockaddr *)&sa, &len));
+	say("family=%d namelen=%u ", sa.ss_family, (unsigned)len);
+	len = sizeof(sa);
+	R("peer", getpeername(sv[0], (struct sockaddr *)&sa, &len));
+	say("peerlen=%u ", (unsigned)len);
+
+	/* Not sockets. */
+	pipe(p);
+	R("notsock", send(p[1], "x", 1, 0));
+	R("shut_notsock", shutdown(p[0], SHUT_RD));
+	close(p[0]);
+	close(p[1]);
+	R("badfd", send(999, "x", 1, 0));
+	R("badshut", shutdown(sv[0], 7));
+	R("inet", socketpair(AF_INET, SOCK_STREAM, 0, p));
+
+	/* epoll sees a socket end like a pipe's. */
+	ep = epoll_create1(0);
+	epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev);
+	R("ep_idle", epoll_wait(ep, &got, 1, 0));
+	send(sv[1], "e", 1, 0);
+	R("ep_ready", epoll_wait(ep, &got, 1, 0));
+	recv(sv[0], buf, 1, 0);
+	close(ep);
+	/* Drain what the WAITALL case left. */
+	while (recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT) > 0)
+		;
+
+	/* Half close, then close. */
+	R("shut_wr", shutdown(sv[0], SHUT_WR));
+	say("peer_after_shut=%x ", revents(sv[1]));
+	R("eof", recv(sv[1], buf, sizeof(buf), 0));
+	R("back", send(sv[1], "still", 5, 0));
+	R("read_back", recv(sv[0], buf, sizeof(buf), 0));
+	R("write_after_shut", send(sv[0], "x", 1, MSG_NOSIGNAL));
+	close(sv[0]);
+	say("peer_after_close=%x ", revents(sv[1]));
+	R("epipe", send(sv[1], "x", 1, MSG_NOSIGNAL));
+	signal(SIGPIPE, on_sigpipe);
+	sigpipes = 0;
+	R("epipe_write", write(sv[1], "x", 1));
+	say("sigpipe=%d ", sigpipes);
+	signal(SIGPIPE, SIG_DFL);
+	close(sv[1]);
+
+	R("nonblock_pair", socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0,
+				      nb));
+	R("nb_empty", read(nb[0], buf, 1));
+	close(nb[0]);
+	close(nb[1]);
+
+	/* 256 KiB from a thread (more than the ring holds). */
+	socketpair(AF_UNIX, SOCK_STREAM, 0, sp_big);
+	pthread_create(&t, NULL, sp_writer, NULL);
+	while (total < (256 << 10) &&
+	       (n = recv(sp_big[0], big_buf, sizeof(big_buf), 0)) > 0) {
+		for (long i = 0; i < n; i++)
+			sum = sum * 31 + big_buf[i];
+		total += (unsigned long)n;
+	}
+	pthread_join(t, &wrote);
+	say("thread_sent=%ld got=%lu sum=%lx", (long)(intptr_t)wrote, total, sum);
+	close(sp_big[0]);
+	close(sp_big[1]);
 }
 
 /* --- eventfd --- */
@@ -736,6 +919,8 @@ static int fn(const struct ember_request *req, struct ember_response *resp,
 		case_alarm();
 	else if (is(req, "mmap"))
 		case_mmap();
+	else if (is(req, "socketpair"))
+		case_socketpair();
 	else
 		say("unknown case");
 	say("\n");

@@ -44,6 +44,15 @@ EOC
 		fail "cannot build the initramfs"
 }
 
+# stamp START_NS: copies stdin to stdout, each line prefixed by the wall
+# seconds since START_NS (guest timestamps lag under emulation: PLATFORM.md).
+stamp() {
+	local start=$1 line
+	while IFS= read -r line || [ -n "$line" ]; do
+		printf '%7.1f %s\n' "$(( ($(date +%s%N) - start) / 1000000 ))e-3" "$line"
+	done
+}
+
 # boot_linux CPUS VMM-TIMEOUT: boots with the test initramfs; the console goes
 # to $TMP/console with each line prefixed by wall seconds since the start;
 # sets $rc (ember-vmm's exit status) and $ms (wall time).
@@ -55,9 +64,7 @@ boot_linux() {
 	"$VMM" --kernel "$KERNEL" --initrd "$TMP/initrd.cpio" --mem 256 \
 		--cpus "$cpus" --timeout "$limit" \
 		--cmdline "console=ttyS0 reboot=k panic=-1 rodata=off" \
-		2>"$TMP/err" | while IFS= read -r line || [ -n "$line" ]; do
-			printf '%7.1f %s\n' "$(( ($(date +%s%N) - start) / 1000000 ))e-3" "$line"
-		done >"$TMP/console"
+		2>"$TMP/err" | stamp "$start" >"$TMP/console"
 	rc=${PIPESTATUS[0]}
 	ms=$(( ($(date +%s%N) - start) / 1000000 ))
 	echo "ember-vmm --cpus $cpus: exit $rc after $ms ms (pvm=$PVM)"

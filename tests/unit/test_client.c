@@ -35,6 +35,7 @@
 static struct {
 	pthread_mutex_t lock;
 	char method[16], url[512], auth[256], ctype[128];
+	char query[512];          /* "k=v&k=v", values as sent */
 	char *body;
 	size_t body_len;
 	/* answer */
@@ -60,6 +61,18 @@ static size_t raw_url(void *cls, struct MHD_Connection *c, char *s)
 	(void)cls;
 	(void)c;
 	return strlen(s); /* keep %XX as sent */
+}
+
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind,
+			       const char *key, const char *value)
+{
+	size_t n = strlen(srv.query);
+
+	(void)cls;
+	(void)kind;
+	snprintf(srv.query + n, sizeof(srv.query) - n, "%s%s=%s", n ? "&" : "",
+		 key, value ? value : "");
+	return MHD_YES;
 }
 
 static const char *const steps[] = { "receive", "extract", "manifest",
@@ -103,6 +116,8 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn,
 	pthread_mutex_lock(&srv.lock);
 	snprintf(srv.method, sizeof(srv.method), "%s", method);
 	snprintf(srv.url, sizeof(srv.url), "%s", url);
+	srv.query[0] = '\0';
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_arg, NULL);
 	v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 					MHD_HTTP_HEADER_AUTHORIZATION);
 	snprintf(srv.auth, sizeof(srv.auth), "%s", v ? v : "");
@@ -349,6 +364,53 @@ static void test_requests(void **state)
 	}
 }
 
+/* Usage and logs: query arguments percent-encoded, absent ones left out,
+ * CSV returned as it came. */
+static void test_usage_logs(void **state)
+{
+	struct ember_client *c = client(unix_ep);
+	struct ember_usage_query q = { .from = "-7d", .to = "2026-12-01T10:00Z",
+				       .group_by = "function,day" };
+	struct ember_logs_query lq = { .after = -1 };
+	char *csv;
+	size_t len;
+	json_t *j;
+
+	(void)state;
+	script(200, "{\"usage\":[],\"total\":{}}");
+	assert_int_equal(ember_client_usage(c, &q, &j), 0);
+	json_decref(j);
+	assert_string_equal(srv.method, "GET");
+	assert_string_equal(srv.url, "/v1/usage");
+	assert_string_equal(srv.query, "from=-7d&to=2026-12-01T10%3A00Z&"
+				       "group_by=function%2Cday");
+	q = (struct ember_usage_query){ .function = "a&b=c" };
+	script(200, "function,requests\r\nresize,3\r\n");
+	assert_int_equal(ember_client_usage_csv(c, &q, &csv, &len), 0);
+	assert_string_equal(csv, "function,requests\r\nresize,3\r\n");
+	assert_int_equal(len, strlen(csv));
+	free(csv);
+	assert_string_equal(srv.query, "function=a%26b%3Dc&format=csv");
+
+	script(200, "{\"logs\":[],\"cursor\":0}");
+	assert_int_equal(ember_client_logs(c, "resize", &lq, &j), 0);
+	json_decref(j);
+	assert_string_equal(srv.url, "/v1/functions/resize/logs");
+	assert_string_equal(srv.query, "");
+	lq = (struct ember_logs_query){ .request_id = "8c1f4e2a9b7d3c60",
+					.after = 42, .tail = 5 };
+	assert_int_equal(ember_client_logs(c, "resize", &lq, &j), 0);
+	json_decref(j);
+	assert_string_equal(srv.query,
+			    "request_id=8c1f4e2a9b7d3c60&after=42&tail=5");
+	script(404, "{\"error\":{\"code\":\"function_not_found\","
+		    "\"message\":\"no function\"}}");
+	assert_int_equal(ember_client_logs(c, "../x", &lq, &j), -EPROTO);
+	assert_string_equal(srv.url, "/v1/functions/..%2Fx/logs");
+	assert_string_equal(ember_client_error(c)->code, "function_not_found");
+	ember_client_free(c);
+}
+
 static void test_errors(void **state)
 {
 	struct ember_client *c = client(unix_ep);
@@ -514,6 +576,7 @@ int main(void)
 		cmocka_unit_test(test_endpoints),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_requests),
+		cmocka_unit_test(test_usage_logs),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_invoke),
 		cmocka_unit_test(test_deploy),

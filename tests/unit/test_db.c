@@ -95,8 +95,9 @@ static void test_migrations(void **state)
 	db2 = db_open(f->path, err, sizeof(err));
 	assert_null(db2);
 	assert_non_null(strstr(err, "newer emberd"));
-	/* A database at schema 1 (as emberd 0.5.0 left it) is migrated on
-	 * open, its rows kept. */
+	/* A database at schema 2 (tenants, functions, the ledger: as an
+	 * emberd before the scaling settings left it) is migrated on open,
+	 * its rows kept. */
 	assert_int_equal(sqlite3_open(f->path, &raw), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(raw,
 				      "insert into tenants(name, created) "
@@ -106,7 +107,7 @@ static void test_migrations(void **state)
 				      "alter table tenants drop column max_concurrency;"
 				      "alter table functions drop column min_instances;"
 				      "alter table functions drop column idle_ttl_ms;"
-				      "pragma user_version = 1",
+				      "pragma user_version = 2",
 				      NULL, NULL, NULL),
 			 SQLITE_OK);
 	sqlite3_close(raw);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -59,6 +60,8 @@ static void test_hdr_roundtrip_all_types(void **state)
 		{ EMBER_INV_ERROR, 0, EMBER_ERR_OOM },
 		{ EMBER_INV_PING, 0, 0 },
 		{ EMBER_INV_PONG, 0, 0 },
+		{ EMBER_INV_READY, EMBER_INV_F_READY_SYNC, 0 },
+		{ EMBER_INV_SYNC, 0, 0 },
 	};
 	uint8_t b[EMBER_INV_HDR_SIZE];
 	struct ember_inv_hdr h;
@@ -89,7 +92,33 @@ static void test_hdr_roundtrip_all_types(void **state)
 	assert_int_equal(ember_inv_max_len(EMBER_INV_INVOKE), 6291456);
 	assert_int_equal(ember_inv_max_len(EMBER_INV_RESULT), 6291456);
 	assert_string_equal(ember_inv_type_name(EMBER_INV_LOG), "LOG");
+	assert_string_equal(ember_inv_type_name(EMBER_INV_SYNC), "SYNC");
 	assert_string_equal(ember_inv_type_name(200), "UNKNOWN");
+}
+
+static void test_sync_payload(void **state)
+{
+	uint8_t ent[EMBER_INV_SYNC_ENTROPY], got[EMBER_INV_SYNC_ENTROPY];
+	uint8_t p[EMBER_INV_SYNC_LEN + 8];
+	uint64_t t = 0;
+
+	(void)state;
+	for (unsigned i = 0; i < sizeof(ent); i++)
+		ent[i] = (uint8_t)(0xa0 + i);
+	ember_inv_sync_encode(p, 0x1122334455667788ull, ent);
+	/* Little-endian time first, then the entropy bytes as given. */
+	assert_int_equal(p[0], 0x88);
+	assert_int_equal(p[7], 0x11);
+	assert_memory_equal(p + 8, ent, sizeof(ent));
+	assert_int_equal(ember_inv_sync_decode(p, EMBER_INV_SYNC_LEN, &t, got), 0);
+	assert_true(t == 0x1122334455667788ull);
+	assert_memory_equal(got, ent, sizeof(ent));
+	/* Longer payloads carry later fields: accepted, the rest ignored. */
+	assert_int_equal(ember_inv_sync_decode(p, sizeof(p), &t, got), 0);
+	/* Shorter ones are refused. */
+	assert_int_equal(ember_inv_sync_decode(p, EMBER_INV_SYNC_LEN - 1, &t, got),
+			 EMBER_INV_ETRUNC);
+	assert_int_equal(ember_inv_sync_decode(NULL, 40, &t, got), EMBER_INV_ETRUNC);
 }
 
 static void test_hdr_hostile(void **state)
@@ -141,6 +170,16 @@ static void test_hdr_hostile(void **state)
 	hdr(b, EMBER_INV_READY, 0, 0, 0, 0);
 	b[9] = 1;
 	assert_int_equal(ember_inv_hdr_decode(b, &h), EMBER_INV_ERESERVED);
+	/* READY defines flag bit 0 only; SYNC defines no flag and no arg. */
+	hdr(b, EMBER_INV_READY, 0, 0, 0, 0);
+	b[6] = 0x02;
+	assert_int_equal(ember_inv_hdr_decode(b, &h), EMBER_INV_ERESERVED);
+	hdr(b, EMBER_INV_SYNC, 0, 0, 40, 0);
+	b[6] = 0x01;
+	assert_int_equal(ember_inv_hdr_decode(b, &h), EMBER_INV_ERESERVED);
+	hdr(b, EMBER_INV_SYNC, 0, 0, 40, 0);
+	b[8] = 1;
+	assert_int_equal(ember_inv_hdr_decode(b, &h), EMBER_INV_ERESERVED);
 
 	/* A huge length is refused from the header alone. */
 	hdr(b, EMBER_INV_INVOKE, 0, 0, 0, 1);
@@ -156,7 +195,8 @@ static void test_hdr_hostile(void **state)
 
 	/* The encoder refuses what the decoder would reject. */
 	assert_int_equal(ember_inv_hdr_encode(b, 0, 0, 0, 0, 0), EMBER_INV_EINVAL);
-	assert_int_equal(ember_inv_hdr_encode(b, 8, 0, 0, 0, 0), EMBER_INV_EINVAL);
+	assert_int_equal(ember_inv_hdr_encode(b, EMBER_INV_TYPE_MAX + 1, 0, 0, 0, 0),
+			 EMBER_INV_EINVAL);
 	assert_int_equal(ember_inv_hdr_encode(b, EMBER_INV_RESULT, 1, 0, 0, 0),
 			 EMBER_INV_EINVAL);
 	assert_int_equal(ember_inv_hdr_encode(b, EMBER_INV_PONG, 0, 5, 0, 0),
@@ -411,6 +451,8 @@ struct peer {
 	int read_invoke;      /* read one INVOKE frame first */
 	uint64_t seen_id;
 	uint32_t seen_deadline, seen_len;
+	int syncs;            /* SYNC frames seen before the INVOKE */
+	uint8_t sync[EMBER_INV_SYNC_LEN];
 	uint8_t *script;      /* bytes to send afterwards */
 	size_t script_len;
 	int hold_open_ms;     /* keep the socket open this long afterwards */
@@ -431,6 +473,11 @@ static void *peer_main(void *arg)
 			r = ember_inv_dec_feed(&d, buf + off, (size_t)n - off, &used);
 			if (r < 0)
 				return NULL;
+			if (r == EMBER_INV_DEC_HEADER && d.hdr.type == EMBER_INV_SYNC &&
+			    d.hdr.length == sizeof(p->sync))
+				ember_inv_dec_set_buf(&d, p->sync, sizeof(p->sync));
+			if (r == EMBER_INV_DEC_FRAME && d.hdr.type == EMBER_INV_SYNC)
+				p->syncs++;
 			if (r == EMBER_INV_DEC_FRAME && d.hdr.type == EMBER_INV_INVOKE) {
 				p->seen_id = d.hdr.id;
 				p->seen_deadline = d.hdr.arg;
@@ -702,6 +749,50 @@ static enum ember_invoke_status vsock_invoke(const char *reply, size_t rlen,
 	return st;
 }
 
+/* A READY with EMBER_INV_F_READY_SYNC gets exactly one SYNC frame, ahead of
+ * the INVOKE: our wall clock (now, to within the test's run time) and 32
+ * bytes of entropy that differ between connections. */
+static void test_client_sync(void **state)
+{
+	struct script s = { 0 };
+	static struct listener l;
+	uint8_t ent1[EMBER_INV_SYNC_ENTROPY], ent2[EMBER_INV_SYNC_ENTROPY];
+	struct inv_result res;
+	struct timespec a, b;
+	char reply[128];
+	uint64_t t, ta, tb;
+	size_t n;
+
+	(void)state;
+	memcpy(reply, "OK 1073741824\n", 14);
+	n = 14 + (size_t)ember_inv_frame_encode((uint8_t *)reply + 14,
+						sizeof(reply) - 14,
+						EMBER_INV_READY,
+						EMBER_INV_F_READY_SYNC, 0, 0,
+						"ember-init", 10);
+	add(&s, EMBER_INV_RESULT, 0, 0, 1, "synced", 6);
+	clock_gettime(CLOCK_REALTIME, &a);
+	assert_int_equal(vsock_invoke(reply, n, &s, &l, &res), EMBER_INVOKE_OK);
+	clock_gettime(CLOCK_REALTIME, &b);
+	assert_memory_equal(res.payload, "synced", 6);
+	inv_result_free(&res);
+	assert_int_equal(l.peer.syncs, 1);
+	assert_int_equal(l.peer.seen_len, 2); /* the INVOKE still came */
+	assert_int_equal(ember_inv_sync_decode(l.peer.sync, sizeof(l.peer.sync),
+					       &t, ent1), 0);
+	ta = (uint64_t)a.tv_sec * 1000000000ull + (uint64_t)a.tv_nsec;
+	tb = (uint64_t)b.tv_sec * 1000000000ull + (uint64_t)b.tv_nsec;
+	assert_true(t >= ta && t <= tb);
+
+	assert_int_equal(vsock_invoke(reply, n, &s, &l, &res), EMBER_INVOKE_OK);
+	inv_result_free(&res);
+	assert_int_equal(l.peer.syncs, 1);
+	assert_int_equal(ember_inv_sync_decode(l.peer.sync, sizeof(l.peer.sync),
+					       &t, ent2), 0);
+	assert_memory_not_equal(ent1, ent2, sizeof(ent1));
+	free(s.b);
+}
+
 static void test_vsock_handshake(void **state)
 {
 	struct script s = { 0 };
@@ -723,6 +814,8 @@ static void test_vsock_handshake(void **state)
 	assert_string_equal(l.got, "CONNECT 1024\n");
 	assert_int_equal(l.peer.seen_len, 2);
 	assert_memory_equal(res.payload, "there", 5);
+	/* The micro guest's READY does not ask for SYNC: none is sent. */
+	assert_int_equal(l.peer.syncs, 0);
 	inv_result_free(&res);
 
 	/* Init failure: ERROR instead of READY is the function's error. */
@@ -753,6 +846,7 @@ int main(void)
 		cmocka_unit_test(test_hdr_layout),
 		cmocka_unit_test(test_hdr_roundtrip_all_types),
 		cmocka_unit_test(test_hdr_hostile),
+		cmocka_unit_test(test_sync_payload),
 		cmocka_unit_test(test_frame_encode),
 		cmocka_unit_test(test_dec_split_every_boundary),
 		cmocka_unit_test(test_dec_byte_by_byte),
@@ -764,6 +858,7 @@ int main(void)
 		cmocka_unit_test(test_client_transport_failures),
 		cmocka_unit_test(test_client_refuses_large_request),
 		cmocka_unit_test(test_vsock_handshake),
+		cmocka_unit_test(test_client_sync),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

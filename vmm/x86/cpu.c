@@ -129,7 +129,7 @@ const struct cpu_hidden *cpu_template_hidden(enum cpu_template t)
 
 const char *cpu_template_linux_cmdline(enum cpu_template t)
 {
-	return t == CPU_TEMPLATE_PVM ? "noxsave clearcpuid=popcnt,smap" : "";
+	return t == CPU_TEMPLATE_PVM ? "noxsave clearcpuid=popcnt,smap no-kvmclock" : "";
 }
 
 static uint32_t *entry_reg(struct kvm_cpuid_entry2 *e, unsigned reg)
