@@ -9,19 +9,28 @@
  * Modules, each a .c file here:
  *   entry.S    _start, syscall_entry, exception_entry, the Ember ELF note,
  *              the return to user mode, the kernel-stack switch
- *   sched.c    threads: clone, exit, blocking and waking, the idle loop
- *   futex.c    futex wait/wake/requeue
  *   main.c     boot: boot info, devices, file system, handler start
  *   lib.c      string functions, formatting, serial console, port I/O
- *   mm.c       guest RAM: free ranges, brk, anonymous mmap
+ *   mm.c       low RAM: free ranges, brk, mmap (routing to vma.c)
+ *   vma.c      the virtual window above 64 GiB: reservations, pages backed
+ *              when touched, unmapping with TLB flushes
  *   loader.c   the handler's ELF (from the boot module) and initial stack
- *   syscall.c  the Linux syscall table
- *   fs.c       file descriptors over the EMFS image (mfs.c) on virtio-blk
+ *   syscall.c  the Linux syscall table, ioctl, prctl
+ *   sched.c    threads: clone, exit, blocking and waking, the idle loop,
+ *              preemption ticks
+ *   futex.c    futex wait/wake/requeue
+ *   signal.c   dispositions, masks, sigaltstack, frames, rt_sigreturn
+ *   fs.c       file descriptors (open file descriptions with ops tables)
+ *              and the EMFS image (mfs.c) on virtio-blk
+ *   stdio.c    stdin/stdout/stderr bound to the invocation vsock stream,
+ *              the request's deadline
  *   pipe.c     pipes, eventfds, and the byte ring they and socket.c share
  *   socket.c   AF_UNIX stream socket pairs and the socket calls on them
- *   stdio.c    stdin/stdout/stderr bound to the invocation vsock stream
- *   trap.c     handler crashes and kernel panics: report and end the VM
- *   time.c     TSC clock, sleeps; random.c: ChaCha20 getrandom
+ *   poll.c     poll, select, epoll
+ *   memfd.c    memfd_create: in-memory files
+ *   trap.c     page faults, fault signals, crashes, kernel panics
+ *   time.c     TSC clock, sleeps, timerfds, interval timers
+ *   random.c   ChaCha20 getrandom
  * Trust: the handler shares the VM with this kernel and can write all of
  * guest RAM (identity-mapped user pages), so the VM is the sandbox, not this
  * kernel. Still, every pointer and length from a syscall is checked against
@@ -53,6 +62,7 @@
 #define MICRO_EXIT_PANIC 256      /* micro guest bug or bad boot input */
 #define MICRO_EXIT_NO_HANDLER 257 /* the handler could not be loaded */
 #define MICRO_EXIT_HOST_GONE 258  /* invocation stream closed by the host */
+#define MICRO_EXIT_TIMEOUT 259    /* a request's deadline passed */
 
 /* Kernel-internal errors of interrupted calls (never seen by the handler:
  * signal.c turns them into a restart or EINTR, as Linux does). */
@@ -97,6 +107,7 @@ void micro_thread_start(void);
 extern const struct ember_boot_info *boot_info;
 extern char micro_cmdline_debug; /* "debug" on the command line */
 extern char micro_cmdline_strace; /* "strace": every syscall on the console */
+extern uint64_t micro_preempt_ns; /* "preempt=MS": the tick, 0 = none */
 uint64_t micro_handler_size(void);
 const char *micro_handler_path(void);
 
@@ -183,6 +194,9 @@ bool vma_access_ok(uint64_t addr, uint64_t len);
 /* A page fault at addr: backed (DONE, resume), not a mapping (SEGV), a
  * PROT_NONE mapping (ACCERR), or no RAM left (OOM). */
 int vma_fault(uint64_t addr);
+/* Frees the frames bound to unmapped ranges (one TLB flush): the bytes
+ * given back to low RAM. mm.c calls it when an allocation fails. */
+uint64_t vma_reclaim(void);
 /* RAM backing the window now, and TLB flushes so far. */
 uint64_t vma_bound_bytes(void);
 uint64_t vma_flushes(void);
@@ -207,6 +221,7 @@ __attribute__((noreturn)) void micro_exit_process(int status);
 #define MICRO_MAX_THREADS 256
 #define SCHED_KSTACK (16u << 10)
 #define SCHED_NEVER UINT64_MAX
+#define SCHED_SLICE_NS 10000000ULL /* the preemption tick (10 ms) */
 enum thread_state { THREAD_FREE, THREAD_RUNNABLE, THREAD_BLOCKED,
 		    THREAD_DEAD };
 /* Why sched_block() returned. */
@@ -261,6 +276,13 @@ void sched_wake_thread(struct thread *t, int reason);
 int sched_requeue(const void *chan, const void *chan2, int n);
 /* Lets every other runnable thread run once. */
 void sched_yield(void);
+/* A preemption tick interrupted the current thread (registers r): due
+ * deadlines, then the other threads' turn, then pending signals. */
+void sched_tick(struct micro_regs *r);
+/* Every thread's state on the console (a request timed out). */
+void sched_dump(void);
+/* Tells the VMM whether ticks are useful now (struct ember_preempt). */
+void sched_want_ticks(void);
 struct thread *sched_find(int tid);
 /* Iterates over the live threads: for (t = sched_first(); t; t =
  * sched_next(t)). */
@@ -474,6 +496,10 @@ bool stdio_poll(uint64_t until);
  * host is connected; otherwise nothing. */
 void stdio_log(const char *msg, size_t len);
 uint64_t stdio_current_request(void);
+/* The request in flight's deadline (CLOCK_MONOTONIC), or SCHED_NEVER. */
+uint64_t stdio_deadline(void);
+/* Past it: ERROR TIMEOUT to the host, and the VM ends. */
+void stdio_check_deadline(void);
 
 /* time.c */
 void time_init(void);
@@ -497,6 +523,7 @@ long sys_alarm(unsigned secs);
 /* Fires the interval timers that are due (SIGALRM...); returns the next
  * expiry (CLOCK_MONOTONIC ns) or SCHED_NEVER. */
 uint64_t time_check_timers(void);
+bool time_timers_armed(void);
 /* Sleeps in the VMM (all threads) until a device signals (true) or
  * timeout_ns passed (0 = none). */
 bool micro_wait(uint64_t timeout_ns);

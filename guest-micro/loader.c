@@ -139,7 +139,7 @@ static void split_cmdline(const char *cl, size_t len)
 				argv_l[nargv++] = l;
 			}
 		} else if (has_eq && strncmp(cl + s, "handler=", 8) &&
-			   nenvp < MAX_ARGS) {
+			   strncmp(cl + s, "preempt=", 8) && nenvp < MAX_ARGS) {
 			envp_s[nenvp] = cl + s;
 			envp_l[nenvp++] = l;
 		}

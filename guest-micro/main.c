@@ -7,6 +7,7 @@
  *   debug            trace syscalls the kernel does not implement and echo
  *                    stdout/stderr on the serial console
  *   strace           print every system call and its result on the console
+ *   preempt=MS       the preemption tick in ms (default 10, 0 = none)
  *   handler=PATH     run PATH from the image when no boot module is given
  *                    (also the handler's argv[0]; default "/handler")
  *   KEY=VALUE        put into the handler's environment
@@ -18,6 +19,7 @@
 
 const struct ember_boot_info *boot_info;
 char micro_cmdline_debug, micro_cmdline_strace;
+uint64_t micro_preempt_ns = SCHED_SLICE_NS;
 static char handler_path[256] = "/handler";
 
 const char *micro_handler_path(void)
@@ -169,6 +171,14 @@ void micro_main(const struct ember_boot_info *bi)
 	if (v && vl > 0 && vl < sizeof(handler_path)) {
 		memcpy(handler_path, v, vl);
 		handler_path[vl] = '\0';
+	}
+	v = cmdline_find(cl, "preempt", &vl);
+	if (v) {
+		uint64_t ms = 0;
+
+		for (size_t i = 0; i < vl && v[i] >= '0' && v[i] <= '9'; i++)
+			ms = MIN(ms * 10 + (uint64_t)(v[i] - '0'), 1000000ULL);
+		micro_preempt_ns = ms * 1000000u;
 	}
 	mm_init();
 

@@ -178,7 +178,20 @@ uint64_t mm_free_bytes(void)
 	return n;
 }
 
+static uint64_t alloc_top(uint64_t len);
+
 uint64_t mm_alloc_top(uint64_t len)
+{
+	uint64_t a = alloc_top(len);
+
+	/* Short of RAM: frames left bound to unmapped ranges of the window
+	 * are the reserve (vma.c). */
+	if (!a && vma_reclaim())
+		a = alloc_top(len);
+	return a;
+}
+
+static uint64_t alloc_top(uint64_t len)
 {
 	for (unsigned i = nr_ranges; i-- > 0;) {
 		struct range *r = &ranges[i];

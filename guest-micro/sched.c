@@ -59,6 +59,11 @@ struct thread *sched_cur;
 static struct thread thread0;
 static struct thread *threads[MICRO_MAX_THREADS];
 static unsigned nr_live;
+/* For the preemption ticks' `want`: threads ready to run, and blocked
+ * threads that a deadline will make ready. */
+static unsigned nr_runnable = 1, nr_timed;
+static volatile struct ember_preempt *const preempt =
+	(volatile struct ember_preempt *)EMBER_PREEMPT_GPA;
 static int next_tid = 2;
 static uint64_t block_seq;
 
@@ -98,6 +103,8 @@ static inline void fxrstor(const uint8_t *area)
 	__asm__ volatile("fxrstor64 (%0)" : : "r"(area) : "memory");
 }
 
+extern char _start[], __image_end[];
+
 void sched_init(void)
 {
 	const char *name = micro_handler_path(), *slash = name;
@@ -113,6 +120,12 @@ void sched_init(void)
 	nr_live = 1;
 	sched_cur = &thread0;
 	micro_kstack_cur = thread0.kstack_top - 8;
+	/* Ticks every 10 ms while the vCPU runs (docs/micro-guest.md,
+	 * "Preemption"), dropped while `want` is 0 and in this kernel. */
+	preempt->text_start = (uint64_t)(uintptr_t)_start;
+	preempt->text_end = (uint64_t)(uintptr_t)__image_end;
+	preempt->want = 0;
+	preempt->slice_ns = micro_preempt_ns;
 }
 
 struct micro_regs *sched_regs(const struct thread *t)
@@ -165,6 +178,15 @@ struct thread *sched_next(struct thread *t)
 	return live_from(slot_of(t) + 1);
 }
 
+void sched_want_ticks(void)
+{
+	/* Someone else could run (now or at a deadline), or there is a
+	 * deadline of the kernel's own to watch: then a thread that spins
+	 * must be interrupted now and then. */
+	preempt->want = nr_runnable > 1 || nr_timed || time_timers_armed() ||
+			stdio_deadline() != SCHED_NEVER;
+}
+
 void sched_wake_thread(struct thread *t, int reason)
 {
 	if (t->state != THREAD_BLOCKED)
@@ -172,6 +194,10 @@ void sched_wake_thread(struct thread *t, int reason)
 	t->state = THREAD_RUNNABLE;
 	t->wake_reason = (uint8_t)reason;
 	t->chan = NULL;
+	nr_runnable++;
+	if (t->wake_at != SCHED_NEVER)
+		nr_timed--;
+	t->wake_at = SCHED_NEVER;
 }
 
 /* The oldest waiter of chan matching bits, or NULL. */
@@ -253,19 +279,29 @@ static struct thread *pick(void)
 	return NULL;
 }
 
-/*
- * Nothing is runnable: wake threads whose deadline passed or whose device
- * has news, else sleep in the VMM until the nearest deadline. Returns once
- * at least one thread might be runnable (it may be none after all).
- */
-static void idle(void)
+static void wake_io_waiters(void)
 {
-	static bool warned;
-	uint64_t now, next = time_check_timers(); /* (may wake threads) */
-	bool io = false, woke = false;
+	for (unsigned i = 0; i < MICRO_MAX_THREADS; i++) {
+		struct thread *t = threads[i];
 
-	if (pick())
-		return; /* a timer's signal woke a thread */
+		if (t && t->state == THREAD_BLOCKED &&
+		    (t->block_flags & SCHED_IO))
+			sched_wake_thread(t, WAKE_EVENT);
+	}
+}
+
+/*
+ * Time-driven events: the kernel's deadlines (an invocation's, interval
+ * timers) and threads whose wait timed out. Returns the nearest deadline
+ * still ahead; *io says whether a thread waits for device I/O, *woke
+ * whether a thread became runnable.
+ */
+static uint64_t wake_due(bool *io, bool *woke)
+{
+	uint64_t now, next;
+
+	stdio_check_deadline();
+	next = MIN(time_check_timers(), stdio_deadline());
 	now = time_mono_ns();
 	for (unsigned i = 0; i < MICRO_MAX_THREADS; i++) {
 		struct thread *t = threads[i];
@@ -274,13 +310,28 @@ static void idle(void)
 			continue;
 		if (t->wake_at <= now) {
 			sched_wake_thread(t, WAKE_TIMEOUT);
-			woke = true;
+			*woke = true;
 			continue;
 		}
 		next = MIN(next, t->wake_at);
-		io |= !!(t->block_flags & SCHED_IO);
+		*io |= !!(t->block_flags & SCHED_IO);
 	}
-	if (woke)
+	return next;
+}
+
+/*
+ * Nothing is runnable: wake threads whose deadline passed or whose device
+ * has news, else sleep in the VMM until the nearest deadline. Returns once
+ * at least one thread might be runnable (it may be none after all).
+ */
+static void idle(void)
+{
+	static bool warned;
+	uint64_t next;
+	bool io = false, woke = false;
+
+	next = wake_due(&io, &woke);
+	if (woke || pick())
 		return;
 	if (io && stdio_poll(next))
 		woke = true;
@@ -290,19 +341,18 @@ static void idle(void)
 			kprintf("every thread waits with no timeout and no "
 				"I/O: deadlock?\n");
 		}
-		woke = micro_wait(next == SCHED_NEVER ? 1000000000ULL :
-				  MAX(next - time_mono_ns(), 1000ULL)) && io;
-	}
-	if (woke) {
-		/* Device activity: I/O waiters look again. */
-		for (unsigned i = 0; i < MICRO_MAX_THREADS; i++) {
-			struct thread *t = threads[i];
+		uint64_t now = time_mono_ns();
 
-			if (t && t->state == THREAD_BLOCKED &&
-			    (t->block_flags & SCHED_IO))
-				sched_wake_thread(t, WAKE_EVENT);
-		}
+		/* (The deadline may have passed since it was computed: then
+		 * do not sleep at all, rather than for a wrapped-around
+		 * eternity.) */
+		if (next != SCHED_NEVER && next <= now)
+			return;
+		woke = micro_wait(next == SCHED_NEVER ? 1000000000ULL :
+				  MAX(next - now, 1000ULL)) && io;
 	}
+	if (woke)
+		wake_io_waiters(); /* device activity: they look again */
 }
 
 /* Runs other threads until the current one is runnable again. */
@@ -332,6 +382,9 @@ int sched_block(const void *chan, uint32_t bits, uint64_t deadline,
 	if (deadline <= time_mono_ns())
 		return WAKE_TIMEOUT;
 	t->state = THREAD_BLOCKED;
+	nr_runnable--;
+	if (deadline != SCHED_NEVER)
+		nr_timed++;
 	t->chan = chan;
 	t->chan_bits = bits;
 	t->wake_at = deadline;
@@ -339,7 +392,44 @@ int sched_block(const void *chan, uint32_t bits, uint64_t deadline,
 	t->block_seq = ++block_seq;
 	t->wake_reason = 0;
 	schedule();
+	sched_want_ticks();
 	return t->wake_reason;
+}
+
+void sched_tick(struct micro_regs *r)
+{
+	bool io = false, woke = false;
+
+	/* What the idle loop would do, then everyone else's turn: a thread
+	 * that spins cannot keep the vCPU past a tick. */
+	wake_due(&io, &woke);
+	if (io && stdio_poll(0))
+		wake_io_waiters();
+	sched_yield();
+	signal_deliver(r); /* e.g. Go's SIGURG, sent while it spun */
+	sched_want_ticks();
+}
+
+void sched_dump(void)
+{
+	uint64_t now = time_mono_ns();
+
+	for (unsigned i = 0; i < MICRO_MAX_THREADS; i++) {
+		struct thread *t = threads[i];
+
+		if (!t || t->state == THREAD_FREE || t->state == THREAD_DEAD)
+			continue;
+		kprintf("thread %d%s: %s, waits on %p%s, deadline %s%lu ms, "
+			"RIP 0x%lx\n", t->tid, t == sched_cur ? " (current)" : "",
+			t->state == THREAD_RUNNABLE ? "runnable" : "blocked",
+			t->chan, t->block_flags & SCHED_IO ? " or I/O" : "",
+			t->wake_at == SCHED_NEVER ? "none " : "in ",
+			t->wake_at == SCHED_NEVER ? 0 :
+			(t->wake_at > now ? t->wake_at - now : 0) / 1000000,
+			sched_regs(t)->rip);
+	}
+	kprintf("runnable %u, timed waits %u, ticks %lu, want %u\n",
+		nr_runnable, nr_timed, preempt->ticks, preempt->want);
 }
 
 void sched_yield(void)
@@ -448,6 +538,8 @@ static long do_clone(struct micro_regs *r, uint64_t flags, uint64_t sp,
 		put_user_u32(ctid, (uint32_t)t->tid);
 	t->state = THREAD_RUNNABLE;
 	nr_live++;
+	nr_runnable++;
+	sched_want_ticks();
 	return t->tid;
 }
 
@@ -575,6 +667,7 @@ void sched_exit_thread(int status)
 		futex_wake_one(t->clear_child_tid);
 	t->state = THREAD_DEAD;
 	nr_live--;
+	nr_runnable--;
 	schedule(); /* never comes back: nobody wakes a dead thread */
 	panic("a dead thread was scheduled");
 }

@@ -33,6 +33,8 @@ static int conn = -1;
 static bool hc_ready_done, stdin_eof;
 static struct ember_inv_dec in_dec, out_dec; /* host->handler, handler->host */
 static uint64_t cur_req;
+static uint64_t cur_deadline = SCHED_NEVER; /* of cur_req, CLOCK_MONOTONIC */
+static uint32_t cur_deadline_ms;
 static uint8_t err_buf[EMBER_INV_HDR_SIZE + STDERR_BUF];
 static uint32_t err_len; /* payload bytes pending in err_buf */
 static bool err_dropped;
@@ -46,6 +48,29 @@ struct gvsock *micro_vsock(void)
 uint64_t stdio_current_request(void)
 {
 	return cur_req;
+}
+
+uint64_t stdio_deadline(void)
+{
+	return cur_req ? cur_deadline : SCHED_NEVER;
+}
+
+/* The guest runtime enforces an INVOKE's deadline (docs/function-abi.md):
+ * checked when threads are scheduled, when the vCPU idles, and at each
+ * preemption tick, so a handler that spins is stopped too. */
+void stdio_check_deadline(void)
+{
+	char msg[128];
+
+	if (!cur_req || cur_deadline == SCHED_NEVER ||
+	    time_mono_ns() < cur_deadline)
+		return;
+	ksnprintf(msg, sizeof(msg), "the request's deadline of %u ms passed; "
+		  "the handler was stopped", cur_deadline_ms);
+	kprintf("%s\n", msg);
+	sched_dump();
+	stdio_report_end(EMBER_ERR_TIMEOUT, msg);
+	micro_exit_vm(MICRO_EXIT_TIMEOUT);
 }
 
 int stdio_init(void)
@@ -145,12 +170,23 @@ static void track(struct ember_inv_dec *d, const uint8_t *p, uint64_t len,
 			return;
 		}
 		if (r == EMBER_INV_DEC_HEADER || r == EMBER_INV_DEC_FRAME) {
-			if (in && d->hdr.type == EMBER_INV_INVOKE)
+			if (in && d->hdr.type == EMBER_INV_INVOKE &&
+			    cur_req != d->hdr.id) {
+				/* arg: ms from receipt (docs/function-abi.md) */
 				cur_req = d->hdr.id;
+				cur_deadline_ms = d->hdr.arg;
+				cur_deadline = d->hdr.arg ?
+					time_mono_ns() +
+						(uint64_t)d->hdr.arg * 1000000u :
+					SCHED_NEVER;
+				sched_want_ticks();
+			}
 			if (!in && (d->hdr.type == EMBER_INV_RESULT ||
 				    d->hdr.type == EMBER_INV_ERROR) &&
-			    d->hdr.id == cur_req && r == EMBER_INV_DEC_FRAME)
+			    d->hdr.id == cur_req && r == EMBER_INV_DEC_FRAME) {
 				cur_req = 0;
+				sched_want_ticks();
+			}
 		}
 		p += used;
 		len -= used;

@@ -412,6 +412,11 @@ struct kitimerval {
 	int64_t interval_sec, interval_usec, value_sec, value_usec;
 };
 
+bool time_timers_armed(void)
+{
+	return itimers[0].next || itimers[1].next || itimers[2].next;
+}
+
 uint64_t time_check_timers(void)
 {
 	uint64_t now = 0, next = SCHED_NEVER;
@@ -477,6 +482,7 @@ long sys_setitimer(int which, const void *unew, void *uold)
 
 		itimers[which].next = value ? time_mono_ns() + value : 0;
 		itimers[which].interval = value ? interval : 0;
+		sched_want_ticks();
 	}
 	return 0;
 }
@@ -503,5 +509,6 @@ long sys_alarm(unsigned secs)
 		left = 1;
 	itimers[0].next = secs ? now + (uint64_t)secs * 1000000000u : 0;
 	itimers[0].interval = 0;
+	sched_want_ticks();
 	return left;
 }

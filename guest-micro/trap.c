@@ -159,6 +159,10 @@ void micro_user_fault(struct micro_regs *r, uint64_t vector, uint64_t err,
 						       SIGSEGV;
 	struct fault_info fi = { vector, err, cr2 };
 
+	if (vector == EMBER_VEC_PREEMPT) {
+		sched_tick(r); /* not a fault: the VMM's preemption tick */
+		return;
+	}
 	if (vector == 14) {
 		switch (vma_fault(cr2)) {
 		case VMA_FAULT_DONE:

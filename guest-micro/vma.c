@@ -17,13 +17,29 @@
  *     accessible mapping (trap.c) backs the 64 KiB block around it, and a
  *     system call that is handed a buffer here backs it first
  *     (vma_access_ok), so the kernel itself never faults;
- *   - unmapping a page that was present (munmap, MADV_DONTNEED,
- *     mprotect PROT_NONE) clears its entry and then flushes the vCPU's
- *     TLB through the VMM (EMBER_HC_FLUSH_TLB: INVLPG and CR3 writes are
- *     privileged at CPL3); only then do freed frames go back to mm.c, so no
- *     stale translation can reach a frame that has a new owner. A page that
- *     was never present needs no flush (x86 caches no not-present entries).
- *     PROT_NONE keeps the frame in the entry (PTE_HIDDEN) for its contents.
+ *   - a frame once bound to a virtual page stays bound to it while that
+ *     address is in use or may be used again. Changing a translation the
+ *     CPU may have cached needs a TLB flush, which a CPL3 guest can only
+ *     ask the VMM for (EMBER_HC_FLUSH_TLB), and which is dear under
+ *     shadow paging (measured here: ~1.2 ms, and ~11 us for each page
+ *     touched after it while KVM rebuilds its shadow tables). So munmap
+ *     leaves the entries as they are and only takes the range out of the
+ *     table; accessible mappings are placed top-down, where freed ranges
+ *     are found first, and a new mapping over bound frames zeroes and
+ *     reuses them (same address, same frame: a stale translation is a
+ *     right one). MADV_DONTNEED zeroes bound frames in place;
+ *   - PROT_NONE mappings (reservations, guard pages) get addresses that
+ *     hold no frame (their own arena, below the accessible one), so
+ *     nothing stale can reach them and a touch faults; mprotect(PROT_NONE)
+ *     of pages that were present clears them and flushes at once (rare);
+ *   - frames left bound to unmapped ranges are reclaimed when RAM runs
+ *     short (mm.c asks) or their list fills up: the entries are cleared,
+ *     the TLB flushed once, and only then do the frames go back to mm.c,
+ *     so no stale translation can reach a frame that has a new owner.
+ *     Not present -> present needs no flush (x86 caches no not-present
+ *     entries). An access right after munmap may still succeed (the entry
+ *     is left present until reclaim): a weaker check than Linux's, not a
+ *     sandbox matter (the VM is the sandbox).
  *
  * Page-table pages come from mm.c too and are never freed. A new page
  * table is filled before it is linked in: under shadow paging (PVM) writes
@@ -35,13 +51,16 @@
 #define PTE_RW 2ULL
 #define PTE_US 4ULL
 #define PTE_PS 0x80ULL
-#define PTE_HIDDEN (1ULL << 9) /* software: a frame, kept while PROT_NONE */
+#define PTE_HIDDEN (1ULL << 9) /* software: a frame, not present (PROT_NONE) */
 #define PTE_BACKED (PTE_P | PTE_HIDDEN)
 #define PTE_ADDR 0x000ffffffffff000ULL
 #define PTE_FLAGS (PTE_P | PTE_RW | PTE_US)
 
 #define VMA_MAX 1024
+#define DIRTY_MAX 256 /* unmapped ranges that may hold frames */
 #define FAULT_AROUND (64u << 10)
+/* Accessible mappings are placed top-down above it, reservations below. */
+#define VMA_SPLIT (VMA_BASE + (VMA_END - VMA_BASE) / 2)
 
 struct vma {
 	uint64_t start, end;
@@ -50,6 +69,10 @@ struct vma {
 
 static struct vma vmas[VMA_MAX];
 static unsigned nr_vmas;
+static struct {
+	uint64_t start, end;
+} dirty[DIRTY_MAX];
+static unsigned nr_dirty;
 static uint64_t bound_bytes; /* RAM backing this window now */
 static uint64_t nr_flushes;
 
@@ -194,12 +217,16 @@ struct release {
 	bool flush;          /* a present entry was cleared */
 };
 
+static void flush_tlb(void)
+{
+	hypercall(EMBER_HC_FLUSH_TLB, 0);
+	nr_flushes++;
+}
+
 static void release_all(struct release *rl)
 {
-	if (rl->flush) {
-		hypercall(EMBER_HC_FLUSH_TLB, 0);
-		nr_flushes++;
-	}
+	if (rl->flush)
+		flush_tlb();
 	for (unsigned i = 0; i < rl->nr; i++) {
 		mm_release(rl->run[i][0], rl->run[i][1]);
 		bound_bytes -= rl->run[i][1] - rl->run[i][0];
@@ -221,14 +248,23 @@ static void release_frame(struct release *rl, uint64_t f)
 	rl->nr++;
 }
 
-enum strip_how { STRIP_FREE, STRIP_HIDE, STRIP_SHOW };
+enum strip_how {
+	STRIP_ZERO,      /* zero the frames (a new mapping, DONTNEED) */
+	STRIP_ZERO_SHOW, /* ... and make them present (accessible) */
+	STRIP_ZERO_HIDE, /* ... and hide them (PROT_NONE) */
+	STRIP_HIDE,      /* mprotect(PROT_NONE): hide, flush if present */
+	STRIP_SHOW,      /* mprotect to accessible */
+	STRIP_FREE,      /* reclaim: clear, flush, free the frames */
+};
 
-/*
- * Walks the backed entries of [start, end): STRIP_FREE clears them and
- * frees their frames, STRIP_HIDE makes present ones hidden (PROT_NONE),
- * STRIP_SHOW hidden ones present. A flush follows if a present entry went
- * away, and freed frames are released only after it.
- */
+/* Zeroes the frame of entry e for page va: through va when it is present
+ * (its translation is the one in use), else through the identity map. */
+static void zero_frame(uint64_t va, uint64_t e)
+{
+	memset((void *)(uintptr_t)(e & PTE_P ? va : e & PTE_ADDR), 0, PAGE_SIZE);
+}
+
+/* Walks the frames bound in [start, end) and does `how` to each. */
 static void strip(uint64_t start, uint64_t end, enum strip_how how)
 {
 	struct release rl;
@@ -240,27 +276,58 @@ static void strip(uint64_t start, uint64_t end, enum strip_how how)
 		uint64_t stop = MIN(end, (va | ((2ULL << 20) - 1)) + 1);
 
 		for (; pt && va < stop; va += PAGE_SIZE) {
-			uint64_t *e = &pt[(va >> 12) & 511];
+			uint64_t *e = &pt[(va >> 12) & 511], v = *e;
 
-			if (!(*e & PTE_BACKED))
+			if (!(v & PTE_BACKED))
 				continue;
-			if (how == STRIP_SHOW) {
-				if (*e & PTE_HIDDEN)
-					*e = (*e & ~PTE_HIDDEN) | PTE_P;
-				continue;
+			switch (how) {
+			case STRIP_ZERO:
+				zero_frame(va, v);
+				break;
+			case STRIP_ZERO_SHOW:
+				zero_frame(va, v);
+				/* fall through */
+			case STRIP_SHOW:
+				if (v & PTE_HIDDEN)
+					*e = (v & ~PTE_HIDDEN) | PTE_P;
+				break;
+			case STRIP_ZERO_HIDE:
+				zero_frame(va, v);
+				/* fall through */
+			case STRIP_HIDE:
+				if (v & PTE_P) {
+					*e = (v & ~PTE_P) | PTE_HIDDEN;
+					rl.flush = how == STRIP_HIDE;
+				}
+				break;
+			case STRIP_FREE:
+				rl.flush |= !!(v & PTE_P);
+				release_frame(&rl, v & PTE_ADDR);
+				*e = 0;
+				break;
 			}
-			rl.flush |= !!(*e & PTE_P);
-			if (how == STRIP_HIDE) {
-				if (*e & PTE_P)
-					*e = (*e & ~PTE_P) | PTE_HIDDEN;
-				continue;
-			}
-			release_frame(&rl, *e & PTE_ADDR);
-			*e = 0;
 		}
 		va = stop;
 	}
-	release_all(&rl);
+	if (how == STRIP_HIDE && rl.flush)
+		flush_tlb(); /* PROT_NONE on used pages: enforced at once */
+	else
+		release_all(&rl);
+}
+
+/* Does [start, end) hold any frame? */
+static bool has_frames(uint64_t start, uint64_t end)
+{
+	for (uint64_t va = start; va < end;) {
+		uint64_t *pt = pt_of(va, false, NULL);
+		uint64_t stop = MIN(end, (va | ((2ULL << 20) - 1)) + 1);
+
+		for (; pt && va < stop; va += PAGE_SIZE)
+			if (pt[(va >> 12) & 511] & PTE_BACKED)
+				return true;
+		va = stop;
+	}
+	return false;
 }
 
 /* --- the mapping table --- */
@@ -357,18 +424,88 @@ bool vma_range_free(uint64_t addr, uint64_t len)
 	return range_free(addr, addr + PAGE_UP(len));
 }
 
-/* The highest free gap of len bytes (top-down, like Linux's mmap), 0 if
- * none. Freed ranges are found again first, so their frames are reused. */
-static uint64_t find_gap(uint64_t len)
+/* The highest free gap of len bytes in [lo, hi) (top-down, like Linux's
+ * mmap), optionally one that holds no frames; 0 if none. */
+static uint64_t find_gap_in(uint64_t lo, uint64_t hi, uint64_t len,
+			    bool clean)
 {
-	uint64_t top = VMA_END;
+	uint64_t top = hi, bottom;
+	unsigned i = nr_vmas;
 
-	for (unsigned i = nr_vmas; i-- > 0;) {
-		if (top - vmas[i].end >= len)
-			return top - len;
-		top = vmas[i].start;
+	for (;;) {
+		/* The gap under `top` reaches down to the highest mapping
+		 * that starts below it. */
+		while (i > 0 && vmas[i - 1].start >= top)
+			i--;
+		bottom = i > 0 ? MAX(vmas[i - 1].end, lo) : lo;
+		while (top > bottom && top - bottom >= len) {
+			if (!clean || !has_frames(top - len, top))
+				return top - len;
+			top -= len; /* frames there: look lower */
+		}
+		if (i == 0)
+			return 0;
+		top = MIN(top, vmas[i - 1].start);
+		i--;
+		if (top <= lo)
+			return 0;
 	}
-	return top - VMA_BASE >= len ? top - len : 0;
+}
+
+/* Where a new mapping goes: accessible ones top-down in the upper arena,
+ * where freed ranges (and their frames) come first; reservations in the
+ * lower one, never where a frame is bound. */
+static uint64_t find_gap(uint64_t len, bool access)
+{
+	uint64_t a = access ? find_gap_in(VMA_SPLIT, VMA_END, len, false) :
+			      find_gap_in(VMA_BASE, VMA_SPLIT, len, true);
+
+	if (!a) /* that arena is full: anywhere */
+		a = find_gap_in(VMA_BASE, VMA_END, len, !access);
+	return a;
+}
+
+/* Remembers an unmapped range whose frames stay bound for now. */
+static void note_dirty(uint64_t start, uint64_t end)
+{
+	if (nr_dirty == DIRTY_MAX)
+		vma_reclaim();
+	if (nr_dirty < DIRTY_MAX) {
+		dirty[nr_dirty].start = start;
+		dirty[nr_dirty].end = end;
+		nr_dirty++;
+	}
+}
+
+uint64_t vma_reclaim(void)
+{
+	uint64_t before = bound_bytes;
+	struct release rl;
+
+	rl.nr = 0;
+	rl.flush = false;
+	/* The parts of unmapped ranges that no mapping took again. */
+	for (unsigned d = 0; d < nr_dirty; d++) {
+		for (uint64_t va = dirty[d].start; va < dirty[d].end;) {
+			uint64_t *pt = pt_of(va, false, NULL);
+			uint64_t stop = MIN(dirty[d].end,
+					    (va | ((2ULL << 20) - 1)) + 1);
+
+			for (; pt && va < stop; va += PAGE_SIZE) {
+				uint64_t *e = &pt[(va >> 12) & 511];
+
+				if (!(*e & PTE_BACKED) || find(va))
+					continue;
+				rl.flush |= !!(*e & PTE_P);
+				release_frame(&rl, *e & PTE_ADDR);
+				*e = 0;
+			}
+			va = stop;
+		}
+	}
+	nr_dirty = 0;
+	release_all(&rl);
+	return before - bound_bytes;
 }
 
 long vma_map(uint64_t addr, uint64_t len, bool access, bool fixed)
@@ -384,18 +521,20 @@ long vma_map(uint64_t addr, uint64_t len, bool access, bool fixed)
 			return -EINVAL;
 		a = addr;
 	} else if (addr && !(addr & (PAGE_SIZE - 1)) &&
-		   vma_window(addr, len) && range_free(addr, addr + len)) {
+		   vma_window(addr, len) && range_free(addr, addr + len) &&
+		   (access || !has_frames(addr, addr + len))) {
 		a = addr; /* the hint is free: take it (Go's arena hints) */
 	} else {
-		a = find_gap(len);
+		a = find_gap(len, access);
 		if (!a)
 			return -ENOMEM;
 	}
 	ret = table_add(a, a + len, access);
 	if (ret)
 		return ret;
-	/* Whatever was mapped there is replaced by fresh zero pages. */
-	strip(a, a + len, STRIP_FREE);
+	/* Frames still bound there (from what was mapped before) serve the
+	 * new mapping, as fresh zero pages. */
+	strip(a, a + len, access ? STRIP_ZERO_SHOW : STRIP_ZERO_HIDE);
 	return (long)a;
 }
 
@@ -407,7 +546,10 @@ long vma_unmap(uint64_t addr, uint64_t len)
 	ret = table_cut(addr, addr + len);
 	if (ret)
 		return ret;
-	strip(addr, addr + len, STRIP_FREE);
+	/* The frames stay where they are: reused if this range is mapped
+	 * again, reclaimed when RAM runs short. */
+	if (has_frames(addr, addr + len))
+		note_dirty(addr, addr + len);
 	return 0;
 }
 
@@ -442,9 +584,9 @@ long vma_protect(uint64_t addr, uint64_t len, bool access)
 
 long vma_dontneed(uint64_t addr, uint64_t len)
 {
-	/* Anonymous private memory reads back as zero: the frames go, and a
-	 * later touch gets fresh ones (the RAM is returned, as on Linux). */
-	strip(addr, addr + PAGE_UP(len), STRIP_FREE);
+	/* Anonymous private memory reads back as zero. The frames stay
+	 * (handing them back would cost a TLB flush, see the header). */
+	strip(addr, addr + PAGE_UP(len), STRIP_ZERO);
 	return 0;
 }
 

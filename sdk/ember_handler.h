@@ -16,8 +16,9 @@
  *   }
  *   int main(void) { return ember_handler_run(fn, NULL); }
  *
- * Single-threaded; the SDK uses read(2), write(2), malloc and (optionally)
- * fcntl/dup2 only.
+ * The loop serves one request at a time; the function may start threads of
+ * its own (sdk/examples/pthreads.c). The SDK uses read(2), write(2), malloc
+ * and (optionally) fcntl/dup2 only.
  */
 #ifndef EMBER_HANDLER_H
 #define EMBER_HANDLER_H

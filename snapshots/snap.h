@@ -145,13 +145,31 @@ struct snap_virtq {
 };
 
 /*
- * One virtio-mmio device (transport registers of virtio/mmio.h plus the
- * device's own identity). Device i sits at EMBER_VIRTIO_MMIO_BASE + i *
- * EMBER_VIRTIO_MMIO_SIZE. queue_sel is stored as the driver wrote it and is
- * not range-checked: the transport checks it on every use.
+ * A device's own state: named properties the device writes and reads back
+ * itself (vmm/devtable.h), stored verbatim in its node. Scalars are FDT
+ * cells (big-endian), strings NUL-terminated; the format library checks
+ * only names and sizes, the device checks the values.
+ */
+#define SNAP_MAX_DEV_PROPS 8
+#define SNAP_DEV_PROP_MAX 256           /* bytes of one property */
+#define SNAP_DEV_PROP_NAME_MAX 32       /* incl. the NUL */
+#define SNAP_KIND_MAX 16                /* a device kind, incl. the NUL */
+
+struct snap_prop {
+	char name[SNAP_DEV_PROP_NAME_MAX];
+	uint32_t len;
+	uint8_t data[SNAP_DEV_PROP_MAX];
+};
+
+/*
+ * One virtio-mmio device: the transport registers of virtio/mmio.h, the
+ * device's kind (its type's name: "blk", "vsock", ...) and its own props.
+ * Device i sits at EMBER_VIRTIO_MMIO_BASE + i * EMBER_VIRTIO_MMIO_SIZE.
+ * queue_sel is stored as the driver wrote it and is not range-checked: the
+ * transport checks it on every use.
  */
 struct snap_virtio_dev {
-	uint32_t device_id;   /* VIRTIO_ID_BLOCK or VIRTIO_ID_VSOCK */
+	uint32_t device_id;   /* virtio device id (blk 2, vsock 19, ...) */
 	uint64_t mmio_base;
 	uint32_t gsi;
 	uint32_t status;
@@ -164,18 +182,30 @@ struct snap_virtio_dev {
 	bool activated;
 	uint32_t nr_queues;   /* 1..SNAP_MAX_QUEUES */
 	struct snap_virtq vq[SNAP_MAX_QUEUES];
-	union {
-		struct {
-			char path[SNAP_PATH_MAX]; /* backing file, non-empty */
-			bool read_only;
-			uint64_t capacity; /* bytes the guest saw; restore checks */
-		} blk;
-		struct {
-			uint64_t guest_cid; /* 3 .. 0xfffffffe */
-			char uds_path[SNAP_UDS_PATH_MAX]; /* host Unix socket */
-		} vsock;
-	} u;
+	char kind[SNAP_KIND_MAX]; /* [a-z0-9-]+ */
+	uint32_t nr_props;    /* 0..SNAP_MAX_DEV_PROPS */
+	struct snap_prop props[SNAP_MAX_DEV_PROPS];
 };
+
+/* Device props (snap_prop.c). The setters return 0, -E2BIG (no room, or a
+ * value over SNAP_DEV_PROP_MAX) or -EINVAL (a bad name). The getters return
+ * 0, -ENOENT when the prop is absent, -EINVAL when it has the wrong size
+ * or (strings) no terminating NUL, an embedded NUL or more than cap - 1
+ * characters; they write a reason naming the prop into err. */
+int snap_prop_set(struct snap_virtio_dev *d, const char *name,
+		  const void *data, size_t len);
+int snap_prop_set_u32(struct snap_virtio_dev *d, const char *name, uint32_t v);
+int snap_prop_set_u64(struct snap_virtio_dev *d, const char *name, uint64_t v);
+int snap_prop_set_str(struct snap_virtio_dev *d, const char *name,
+		      const char *v);
+const struct snap_prop *snap_prop_find(const struct snap_virtio_dev *d,
+				       const char *name);
+int snap_prop_u32(const struct snap_virtio_dev *d, const char *name,
+		  uint32_t *v, char *err, size_t errlen);
+int snap_prop_u64(const struct snap_virtio_dev *d, const char *name,
+		  uint64_t *v, char *err, size_t errlen);
+int snap_prop_str(const struct snap_virtio_dev *d, const char *name,
+		  char *buf, size_t cap, char *err, size_t errlen);
 
 /* The 8250 UART at COM1: its registers, as the serial device keeps them. */
 struct snap_serial {

@@ -451,12 +451,24 @@ static int rd_transport(struct rd *r, int node, const char *w,
 	return 0;
 }
 
+/* The properties every device node has; all others are the device's. */
+static bool generic_prop(const char *name)
+{
+	static const char *const names[] = {
+		"reg", "device-id", "mmio-base", "gsi", "transport", "queues",
+		"kind",
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(name, names[i]))
+			return true;
+	return false;
+}
+
 static int rd_device(struct rd *r, int node, const char *w,
 		     struct snap_virtio_dev *d)
 {
-	char kind[8];
-	uint32_t ro = 0;
-	int ret;
+	int off, ret;
 
 	ret = rd_u32(r, node, w, "device-id", &d->device_id);
 	if (ret >= 0)
@@ -466,35 +478,41 @@ static int rd_device(struct rd *r, int node, const char *w,
 	if (ret >= 0)
 		ret = rd_transport(r, node, w, d);
 	if (ret >= 0)
-		ret = rd_str(r, node, w, "kind", kind, sizeof(kind));
+		ret = rd_str(r, node, w, "kind", d->kind, sizeof(d->kind));
 	if (ret < 0)
 		return ret;
-	if (d->device_id == VIRTIO_ID_BLOCK && !strcmp(kind, "blk")) {
-		ret = rd_str(r, node, w, "backing-path", d->u.blk.path,
-			     sizeof(d->u.blk.path));
-		if (ret >= 0)
-			ret = rd_u32(r, node, w, "read-only", &ro);
-		if (ret >= 0 && ro > 1) {
-			snap_seterr(r->err, r->errlen, "%s: read-only is %u",
-				    w, ro);
-			ret = -EINVAL;
+	/* The device's own properties: copied as they are, bounded in count
+	 * and size; the device checks what they say when it restores. */
+	fdt_for_each_property_offset(off, r->fdt, node) {
+		const char *name;
+		const void *val;
+		struct snap_prop *p;
+		int len;
+
+		val = fdt_getprop_by_offset(r->fdt, off, &name, &len);
+		if (!val || len < 0) {
+			snap_seterr(r->err, r->errlen, "%s: unreadable property",
+				    w);
+			return -EINVAL;
 		}
-		if (ret >= 0)
-			ret = rd_u64(r, node, w, "capacity",
-				     &d->u.blk.capacity);
-		d->u.blk.read_only = ro == 1;
-		return ret;
+		if (generic_prop(name))
+			continue;
+		if (d->nr_props == SNAP_MAX_DEV_PROPS ||
+		    strlen(name) >= SNAP_DEV_PROP_NAME_MAX ||
+		    (size_t)len > SNAP_DEV_PROP_MAX) {
+			snap_seterr(r->err, r->errlen,
+				    "%s: property %.40s: more than %u device "
+				    "properties, a name over %u bytes or a value "
+				    "over %u bytes", w, name, SNAP_MAX_DEV_PROPS,
+				    SNAP_DEV_PROP_NAME_MAX - 1, SNAP_DEV_PROP_MAX);
+			return -EINVAL;
+		}
+		p = &d->props[d->nr_props++];
+		memcpy(p->name, name, strlen(name) + 1);
+		memcpy(p->data, val, (size_t)len);
+		p->len = (uint32_t)len;
 	}
-	if (d->device_id == VIRTIO_ID_VSOCK && !strcmp(kind, "vsock")) {
-		ret = rd_u64(r, node, w, "guest-cid", &d->u.vsock.guest_cid);
-		if (ret >= 0)
-			ret = rd_str(r, node, w, "uds-path", d->u.vsock.uds_path,
-				     sizeof(d->u.vsock.uds_path));
-		return ret;
-	}
-	snap_seterr(r->err, r->errlen, "%s: device id %u with kind \"%s\"", w,
-		    d->device_id, kind);
-	return -EINVAL;
+	return 0;
 }
 
 static int rd_devices(struct rd *r, struct snap_vm *s)

@@ -120,6 +120,57 @@ static int check_queue(const struct snap_virtio_dev *d, unsigned di,
 	return 0;
 }
 
+/* The kind names the device's type: [a-z0-9-]+ (it selects code). */
+static int check_kind(const struct snap_virtio_dev *d, unsigned i, char *err,
+		      size_t errlen)
+{
+	size_t n;
+
+	if (!str_terminated(d->kind, sizeof(d->kind)) || !d->kind[0])
+		goto bad;
+	n = strlen(d->kind);
+	for (size_t k = 0; k < n; k++) {
+		char c = d->kind[k];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '-'))
+			goto bad;
+	}
+	return 0;
+bad:
+	snap_seterr(err, errlen, "device %u: bad kind", i);
+	return -EINVAL;
+}
+
+/* The device's own props: bounded, named, unique; their values are the
+ * device's to check. */
+static int check_props(const struct snap_virtio_dev *d, unsigned i, char *err,
+		       size_t errlen)
+{
+	if (d->nr_props > SNAP_MAX_DEV_PROPS) {
+		snap_seterr(err, errlen, "device %u: %u properties (max %u)", i,
+			    d->nr_props, SNAP_MAX_DEV_PROPS);
+		return -EINVAL;
+	}
+	for (uint32_t p = 0; p < d->nr_props; p++) {
+		const struct snap_prop *pr = &d->props[p];
+
+		if (!str_terminated(pr->name, sizeof(pr->name)) || !pr->name[0] ||
+		    pr->len > SNAP_DEV_PROP_MAX) {
+			snap_seterr(err, errlen, "device %u: bad property %u", i,
+				    p);
+			return -EINVAL;
+		}
+		for (uint32_t q = 0; q < p; q++)
+			if (!strcmp(d->props[q].name, pr->name)) {
+				snap_seterr(err, errlen, "device %u: property "
+					    "%s twice", i, pr->name);
+				return -EINVAL;
+			}
+	}
+	return 0;
+}
+
 static int check_device(const struct snap_vm *s, unsigned i, char *err,
 			size_t errlen)
 {
@@ -130,11 +181,14 @@ static int check_device(const struct snap_vm *s, unsigned i, char *err,
 		VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED;
 	int ret;
 
-	if (d->device_id != VIRTIO_ID_BLOCK && d->device_id != VIRTIO_ID_VSOCK) {
-		snap_seterr(err, errlen, "device %u: unknown device id %u", i,
-			    d->device_id);
+	if (d->device_id == 0 || d->device_id > 63) {
+		snap_seterr(err, errlen, "device %u: device id %u out of range",
+			    i, d->device_id);
 		return -EINVAL;
 	}
+	ret = check_kind(d, i, err, errlen);
+	if (ret < 0)
+		return ret;
 	if (d->mmio_base != EMBER_VIRTIO_MMIO_BASE + i * EMBER_VIRTIO_MMIO_SIZE) {
 		snap_seterr(err, errlen,
 			    "device %u: mmio base 0x%llx is not its window", i,
@@ -172,39 +226,7 @@ static int check_device(const struct snap_vm *s, unsigned i, char *err,
 		if (ret < 0)
 			return ret;
 	}
-	if (d->device_id == VIRTIO_ID_BLOCK) {
-		if (!str_terminated(d->u.blk.path, sizeof(d->u.blk.path)) ||
-		    d->u.blk.path[0] == '\0') {
-			snap_seterr(err, errlen, "device %u: bad backing path",
-				    i);
-			return -EINVAL;
-		}
-		/* virtio-blk capacity is in 512-byte sectors (5.2.4). */
-		if (d->u.blk.capacity % 512) {
-			snap_seterr(err, errlen,
-				    "device %u: capacity %llu not in sectors", i,
-				    (unsigned long long)d->u.blk.capacity);
-			return -EINVAL;
-		}
-	} else {
-		/* CIDs 0-2 are reserved and 0xffffffff means "any"; the upper
-		 * 32 bits of guest_cid are reserved and zero (5.10.4). */
-		if (d->u.vsock.guest_cid < 3 ||
-		    d->u.vsock.guest_cid > 0xfffffffeULL) {
-			snap_seterr(err, errlen,
-				    "device %u: bad vsock guest cid %llu", i,
-				    (unsigned long long)d->u.vsock.guest_cid);
-			return -EINVAL;
-		}
-		if (!str_terminated(d->u.vsock.uds_path,
-				    sizeof(d->u.vsock.uds_path)) ||
-		    d->u.vsock.uds_path[0] == '\0') {
-			snap_seterr(err, errlen, "device %u: bad vsock uds path",
-				    i);
-			return -EINVAL;
-		}
-	}
-	return 0;
+	return check_props(d, i, err, errlen);
 }
 
 static int check_vcpu(const struct snap_vcpu *v, unsigned i, char *err,

@@ -203,20 +203,10 @@ static int put_device(void *fdt, unsigned idx, const struct snap_virtio_dev *d)
 	FDT_TRY(fdt_property_u32(fdt, "gsi", d->gsi));
 	FDT_TRY(fdt_property(fdt, "transport", &tr, sizeof(tr)));
 	FDT_TRY(fdt_property(fdt, "queues", q, d->nr_queues * sizeof(q[0])));
-	if (d->device_id == VIRTIO_ID_BLOCK) {
-		FDT_TRY(fdt_property_string(fdt, "kind", "blk"));
-		FDT_TRY(fdt_property_string(fdt, "backing-path",
-					    d->u.blk.path));
-		FDT_TRY(fdt_property_u32(fdt, "read-only",
-					 d->u.blk.read_only ? 1 : 0));
-		FDT_TRY(fdt_property_u64(fdt, "capacity", d->u.blk.capacity));
-	} else {
-		FDT_TRY(fdt_property_string(fdt, "kind", "vsock"));
-		FDT_TRY(fdt_property_u64(fdt, "guest-cid",
-					 d->u.vsock.guest_cid));
-		FDT_TRY(fdt_property_string(fdt, "uds-path",
-					    d->u.vsock.uds_path));
-	}
+	FDT_TRY(fdt_property_string(fdt, "kind", d->kind));
+	for (uint32_t i = 0; i < d->nr_props; i++)
+		FDT_TRY(fdt_property(fdt, d->props[i].name, d->props[i].data,
+				     (int)d->props[i].len));
 	return fdt_end_node(fdt);
 }
 

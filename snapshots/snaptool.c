@@ -248,11 +248,34 @@ static void print_vcpu(unsigned i, const struct snap_vcpu *v)
 	       v->nr_msrs, (unsigned long long)v->tsc, v->tsc_khz);
 }
 
+/* The device's own props, shown by shape: a printable string, a 32- or
+ * 64-bit cell, or a byte count. */
+static void print_props(const struct snap_virtio_dev *d)
+{
+	for (uint32_t i = 0; i < d->nr_props; i++) {
+		const struct snap_prop *p = &d->props[i];
+		bool text = p->len > 0 && p->data[p->len - 1] == '\0';
+		uint64_t v = 0;
+
+		for (uint32_t k = 0; text && k + 1 < p->len; k++)
+			text = p->data[k] >= 0x20 && p->data[k] < 0x7f;
+		if (text) {
+			printf("    %s \"%s\"\n", p->name, (const char *)p->data);
+		} else if (p->len == 4 || p->len == 8) {
+			for (uint32_t k = 0; k < p->len; k++)
+				v = v << 8 | p->data[k];
+			printf("    %s %llu (0x%llx)\n", p->name,
+			       (unsigned long long)v, (unsigned long long)v);
+		} else {
+			printf("    %s: %u bytes\n", p->name, p->len);
+		}
+	}
+}
+
 static void print_device(unsigned i, const struct snap_virtio_dev *d)
 {
-	printf("  virtio@%u: %s at 0x%llx gsi %u, status ", i,
-	       d->device_id == VIRTIO_ID_BLOCK ? "virtio-blk" : "virtio-vsock",
-	       (unsigned long long)d->mmio_base, d->gsi);
+	printf("  virtio@%u: virtio-%s (id %u) at 0x%llx gsi %u, status ", i,
+	       d->kind, d->device_id, (unsigned long long)d->mmio_base, d->gsi);
 	print_status(d->status);
 	printf("%s\n", d->activated ? ", activated" : "");
 	printf("    features driver 0x%llx acked 0x%llx, queue_sel %u, "
@@ -276,14 +299,7 @@ static void print_device(unsigned i, const struct snap_virtio_dev *d)
 			       vq->event_idx ? ", event_idx" : "");
 		printf("\n");
 	}
-	if (d->device_id == VIRTIO_ID_BLOCK)
-		printf("    backing %s (%s), capacity %llu bytes\n",
-		       d->u.blk.path, d->u.blk.read_only ? "read-only" : "read-write",
-		       (unsigned long long)d->u.blk.capacity);
-	else
-		printf("    guest cid %llu, socket %s\n",
-		       (unsigned long long)d->u.vsock.guest_cid,
-		       d->u.vsock.uds_path);
+	print_props(d);
 }
 
 static void print_vm(const char *dir, const struct snap_vm *s)
@@ -420,13 +436,15 @@ static void warn_missing_backing(const struct snap_vm *s)
 {
 	for (unsigned i = 0; i < s->nr_devices; i++) {
 		const struct snap_virtio_dev *d = &s->dev[i];
+		char path[SNAP_DEV_PROP_MAX];
 
-		if (d->device_id == VIRTIO_ID_BLOCK &&
-		    access(d->u.blk.path, R_OK) < 0)
+		if (!strcmp(d->kind, "blk") &&
+		    snap_prop_str(d, "backing-path", path, sizeof(path), NULL,
+				  0) == 0 && access(path, R_OK) < 0)
 			fprintf(stderr,
 				"ember-snap: warning: virtio@%u backing file "
 				"%s: %s\n",
-				i, d->u.blk.path, strerror(errno));
+				i, path, strerror(errno));
 	}
 }
 

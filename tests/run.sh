@@ -8,6 +8,12 @@
 # 0 = pass, 1 = fail, 77 = skip, run with a timeout (EMBER_TEST_TIMEOUT, or the
 # "# timeout: N" line in the script). The last line is the summary:
 #   N passed, N failed, N skipped
+#
+# Under CI (CI=true) a test that skips because /dev/kvm is missing or
+# unusable, or because something it needs was not built or installed,
+# fails instead: a CI run that tested nothing must not be green. Its skip
+# line says why (conventionally "SKIP: no /dev/kvm", "... not built",
+# "... missing", "... not installed"); the summary still counts skips.
 set -u
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -18,9 +24,27 @@ LOGDIR=$BUILD/test/logs
 mkdir -p "$LOGDIR"
 passed=0 failed=0 skipped=0
 failures=()
+CI_STRICT=0
+[ "${CI:-}" = true ] && CI_STRICT=1
+
+# Under CI: is this skip (the test's last line) one of the environment's
+# making, which CI must not accept?
+env_skip() {
+	grep -qiE 'no /dev/kvm|/dev/kvm (missing|unusable|not)|not built|missing|not installed|needed' <<<"$1"
+}
 
 run_unit() {
-	local bin name log p f
+	local bin name log p f src
+	# A unit test that was not built is invisible below: under CI, say so.
+	if [ $CI_STRICT -eq 1 ]; then
+		for src in tests/unit/test_*.c; do
+			name=$(basename "$src" .c)
+			[[ -n $filter && $name != *$filter* ]] && continue
+			[ -x "$BUILD/test/unit/$name" ] && continue
+			failed=$((failed + 1)); failures+=("unit/$name (not built)")
+			echo "FAIL unit $name: CI=true and $BUILD/test/unit/$name was not built"
+		done
+	fi
 	for bin in "$BUILD"/test/unit/test_*; do
 		[ -x "$bin" ] || continue
 		name=$(basename "$bin")
@@ -59,7 +83,12 @@ run_integration() {
 		rc=$?
 		case $rc in
 		0) passed=$((passed + 1)); echo "ok   integration $name ($(($(date +%s) - start)) s)" ;;
-		77) skipped=$((skipped + 1)); echo "skip integration $name: $(tail -1 "$log")" ;;
+		77) if [ $CI_STRICT -eq 1 ] && env_skip "$(tail -1 "$log")"; then
+			failed=$((failed + 1)); failures+=("integration/$name (log: $log)")
+			echo "FAIL integration $name: CI=true, and it skipped: $(tail -1 "$log")"
+		    else
+			skipped=$((skipped + 1)); echo "skip integration $name: $(tail -1 "$log")"
+		    fi ;;
 		*) failed=$((failed + 1)); failures+=("integration/$name (log: $log)")
 		   [ $rc -eq 124 ] && echo "FAIL integration $name: timed out after ${limit}s" ||
 			   echo "FAIL integration $name (exit $rc)"
@@ -67,6 +96,13 @@ run_integration() {
 		esac
 	done
 }
+
+# Under CI, a missing or unusable /dev/kvm is said once, up front (every
+# VM test then fails with its own line too).
+if [ $CI_STRICT -eq 1 ] && [ "$what" != unit ] &&
+	! { [ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; }; then
+	echo "CI=true: /dev/kvm is missing or not usable by $(id -un): the VM tests cannot run, and fail"
+fi
 
 case $what in
 unit) run_unit ;;

@@ -220,6 +220,7 @@ static void do_restore(struct srv *s, struct ctl_args *a, const int *fds,
 	s->vm = vm;
 	cli_stop_on_signals(vm);
 	ret = ember_vm_start(vm);
+	ember_thread_serving(EMBER_THREAD_CONTROL); /* the restore is done */
 	if (ret < 0) {
 		snprintf(reply, len, "ERR cannot start the VM: %s",
 			 strerror(-ret));
@@ -329,7 +330,8 @@ static void *control_thread(void *arg)
 	struct srv *s = arg;
 
 	pthread_setname_np(pthread_self(), "control");
-	ember_thread_serving(EMBER_THREAD_CONTROL); /* setup ends here */
+	/* Setup ends here; CONTROL follows in do_restore(). */
+	ember_thread_serving(EMBER_THREAD_RESTORE);
 	for (;;) {
 		enum serve_end end;
 		int fd = s->o->control_fd;

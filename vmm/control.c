@@ -96,6 +96,32 @@ static void cmd_workingset(struct ember_vm *vm, struct ctl_args *a,
 		snprintf(reply, len, "OK workingset");
 }
 
+/* Diagnostics: where each vCPU is (tests/integration/linux-smp tells a
+ * secondary CPU stuck in its real-mode trampoline by this). The vCPUs are
+ * parked for the look, and resumed unless they were paused already. */
+static void cmd_vcpus(struct ember_vm *vm, char *reply, size_t len)
+{
+	struct ember_vm_status st;
+	size_t n;
+
+	ember_vm_get_status(vm, &st);
+	if (st.state != EMBER_VM_PAUSED && ember_vm_pause(vm) < 0) {
+		snprintf(reply, len, "ERR the VM is stopping");
+		return;
+	}
+	n = (size_t)snprintf(reply, len, "OK");
+	for (unsigned i = 0; i < vm->nr_vcpus && n < len; i++) {
+		char one[160];
+
+		if (vcpu_describe(&vm->vcpu[i], one, sizeof(one)) < 0)
+			snprintf(one, sizeof(one), "vcpu%u unknown", i);
+		n += (size_t)snprintf(reply + n, len - n, "%s%s", i ? "; " : " ",
+				      one);
+	}
+	if (st.state != EMBER_VM_PAUSED)
+		ember_vm_resume(vm);
+}
+
 void control_exec(struct ember_vm *vm, char *line, const int *fds,
 		  unsigned nfds, char *reply, size_t len)
 {
@@ -119,7 +145,7 @@ void control_exec(struct ember_vm *vm, char *line, const int *fds,
 	}
 	if (a.n && (!strcmp(cmd, "status") || !strcmp(cmd, "pause") ||
 		    !strcmp(cmd, "resume") || !strcmp(cmd, "ping") ||
-		    !strcmp(cmd, "stop"))) {
+		    !strcmp(cmd, "vcpus") || !strcmp(cmd, "stop"))) {
 		snprintf(reply, len, "ERR %s takes no arguments", cmd);
 		return;
 	}
@@ -137,13 +163,15 @@ void control_exec(struct ember_vm *vm, char *line, const int *fds,
 		snprintf(reply, len, "OK running");
 	} else if (!strcmp(cmd, "ping")) {
 		snprintf(reply, len, "OK pong");
+	} else if (!strcmp(cmd, "vcpus")) {
+		cmd_vcpus(vm, reply, len);
 	} else if (!strcmp(cmd, "stop")) {
 		snprintf(reply, len, "OK stopping");
 		ember_vm_stop(vm);
 	} else {
 		snprintf(reply, len, "ERR unknown command '%.64s' (status, "
-			 "pause, resume, ping, snapshot, workingset, stop)",
-			 cmd);
+			 "pause, resume, ping, vcpus, snapshot, workingset, "
+			 "stop)", cmd);
 	}
 }
 

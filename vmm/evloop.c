@@ -49,6 +49,10 @@ struct evloop {
 	bool dispatching;
 	pthread_t thread;
 	bool started, stop;
+	/* evloop_pause(): the dispatcher parks between callbacks while
+	 * pause_req, saying so with parked (both under lock). */
+	bool pause_req, parked;
+	pthread_cond_t park;      /* parked changed, or pause_req cleared */
 	struct evloop *next_loop; /* live_loops list */
 };
 
@@ -102,6 +106,7 @@ struct evloop *evloop_create(int *err)
 	}
 	pthread_mutex_init(&loop->lock, NULL);
 	pthread_cond_init(&loop->idle, NULL);
+	pthread_cond_init(&loop->park, NULL);
 	pthread_mutex_lock(&live_lock);
 	loop->next_loop = live_loops;
 	live_loops = loop;
@@ -133,6 +138,19 @@ static void free_dead(struct evloop *loop)
 	}
 }
 
+/* Between callbacks: while a pause is asked for (and the loop is not
+ * stopping), say so and wait. Lock held. */
+static void park_locked(struct evloop *loop)
+{
+	if (!loop->pause_req)
+		return;
+	loop->parked = true;
+	pthread_cond_broadcast(&loop->park);
+	while (loop->pause_req && !loop->stop)
+		pthread_cond_wait(&loop->park, &loop->lock);
+	loop->parked = false;
+}
+
 /* One epoll_wait and its callbacks. Returns events handled or -errno. */
 static int dispatch(struct evloop *loop, int timeout_ms)
 {
@@ -155,6 +173,7 @@ static int dispatch(struct evloop *loop, int timeout_ms)
 			continue;
 		}
 		pthread_mutex_lock(&loop->lock);
+		park_locked(loop);
 		if (e->dead) { /* deleted earlier in this batch */
 			pthread_mutex_unlock(&loop->lock);
 			continue;
@@ -184,6 +203,7 @@ static void *evloop_thread(void *arg)
 	ember_thread_serving(EMBER_THREAD_EVENT); /* setup ends here */
 	for (;;) {
 		pthread_mutex_lock(&loop->lock);
+		park_locked(loop);
 		if (loop->stop) {
 			pthread_mutex_unlock(&loop->lock);
 			break;
@@ -237,6 +257,7 @@ void evloop_destroy(struct evloop *loop)
 	pthread_mutex_unlock(&live_lock);
 	pthread_mutex_lock(&loop->lock);
 	loop->stop = true;
+	pthread_cond_broadcast(&loop->park);
 	pthread_mutex_unlock(&loop->lock);
 	if (loop->started) {
 		if (write(loop->wake_fd, &one, sizeof(one)) < 0)
@@ -251,6 +272,7 @@ void evloop_destroy(struct evloop *loop)
 	close(loop->wake_fd);
 	close(loop->epfd);
 	pthread_cond_destroy(&loop->idle);
+	pthread_cond_destroy(&loop->park);
 	pthread_mutex_destroy(&loop->lock);
 	free(loop);
 }
@@ -353,6 +375,38 @@ int evloop_del(struct evloop *loop, int fd)
 		pthread_cond_wait(&loop->idle, &loop->lock);
 	pthread_mutex_unlock(&loop->lock);
 	return ret;
+}
+
+int evloop_pause(struct evloop *loop)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&loop->lock);
+	if (!loop->started || loop->stop ||
+	    pthread_equal(loop->thread, pthread_self())) {
+		/* No thread to park (or we are it: it runs nothing else). */
+		loop->pause_req = true;
+		pthread_mutex_unlock(&loop->lock);
+		return 0;
+	}
+	loop->pause_req = true;
+	pthread_mutex_unlock(&loop->lock);
+	/* Out of epoll_wait, if it sleeps there. */
+	if (write(loop->wake_fd, &one, sizeof(one)) < 0)
+		log_warn_errno("wake eventfd write");
+	pthread_mutex_lock(&loop->lock);
+	while (!loop->parked && !loop->stop)
+		pthread_cond_wait(&loop->park, &loop->lock);
+	pthread_mutex_unlock(&loop->lock);
+	return 0;
+}
+
+void evloop_resume(struct evloop *loop)
+{
+	pthread_mutex_lock(&loop->lock);
+	loop->pause_req = false;
+	pthread_cond_broadcast(&loop->park);
+	pthread_mutex_unlock(&loop->lock);
 }
 
 int evloop_run_once(struct evloop *loop, int timeout_ms)

@@ -36,6 +36,18 @@ int evloop_mod(struct evloop *loop, int fd, uint32_t events);
  * destroyed after their loop). */
 int evloop_del(struct evloop *loop, int fd);
 
+/*
+ * Quiescing (a snapshot's capture): evloop_pause() returns once the event
+ * thread is parked between two callbacks, and no callback runs until
+ * evloop_resume(); events that arrive meanwhile wait (epoll is
+ * level-triggered). Any thread but the event thread itself (there it only
+ * marks the loop); with no thread running it returns at once. A callback
+ * must not wait for the thread that pauses (blk and vsock callbacks take
+ * only their device lock). Not nested: one pauser at a time.
+ */
+int evloop_pause(struct evloop *loop);
+void evloop_resume(struct evloop *loop);
+
 /* Runs one round of callbacks without the thread (for unit tests): waits at
  * most timeout_ms. Returns the number of events handled or -errno. */
 int evloop_run_once(struct evloop *loop, int timeout_ms);

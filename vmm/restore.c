@@ -26,8 +26,6 @@
 
 #include "log.h"
 #include "snapshots/snap.h"
-#include "virtio/blk.h"
-#include "virtio/vsock.h"
 
 /*
  * Restore order, per vCPU (Firecracker's order, with KVM's reasons): CPUID
@@ -98,69 +96,6 @@ static int restore_vcpu(struct ember_vm *vm, struct vcpu *v,
 	return 0;
 }
 
-/* Devices come back with the queues the guest had programmed; each queue is
- * validated again as if the driver had just written it. */
-static int restore_device(struct ember_vm *vm, unsigned i,
-			  const struct snap_virtio_dev *d, char *err,
-			  size_t errlen)
-{
-	struct vm_virtio *vd = &vm->virtio[i];
-	struct vmmio_dev *t = &vd->transport;
-	int ret;
-
-	if (d->device_id != t->ops->device_id || d->nr_queues != t->ops->nr_queues) {
-		snprintf(err, errlen, "device %u: kind or queue count differs", i);
-		return -EINVAL;
-	}
-	pthread_mutex_lock(&t->lock);
-	t->status = d->status;
-	t->device_features_sel = d->device_features_sel;
-	t->driver_features_sel = d->driver_features_sel;
-	t->driver_features = d->driver_features & (t->ops->features |
-						   (1ULL << VIRTIO_F_VERSION_1));
-	t->acked_features = d->acked_features & (t->ops->features |
-						 (1ULL << VIRTIO_F_VERSION_1));
-	t->queue_sel = d->queue_sel;
-	t->interrupt_status = d->interrupt_status;
-	t->config_generation = d->config_generation;
-	for (unsigned q = 0; q < d->nr_queues; q++) {
-		struct virtq *vq = &t->vq[q];
-		const struct snap_virtq *sq = &d->vq[q];
-
-		virtq_reset(vq);
-		vq->size = sq->size;
-		vq->desc_gpa = sq->desc_gpa;
-		vq->avail_gpa = sq->avail_gpa;
-		vq->used_gpa = sq->used_gpa;
-		vq->ready = sq->ready;
-		vq->event_idx = sq->event_idx;
-		if (d->activated && vq->ready) {
-			ret = virtq_activate(vq, &vm->kvm.mem, t->ops->queue_max);
-			if (ret < 0) {
-				pthread_mutex_unlock(&t->lock);
-				snprintf(err, errlen, "device %u queue %u: saved "
-					 "queue state is invalid", i, q);
-				return -EINVAL;
-			}
-		}
-		vq->last_avail = sq->last_avail;
-		vq->used_idx = sq->used_idx;
-		vq->signalled_used = sq->signalled_used;
-		vq->signalled_valid = sq->signalled_valid;
-	}
-	pthread_mutex_unlock(&t->lock);
-	if (d->activated) {
-		ret = t->ops->activate(vd->dev, t);
-		if (ret < 0) {
-			snprintf(err, errlen, "device %u: cannot activate: %s", i,
-				 strerror(-ret));
-			return ret;
-		}
-		t->activated = true;
-	}
-	return 0;
-}
-
 static int restore_vm_state(struct ember_vm *vm, const struct snap_vm *s,
 			    char *err, size_t errlen)
 {
@@ -192,18 +127,13 @@ static int restore_vm_state(struct ember_vm *vm, const struct snap_vm *s,
 			}
 		}
 	}
-	if (s->has_serial) {
-		vm->serial.ier = s->serial.ier;
-		vm->serial.iir = s->serial.iir;
-		vm->serial.fcr = s->serial.fcr;
-		vm->serial.lcr = s->serial.lcr;
-		vm->serial.mcr = s->serial.mcr;
-		vm->serial.scr = s->serial.scr;
-		vm->serial.dll = s->serial.dll;
-		vm->serial.dlm = s->serial.dlm;
-	}
+	if (s->has_serial)
+		serial_restore(&vm->serial, &s->serial);
+	/* Devices come back with the queues the guest had programmed, each
+	 * validated again as if the driver had just written it. */
 	for (unsigned i = 0; i < s->nr_devices; i++) {
-		ret = restore_device(vm, i, &s->dev[i], err, errlen);
+		ret = vmmio_restore(&vm->virtio[i].transport, &s->dev[i], err,
+				    errlen);
 		if (ret < 0)
 			return ret;
 	}
@@ -242,62 +172,13 @@ void ember_restore_init(struct ember_restore *r)
 	r->serial_fd = -1;
 }
 
-/* Checks what the caller gave against the snapshot's devices: with no
- * directory (a jailed process), every host resource must come from the
- * caller, never from a path saved in the snapshot. -EDESTADDRREQ: the
- * overrides do not fit (the caller's mistake, not the snapshot's). */
-static int check_overrides(const struct snap_vm *s,
-			   const struct ember_restore *r, char *err,
-			   size_t errlen)
+/* The configuration of a restored VM: what the snapshot and the caller
+ * say about the machine (its devices restore themselves from their saved
+ * state, vm_restore_devices). */
+static void restore_config(const struct snap_vm *s,
+			   const struct ember_restore *r,
+			   struct ember_config *cfg)
 {
-	unsigned disks = 0;
-	bool vsock = false;
-
-	if (r->nr_disks > EMBER_MAX_DISKS)
-		return errbuf_fail(err, errlen, -EDESTADDRREQ, "at most %d disks",
-				   EMBER_MAX_DISKS);
-	if (r->vsock_path && r->vsock_listen_fd >= 0)
-		return errbuf_fail(err, errlen, -EDESTADDRREQ, "vsock: a path or a "
-				   "listening socket, not both");
-	for (unsigned i = 0; i < s->nr_devices; i++) {
-		if (s->dev[i].device_id == VIRTIO_ID_BLOCK)
-			disks++;
-		else
-			vsock = true;
-	}
-	if (r->nr_disks > disks)
-		return errbuf_fail(err, errlen, -EDESTADDRREQ, "%u disks given, the "
-				   "snapshot has %u", r->nr_disks, disks);
-	if (!vsock && (r->vsock_path || r->vsock_listen_fd >= 0 ||
-		       r->vsock_conn_fd >= 0))
-		return errbuf_fail(err, errlen, -EDESTADDRREQ, "a vsock host side "
-				   "given, but the snapshot has no vsock device");
-	if (r->dir)
-		return 0;
-	for (unsigned k = 0; k < disks; k++)
-		if (k >= r->nr_disks || (!r->disks[k] && r->disk_fds[k] < 0))
-			return errbuf_fail(err, errlen, -EDESTADDRREQ, "restoring from "
-					   "fds: disk %u needs a path or an fd", k);
-	if (vsock && !r->vsock_path && r->vsock_listen_fd < 0 &&
-	    r->vsock_conn_fd < 0)
-		return errbuf_fail(err, errlen, -EDESTADDRREQ, "restoring from fds: "
-				   "the snapshot has a vsock device, give its "
-				   "host side (a path, a listening or a "
-				   "connected socket)");
-	return 0;
-}
-
-/* Fills the configuration of a restored VM from the snapshot and the
- * overrides, and how its devices reach the host (vm->disk_fd[],
- * vm->vsock_listen_fd). */
-static int restore_config(struct ember_vm *vm, const struct snap_vm *s,
-			  const struct ember_restore *r,
-			  struct ember_config *cfg, char *err, size_t errlen)
-{
-	int ret = check_overrides(s, r, err, errlen);
-
-	if (ret < 0)
-		return ret;
 	ember_config_init(cfg);
 	cfg->kernel = "(snapshot)";
 	cfg->mem_mib = s->machine.mem_size >> 20;
@@ -305,41 +186,6 @@ static int restore_config(struct ember_vm *vm, const struct snap_vm *s,
 	cfg->serial_fd = r->serial_fd;
 	cfg->timeout_ms = r->timeout_ms;
 	cfg->cpu_template = r->cpu_template;
-	for (unsigned i = 0; i < s->nr_devices; i++) {
-		const struct snap_virtio_dev *d = &s->dev[i];
-
-		if (d->device_id == VIRTIO_ID_BLOCK) {
-			unsigned k = cfg->nr_disks;
-			bool given = k < r->nr_disks;
-
-			/* Disks come first, in --disk order (vm.c). */
-			if (k >= EMBER_MAX_DISKS || i != k) {
-				snprintf(err, errlen, "device %u: unexpected "
-					 "device order", i);
-				return -EINVAL;
-			}
-			/* The path is also what a later snapshot records. */
-			cfg->disks[k].path = given && r->disks[k] ?
-						     r->disks[k] : d->u.blk.path;
-			cfg->disks[k].read_only = d->u.blk.read_only;
-			vm->disk_fd[k] = given && !r->disks[k] ?
-						 r->disk_fds[k] : -1;
-			cfg->nr_disks++;
-		} else if (!cfg->vsock_path) {
-			cfg->vsock_path = r->vsock_path ? r->vsock_path :
-							  d->u.vsock.uds_path;
-			cfg->vsock_cid = d->u.vsock.guest_cid;
-			/* Host side by fd: no listening path of our own. */
-			vm->vsock_by_fd = !r->vsock_path &&
-					  (r->vsock_listen_fd >= 0 ||
-					   r->vsock_conn_fd >= 0);
-			vm->vsock_listen_fd = r->vsock_listen_fd;
-		} else {
-			snprintf(err, errlen, "more than one vsock device");
-			return -EINVAL;
-		}
-	}
-	return 0;
 }
 
 /* Maps the snapshot's memory file as guest RAM (MAP_PRIVATE). */
@@ -382,20 +228,9 @@ static struct ember_vm *shell_restore_state(struct ember_shell *sh,
 			 sh->irqchip ? " and an irqchip" : "");
 		goto out;
 	}
-	ret = restore_config(vm, s, r, &cfg, err, errlen);
-	if (ret < 0)
-		goto out;
-	/* Paths may point into `s`, which the caller frees: the VM keeps
-	 * its own copies (a later snapshot of this VM records them). */
-	for (unsigned i = 0; i < cfg.nr_disks; i++)
-		if (!(cfg.disks[i].path = vm_own_string(vm, cfg.disks[i].path)))
-			ret = -ENOMEM;
-	if (cfg.vsock_path &&
-	    !(cfg.vsock_path = vm_own_string(vm, cfg.vsock_path)))
+	restore_config(s, r, &cfg);
+	if (r->dir && !(vm->snapshot_dir = strdup(r->dir))) {
 		ret = -ENOMEM;
-	if (r->dir && !(vm->snapshot_dir = strdup(r->dir)))
-		ret = -ENOMEM;
-	if (ret < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
@@ -408,7 +243,7 @@ static struct ember_vm *shell_restore_state(struct ember_shell *sh,
 		goto out;
 	if (r->prefetch)
 		vm_prefetch_workingset(vm, r);
-	ret = vm_create_devices(vm, err, errlen);
+	ret = vm_restore_devices(vm, s, r, err, errlen);
 	if (!ret)
 		ret = restore_vm_state(vm, s, err, errlen);
 	if (ret < 0)
@@ -420,22 +255,17 @@ static struct ember_vm *shell_restore_state(struct ember_shell *sh,
 			goto out;
 		}
 	}
+	/* The devices' own after-restore work (vsock: the transport reset). */
 	for (unsigned i = 0; i < vm->nr_virtio; i++) {
 		struct vm_virtio *vd = &vm->virtio[i];
+		struct vm_dev_ctx ctx = {
+			.loop = vm->loop, .mem = &vm->kvm.mem, .cfg = &vm->cfg,
+			.restore = r,
+		};
 
-		if (vd->kind != VM_VIRTIO_VSOCK)
-			continue;
-		if (vd->transport.activated)
-			vsock_transport_reset(vd->dev);
-		/* After the reset, which drops every connection. */
-		if (r->vsock_conn_fd >= 0) {
-			ret = vsock_add_host_conn(vd->dev, r->vsock_conn_fd);
-			if (ret < 0) {
-				snprintf(err, errlen, "vsock connected socket: "
-					 "%s", strerror(-ret));
-				goto out;
-			}
-		}
+		if (vd->type->restored &&
+		    (ret = vd->type->restored(vd->dev, &ctx, err, errlen)) < 0)
+			goto out;
 	}
 	sh->vm = NULL;
 	ember_shell_destroy(sh);

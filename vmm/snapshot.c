@@ -25,8 +25,6 @@
 
 #include "log.h"
 #include "snapshots/snap.h"
-#include "virtio/blk.h"
-#include "virtio/vsock.h"
 
 #define MSR_IA32_TSC 0x10
 
@@ -123,54 +121,52 @@ static int capture_vcpu(struct ember_vm *vm, struct vcpu *v,
 	return 0;
 }
 
-static void capture_device(const struct ember_vm *vm, unsigned i,
-			   struct snap_virtio_dev *d)
+/* Device i: the transport saves its part, the device its own, under the
+ * kind its type is known by. */
+static int capture_device(struct ember_vm *vm, unsigned i,
+			  struct snap_virtio_dev *d, char *err, size_t errlen)
 {
-	const struct vm_virtio *vd = &vm->virtio[i];
-	const struct vmmio_dev *t = &vd->transport;
+	struct vm_virtio *vd = &vm->virtio[i];
 
 	memset(d, 0, sizeof(*d));
-	d->device_id = t->ops->device_id;
-	d->mmio_base = t->base;
-	d->gsi = t->gsi;
-	d->status = t->status;
-	d->device_features_sel = t->device_features_sel;
-	d->driver_features_sel = t->driver_features_sel;
-	d->driver_features = t->driver_features;
-	d->acked_features = t->acked_features;
-	d->queue_sel = t->queue_sel;
-	d->interrupt_status = t->interrupt_status;
-	d->config_generation = t->config_generation;
-	d->activated = t->activated;
-	d->nr_queues = t->ops->nr_queues;
-	for (unsigned q = 0; q < d->nr_queues && q < SNAP_MAX_QUEUES; q++) {
-		const struct virtq *vq = &t->vq[q];
+	vmmio_save(&vd->transport, d);
+	snprintf(d->kind, sizeof(d->kind), "%s", vd->type->name);
+	return vd->type->save(vd->dev, d, err, errlen);
+}
 
-		d->vq[q] = (struct snap_virtq){
-			.size = vq->size,
-			.ready = vq->ready,
-			.desc_gpa = vq->desc_gpa,
-			.avail_gpa = vq->avail_gpa,
-			.used_gpa = vq->used_gpa,
-			.last_avail = vq->last_avail,
-			.used_idx = vq->used_idx,
-			.event_idx = vq->event_idx,
-			.signalled_used = vq->signalled_used,
-			.signalled_valid = vq->signalled_valid,
-		};
-	}
-	if (vd->kind == VM_VIRTIO_BLK) {
-		const struct ember_disk *disk = &vm->cfg.disks[i];
+/*
+ * Nothing may change the VM while it is captured: the vCPUs are paused (the
+ * caller's job), the event thread is parked (a host connecting now waits
+ * in the listen queue instead of making the vsock device pop an rx buffer
+ * and write guest memory under us), and every device quiesces through its
+ * type (devtable.h): disks complete what the guest queued and what is in
+ * flight (a request taken from the ring and not answered would be lost),
+ * vsock gives back the rx chain it holds. So every queue's last_avail
+ * equals its used_idx.
+ */
+static int quiesce_devices(struct ember_vm *vm, char *err, size_t errlen)
+{
+	int ret;
 
-		snprintf(d->u.blk.path, sizeof(d->u.blk.path), "%s", disk->path);
-		d->u.blk.read_only = disk->read_only;
-		/* What the guest saw, however the image was opened. */
-		d->u.blk.capacity = vblk_capacity(vd->dev) * VBLK_SECTOR_SIZE;
-	} else {
-		d->u.vsock.guest_cid = vm->cfg.vsock_cid ? vm->cfg.vsock_cid : 3;
-		snprintf(d->u.vsock.uds_path, sizeof(d->u.vsock.uds_path), "%s",
-			 vm->cfg.vsock_path);
+	evloop_pause(vm->loop);
+	for (unsigned i = 0; i < vm->nr_virtio; i++) {
+		const struct vm_device_type *type = vm->virtio[i].type;
+
+		ret = type->quiesce ? type->quiesce(vm->virtio[i].dev) : 0;
+		if (ret < 0)
+			return errbuf_fail(err, errlen, ret, "device %u (%s): "
+					   "cannot quiesce: %s", i, type->name,
+					   strerror(-ret));
 	}
+	return 0;
+}
+
+static void resume_devices(struct ember_vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_virtio; i++)
+		if (vm->virtio[i].type->resume)
+			vm->virtio[i].type->resume(vm->virtio[i].dev);
+	evloop_resume(vm->loop);
 }
 
 int vm_snapshot_at(struct ember_vm *vm, int dirfd, char *err, size_t errlen)
@@ -182,18 +178,9 @@ int vm_snapshot_at(struct ember_vm *vm, int dirfd, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	/* Device I/O drained first: a request in flight would be lost (its
-	 * chain taken from the avail ring, its used entry never written). */
-	for (unsigned i = 0; i < vm->nr_virtio; i++) {
-		if (vm->virtio[i].kind != VM_VIRTIO_BLK)
-			continue;
-		ret = vblk_quiesce(vm->virtio[i].dev);
-		if (ret < 0) {
-			snprintf(err, errlen, "disk %u: cannot drain its I/O: %s",
-				 i, strerror(-ret));
-			goto out;
-		}
-	}
+	ret = quiesce_devices(vm, err, errlen);
+	if (ret < 0)
+		goto out;
 	snap_cpu_fingerprint(&s->cpu);
 	s->machine.mem_size = vm->kvm.ram_size;
 	s->machine.nr_vcpus = vm->nr_vcpus;
@@ -224,18 +211,13 @@ int vm_snapshot_at(struct ember_vm *vm, int dirfd, char *err, size_t errlen)
 			s->has_clock = true;
 	}
 	s->has_serial = true;
-	pthread_mutex_lock(&vm->serial.lock);
-	s->serial = (struct snap_serial){
-		.ier = vm->serial.ier, .iir = vm->serial.iir,
-		.fcr = vm->serial.fcr, .lcr = vm->serial.lcr,
-		.mcr = vm->serial.mcr, .lsr = vm->serial.lsr,
-		.msr = vm->serial.msr, .scr = vm->serial.scr,
-		.dll = vm->serial.dll, .dlm = vm->serial.dlm,
-	};
-	pthread_mutex_unlock(&vm->serial.lock);
+	serial_save(&vm->serial, &s->serial);
 	s->nr_devices = vm->nr_virtio;
-	for (unsigned i = 0; i < vm->nr_virtio; i++)
-		capture_device(vm, i, &s->dev[i]);
+	for (unsigned i = 0; i < vm->nr_virtio; i++) {
+		ret = capture_device(vm, i, &s->dev[i], err, errlen);
+		if (ret < 0)
+			goto out;
+	}
 
 	ret = snap_write_memory_count_at(dirfd, vm->kvm.ram, vm->kvm.ram_size,
 					 NULL, err,
@@ -243,6 +225,7 @@ int vm_snapshot_at(struct ember_vm *vm, int dirfd, char *err, size_t errlen)
 	if (!ret)
 		ret = snap_write_state_at(dirfd, s, err, errlen);
 out:
+	resume_devices(vm);
 	free(s);
 	return ret;
 }

@@ -30,6 +30,7 @@ const char *ember_thread_kind_name(enum ember_thread_kind kind)
 		[EMBER_THREAD_CONTROL] = "control",
 		[EMBER_THREAD_VCPU] = "vcpu",
 		[EMBER_THREAD_EVENT] = "event",
+		[EMBER_THREAD_RESTORE] = "restore",
 	};
 
 	if ((unsigned)kind < sizeof(names) / sizeof(names[0]))

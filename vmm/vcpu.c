@@ -5,7 +5,10 @@
  * the buses; Ember's own ports are handled here), and loops until the VM is
  * stopping. A stop is noticed in three ways: vm->stopping is checked after
  * every exit, run->immediate_exit makes the next KVM_RUN return at once, and
- * EMBER_KICK_SIGNAL interrupts a KVM_RUN in progress (-EINTR).
+ * EMBER_KICK_SIGNAL interrupts a KVM_RUN in progress (-EINTR). A micro
+ * guest with threads also asks for preemption ticks (struct ember_preempt):
+ * a per-vCPU timer sends the same signal while the guest runs, and the
+ * tick is reflected to the guest like an exception.
  */
 #define LOG_MOD "vcpu"
 #include "vm.h"
@@ -17,15 +20,24 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "log.h"
 
-static void kick_handler(int sig)
+/* Set on a vCPU thread when its preemption tick timer fired. */
+static __thread volatile sig_atomic_t tick_due;
+
+static void kick_handler(int sig, siginfo_t *si, void *uc)
 {
-	(void)sig; /* its only job is to make KVM_RUN return -EINTR */
+	/* Its main job is to make KVM_RUN return -EINTR. The preemption tick
+	 * timer sends the same signal (SI_TIMER) and is told apart here. */
+	(void)sig;
+	(void)uc;
+	if (si && si->si_code == SI_TIMER)
+		tick_due = 1;
 }
 
 static void install_kick_handler_once(void)
@@ -33,7 +45,8 @@ static void install_kick_handler_once(void)
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = kick_handler;
+	sa.sa_sigaction = kick_handler;
+	sa.sa_flags = SA_SIGINFO;
 	sigemptyset(&sa.sa_mask);
 	sigaction(EMBER_KICK_SIGNAL, &sa, NULL);
 }
@@ -53,6 +66,13 @@ int vcpu_create(struct ember_vm *vm, unsigned id, char *err, size_t errlen)
 
 	v->vm = vm;
 	v->id = id;
+	v->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (v->kick_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "eventfd for vCPU %u: %s", id,
+			 strerror(-ret));
+		return ret;
+	}
 	v->fd = ioctl(vm->kvm.vm_fd, KVM_CREATE_VCPU, id);
 	if (v->fd < 0) {
 		ret = -errno;
@@ -78,16 +98,65 @@ void vcpu_destroy(struct vcpu *v)
 		munmap(v->run, (size_t)v->vm->kvm.vcpu_mmap_size);
 	if (v->fd >= 0)
 		close(v->fd);
+	if (v->kick_fd >= 0)
+		close(v->kick_fd);
 	v->run = NULL;
-	v->fd = -1;
+	v->fd = v->kick_fd = -1;
 }
 
+/*
+ * Three ways, one per place the vCPU thread can be: immediate_exit for a
+ * KVM_RUN about to start, the signal for one in progress, the eventfd for
+ * the WAIT hypercall's poll() (about to start or in progress).
+ */
 void vcpu_kick(struct vcpu *v)
 {
+	uint64_t one = 1;
+
 	if (v->run)
 		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	if (v->kick_fd >= 0 && write(v->kick_fd, &one, sizeof(one)) < 0 &&
+	    errno != EAGAIN)
+		log_warn_errno("vCPU %u kick eventfd", v->id);
 	if (v->thread_started)
 		pthread_kill(v->thread, EMBER_KICK_SIGNAL);
+}
+
+static void drain_kicks(struct vcpu *v)
+{
+	uint64_t n;
+
+	if (read(v->kick_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		log_warn_errno("vCPU %u kick eventfd", v->id);
+}
+
+int vcpu_describe(struct vcpu *v, char *buf, size_t len)
+{
+	static const char *const mp[] = {
+		[KVM_MP_STATE_RUNNABLE] = "runnable",
+		[KVM_MP_STATE_UNINITIALIZED] = "uninitialized",
+		[KVM_MP_STATE_INIT_RECEIVED] = "init-received",
+		[KVM_MP_STATE_HALTED] = "halted",
+		[KVM_MP_STATE_SIPI_RECEIVED] = "sipi-received",
+	};
+	struct kvm_mp_state m;
+	struct kvm_regs r;
+	struct kvm_sregs sr;
+	const char *mode;
+
+	if (ioctl(v->fd, KVM_GET_MP_STATE, &m) < 0 ||
+	    ioctl(v->fd, KVM_GET_REGS, &r) < 0 ||
+	    ioctl(v->fd, KVM_GET_SREGS, &sr) < 0)
+		return -errno;
+	mode = !(sr.cr0 & 1) ? "real" : (sr.efer & (1u << 10)) ? "long" :
+							     "protected";
+	snprintf(buf, len, "vcpu%u %s mp=%s cs=%#x cs.base=%#llx rip=%#llx",
+		 v->id, mode,
+		 m.mp_state < sizeof(mp) / sizeof(mp[0]) && mp[m.mp_state] ?
+			 mp[m.mp_state] : "other",
+		 sr.cs.selector, (unsigned long long)sr.cs.base,
+		 (unsigned long long)r.rip);
+	return 0;
 }
 
 static uint64_t vcpu_rip(struct vcpu *v)
@@ -112,6 +181,53 @@ static void format_registers(struct vcpu *v, const struct kvm_regs *r,
 		 r->rdx, r->rsi, r->rdi, r->rbp, r->r8, r->r9, r->r10, r->r11,
 		 r->r12, r->r13, r->r14, r->r15, s->cs.selector,
 		 s->ss.selector, s->cr0, s->cr2, s->cr3, s->cr4, s->efer);
+}
+
+/*
+ * Resumes the guest at its exception entry (the Ember note) as if vector
+ * had been raised in context ctx (segments cs/ss): the whole context goes
+ * to struct ember_xframe, the entry's arguments to registers, the CPL stays
+ * the one it was running at, and the stack is its own below the red zone.
+ */
+static void reflect(struct vcpu *v, const struct kvm_regs *ctx,
+		    struct kvm_sregs *sregs, uint64_t cs, uint64_t ss,
+		    unsigned vector, uint64_t err_code, uint64_t cr2)
+{
+	struct ember_vm *vm = v->vm;
+	struct ember_xframe *x = mem_gpa_to_hva(&vm->kvm.mem, EMBER_XFRAME_GPA,
+						sizeof(*x));
+	uint64_t cpl = cs & 3;
+	struct kvm_regs r = *ctx;
+
+	if (!x) {
+		vm_request_stop(vm, EMBER_EXIT_VMM_ERROR, 0, ctx->rip,
+				"no room for the exception frame");
+		return;
+	}
+	*x = (struct ember_xframe){
+		.rax = ctx->rax, .rbx = ctx->rbx, .rcx = ctx->rcx,
+		.rdx = ctx->rdx, .rsi = ctx->rsi, .rdi = ctx->rdi,
+		.rbp = ctx->rbp, .rsp = ctx->rsp, .r8 = ctx->r8,
+		.r9 = ctx->r9, .r10 = ctx->r10, .r11 = ctx->r11,
+		.r12 = ctx->r12, .r13 = ctx->r13, .r14 = ctx->r14,
+		.r15 = ctx->r15, .rip = ctx->rip, .rflags = ctx->rflags,
+		.cs = cs, .ss = ss, .vector = vector, .error_code = err_code,
+		.cr2 = cr2,
+	};
+	r.rip = vm->exception_entry;
+	r.rsp = ((ctx->rsp & ~15ULL) - 256);
+	r.rflags = (ctx->rflags & ~(1ULL << 8)) | 2; /* clear TF */
+	r.rdi = vector;
+	r.rsi = err_code;
+	r.rdx = ctx->rip;
+	r.rcx = cr2;
+	r.r8 = ctx->rsp;
+	sregs->cs.dpl = (uint8_t)cpl;
+	sregs->ss.dpl = (uint8_t)cpl;
+	if (ioctl(v->fd, KVM_SET_SREGS, sregs) < 0 ||
+	    ioctl(v->fd, KVM_SET_REGS, &r) < 0)
+		vm_request_stop(vm, EMBER_EXIT_VMM_ERROR, 0, ctx->rip,
+				"cannot reflect exception %u", vector);
 }
 
 /*
@@ -171,43 +287,8 @@ static void handle_exception(struct vcpu *v, unsigned vector)
 		return;
 	}
 	if (vm->reflect_exceptions && vector != 8 && vector != 18) {
-		uint64_t cpl = f[1] & 3;
-		struct kvm_regs r = ctx;
-		struct ember_xframe *x = mem_gpa_to_hva(mem, EMBER_XFRAME_GPA,
-							sizeof(*x));
-
-		if (!x) {
-			vm_request_stop(vm, EMBER_EXIT_VMM_ERROR, 0, f[0],
-					"no room for the exception frame");
-			return;
-		}
-		*x = (struct ember_xframe){
-			.rax = ctx.rax, .rbx = ctx.rbx, .rcx = ctx.rcx,
-			.rdx = ctx.rdx, .rsi = ctx.rsi, .rdi = ctx.rdi,
-			.rbp = ctx.rbp, .rsp = ctx.rsp, .r8 = ctx.r8,
-			.r9 = ctx.r9, .r10 = ctx.r10, .r11 = ctx.r11,
-			.r12 = ctx.r12, .r13 = ctx.r13, .r14 = ctx.r14,
-			.r15 = ctx.r15, .rip = ctx.rip, .rflags = ctx.rflags,
-			.cs = f[1], .ss = f[4], .vector = vector,
-			.error_code = err_code, .cr2 = sregs.cr2,
-		};
-
-		/* Resume at the guest's exception entry, at the CPL it was
-		 * running at, on its own stack below the red zone. */
-		r.rip = vm->exception_entry;
-		r.rsp = ((f[3] & ~15ULL) - 256);
-		r.rflags = (f[2] & ~(1ULL << 8)) | 2; /* clear TF */
-		r.rdi = vector;
-		r.rsi = err_code;
-		r.rdx = f[0];
-		r.rcx = sregs.cr2;
-		r.r8 = f[3];
-		sregs.cs.dpl = (uint8_t)cpl;
-		sregs.ss.dpl = (uint8_t)cpl;
-		if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0 ||
-		    ioctl(v->fd, KVM_SET_REGS, &r) < 0)
-			vm_request_stop(vm, EMBER_EXIT_VMM_ERROR, 0, f[0],
-					"cannot reflect exception %u", vector);
+		reflect(v, &ctx, &sregs, f[1], f[4], vector, err_code,
+			sregs.cr2);
 		return;
 	}
 	if (vector == 14)
@@ -231,28 +312,131 @@ static void handle_exception(struct vcpu *v, unsigned vector)
 		format_registers(v, &ctx, &sregs);
 }
 
-/* EMBER_HC_WAIT: sleep until a device signals, the VM stops, or the timeout
- * (ns) passes. Returns 1 when woken by a device, 0 otherwise. */
-static int64_t hypercall_wait(struct ember_vm *vm, uint64_t timeout_ns)
+/* --- preemption ticks (struct ember_preempt in ember/abi.h) --- */
+
+static volatile struct ember_preempt *preempt_block(struct vcpu *v)
 {
-	struct pollfd p[2] = {
+	if (!v->vm->reflect_exceptions || v->vm->nr_vcpus != 1)
+		return NULL; /* only the micro guest asks, on one vCPU */
+	return mem_gpa_to_hva(&v->vm->kvm.mem, EMBER_PREEMPT_GPA,
+			      sizeof(struct ember_preempt));
+}
+
+static void tick_set(struct vcpu *v, uint64_t ns)
+{
+	struct itimerspec it = {
+		.it_interval = { (time_t)(ns / 1000000000u),
+				 (long)(ns % 1000000000u) },
+		.it_value = { (time_t)(ns / 1000000000u),
+			      (long)(ns % 1000000000u) },
+	};
+
+	if (timer_settime(v->tick_timer, 0, &it, NULL) == 0) {
+		v->tick_armed = ns != 0;
+		v->tick_slice_ns = ns;
+	}
+}
+
+/* Before KVM_RUN: ticks run while the guest runs, if it asks for them. The
+ * timer is made on first use, on the vCPU thread it signals. */
+static void tick_arm(struct vcpu *v)
+{
+	volatile struct ember_preempt *p = preempt_block(v);
+	uint64_t slice = p ? p->slice_ns : 0;
+
+	if (slice && slice < 1000000)
+		slice = 1000000; /* at most 1000 ticks a second */
+	if (slice == (v->tick_armed ? v->tick_slice_ns : 0))
+		return;
+	if (slice && !v->tick_timer_ok) {
+		struct sigevent sev;
+
+		memset(&sev, 0, sizeof(sev));
+		sev.sigev_notify = SIGEV_THREAD_ID;
+		sev.sigev_signo = EMBER_KICK_SIGNAL;
+		sev._sigev_un._tid = (pid_t)gettid();
+		if (timer_create(CLOCK_MONOTONIC, &sev, &v->tick_timer) < 0) {
+			log_warn_rl("no preemption ticks: timer_create: %s",
+				    strerror(errno));
+			return;
+		}
+		v->tick_timer_ok = true;
+	}
+	if (v->tick_timer_ok)
+		tick_set(v, slice);
+}
+
+/* No ticks while the guest sleeps in the VMM: an idle VM costs nothing. */
+static void tick_pause(struct vcpu *v)
+{
+	if (v->tick_armed)
+		tick_set(v, 0);
+}
+
+/* A tick fired: hand it to the guest as EMBER_VEC_PREEMPT if it runs its
+ * handler's code now (not its own kernel, and at CPL3) and wants it. */
+static void tick_deliver(struct vcpu *v)
+{
+	volatile struct ember_preempt *p = preempt_block(v);
+	struct kvm_vcpu_events ev;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+
+	if (!p || !p->want || !v->vm->exception_entry)
+		return;
+	/* KVM_RUN may have stopped while an exception was being delivered
+	 * (the guest touched an unbacked page just then): moving RIP now
+	 * would have KVM deliver it at the new RIP. Leave that tick. */
+	if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0 ||
+	    ev.exception.injected || ev.exception.pending ||
+	    ev.interrupt.injected || ev.nmi.injected)
+		return;
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 ||
+	    ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
+		return;
+	if ((sregs.cs.selector & 3) != 3 ||
+	    (regs.rip >= p->text_start && regs.rip < p->text_end))
+		return; /* the guest's own code: the next tick will do */
+	reflect(v, &regs, &sregs, sregs.cs.selector, sregs.ss.selector,
+		EMBER_VEC_PREEMPT, 0, 0);
+	p->ticks++;
+}
+
+/* EMBER_HC_WAIT: sleep until a device signals, the VM stops or pauses, or
+ * the timeout (ns) passes. Returns 1 when woken by a device, 0 otherwise
+ * (a pause then parks the vCPU as soon as the exit is done). */
+static int64_t hypercall_wait(struct vcpu *v, uint64_t timeout_ns)
+{
+	struct ember_vm *vm = v->vm;
+	struct pollfd p[3] = {
 		{ .fd = vm->wake_fd, .events = POLLIN },
 		{ .fd = vm->stop_fd, .events = POLLIN },
+		{ .fd = v->kick_fd, .events = POLLIN },
 	};
-	int timeout_ms = -1, n;
-	uint64_t v;
+	struct timespec ts, *tsp = NULL;
+	uint64_t val;
+	int n;
 
+	tick_pause(v);
 	if (timeout_ns) {
-		/* Rounded up, computed so that nothing wraps: a guest asking
-		 * for ~2^64 ns means "as long as you can" (an hour, then it
-		 * looks again), not 0. */
-		uint64_t ms = timeout_ns / 1000000 + (timeout_ns % 1000000 != 0);
+		/* In ns, as asked (a thread's 200 us sleep must not become a
+		 * millisecond), and capped so that nothing wraps: a guest
+		 * asking for ~2^64 ns means "as long as you can" (an hour,
+		 * then it looks again), not 0. */
+		uint64_t ns = timeout_ns > 3600000000000ULL ? 3600000000000ULL :
+							      timeout_ns;
 
-		timeout_ms = ms > 3600000 ? 3600000 : (int)ms;
+		ts.tv_sec = (time_t)(ns / 1000000000u);
+		ts.tv_nsec = (long)(ns % 1000000000u);
+		tsp = &ts;
 	}
-	n = poll(p, 2, timeout_ms);
+	/* A pause asked for before we got here was kicked through the
+	 * eventfd too: ppoll() returns at once then, nothing is lost. */
+	n = ppoll(p, 3, tsp, NULL);
+	if (n > 0 && (p[2].revents & POLLIN))
+		drain_kicks(v);
 	if (n > 0 && (p[0].revents & POLLIN)) {
-		if (read(vm->wake_fd, &v, sizeof(v)) < 0)
+		if (read(vm->wake_fd, &val, sizeof(val)) < 0)
 			return 0;
 		return 1;
 	}
@@ -317,7 +501,7 @@ static void handle_hypercall(struct vcpu *v, uint32_t op)
 		return;
 	switch (op) {
 	case EMBER_HC_WAIT:
-		hc->ret = hypercall_wait(vm, hc->arg0);
+		hc->ret = hypercall_wait(v, hc->arg0);
 		break;
 	case EMBER_HC_FLUSH_TLB:
 		hc->ret = hypercall_flush_tlb(v);
@@ -525,6 +709,8 @@ static void vcpu_park(struct vcpu *v)
 	if (vcpu_complete_exit(v) < 0)
 		log_warn("vCPU %u: pending exit not completed before pause",
 			 v->id);
+	/* This pause's kick is consumed: the next WAIT must sleep. */
+	drain_kicks(v);
 	pthread_mutex_lock(&vm->lock);
 	vm->vcpus_paused++;
 	pthread_cond_broadcast(&vm->cond);
@@ -576,8 +762,13 @@ static void *vcpu_thread(void *arg)
 			vcpu_park(v);
 			continue;
 		}
+		tick_arm(v);
 		ret = ioctl(v->fd, KVM_RUN, 0);
-
+		if (tick_due) {
+			tick_due = 0;
+			if (ret < 0 && errno == EINTR)
+				tick_deliver(v);
+		}
 		if (ret < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				__atomic_store_n(&v->run->immediate_exit, 0,
@@ -591,6 +782,9 @@ static void *vcpu_thread(void *arg)
 		}
 		handle_exit(v);
 	}
+	if (v->tick_timer_ok)
+		timer_delete(v->tick_timer);
+	v->tick_timer_ok = v->tick_armed = false;
 	/* The winner of vm_request_stop is the only writer of vm->exit. */
 	if (pthread_equal(vm->stop_thread, pthread_self()) &&
 	    is_crash(vm->exit.reason))

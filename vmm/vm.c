@@ -28,14 +28,12 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "virtio/blk.h"
-#include "virtio/vsock.h"
+#include "snapshots/snap.h"
 #include "x86/elf.h"
 #include "x86/linux.h"
 
 #define DEFAULT_MEM_MIB 256
 #define MAX_MEM_MIB (64ULL * 1024)
-#define DEFAULT_VSOCK_CID 3
 #define DEFAULT_LINUX_CMDLINE "console=ttyS0 reboot=k panic=-1"
 /* Where KVM (on VMX) keeps the real-mode TSS and identity map: three pages
  * just below the BIOS area, inside the MMIO hole, never RAM. */
@@ -255,7 +253,8 @@ static void ioeventfd_ready(void *opaque, uint32_t events)
  * queue (QueueNotify with the queue index as datamatch) so notifications
  * never exit to user space, and an irqfd when the guest takes interrupts.
  */
-static int attach_virtio(struct ember_vm *vm, enum vm_virtio_kind kind,
+static int attach_virtio(struct ember_vm *vm,
+			 const struct vm_device_type *type,
 			 const struct virtio_dev_ops *ops, void *dev,
 			 char *err, size_t errlen)
 {
@@ -265,7 +264,7 @@ static int attach_virtio(struct ember_vm *vm, enum vm_virtio_kind kind,
 	uint32_t gsi = EMBER_VIRTIO_IRQ_BASE + i;
 	int ret;
 
-	vd->kind = kind;
+	vd->type = type;
 	vd->dev = dev;
 	vd->irqfd = -1;
 	for (unsigned q = 0; q < VMMIO_MAX_QUEUES; q++)
@@ -324,7 +323,8 @@ static int attach_virtio(struct ember_vm *vm, enum vm_virtio_kind kind,
 	return 0;
 }
 
-int vm_create_devices(struct ember_vm *vm, char *err, size_t errlen)
+/* The legacy PC devices every VM has: COM1 and the i8042. */
+static int create_legacy(struct ember_vm *vm, char *err, size_t errlen)
 {
 	const struct ember_config *cfg = &vm->cfg;
 	int ret;
@@ -351,51 +351,90 @@ int vm_create_devices(struct ember_vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot register legacy devices");
 		return -EEXIST;
 	}
-	for (unsigned i = 0; i < cfg->nr_disks; i++) {
-		enum disk_kind dk = cfg->disk_sync ? DISK_SYNC : DISK_URING;
-		struct vblk *b = vm->disk_fd[i] >= 0 ?
-			vblk_create_fd(vm->disk_fd[i], cfg->disks[i].read_only,
-				       dk, vm->loop, &ret) :
-			vblk_create(cfg->disks[i].path, cfg->disks[i].read_only,
-				    dk, vm->loop, &ret);
-
-		if (!b) {
-			if (vm->disk_fd[i] >= 0)
-				snprintf(err, errlen, "cannot use disk %u's fd: %s",
-					 i, strerror(-ret));
-			else
-				snprintf(err, errlen, "cannot open disk '%s': %s",
-					 cfg->disks[i].path, strerror(-ret));
-			return ret;
-		}
-		ret = attach_virtio(vm, VM_VIRTIO_BLK, vblk_get_ops(b), b, err,
-				    errlen);
-		if (ret < 0)
-			return ret;
-	}
-	if (cfg->vsock_path) {
-		uint64_t cid = cfg->vsock_cid ? cfg->vsock_cid :
-						DEFAULT_VSOCK_CID;
-		struct vsock *v = vm->vsock_by_fd ?
-			vsock_create_fd(vm->vsock_listen_fd, cid, vm->loop, &ret) :
-			vsock_create(cfg->vsock_path, cid, vm->loop, &ret);
-
-		if (!v) {
-			if (vm->vsock_by_fd)
-				snprintf(err, errlen, "cannot use the vsock "
-					 "listening socket: %s", strerror(-ret));
-			else
-				snprintf(err, errlen, "cannot create vsock at "
-					 "'%s': %s", cfg->vsock_path,
-					 strerror(-ret));
-			return ret;
-		}
-		ret = attach_virtio(vm, VM_VIRTIO_VSOCK, &vsock_ops, v, err,
-				    errlen);
-		if (ret < 0)
-			return ret;
-	}
 	return 0;
+}
+
+/* Plugs a device a type made into the next window; on failure the device
+ * goes with the type's destroy. */
+static int attach_made(struct ember_vm *vm, const struct vm_device_type *type,
+		       const struct virtio_dev_ops *ops, void *dev, char *err,
+		       size_t errlen)
+{
+	if (vm->nr_virtio == EMBER_VIRTIO_MAX_DEVICES) {
+		type->destroy(dev);
+		snprintf(err, errlen, "more than %d virtio devices",
+			 EMBER_VIRTIO_MAX_DEVICES);
+		return -E2BIG;
+	}
+	return attach_virtio(vm, type, ops, dev, err, errlen);
+}
+
+int vm_create_devices(struct ember_vm *vm, char *err, size_t errlen)
+{
+	int ret = create_legacy(vm, err, errlen);
+
+	for (unsigned t = 0; !ret && vm_device_types[t]; t++) {
+		const struct vm_device_type *type = vm_device_types[t];
+		unsigned n = type->count(&vm->cfg);
+
+		for (unsigned k = 0; !ret && k < n; k++) {
+			struct vm_dev_ctx ctx = {
+				.loop = vm->loop, .mem = &vm->kvm.mem,
+				.cfg = &vm->cfg, .index = k,
+			};
+			const struct virtio_dev_ops *ops = NULL;
+			void *dev = type->create(&ctx, &ops, &ret, err, errlen);
+
+			if (dev)
+				ret = attach_made(vm, type, ops, dev, err, errlen);
+		}
+	}
+	return ret;
+}
+
+int vm_restore_devices(struct ember_vm *vm, const struct snap_vm *s,
+		       const struct ember_restore *r, char *err,
+		       size_t errlen)
+{
+	unsigned seen[EMBER_VIRTIO_MAX_DEVICES] = { 0 };
+	int ret = create_legacy(vm, err, errlen);
+
+	/* Overrides nothing would take are the caller's mistake. */
+	for (unsigned t = 0; !ret && vm_device_types[t]; t++) {
+		const struct vm_device_type *type = vm_device_types[t];
+		unsigned n = 0;
+
+		for (unsigned i = 0; i < s->nr_devices; i++)
+			n += !strcmp(s->dev[i].kind, type->name);
+		if (type->check_restore)
+			ret = type->check_restore(r, n, err, errlen);
+	}
+	for (unsigned i = 0; !ret && i < s->nr_devices; i++) {
+		const struct snap_virtio_dev *d = &s->dev[i];
+		const struct vm_device_type *type = vm_device_type_find(d->kind);
+		const struct virtio_dev_ops *ops = NULL;
+		struct vm_dev_ctx ctx = {
+			.loop = vm->loop, .mem = &vm->kvm.mem, .cfg = &vm->cfg,
+			.restore = r,
+		};
+		unsigned t;
+		void *dev;
+
+		if (!type)
+			return errbuf_fail(err, errlen, -EINVAL, "device %u: "
+					   "unknown kind '%s'", i, d->kind);
+		if (type->virtio_id != d->device_id)
+			return errbuf_fail(err, errlen, -EINVAL, "device %u: kind "
+					   "'%s' with virtio device id %u", i,
+					   d->kind, d->device_id);
+		for (t = 0; vm_device_types[t] != type; t++)
+			;
+		ctx.index = seen[t]++;
+		dev = type->restore(&ctx, d, &ops, &ret, err, errlen);
+		if (dev)
+			ret = attach_made(vm, type, ops, dev, err, errlen);
+	}
+	return ret;
 }
 
 /* The final Linux command line: the user's (or the default), then what the
@@ -406,7 +445,10 @@ static char *linux_cmdline(const struct ember_vm *vm)
 	const char *extra = cpu_template_linux_cmdline(vm->cpu_template);
 	size_t cap = 4096, len;
 	char *s = malloc(cap);
-	unsigned nr = cfg->nr_disks + (cfg->vsock_path ? 1 : 0);
+	unsigned nr = 0;
+
+	for (unsigned t = 0; vm_device_types[t]; t++)
+		nr += vm_device_types[t]->count(cfg);
 
 	if (!s)
 		return NULL;
@@ -652,10 +694,7 @@ struct ember_vm *vm_alloc(const struct ember_config *cfg)
 		return NULL;
 	}
 	for (unsigned i = 0; i < EMBER_MAX_VCPUS; i++)
-		vm->vcpu[i].fd = -1;
-	for (unsigned i = 0; i < EMBER_MAX_DISKS; i++)
-		vm->disk_fd[i] = -1;
-	vm->vsock_listen_fd = -1;
+		vm->vcpu[i].fd = vm->vcpu[i].kick_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -981,10 +1020,7 @@ void ember_vm_destroy(struct ember_vm *vm)
 		struct vm_virtio *vd = &vm->virtio[i];
 
 		vmmio_destroy(&vd->transport);
-		if (vd->kind == VM_VIRTIO_BLK)
-			vblk_destroy(vd->dev);
-		else
-			vsock_destroy(vd->dev);
+		vd->type->destroy(vd->dev);
 		for (unsigned q = 0; q < VMMIO_MAX_QUEUES; q++)
 			if (vd->ioeventfd[q] >= 0)
 				close(vd->ioeventfd[q]);

@@ -9,10 +9,12 @@
 #define EMBER_VM_H
 
 #include <pthread.h>
+#include <time.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "bus.h"
+#include "devtable.h"
 #include "dev/i8042.h"
 #include "dev/serial.h"
 #include "ember.h"
@@ -29,12 +31,19 @@ struct vcpu {
 	struct ember_vm *vm;
 	unsigned id;
 	int fd;
+	/* eventfd written by every kick: a vCPU that left KVM_RUN for the
+	 * WAIT hypercall but is not yet in its poll() would miss the kick
+	 * signal; it never misses this. */
+	int kick_fd;
 	struct kvm_run *run;
 	pthread_t thread;
 	bool thread_started;
+	/* Preemption ticks for a plain guest that asks for them
+	 * (struct ember_preempt): a timer signalling this vCPU's thread. */
+	timer_t tick_timer;
+	bool tick_timer_ok, tick_armed;
+	uint64_t tick_slice_ns;
 };
-
-enum vm_virtio_kind { VM_VIRTIO_BLK, VM_VIRTIO_VSOCK };
 
 /* One queue's ioeventfd, as seen by its evloop callback. */
 struct vm_notify {
@@ -44,7 +53,7 @@ struct vm_notify {
 };
 
 struct vm_virtio {
-	enum vm_virtio_kind kind;
+	const struct vm_device_type *type; /* devtable.h */
 	struct vmmio_dev transport;
 	void *dev;
 	int ioeventfd[VMMIO_MAX_QUEUES];
@@ -101,12 +110,6 @@ struct ember_vm {
 	bool restored;              /* built from a snapshot */
 	uint64_t deadline_ns;       /* CLOCK_MONOTONIC end (--timeout), or 0 */
 	int serial_fd;              /* our dup of cfg.serial_fd, or -1 */
-	/* A restored VM whose host resources came as fds (restore.c): the
-	 * disk images (-1: open cfg.disks[i].path), and the vsock host side
-	 * (vsock_by_fd: no path of our own; a listening socket or -1). */
-	int disk_fd[EMBER_MAX_DISKS];
-	bool vsock_by_fd;
-	int vsock_listen_fd;
 };
 
 /* A VM shell (shell.c): a VM with KVM, vCPUs and the event loop made,
@@ -129,7 +132,14 @@ struct ember_vm *vm_alloc(const struct ember_config *cfg);
 enum cpu_template vm_pick_template(enum ember_cpu_template t);
 int vm_setup_irqchip(struct ember_vm *vm, char *err, size_t errlen);
 int vm_create_core(struct ember_vm *vm, char *err, size_t errlen);
+/* The devices of a booting VM, from its configuration (the device table's
+ * order); and those of a restored VM, from the snapshot's devices and the
+ * caller's overrides (their saved order). 0 or -errno + reason. */
 int vm_create_devices(struct ember_vm *vm, char *err, size_t errlen);
+struct snap_vm;
+int vm_restore_devices(struct ember_vm *vm, const struct snap_vm *s,
+		       const struct ember_restore *r, char *err,
+		       size_t errlen);
 
 /* Writes the guest TSC / wall-clock pair into a plain guest's boot info. */
 int vm_sync_guest_clock(struct ember_vm *vm);
@@ -140,6 +150,10 @@ int vcpu_create(struct ember_vm *vm, unsigned id, char *err, size_t errlen);
 int vcpu_start(struct vcpu *v);
 void vcpu_join(struct vcpu *v);
 void vcpu_kick(struct vcpu *v);
+/* One line about a parked (or not yet started) vCPU: its mode (real,
+ * protected, long), MP state, CS and RIP. 0 or -errno. Not while the vCPU
+ * is in KVM_RUN (the ioctls would wait for it). */
+int vcpu_describe(struct vcpu *v, char *buf, size_t len);
 void vcpu_destroy(struct vcpu *v);
 /* Parks the vCPU at a clean point: completes a pending I/O or MMIO exit by
  * re-entering KVM_RUN with immediate_exit set, so that its registers are

@@ -11,7 +11,7 @@
  *   make BUILD=build-snap build-snap/fuzz-bin/fuzz_snap_state; make fuzz
  */
 // link: snapshots/snap_read.c snapshots/snap_write.c snapshots/snap_validate.c
-// link: snapshots/snap_file.c snapshots/snap_cpu.c
+// link: snapshots/snap_file.c snapshots/snap_cpu.c snapshots/snap_prop.c
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -65,13 +65,16 @@ static void init_valid(void)
 					.avail_gpa = 0x11000,
 					.used_gpa = 0x12000,
 					.last_avail = 3, .used_idx = 1 };
-	strcpy(d->u.blk.path, "/x.img");
+	strcpy(d->kind, "blk");
+	snap_prop_set_str(d, "backing-path", "/x.img");
+	snap_prop_set_u64(d, "capacity", 4096);
 	d = &s->dev[1];
 	d->device_id = VIRTIO_ID_VSOCK;
 	d->mmio_base = EMBER_VIRTIO_MMIO_BASE + EMBER_VIRTIO_MMIO_SIZE;
 	d->nr_queues = 3;
-	d->u.vsock.guest_cid = 3;
-	strcpy(d->u.vsock.uds_path, "/v.sock");
+	strcpy(d->kind, "vsock");
+	snap_prop_set_u64(d, "guest-cid", 3);
+	snap_prop_set_str(d, "uds-path", "/v.sock");
 	if (snap_build_state(s, &blob, &valid_len, err, sizeof(err))) {
 		fprintf(stderr, "fuzz_snap_state: %s\n", err);
 		abort();

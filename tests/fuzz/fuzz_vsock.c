@@ -11,6 +11,7 @@
  */
 // link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/thread.c vmm/virtio/virtq.c
 // link: vmm/virtio/vsock.c vmm/virtio/vsock_unix.c
+// link: snapshots/snap_prop.c
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

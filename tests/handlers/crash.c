@@ -5,6 +5,8 @@
  *   enosys                     -> syscall 400 fails with ENOSYS (logged)
  *   enomem                     -> mmap more than RAM fails with ENOMEM
  *   clone                      -> fork() fails cleanly
+ *   spin                       -> computes forever: past the deadline the
+ *                                 guest answers ERROR TIMEOUT and ends
  *   log                        -> stderr line (a LOG frame), then "ok"
  *   ok                         -> "ok"
  */
@@ -80,6 +82,9 @@ static int fn(const struct ember_request *req, struct ember_response *resp,
 			_exit(0);
 		return ember_response_puts(resp, msg);
 	}
+	if (is(req, "spin"))
+		for (volatile unsigned long n = 0;; n++)
+			;
 	if (is(req, "log"))
 		fprintf(stderr, "a line on stderr\n");
 	return ember_response_puts(resp, "ok");

@@ -25,6 +25,9 @@
  *   alarm     alarm's previous value; setitimer + pause; getitimer
  *   mmap      a 1 GiB PROT_NONE reservation, mprotect, a guard page,
  *             MAP_FIXED_NOREPLACE, munmap, a hint honoured
+ *   reclaim   24 times: reserve 16 MiB, make it accessible, fill it, check
+ *             it, unmap it (more than a 256 MiB guest holds at once: its
+ *             RAM must come back), then MADV_DONTNEED reads back zero
  *   socketpair  AF_UNIX stream pairs: flags, send/recv flags (PEEK,
  *             DONTWAIT, WAITALL, NOSIGNAL; not OOB, which depends on the
  *             kernel's configuration), sendmsg/recvmsg, socket
@@ -871,6 +874,34 @@ static void case_mmap(void)
 	R("huge", q == MAP_FAILED ? -1 : 0);
 }
 
+/* --- reclaim --- */
+static void case_reclaim(void)
+{
+	size_t len = 16u << 20;
+	int ok = 0;
+	char *m;
+
+	for (int i = 0; i < 24; i++) {
+		char *r = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+			       -1, 0);
+
+		if (r == MAP_FAILED || mprotect(r, len, PROT_READ | PROT_WRITE))
+			break;
+		memset(r, i + 1, len);
+		if (r[0] == i + 1 && r[len - 1] == i + 1 && r[len / 2] == i + 1)
+			ok++;
+		munmap(r, len);
+	}
+	say("rounds=%d ", ok);
+	m = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memset(m, 7, 4 << 20);
+	madvise(m, 4 << 20, MADV_DONTNEED);
+	say("dontneed_zero=%d", m[0] == 0 && m[(4 << 20) - 1] == 0 &&
+	    m[12345] == 0);
+	munmap(m, 4 << 20);
+}
+
 static int is(const struct ember_request *req, const char *s)
 {
 	size_t n = strlen(s);
@@ -919,6 +950,8 @@ static int fn(const struct ember_request *req, struct ember_response *resp,
 		case_alarm();
 	else if (is(req, "mmap"))
 		case_mmap();
+	else if (is(req, "reclaim"))
+		case_reclaim();
 	else if (is(req, "socketpair"))
 		case_socketpair();
 	else

@@ -17,6 +17,8 @@
  *           ends its sleep with EINTR; a handler on the alternate stack;
  *           raise() of an ignored signal is ignored
  *   cancel  pthread_cancel of a thread blocked in a cancellation point
+ *   spin    the main thread spins (no system calls) until a thread that
+ *           first sleeps 20 ms sets a flag: only preemption ends the spin
  *   pool    3 threads started at initialisation (before READY, so in a
  *           snapshot) do the work: they must survive a snapshot/restore
  */
@@ -457,6 +459,29 @@ static void case_cancel(void)
 	say("canceled=%d", r == PTHREAD_CANCELED);
 }
 
+/* --- spin --- */
+static volatile int spin_flag;
+static void *spin_setter(void *arg)
+{
+	(void)arg;
+	msleep(20);
+	__atomic_store_n(&spin_flag, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static void case_spin(void)
+{
+	pthread_t t;
+	unsigned long loops = 0;
+
+	spin_flag = 0;
+	pthread_create(&t, NULL, spin_setter, NULL);
+	while (!__atomic_load_n(&spin_flag, __ATOMIC_SEQ_CST))
+		loops++;
+	pthread_join(t, NULL);
+	say("spun=%d", loops > 0);
+}
+
 /* --- pool (started at init) --- */
 static pthread_mutex_t plock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pwork = PTHREAD_COND_INITIALIZER,
@@ -535,6 +560,8 @@ static int fn(const struct ember_request *req, struct ember_response *resp,
 		case_signal();
 	else if (is(req, "cancel"))
 		case_cancel();
+	else if (is(req, "spin"))
+		case_spin();
 	else if (is(req, "pool"))
 		case_pool(arg_int(req));
 	else

@@ -53,20 +53,23 @@ stamp() {
 	done
 }
 
-# boot_linux CPUS VMM-TIMEOUT: boots with the test initramfs; the console goes
-# to $TMP/console with each line prefixed by wall seconds since the start;
-# sets $rc (ember-vmm's exit status) and $ms (wall time).
+# boot_linux CPUS VMM-TIMEOUT [EXTRA ember-vmm ARGS...]: boots with the test
+# initramfs; the console goes to $TMP/console with each line prefixed by
+# wall seconds since the start; sets $rc (ember-vmm's exit status) and $ms
+# (wall time), and also writes them to $TMP/rc (for a background boot).
 # No 'quiet': the checks read KERN_INFO lines. rodata=off saves seconds of
 # emulated page-table work on PVM and is harmless elsewhere.
 boot_linux() {
 	local cpus=$1 limit=$2 start
+	shift 2
 	start=$(date +%s%N)
 	"$VMM" --kernel "$KERNEL" --initrd "$TMP/initrd.cpio" --mem 256 \
-		--cpus "$cpus" --timeout "$limit" \
+		--cpus "$cpus" --timeout "$limit" "$@" \
 		--cmdline "console=ttyS0 reboot=k panic=-1 rodata=off" \
 		2>"$TMP/err" | stamp "$start" >"$TMP/console"
 	rc=${PIPESTATUS[0]}
 	ms=$(( ($(date +%s%N) - start) / 1000000 ))
+	echo "$rc $ms" >"$TMP/rc"
 	echo "ember-vmm --cpus $cpus: exit $rc after $ms ms (pvm=$PVM)"
 	echo "--- stderr"; cat "$TMP/err"
 	echo "--- console (selected lines; first column: wall seconds)"

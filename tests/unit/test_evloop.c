@@ -165,12 +165,67 @@ static void test_thread(void **state)
 	close(p.fd);
 }
 
+static int wait_calls(struct probe *p, int want, int ms)
+{
+	for (int i = 0; i < ms; i++) {
+		if (__atomic_load_n(&p->calls, __ATOMIC_SEQ_CST) >= want)
+			return 1;
+		usleep(1000);
+	}
+	return 0;
+}
+
+/* evloop_pause() parks the event thread: an event that arrives meanwhile
+ * waits until evloop_resume(); a pause that finds a callback running waits
+ * for it to return first. */
+static void test_pause(void **state)
+{
+	struct evloop *loop;
+	struct probe p;
+	int err = 0;
+
+	(void)state;
+	loop = evloop_create(&err);
+	assert_non_null(loop);
+	probe_init(&p, loop);
+	/* Not started: returns at once, and marks nothing that sticks. */
+	assert_int_equal(evloop_pause(loop), 0);
+	evloop_resume(loop);
+	assert_int_equal(evloop_add(loop, p.fd, EPOLLIN, probe_cb, &p), 0);
+	assert_int_equal(evloop_start(loop), 0);
+	kick(p.fd);
+	assert_true(wait_calls(&p, 1, 2000));
+
+	assert_int_equal(evloop_pause(loop), 0);
+	kick(p.fd);
+	usleep(50000);
+	assert_int_equal(__atomic_load_n(&p.calls, __ATOMIC_SEQ_CST), 1);
+	evloop_resume(loop);
+	assert_true(wait_calls(&p, 2, 2000));
+
+	/* A callback in progress finishes before the pause returns. */
+	p.sleep_ms = 100;
+	__atomic_store_n(&p.finished, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&p.started, 0, __ATOMIC_SEQ_CST);
+	kick(p.fd);
+	while (!__atomic_load_n(&p.started, __ATOMIC_SEQ_CST))
+		usleep(1000);
+	assert_int_equal(evloop_pause(loop), 0);
+	assert_int_equal(__atomic_load_n(&p.finished, __ATOMIC_SEQ_CST), 1);
+	evloop_resume(loop);
+	/* Destroying a paused loop does not hang. */
+	assert_int_equal(evloop_pause(loop), 0);
+	evloop_destroy(loop);
+	close(p.fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_run_once),
 		cmocka_unit_test(test_del_from_callback),
 		cmocka_unit_test(test_thread),
+		cmocka_unit_test(test_pause),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
  */
 // link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/thread.c vmm/virtio/virtq.c
 // link: vmm/virtio/vsock.c vmm/virtio/vsock_unix.c
+// link: snapshots/snap_prop.c
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -881,6 +882,62 @@ static void test_shutdown_and_rst_free(void **state)
 }
 
 /* Without rx buffers, packets wait (bounded) and resume on the rx kick. */
+/* After host data is delivered the device takes one more rx buffer, finds
+ * the host socket empty, and holds the buffer for the next bytes. A
+ * snapshot must not record that (every clone would lose the buffer):
+ * vsock_quiesce() gives it back, vsock_resume() serves on. */
+static void test_quiesce_returns_held_rx(void **state)
+{
+	uint32_t local;
+	struct pkt p;
+	int fd;
+
+	(void)state;
+	post_all_rx();
+	fd = host_connect(1000, &local);
+	write_all(fd, "ping", 4);
+	pump(3);
+	p = expect_pkt(VSOCK_OP_RW, local, 1000);
+	assert_memory_equal(p.data, "ping", 4);
+	assert_int_equal((uint16_t)(t.vq[0].last_avail - t.vq[0].used_idx), 1);
+	vsock_quiesce(v);
+	assert_int_equal(t.vq[0].last_avail, t.vq[0].used_idx);
+	vsock_resume(v);
+	write_all(fd, "pong", 4);
+	pump(3);
+	p = expect_pkt(VSOCK_OP_RW, local, 1000);
+	assert_memory_equal(p.data, "pong", 4);
+	close(fd);
+}
+
+/* A host that connects while the guest's driver is still resetting the
+ * device (a booting guest) keeps its connection: the reset drops what the
+ * guest knew, not the host's pending handshakes. */
+static void test_reset_keeps_handshakes(void **state)
+{
+	char line[] = "CONNECT 1000\n", ok[32];
+	struct pkt p;
+	int fd;
+
+	(void)state;
+	post_all_rx();
+	fd = host_dial();
+	pump(2); /* accepted, in its handshake */
+	vsock_ops.reset(v);
+	assert_false(host_closed(fd));
+	assert_int_equal(vsock_ops.activate(v, &t), 0);
+	write_all(fd, line, strlen(line));
+	pump(3);
+	assert_int_equal(rx_pkt(&p), 1);
+	assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
+	assert_int_equal(p.h.dst_port, 1000);
+	tx(VSOCK_OP_RESPONSE, 1000, p.h.src_port, NULL, 0);
+	snprintf(line, sizeof(line), "OK %u\n", p.h.src_port);
+	assert_int_equal(recv(fd, ok, strlen(line), MSG_WAITALL),
+			 (ssize_t)strlen(line));
+	close(fd);
+}
+
 static void test_rx_without_buffers(void **state)
 {
 	(void)state;
@@ -1025,6 +1082,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_guest_to_host_credit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_and_rst_free, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_without_buffers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_quiesce_returns_held_rx, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_reset_keeps_handshakes, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_table_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_broken_ring, setup, teardown),

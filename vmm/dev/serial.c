@@ -1,6 +1,8 @@
 #define LOG_MOD "serial"
 #include "serial.h"
 
+#include "snapshots/snap.h"
+
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
@@ -191,4 +193,31 @@ void serial_destroy(struct serial *s)
 {
 	serial_flush(s);
 	pthread_mutex_destroy(&s->lock);
+}
+
+void serial_save(struct serial *s, struct snap_serial *out)
+{
+	pthread_mutex_lock(&s->lock);
+	*out = (struct snap_serial){
+		.ier = s->ier, .iir = s->iir, .fcr = s->fcr, .lcr = s->lcr,
+		.mcr = s->mcr, .lsr = s->lsr, .msr = s->msr, .scr = s->scr,
+		.dll = s->dll, .dlm = s->dlm,
+	};
+	pthread_mutex_unlock(&s->lock);
+}
+
+void serial_restore(struct serial *s, const struct snap_serial *in)
+{
+	/* The registers a driver programs; LSR and MSR describe the line,
+	 * which is ours (always ready, nothing received), not the guest's. */
+	pthread_mutex_lock(&s->lock);
+	s->ier = in->ier;
+	s->iir = in->iir;
+	s->fcr = in->fcr;
+	s->lcr = in->lcr;
+	s->mcr = in->mcr;
+	s->scr = in->scr;
+	s->dll = in->dll;
+	s->dlm = in->dlm;
+	pthread_mutex_unlock(&s->lock);
 }

@@ -37,4 +37,10 @@ int serial_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 void serial_flush(struct serial *s);
 void serial_destroy(struct serial *s);
 
+/* Persistence: the registers into / from a snapshot's struct snap_serial
+ * (snapshots/snap.h). Any thread; takes the UART's lock. */
+struct snap_serial;
+void serial_save(struct serial *s, struct snap_serial *out);
+void serial_restore(struct serial *s, const struct snap_serial *in);
+
 #endif

@@ -289,16 +289,19 @@ bool ember_host_is_pvm(void);
  * Threads, for sandboxing them (a seccomp filter per kind): every thread
  * of an Ember VMM is one of these kinds, and calls ember_thread_serving()
  * exactly once, at the point where its setup is over and it starts
- * serving (from there on it needs only its steady-state system calls).
+ * serving (from there on it needs only its steady-state system calls);
+ * a shell's control thread says RESTORE first and CONTROL once restored.
  * libember calls it for the threads it creates (vCPU, event, the stream
  * control socket's); a program calls it for its own (ember-vmm: main and
  * the shell's control thread). The hook runs on that thread.
  */
 enum ember_thread_kind {
 	EMBER_THREAD_MAIN = 0,  /* owns the VM: waits in ember_vm_wait() */
-	EMBER_THREAD_CONTROL,   /* reads control commands */
+	EMBER_THREAD_CONTROL,   /* reads control commands for a VM */
 	EMBER_THREAD_VCPU,      /* KVM_RUN and exit dispatch */
 	EMBER_THREAD_EVENT,     /* epoll: ioeventfds, io_uring, sockets */
+	EMBER_THREAD_RESTORE,   /* a shell's control thread until its restore
+				 * is done (then it says CONTROL) */
 };
 typedef void (*ember_thread_fn)(enum ember_thread_kind kind, void *opaque);
 /* Sets the hook (NULL: none), before any VM exists. */

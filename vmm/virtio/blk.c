@@ -31,7 +31,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../devtable.h"
 #include "../evloop.h"
+#include "snapshots/snap.h"
 #include "disk.h"
 #include "mmio.h"
 
@@ -52,6 +54,7 @@ struct vblk_slot {
 struct vblk {
 	pthread_mutex_t lock;
 	int fd;
+	char *path;        /* what a snapshot records (the device table's) */
 	bool read_only;
 	uint64_t capacity; /* sectors */
 	uint8_t id[VIRTIO_BLK_ID_BYTES];
@@ -602,5 +605,166 @@ void vblk_destroy(struct vblk *b)
 	pthread_mutex_unlock(&b->lock);
 	close(b->fd);
 	pthread_mutex_destroy(&b->lock);
+	free(b->path);
 	free(b);
 }
+
+/* ------------------------------------------------- the device table's */
+
+static unsigned blk_count(const struct ember_config *cfg)
+{
+	return cfg->nr_disks;
+}
+
+static enum disk_kind backend(const struct ember_config *cfg)
+{
+	return cfg->disk_sync ? DISK_SYNC : DISK_URING;
+}
+
+/* The device on `path` or, when fd >= 0, on that open image; it keeps
+ * `record` as the path a snapshot of it names. */
+static struct vblk *make(const struct vm_dev_ctx *ctx, const char *path,
+			 int fd, bool ro, const char *record, int *ret,
+			 char *err, size_t errlen)
+{
+	struct vblk *b = fd >= 0 ?
+		vblk_create_fd(fd, ro, backend(ctx->cfg), ctx->loop, ret) :
+		vblk_create(path, ro, backend(ctx->cfg), ctx->loop, ret);
+
+	if (!b) {
+		if (fd >= 0)
+			errbuf_fail(err, errlen, *ret, "cannot use disk %u's "
+				    "fd: %s", ctx->index, strerror(-*ret));
+		else
+			errbuf_fail(err, errlen, *ret, "cannot open disk '%s': "
+				    "%s", path, strerror(-*ret));
+		return NULL;
+	}
+	b->path = strdup(record);
+	if (!b->path) {
+		vblk_destroy(b);
+		*ret = errbuf_fail(err, errlen, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	return b;
+}
+
+static void *blk_create(const struct vm_dev_ctx *ctx,
+			const struct virtio_dev_ops **ops, int *ret, char *err,
+			size_t errlen)
+{
+	const struct ember_disk *d = &ctx->cfg->disks[ctx->index];
+	struct vblk *b = make(ctx, d->path, -1, d->read_only, d->path, ret,
+			      err, errlen);
+
+	if (b)
+		*ops = vblk_get_ops(b);
+	return b;
+}
+
+/* Saved: backing-path (string), read-only (u32 0/1), capacity (u64, the
+ * bytes the guest saw: the image must still have exactly that many). A
+ * new path or an open image for disk k comes from the caller's
+ * disks[k] / disk_fds[k]. */
+static void *blk_restore(const struct vm_dev_ctx *ctx,
+			 const struct snap_virtio_dev *saved,
+			 const struct virtio_dev_ops **ops, int *ret, char *err,
+			 size_t errlen)
+{
+	const struct ember_restore *r = ctx->restore;
+	unsigned k = ctx->index;
+	char path[SNAP_PATH_MAX];
+	const char *use;
+	uint64_t capacity;
+	uint32_t ro;
+	struct vblk *b;
+	int fd = -1;
+
+	*ret = snap_prop_str(saved, "backing-path", path, sizeof(path), err,
+			     errlen);
+	if (!*ret)
+		*ret = snap_prop_u32(saved, "read-only", &ro, err, errlen);
+	if (!*ret)
+		*ret = snap_prop_u64(saved, "capacity", &capacity, err, errlen);
+	if (*ret) {
+		*ret = -EINVAL;
+		return NULL;
+	}
+	if (!path[0] || ro > 1 || capacity % VBLK_SECTOR_SIZE) {
+		*ret = errbuf_fail(err, errlen, -EINVAL, "disk %u: bad saved "
+				   "state (path, read-only %u, capacity %llu)",
+				   k, ro, (unsigned long long)capacity);
+		return NULL;
+	}
+	use = k < r->nr_disks && r->disks[k] ? r->disks[k] : NULL;
+	if (!use && k < r->nr_disks && r->disk_fds[k] >= 0)
+		fd = r->disk_fds[k];
+	if (!use && fd < 0 && !r->dir) {
+		*ret = errbuf_fail(err, errlen, -EDESTADDRREQ, "restoring from "
+				   "fds: disk %u needs a path or an fd", k);
+		return NULL;
+	}
+	b = make(ctx, use ? use : path, fd, ro, use ? use : path, ret, err,
+		 errlen);
+	if (!b)
+		return NULL;
+	if (b->capacity * VBLK_SECTOR_SIZE != capacity) {
+		*ret = errbuf_fail(err, errlen, -EINVAL, "disk %u: the image has "
+				   "%llu bytes, the guest saw %llu", k,
+				   (unsigned long long)(b->capacity *
+							VBLK_SECTOR_SIZE),
+				   (unsigned long long)capacity);
+		vblk_destroy(b);
+		return NULL;
+	}
+	*ops = vblk_get_ops(b);
+	return b;
+}
+
+static int blk_check_restore(const struct ember_restore *r, unsigned n,
+			     char *err, size_t errlen)
+{
+	if (r->nr_disks > n)
+		return errbuf_fail(err, errlen, -EDESTADDRREQ, "%u disks given, "
+				   "the snapshot has %u", r->nr_disks, n);
+	return 0;
+}
+
+static int blk_save(void *dev, struct snap_virtio_dev *saved, char *err,
+		    size_t errlen)
+{
+	struct vblk *b = dev;
+	int ret = snap_prop_set_str(saved, "backing-path", b->path);
+
+	if (!ret)
+		ret = snap_prop_set_u32(saved, "read-only", b->read_only);
+	if (!ret)
+		ret = snap_prop_set_u64(saved, "capacity",
+					b->capacity * VBLK_SECTOR_SIZE);
+	if (ret < 0)
+		return errbuf_fail(err, errlen, ret, "disk: path '%.64s' too "
+				   "long for a snapshot", b->path);
+	return 0;
+}
+
+static int blk_quiesce(void *dev)
+{
+	return vblk_quiesce(dev);
+}
+
+static void blk_destroy(void *dev)
+{
+	vblk_destroy(dev);
+}
+
+const struct vm_device_type vblk_type = {
+	.name = "blk",
+	.virtio_id = VIRTIO_ID_BLOCK,
+	.count = blk_count,
+	.create = blk_create,
+	.restore = blk_restore,
+	.check_restore = blk_check_restore,
+	.save = blk_save,
+	.quiesce = blk_quiesce,
+	.destroy = blk_destroy,
+};

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "ember/abi.h"
+#include "snapshots/snap.h"
 #define LOG_MOD "vmmio"
 #include "../log.h"
 
@@ -520,4 +521,99 @@ bool vmmio_is_live(const struct vmmio_dev *t)
 	live = live_locked(t);
 	pthread_mutex_unlock(&m->lock);
 	return live;
+}
+
+/* ---- persistence (struct snap_virtio_dev, snapshots/snap.h) ---- */
+
+void vmmio_save(struct vmmio_dev *t, struct snap_virtio_dev *d)
+{
+	/* Quiesced already; the lock makes the read one consistent view
+	 * all the same (and says who owns these fields). */
+	pthread_mutex_lock(&t->lock);
+	d->device_id = t->ops->device_id;
+	d->mmio_base = t->base;
+	d->gsi = t->gsi;
+	d->status = t->status;
+	d->device_features_sel = t->device_features_sel;
+	d->driver_features_sel = t->driver_features_sel;
+	d->driver_features = t->driver_features;
+	d->acked_features = t->acked_features;
+	d->queue_sel = t->queue_sel;
+	d->interrupt_status = t->interrupt_status;
+	d->config_generation = t->config_generation;
+	d->activated = t->activated;
+	d->nr_queues = nr_queues(t);
+	for (unsigned q = 0; q < d->nr_queues && q < SNAP_MAX_QUEUES; q++) {
+		const struct virtq *vq = &t->vq[q];
+
+		d->vq[q] = (struct snap_virtq){
+			.size = vq->size,
+			.ready = vq->ready,
+			.desc_gpa = vq->desc_gpa,
+			.avail_gpa = vq->avail_gpa,
+			.used_gpa = vq->used_gpa,
+			.last_avail = vq->last_avail,
+			.used_idx = vq->used_idx,
+			.event_idx = vq->event_idx,
+			.signalled_used = vq->signalled_used,
+			.signalled_valid = vq->signalled_valid,
+		};
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+int vmmio_restore(struct vmmio_dev *t, const struct snap_virtio_dev *d,
+		  char *err, size_t errlen)
+{
+	const uint64_t ok = offered(t);
+	int ret;
+
+	if (d->device_id != t->ops->device_id || d->nr_queues != nr_queues(t))
+		return errbuf_fail(err, errlen, -EINVAL, "%s: kind or queue "
+				   "count differs", t->ops->name);
+	pthread_mutex_lock(&t->lock);
+	t->status = d->status;
+	t->device_features_sel = d->device_features_sel;
+	t->driver_features_sel = d->driver_features_sel;
+	/* Acked features masked by offered ones, as a fresh negotiation. */
+	t->driver_features = d->driver_features & ok;
+	t->acked_features = d->acked_features & ok;
+	t->queue_sel = d->queue_sel;
+	t->interrupt_status = d->interrupt_status;
+	t->config_generation = d->config_generation;
+	for (unsigned q = 0; q < d->nr_queues; q++) {
+		struct virtq *vq = &t->vq[q];
+		const struct snap_virtq *sq = &d->vq[q];
+
+		virtq_reset(vq);
+		vq->size = sq->size;
+		vq->desc_gpa = sq->desc_gpa;
+		vq->avail_gpa = sq->avail_gpa;
+		vq->used_gpa = sq->used_gpa;
+		vq->ready = sq->ready;
+		vq->event_idx = sq->event_idx;
+		vq->indirect = t->acked_features &
+			       (1ULL << VIRTIO_F_RING_INDIRECT_DESC);
+		/* Validated again as if the driver had just programmed it. */
+		if (d->activated && vq->ready &&
+		    virtq_activate(vq, t->mem, t->ops->queue_max) < 0) {
+			pthread_mutex_unlock(&t->lock);
+			return errbuf_fail(err, errlen, -EINVAL, "%s queue %u: "
+					   "saved queue state is invalid",
+					   t->ops->name, q);
+		}
+		vq->last_avail = sq->last_avail;
+		vq->used_idx = sq->used_idx;
+		vq->signalled_used = sq->signalled_used;
+		vq->signalled_valid = sq->signalled_valid;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (!d->activated)
+		return 0;
+	ret = t->ops->activate ? t->ops->activate(t->dev, t) : 0;
+	if (ret < 0)
+		return errbuf_fail(err, errlen, ret, "%s: cannot activate: %s",
+				   t->ops->name, strerror(-ret));
+	t->activated = true;
+	return 0;
 }

@@ -123,6 +123,19 @@ void vmmio_set_needs_reset(struct vmmio_dev *t, const char *why);
 /* True while the device is live (DRIVER_OK and not NEEDS_RESET). */
 bool vmmio_is_live(const struct vmmio_dev *t);
 
+/*
+ * Persistence. vmmio_save() fills the transport part of *d (registers,
+ * features, every queue); vmmio_restore() applies a saved one to a fresh
+ * transport: acked features masked by the offered ones, every ready queue
+ * of an activated device validated as virtq_activate() checks a new one,
+ * then the device activated. 0 or -errno with a reason. Call with the
+ * vCPUs stopped.
+ */
+struct snap_virtio_dev;
+void vmmio_save(struct vmmio_dev *t, struct snap_virtio_dev *d);
+int vmmio_restore(struct vmmio_dev *t, const struct snap_virtio_dev *d,
+		  char *err, size_t errlen);
+
 /* Returns the guest-visible virtio-mmio register offset of QueueNotify, for
  * wiring an ioeventfd. */
 #define VMMIO_QUEUE_NOTIFY 0x50

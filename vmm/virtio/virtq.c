@@ -267,6 +267,11 @@ int virtq_pop(struct virtq *q, const struct guest_mem *mem,
 	return 1;
 }
 
+void virtq_unpop(struct virtq *q)
+{
+	q->last_avail--;
+}
+
 void virtq_push(struct virtq *q, uint16_t head, uint32_t written)
 {
 	uint32_t *elem;

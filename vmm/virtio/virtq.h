@@ -88,6 +88,12 @@ void virtq_reset(struct virtq *q);
 int virtq_pop(struct virtq *q, const struct guest_mem *mem,
 	      struct virtq_chain *chain);
 
+/* Puts back the chain the last virtq_pop() took, unused: the next pop
+ * returns it again. Its avail entry is still in the ring (the driver may
+ * not reuse a slot before its chain is used, 2.7.13), so only our position
+ * moves. For a device that must not hold a chain across a snapshot. */
+void virtq_unpop(struct virtq *q);
+
 /* Returns chain `head` to the driver with `written` bytes written. */
 void virtq_push(struct virtq *q, uint16_t head, uint32_t written);
 

@@ -981,6 +981,27 @@ static void drop_all_locked(struct vsock *v)
 	v->tx_stalled = false;
 }
 
+/*
+ * A driver reset forgets what the guest knew: connections it saw go.
+ * Host peers still in their handshake (or whose REQUEST the guest never
+ * received) are the host's business, not the driver's: a host that
+ * connected while the guest was still bringing the device up keeps its
+ * connection, and its REQUEST goes out once the driver is back.
+ */
+static void drop_guest_known_locked(struct vsock *v)
+{
+	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+		struct vsock_conn *c = &v->conns[i];
+
+		if (c->state == VCONN_HANDSHAKE ||
+		    (c->state == VCONN_REQ_SENT && (c->pend & VPEND_REQUEST)))
+			continue;
+		vsock_conn_close(v, c, false);
+	}
+	v->ctrl_head = v->ctrl_len = 0;
+	v->tx_stalled = false;
+}
+
 static void vsock_config_read(void *dev, uint32_t off, uint8_t *data,
 			      uint32_t len)
 {
@@ -1030,7 +1051,7 @@ static void vsock_reset(void *dev)
 	struct vsock *v = dev;
 
 	pthread_mutex_lock(&v->lock);
-	drop_all_locked(v);
+	drop_guest_known_locked(v);
 	v->t = NULL;
 	v->mem = NULL;
 	v->rx_held = false;
@@ -1071,6 +1092,26 @@ static void pick_port_base(struct vsock *v)
 		r = (uint32_t)vsock_now_ms() * 2654435761u;
 	v->next_local_port = VSOCK_LOCAL_PORT_BASE +
 			     r % (0xffffffffu - VSOCK_LOCAL_PORT_BASE);
+}
+
+void vsock_quiesce(struct vsock *v)
+{
+	pthread_mutex_lock(&v->lock);
+	/* An rx buffer taken for a packet that is not there yet: give it
+	 * back, or the snapshot records it as the device's forever and every
+	 * clone has one buffer less. */
+	if (v->rx_held && v->t) {
+		virtq_unpop(&v->t->vq[VSOCK_QUEUE_RX]);
+		v->rx_held = false;
+	}
+	vsock_unlock(v);
+}
+
+void vsock_resume(struct vsock *v)
+{
+	pthread_mutex_lock(&v->lock);
+	vsock_process_queues_locked(v);
+	vsock_unlock(v);
 }
 
 void vsock_transport_reset(struct vsock *v)

@@ -81,6 +81,15 @@ void vsock_destroy(struct vsock *v);
 extern const struct virtio_dev_ops vsock_ops;
 
 /*
+ * Before a snapshot's capture, with the vCPUs paused and the event loop
+ * parked: gives back the rx chain the device holds for a packet still to
+ * come, so that no queue has a chain taken and not used. vsock_resume()
+ * after the capture serves the queues again (the chain is taken anew).
+ */
+void vsock_quiesce(struct vsock *v);
+void vsock_resume(struct vsock *v);
+
+/*
  * Drops every connection (host peers see their socket closed) and queues a
  * VSOCK_EVENT_TRANSPORT_RESET event for the guest, delivered as soon as the
  * driver has an event buffer. Used after a snapshot restore.

@@ -84,7 +84,8 @@ struct vsock {
 	pthread_mutex_t lock;
 	uint64_t guest_cid;
 	struct evloop *loop;
-	char *uds_path;
+	char *uds_path;          /* we listen here; NULL: host side by fd */
+	char *record_path;       /* what a snapshot names (the device table's) */
 	int listen_fd;
 	int timer_fd;
 	bool timer_armed;

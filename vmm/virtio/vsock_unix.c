@@ -23,8 +23,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "../devtable.h"
 #include "../evloop.h"
 #include "../log.h"
+#include "snapshots/snap.h"
 #include "vsock_int.h"
 
 /* While handshakes are pending, deadlines are checked this often. */
@@ -530,5 +532,179 @@ void vsock_destroy(struct vsock *v)
 	if (v->uds_path)
 		unlink(v->uds_path);
 	free(v->uds_path);
+	free(v->record_path);
 	free(v);
 }
+
+/* ------------------------------------------------- the device table's */
+
+#define DEFAULT_GUEST_CID 3
+
+static unsigned vsock_count(const struct ember_config *cfg)
+{
+	return cfg->vsock_path ? 1 : 0;
+}
+
+/* Records `path` as the one a snapshot of v names. */
+static void *recorded(struct vsock *v, const char *path, int *ret, char *err,
+		      size_t errlen)
+{
+	v->record_path = strdup(path);
+	if (!v->record_path) {
+		vsock_destroy(v);
+		*ret = errbuf_fail(err, errlen, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	return v;
+}
+
+static void *vsock_dev_create(const struct vm_dev_ctx *ctx,
+			      const struct virtio_dev_ops **ops, int *ret,
+			      char *err, size_t errlen)
+{
+	const struct ember_config *cfg = ctx->cfg;
+	struct vsock *v;
+
+	v = vsock_create(cfg->vsock_path,
+			 cfg->vsock_cid ? cfg->vsock_cid : DEFAULT_GUEST_CID,
+			 ctx->loop, ret);
+	if (!v) {
+		errbuf_fail(err, errlen, *ret, "cannot create vsock at '%s': %s",
+			    cfg->vsock_path, strerror(-*ret));
+		return NULL;
+	}
+	*ops = &vsock_ops;
+	return recorded(v, cfg->vsock_path, ret, err, errlen);
+}
+
+/* Saved: guest-cid (u64, 3..0xfffffffe) and uds-path (string). The host
+ * side: the caller's vsock_path, or its listening and/or connected
+ * sockets, or (restoring from a directory) the saved path. */
+static void *vsock_dev_restore(const struct vm_dev_ctx *ctx,
+			       const struct snap_virtio_dev *saved,
+			       const struct virtio_dev_ops **ops, int *ret,
+			       char *err, size_t errlen)
+{
+	const struct ember_restore *r = ctx->restore;
+	char path[SNAP_UDS_PATH_MAX];
+	bool by_fd = !r->vsock_path && (r->vsock_listen_fd >= 0 ||
+					r->vsock_conn_fd >= 0);
+	uint64_t cid;
+	struct vsock *v;
+
+	*ret = snap_prop_u64(saved, "guest-cid", &cid, err, errlen);
+	if (!*ret)
+		*ret = snap_prop_str(saved, "uds-path", path, sizeof(path), err,
+				     errlen);
+	if (*ret) {
+		*ret = -EINVAL;
+		return NULL;
+	}
+	/* 0-2 are reserved and 0xffffffff is "any" (virtio 1.2, 5.10.4). */
+	if (cid < VSOCK_MIN_GUEST_CID || cid > VSOCK_MAX_GUEST_CID || !path[0]) {
+		*ret = errbuf_fail(err, errlen, -EINVAL, "vsock: bad saved state "
+				   "(guest cid %llu)", (unsigned long long)cid);
+		return NULL;
+	}
+	if (!by_fd && !r->vsock_path && !r->dir) {
+		*ret = errbuf_fail(err, errlen, -EDESTADDRREQ, "restoring from "
+				   "fds: the snapshot has a vsock device, give "
+				   "its host side (a path, a listening or a "
+				   "connected socket)");
+		return NULL;
+	}
+	v = by_fd ? vsock_create_fd(r->vsock_listen_fd, cid, ctx->loop, ret) :
+		vsock_create(r->vsock_path ? r->vsock_path : path, cid,
+			     ctx->loop, ret);
+	if (!v) {
+		if (by_fd)
+			errbuf_fail(err, errlen, *ret, "cannot use the vsock "
+				    "listening socket: %s", strerror(-*ret));
+		else
+			errbuf_fail(err, errlen, *ret, "cannot create vsock at "
+				    "'%s': %s", r->vsock_path ? r->vsock_path :
+				    path, strerror(-*ret));
+		return NULL;
+	}
+	*ops = &vsock_ops;
+	return recorded(v, r->vsock_path ? r->vsock_path : path, ret, err,
+			errlen);
+}
+
+static int vsock_check_restore(const struct ember_restore *r, unsigned n,
+			       char *err, size_t errlen)
+{
+	if (r->vsock_path && r->vsock_listen_fd >= 0)
+		return errbuf_fail(err, errlen, -EDESTADDRREQ, "vsock: a path or "
+				   "a listening socket, not both");
+	if (!n && (r->vsock_path || r->vsock_listen_fd >= 0 ||
+		   r->vsock_conn_fd >= 0))
+		return errbuf_fail(err, errlen, -EDESTADDRREQ, "a vsock host "
+				   "side given, but the snapshot has no vsock "
+				   "device");
+	return 0;
+}
+
+/* A restored guest's connections belong to the original: reset the
+ * transport; then the caller's connected socket, if any, comes in as a
+ * fresh host connection (after the reset, which would drop it). */
+static int vsock_dev_restored(void *dev, const struct vm_dev_ctx *ctx,
+			      char *err, size_t errlen)
+{
+	struct vsock *v = dev;
+	int ret;
+
+	if (v->t)
+		vsock_transport_reset(v);
+	if (ctx->restore->vsock_conn_fd < 0)
+		return 0;
+	ret = vsock_add_host_conn(v, ctx->restore->vsock_conn_fd);
+	if (ret < 0)
+		return errbuf_fail(err, errlen, ret, "vsock connected socket: %s",
+				   strerror(-ret));
+	return 0;
+}
+
+static int vsock_dev_save(void *dev, struct snap_virtio_dev *saved, char *err,
+			  size_t errlen)
+{
+	struct vsock *v = dev;
+	int ret = snap_prop_set_u64(saved, "guest-cid", v->guest_cid);
+
+	if (!ret)
+		ret = snap_prop_set_str(saved, "uds-path", v->record_path);
+	if (ret < 0)
+		return errbuf_fail(err, errlen, ret, "vsock: cannot record its "
+				   "state");
+	return 0;
+}
+
+static int vsock_dev_quiesce(void *dev)
+{
+	vsock_quiesce(dev);
+	return 0;
+}
+
+static void vsock_dev_resume(void *dev)
+{
+	vsock_resume(dev);
+}
+
+static void vsock_dev_destroy(void *dev)
+{
+	vsock_destroy(dev);
+}
+
+const struct vm_device_type vsock_type = {
+	.name = "vsock",
+	.virtio_id = VIRTIO_ID_VSOCK,
+	.count = vsock_count,
+	.create = vsock_dev_create,
+	.restore = vsock_dev_restore,
+	.check_restore = vsock_check_restore,
+	.restored = vsock_dev_restored,
+	.save = vsock_dev_save,
+	.quiesce = vsock_dev_quiesce,
+	.resume = vsock_dev_resume,
+	.destroy = vsock_dev_destroy,
+};

@@ -81,6 +81,32 @@ struct ember_xframe {
 	uint64_t vector, error_code, cr2;
 };
 
+/*
+ * Preemption ticks, for a guest that runs code it does not trust to yield
+ * (the micro guest's handler threads) and takes no interrupts. The guest
+ * fills struct ember_preempt at EMBER_PREEMPT_GPA (plain stores, read by
+ * the VMM before each KVM_RUN and at each tick; snapshots carry it):
+ *   slice_ns            0 = no ticks; else the VMM interrupts the vCPU
+ *                       every slice_ns of guest running time (never while
+ *                       it waits in EMBER_HC_WAIT);
+ *   text_start/text_end the guest kernel's code: a tick that finds RIP in
+ *                       there (or CS.RPL != 3) is dropped;
+ *   want                0 = drop ticks for now (one runnable thread and
+ *                       nothing to watch).
+ * A tick that is not dropped is reflected like an exception with vector
+ * EMBER_VEC_PREEMPT (no error code, CR2 0, the context in struct
+ * ember_xframe), so the guest can switch threads and resume the
+ * interrupted code with every register. `ticks` counts reflected ticks.
+ */
+#define EMBER_VEC_PREEMPT 32
+struct ember_preempt {
+	uint64_t slice_ns;
+	uint64_t text_start, text_end;
+	uint32_t want;
+	uint32_t reserved;
+	uint64_t ticks;
+};
+
 /* Fixed low-memory layout of a plain-ELF guest (all below 1 MiB). Page 0 is
  * never mapped so that a null dereference faults. */
 #define EMBER_GDT_GPA 0x1000ULL
@@ -90,6 +116,7 @@ struct ember_xframe {
 #define EMBER_BOOT_INFO_GPA 0x5000ULL
 #define EMBER_HCALL_GPA 0x5800ULL
 #define EMBER_XFRAME_GPA 0x5c00ULL /* struct ember_xframe */
+#define EMBER_PREEMPT_GPA 0x5900ULL /* struct ember_preempt */
 #define EMBER_EXC_STACK_TOP 0x8000ULL /* RSP0 and IST1 for exceptions */
 #define EMBER_PML4_GPA 0x9000ULL
 #define EMBER_PDPT_GPA 0xa000ULL

@@ -14,7 +14,10 @@
 // snapshot taken at READY holds it); "runtime_threads_ok" says the Go
 // runtime started threads of its own (sysmon at least). {"fail": "nil"}
 // dereferences a nil pointer: the panic becomes a function error (the SDK
-// recovers it), which shows Go's fault handling at work. The answer depends
+// recovers it), which shows Go's fault handling at work. {"spin": true}
+// busy-waits, without function calls, on a flag that a timer sets 5 ms
+// later: with one CPU only Go's asynchronous preemption (sysmon sending
+// SIGURG) lets the timer run; the answer then has "spun":true. The answer depends
 // only on the request, so the same binary answers the same in Ember's micro
 // guest and as a plain process (tests/integration/micro-runtimes).
 package main
@@ -30,6 +33,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"ember.local/sdk/ember"
@@ -40,6 +44,7 @@ type request struct {
 	Rounds  int      `json:"rounds"`
 	SleepMs int      `json:"sleep_ms"`
 	Fail    string   `json:"fail"`
+	Spin    bool     `json:"spin"`
 }
 
 type response struct {
@@ -49,6 +54,7 @@ type response struct {
 	Known     int               `json:"known"`
 	ThreadsOK bool              `json:"runtime_threads_ok"`
 	Summary   string            `json:"summary"`
+	Spun      bool              `json:"spun,omitempty"`
 }
 
 type result struct {
@@ -113,6 +119,14 @@ func handle(req *ember.Request) ([]byte, error) {
 	case <-time.After(30 * time.Second):
 		return nil, errors.New("workers did not finish")
 	}
+	spun := false
+	if in.Spin {
+		var flag int32
+		time.AfterFunc(5*time.Millisecond, func() { atomic.StoreInt32(&flag, 1) })
+		for atomic.LoadInt32(&flag) == 0 {
+		}
+		spun = true
+	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	runtime.GC()
@@ -131,6 +145,7 @@ func handle(req *ember.Request) ([]byte, error) {
 		ThreadsOK: pprof.Lookup("threadcreate").Count() >= 2,
 		Summary: fmt.Sprintf("%d words, %d rounds", len(digests),
 			len(digests)*in.Rounds),
+		Spun: spun,
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
