@@ -106,6 +106,28 @@ static void health(void *ctx, struct http_req *r)
 				  EMBERD_VERSION));
 }
 
+/* The VMM processes, for the admin: pid, state, whose. */
+static json_t *vms_json(struct api *a)
+{
+	struct sched_vm_info *vms;
+	json_t *arr;
+	size_t n;
+
+	if (sched_vms(a->sched, &vms, &n))
+		return json_null();
+	arr = json_array();
+	for (size_t i = 0; arr && i < n; i++)
+		json_array_append_new(
+			arr, json_pack("{s:i,s:s,s:I,s:I,s:I,s:I}", "pid",
+				       vms[i].pid, "state", vms[i].state,
+				       "tenant_id", (json_int_t)vms[i].tenant_id,
+				       "function_id", (json_int_t)vms[i].fn_id,
+				       "version", (json_int_t)vms[i].version,
+				       "idle_ms", (json_int_t)vms[i].idle_ms));
+	free(vms);
+	return arr ? arr : json_null();
+}
+
 static void system_get(void *ctx, struct http_req *r)
 {
 	struct api *a = ctx;
@@ -114,31 +136,157 @@ static void system_get(void *ctx, struct http_req *r)
 	sched_stats(a->sched, &st);
 	http_reply_json(
 		r, 200,
-		json_pack("{s:{s:I,s:I,s:I,s:I,s:I},s:I,s:I,s:I}", "pool",
-			  "ready", (json_int_t)st.pool_ready, "spawning",
-			  (json_int_t)st.pool_spawning, "target",
-			  (json_int_t)st.pool_target, "spawned",
+		json_pack("{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f},"
+			  "s:{s:I,s:I,s:I},s:I,s:I,s:I,s:I,s:I,s:I,s:o}",
+			  "pool", "ready", (json_int_t)st.pool_ready,
+			  "spawning", (json_int_t)st.pool_spawning, "target",
+			  (json_int_t)st.pool_target, "min",
+			  (json_int_t)st.pool_min, "max",
+			  (json_int_t)st.pool_max, "spawned",
 			  (json_int_t)st.pool_spawned, "spawn_failures",
-			  (json_int_t)st.pool_spawn_failures, "instances",
-			  (json_int_t)st.instances, "functions",
-			  (json_int_t)st.functions, "vmm_processes",
-			  (json_int_t)st.vmm_processes));
+			  (json_int_t)st.pool_spawn_failures, "misses",
+			  (json_int_t)st.pool_misses, "restores_per_s",
+			  st.restores_per_s, "memory", "budget_mib",
+			  (json_int_t)st.memory_budget_mib, "committed_mib",
+			  (json_int_t)st.memory_committed_mib, "reclaimed",
+			  (json_int_t)st.reclaimed, "instances",
+			  (json_int_t)st.instances, "queued",
+			  (json_int_t)st.queued, "reaped",
+			  (json_int_t)st.reaped, "functions",
+			  (json_int_t)st.functions, "tenants",
+			  (json_int_t)st.tenants, "vmm_processes",
+			  (json_int_t)st.vmm_processes, "vms", vms_json(a)));
 }
 
 /* ---------------------------------------------------------------------
  * Tenants and tokens (admin)
  */
 
+/* A tenant's effective limits: its own where set, else the defaults. */
+static struct sched_limits limits_effective(struct api *a,
+					    const struct db_limits *l)
+{
+	struct sched_limits d;
+
+	sched_default_limits(a->sched, &d);
+	if (l->instances >= 0)
+		d.instances = (unsigned)l->instances;
+	if (l->memory_mib >= 0)
+		d.memory_mib = (uint64_t)l->memory_mib;
+	if (l->concurrency >= 0)
+		d.concurrency = (unsigned)l->concurrency;
+	return d;
+}
+
+static bool limits_custom(const struct db_limits *l)
+{
+	return l->instances >= 0 || l->memory_mib >= 0 || l->concurrency >= 0;
+}
+
+int api_load_limits(struct api *a)
+{
+	struct db_tenant *ts;
+	size_t n;
+	int ret = db_tenant_list(a->db, &ts, &n);
+
+	if (ret)
+		return ret;
+	for (size_t i = 0; !ret && i < n; i++) {
+		if (limits_custom(&ts[i].limits)) {
+			struct sched_limits l = limits_effective(a, &ts[i].limits);
+
+			ret = sched_tenant_limits(a->sched, ts[i].id, &l);
+		}
+	}
+	free(ts);
+	return ret;
+}
+
+/* Parses {"instances": N|null, "memory_mib": N|null, "concurrency":
+ * N|null} over *l (null: the default; 0: no limit). False with a 400. */
+static bool parse_limits(struct http_req *r, json_t *obj, struct db_limits *l)
+{
+	static const char *const keys[] = { "instances", "memory_mib",
+					    "concurrency", NULL };
+	int64_t *dst[] = { &l->instances, &l->memory_mib, &l->concurrency };
+
+	if (!json_is_object(obj)) {
+		http_reply_error(r, 400, "bad_request",
+				 "\"limits\" must be an object");
+		return false;
+	}
+	if (!only_keys(r, obj, keys))
+		return false;
+	for (int i = 0; keys[i]; i++) {
+		json_t *v = json_object_get(obj, keys[i]);
+
+		if (!v)
+			continue;
+		if (json_is_null(v)) {
+			*dst[i] = DB_LIMIT_DEFAULT;
+		} else if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+			   json_integer_value(v) <= (1ll << 40)) {
+			*dst[i] = json_integer_value(v);
+		} else {
+			http_reply_error(r, 400, "bad_request",
+					 "limits.%s must be a non-negative "
+					 "integer or null", keys[i]);
+			return false;
+		}
+	}
+	return true;
+}
+
+static json_t *tenant_json(struct api *a, const struct db_tenant *t)
+{
+	struct sched_limits eff = limits_effective(a, &t->limits);
+	struct sched_tenant_stats st;
+
+	sched_tenant_stats(a->sched, t->id, &st);
+	return json_pack("{s:s,s:s,s:I,s:{s:I,s:I,s:I},s:b,s:{s:I,s:I,s:I}}",
+			 "name", t->name, "created", t->created, "functions",
+			 (json_int_t)t->nr_functions, "limits", "instances",
+			 (json_int_t)eff.instances, "memory_mib",
+			 (json_int_t)eff.memory_mib, "concurrency",
+			 (json_int_t)eff.concurrency, "custom_limits",
+			 limits_custom(&t->limits), "usage", "instances",
+			 (json_int_t)st.used.instances, "memory_mib",
+			 (json_int_t)st.used.memory_mib, "concurrency",
+			 (json_int_t)st.used.concurrency);
+}
+
+/* Records limits for tenant t and hands the effective ones to the
+ * scheduler. False with an error answer set. */
+static bool apply_limits(struct api *a, struct http_req *r,
+			 struct db_tenant *t, const struct db_limits *l)
+{
+	struct sched_limits eff = limits_effective(a, l);
+	int ret = db_tenant_set_limits(a->db, t->id, l);
+
+	if (ret) {
+		reply_db_error(r, ret);
+		return false;
+	}
+	t->limits = *l;
+	sched_tenant_limits(a->sched, t->id, limits_custom(l) ? &eff : NULL);
+	return true;
+}
+
 static void tenant_create(void *ctx, struct http_req *r)
 {
-	static const char *const keys[] = { "name", NULL };
+	static const char *const keys[] = { "name", "limits", NULL };
 	struct api *a = ctx;
 	json_t *body = http_json(r), *name = json_object_get(body, "name");
+	json_t *limits = json_object_get(body, "limits");
+	struct db_limits l = { DB_LIMIT_DEFAULT, DB_LIMIT_DEFAULT,
+			       DB_LIMIT_DEFAULT };
 	struct db_tenant t;
 	char loc[96];
 	int ret;
 
 	if (!only_keys(r, body, keys))
+		return;
+	if (limits && !parse_limits(r, limits, &l))
 		return;
 	if (!json_is_string(name))
 		return http_reply_error(r, 400, "bad_request",
@@ -155,9 +303,10 @@ static void tenant_create(void *ctx, struct http_req *r)
 					json_string_value(name));
 	if (ret)
 		return reply_db_error(r, ret);
+	if (limits_custom(&l) && !apply_limits(a, r, &t, &l))
+		return;
 	log_info("tenant %s created", t.name);
-	http_reply_json(r, 201, json_pack("{s:s,s:s}", "name", t.name,
-					  "created", t.created));
+	http_reply_json(r, 201, tenant_json(a, &t));
 	snprintf(loc, sizeof(loc), "/v1/tenants/%s", t.name);
 	http_add_header(r, "Location", loc);
 }
@@ -175,13 +324,29 @@ static void tenant_list(void *ctx, struct http_req *r)
 		return reply_db_error(r, ret);
 	arr = json_array();
 	for (size_t i = 0; arr && i < n; i++)
-		json_array_append_new(arr,
-				      json_pack("{s:s,s:s,s:I}", "name",
-						ts[i].name, "created",
-						ts[i].created, "functions",
-						(json_int_t)ts[i].nr_functions));
+		json_array_append_new(arr, tenant_json(a, &ts[i]));
 	free(ts);
 	http_reply_json(r, 200, json_pack("{s:o}", "tenants", arr));
+}
+
+static void tenant_update(void *ctx, struct http_req *r)
+{
+	static const char *const keys[] = { "limits", NULL };
+	struct api *a = ctx;
+	json_t *body = http_json(r), *limits = json_object_get(body, "limits");
+	struct db_tenant t;
+	struct db_limits l;
+
+	if (!only_keys(r, body, keys) || !tenant_of_path(a, r, &t))
+		return;
+	if (!limits)
+		return http_reply_error(r, 400, "bad_request",
+					"\"limits\" is required");
+	l = t.limits;
+	if (!parse_limits(r, limits, &l) || !apply_limits(a, r, &t, &l))
+		return;
+	log_info("tenant %s: limits changed", t.name);
+	http_reply_json(r, 200, tenant_json(a, &t));
 }
 
 static void tenant_delete(void *ctx, struct http_req *r)
@@ -348,6 +513,14 @@ static void function_get(void *ctx, struct http_req *r)
 				  (json_int_t)st.starting));
 		json_object_set_new(o, "queued", json_integer(st.queued));
 		json_object_set_new(
+			o, "scaling",
+			json_pack("{s:I,s:f,s:b}", "min_instances",
+				  (json_int_t)f.min_instances, "idle_ttl_s",
+				  (f.idle_ttl_ms >= 0 ?
+					   (double)f.idle_ttl_ms :
+					   (double)st.idle_ttl_ms) / 1000.0,
+				  "idle_ttl_default", f.idle_ttl_ms < 0));
+		json_object_set_new(
 			o, "invocations",
 			json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "cold",
 				  (json_int_t)st.cold, "warm",
@@ -422,6 +595,53 @@ static void function_stop_instances(void *ctx, struct http_req *r)
 	db_function_free(&f);
 	n = sched_fn_stop_idle(a->sched, f.id);
 	http_reply_json(r, 200, json_pack("{s:i}", "stopped", n > 0 ? n : 0));
+}
+
+static void function_scaling(void *ctx, struct http_req *r)
+{
+	static const char *const keys[] = { "min_instances", "idle_ttl_s",
+					    NULL };
+	struct api *a = ctx;
+	json_t *body = http_json(r);
+	json_t *mi = json_object_get(body, "min_instances");
+	json_t *ttl = json_object_get(body, "idle_ttl_s");
+	struct db_function f;
+	uint32_t min_instances;
+	int64_t ttl_ms;
+	int ret;
+
+	if (!only_keys(r, body, keys) || !function_of_path(a, r, &f))
+		return;
+	min_instances = f.min_instances;
+	ttl_ms = f.idle_ttl_ms;
+	db_function_free(&f);
+	if (mi) {
+		if (!json_is_integer(mi) || json_integer_value(mi) < 0 ||
+		    json_integer_value(mi) > 1000)
+			return http_reply_error(r, 400, "bad_request",
+						"min_instances must be 0..1000");
+		min_instances = (uint32_t)json_integer_value(mi);
+	}
+	if (ttl) {
+		if (json_is_null(ttl)) {
+			ttl_ms = DB_LIMIT_DEFAULT;
+		} else if (json_is_number(ttl) && json_number_value(ttl) >= 0.001 &&
+			   json_number_value(ttl) <= 86400) {
+			ttl_ms = (int64_t)(json_number_value(ttl) * 1000 + 0.5);
+		} else {
+			return http_reply_error(r, 400, "bad_request",
+						"idle_ttl_s must be 0.001..86400 "
+						"seconds, or null for the "
+						"default");
+		}
+	}
+	ret = db_function_set_scaling(a->db, f.id, min_instances, ttl_ms);
+	if (ret)
+		return reply_db_error(r, ret);
+	/* A function without a version yet gets them with its first one. */
+	sched_fn_scaling(a->sched, f.id, min_instances,
+			 ttl_ms > 0 ? (uint32_t)ttl_ms : 0);
+	function_get(ctx, r);
 }
 
 static void function_deploy(void *ctx, struct http_req *r)
@@ -616,6 +836,7 @@ static void function_invoke(void *ctx, struct http_req *r)
 	struct invocation *iv;
 	struct db_fn_ref f;
 	struct timespec start;
+	unsigned max_wait = 0;
 	void *payload;
 	size_t len;
 	int ret;
@@ -643,11 +864,29 @@ static void function_invoke(void *ctx, struct http_req *r)
 	iv->bill_init = a->meter && meter_config(a->meter)->bill_init;
 	iv->version = f.version;
 	clock_gettime(CLOCK_REALTIME, &start);
+	{
+		/* A client may ask to wait less for an instance than the
+		 * configured --queue-wait-ms (never more). */
+		const char *h = http_header(r, "X-Ember-Max-Wait-Ms");
+		char *end;
+
+		if (h) {
+			unsigned long v = strtoul(h, &end, 10);
+
+			if (end == h || *end || v == 0 || v > 900000) {
+				free(iv);
+				return http_reply_error(r, 400, "bad_request",
+							"X-Ember-Max-Wait-Ms "
+							"must be 1..900000");
+			}
+			max_wait = (unsigned)v;
+		}
+	}
 	payload = http_take_body(r, &len);
 	/* Suspended before the scheduler can possibly answer. */
 	http_suspend(r);
-	ret = sched_invoke(a->sched, f.id, payload, len, &start, on_invoke_done,
-			   iv);
+	ret = sched_invoke(a->sched, f.id, payload, len, &start, max_wait,
+			   on_invoke_done, iv);
 	if (ret) {
 		free(iv);
 		if (ret == -ESHUTDOWN)
@@ -678,6 +917,8 @@ static const struct http_route routes[] = {
 	  "create a tenant" },
 	{ "GET", "/v1/tenants", HTTP_ADMIN, HTTP_BODY_NONE, 0, tenant_list,
 	  "list tenants" },
+	{ "PATCH", "/v1/tenants/{tenant}", HTTP_ADMIN, HTTP_BODY_JSON, 0,
+	  tenant_update, "change a tenant's limits" },
 	{ "DELETE", "/v1/tenants/{tenant}", HTTP_ADMIN, HTTP_BODY_NONE, 0,
 	  tenant_delete, "delete a tenant with everything it owns" },
 	{ "POST", "/v1/tenants/{tenant}/tokens", HTTP_ADMIN, HTTP_BODY_NONE, 0,
@@ -696,6 +937,9 @@ static const struct http_route routes[] = {
 	  function_delete, "delete a function, its instances and files" },
 	{ "GET", "/v1/functions/{name}/versions", HTTP_TENANT, HTTP_BODY_NONE,
 	  0, function_versions, "list a function's versions" },
+	{ "PUT", "/v1/functions/{name}/scaling", HTTP_TENANT, HTTP_BODY_JSON,
+	  0, function_scaling,
+	  "instances kept warm and idle time before a stop" },
 	{ "DELETE", "/v1/functions/{name}/instances", HTTP_TENANT,
 	  HTTP_BODY_NONE, 0, function_stop_instances,
 	  "stop the function's idle instances (the next invoke is cold)" },

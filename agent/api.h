@@ -40,4 +40,8 @@ struct api {
 /* The route table (static; handlers take a struct api * as ctx). */
 const struct http_route *api_routes(size_t *n);
 
+/* At start: every tenant's own limits (from the database) to the
+ * scheduler. 0 or -errno. */
+int api_load_limits(struct api *a);
+
 #endif

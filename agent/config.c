@@ -18,7 +18,7 @@
 
 #include "agent/util.h"
 
-enum opt_type { T_STR, T_UINT, T_SIZE, T_MODE, T_FLAG, T_COUNT };
+enum opt_type { T_STR, T_UINT, T_SIZE, T_MODE, T_FLAG, T_COUNT, T_SECONDS };
 
 struct opt {
 	const char *key;
@@ -49,6 +49,14 @@ static const struct opt opts[] = {
 	O("http-timeout", T_UINT, http_timeout_s, 1, 3600, 0),
 	O("http-header-bytes", T_UINT, http_header_bytes, 4096, 1 << 20, 0),
 	O("pool-size", T_UINT, pool_size, 0, 1024, 0),
+	O("pool-max", T_UINT, pool_max, 0, 4096, 0),
+	O("idle-ttl", T_SECONDS, idle_ttl_ms, 1, 86400000, 0),
+	O("ping-interval", T_UINT, ping_interval_s, 1, 3600, 0),
+	O("memory-budget-mib", T_SIZE, memory_budget_mib, 0, 1ull << 40, 0),
+	O("tenant-instances", T_UINT, tenant_instances, 0, 1000000, 0),
+	O("tenant-memory-mib", T_SIZE, tenant_memory_mib, 0, 1ull << 40, 0),
+	O("tenant-concurrency", T_UINT, tenant_concurrency, 0, 1000000, 0),
+	O("max-open-files", T_UINT, max_open_files, 256, 1 << 24, 0),
 	O("queue-max", T_UINT, queue_max, 0, 100000, 0),
 	O("queue-wait-ms", T_UINT, queue_wait_ms, 1, 900000, 0),
 	O("restore-timeout-ms", T_UINT, restore_timeout_ms, 10, 600000, 0),
@@ -129,10 +137,29 @@ static const char usage_text[] =
 "                             0 = unlimited)\n"
 "        --http-timeout S     close a connection idle this long (default 30)\n"
 "        --http-header-bytes N  request line + headers, at most (default 16384)\n"
-"        --pool-size N        VM shells kept started and ready (default 2)\n"
+"        --pool-size N        VM shells kept started and ready, at least\n"
+"                             (default 2); the pool grows with the restore\n"
+"                             rate and when it runs dry, up to --pool-max\n"
+"        --pool-max N         the pool's ceiling (default 16)\n"
+"        --idle-ttl S         stop an instance idle this long, the last one\n"
+"                             too: scale to zero (seconds, decimals allowed;\n"
+"                             default 300; PUT /v1/functions/NAME/scaling\n"
+"                             sets it per function)\n"
+"        --ping-interval S    PING idle instances this often; one that does\n"
+"                             not answer within 2 s is reaped (default 30)\n"
+"        --memory-budget-mib N  guest RAM plus VMM overhead all instances\n"
+"                             may commit (default: 3/4 of the host's RAM).\n"
+"                             Idle instances are reclaimed, least recently\n"
+"                             used first, before an invocation must wait\n"
+"        --tenant-instances N, --tenant-memory-mib N, --tenant-concurrency N\n"
+"                             every tenant's limits unless the admin set its\n"
+"                             own (PATCH /v1/tenants/NAME); 0 = none (default)\n"
+"        --max-open-files N   RLIMIT_NOFILE emberd asks for: 3 per instance\n"
+"                             (default 65536)\n"
 "        --queue-max N        invocations that may wait per function for an\n"
 "                             instance; beyond, 429 (default 64)\n"
-"        --queue-wait-ms MS   longest such wait; then 429 (default 10000)\n"
+"        --queue-wait-ms MS   longest such wait; then 429 (default 10000; a\n"
+"                             request may ask for less: X-Ember-Max-Wait-Ms)\n"
 "        --restore-timeout-ms MS  a restore that takes longer fails (default 5000)\n"
 "        --deploy-workers N   deploys built at the same time (default 1)\n"
 "        --deploy-queue N     deploys waiting for a worker; beyond, 429 (default 16)\n"
@@ -285,6 +312,22 @@ static int set_opt(struct agent_config *c, const struct opt *o, const char *v,
 		*(unsigned *)base = (unsigned)m;
 		return 0;
 	}
+	case T_SECONDS: {
+		char *end;
+		double d;
+
+		errno = 0;
+		d = strtod(v, &end);
+		/* !(a >= b) is also true of a NaN. */
+		if (errno || end == v || *end || !(d * 1000 >= (double)o->min) ||
+		    !(d * 1000 <= (double)o->max))
+			return usage_error("%s: --%s %s: expected seconds from "
+					   "%g to %g", where, o->key, v,
+					   (double)o->min / 1000,
+					   (double)o->max / 1000);
+		*(unsigned *)base = (unsigned)(d * 1000 + 0.5);
+		return 0;
+	}
 	case T_UINT:
 	case T_SIZE:
 		if (parse_u64(v, o->type == T_SIZE, &n) || n < o->min ||
@@ -402,6 +445,10 @@ int config_load(struct agent_config *c, int argc, char **argv,
 	c->http_timeout_s = 30;
 	c->http_header_bytes = 16384;
 	c->pool_size = 2;
+	c->pool_max = 16;
+	c->idle_ttl_ms = 300000;
+	c->ping_interval_s = 30;
+	c->max_open_files = 65536;
 	c->queue_max = 64;
 	c->queue_wait_ms = 10000;
 	c->restore_timeout_ms = 5000;

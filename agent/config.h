@@ -41,10 +41,17 @@ struct agent_config {
 	unsigned http_timeout_s;
 	unsigned http_header_bytes;
 	/* VMs */
-	unsigned pool_size;       /* VM shells kept ready */
+	unsigned pool_size;       /* VM shells kept ready: the pool's floor */
+	unsigned pool_max;        /* ... and its ceiling */
 	unsigned queue_max;       /* waiting invocations per function */
 	unsigned queue_wait_ms;   /* longest wait for an instance */
 	unsigned restore_timeout_ms;
+	unsigned idle_ttl_ms;     /* an idle instance is stopped after this */
+	unsigned ping_interval_s; /* idle instances are PINGed this often */
+	uint64_t memory_budget_mib; /* guest RAM + VMM overhead, all VMs */
+	unsigned tenant_instances, tenant_concurrency; /* per tenant; 0: no */
+	uint64_t tenant_memory_mib;                     /* limit */
+	unsigned max_open_files;  /* RLIMIT_NOFILE emberd asks for */
 	/* deploys */
 	unsigned deploy_workers;
 	unsigned deploy_queue;

@@ -39,6 +39,7 @@ enum stmt {
 	ST_TENANT_GET,
 	ST_TENANT_LIST,
 	ST_TENANT_DELETE,
+	ST_TENANT_LIMITS,
 	ST_TOKEN_CREATE,
 	ST_TOKEN_FIND,
 	ST_TOKEN_LIST,
@@ -52,6 +53,7 @@ enum stmt {
 	ST_FN_DELETE,
 	ST_FN_SET_CURRENT,
 	ST_FN_DELETE_IF_EMPTY,
+	ST_FN_SCALING,
 	ST_VERSION_LIST,
 	ST_VERSION_DIRS,
 	ST_VERSION_INSERT,
@@ -74,7 +76,8 @@ enum stmt {
 	"f.id, f.tenant_id, f.name, f.created, "                              \
 	"coalesce(f.current_version, 0), v.created, v.manifest, v.dir, "      \
 	"exists(select 1 from deploys d where d.tenant_id = f.tenant_id "     \
-	"and d.function = f.name and d.state = 'running'), "                 \
+	"and d.function = f.name and d.state = 'running'), "                  \
+	"f.min_instances, coalesce(f.idle_ttl_ms, -1), "                      \
 	"(select t.name from tenants t where t.id = f.tenant_id) "
 #define FN_FROM                                                               \
 	"from functions f left join versions v on v.function_id = f.id "     \
@@ -85,15 +88,27 @@ static const char *const stmt_sql[NR_STMTS] = {
 	[ST_SETTING_SET] = "insert into settings(key, value) values (?1, ?2) "
 			   "on conflict(key) do update set value = ?2",
 	[ST_TENANT_CREATE] = "insert into tenants(name, created) values (?1, ?2)",
-	[ST_TENANT_GET] = "select id, name, created from tenants where name = ?1",
+	[ST_TENANT_GET] = "select id, name, created, coalesce(max_instances, -1), "
+			  "coalesce(max_memory_mib, -1), "
+			  "coalesce(max_concurrency, -1) from tenants "
+			  "where name = ?1",
 	[ST_TENANT_LIST] = "select t.id, t.name, t.created, "
+			   "coalesce(t.max_instances, -1), "
+			   "coalesce(t.max_memory_mib, -1), "
+			   "coalesce(t.max_concurrency, -1), "
 			   "(select count(*) from functions f "
 			   "where f.tenant_id = t.id) "
 			   "from tenants t order by t.name",
 	[ST_TENANT_DELETE] = "delete from tenants where id = ?1",
+	[ST_TENANT_LIMITS] = "update tenants set max_instances = ?2, "
+			     "max_memory_mib = ?3, max_concurrency = ?4 "
+			     "where id = ?1",
 	[ST_TOKEN_CREATE] = "insert into tokens(id, tenant_id, hash, created) "
 			    "values (?1, ?2, ?3, ?4)",
-	[ST_TOKEN_FIND] = "select t.id, t.name, t.created, k.hash "
+	[ST_TOKEN_FIND] = "select t.id, t.name, t.created, "
+			  "coalesce(t.max_instances, -1), "
+			  "coalesce(t.max_memory_mib, -1), "
+			  "coalesce(t.max_concurrency, -1), k.hash "
 			  "from tokens k join tenants t on t.id = k.tenant_id "
 			  "where k.hash = ?1",
 	[ST_TOKEN_LIST] = "select id, created from tokens where tenant_id = ?1 "
@@ -118,6 +133,8 @@ static const char *const stmt_sql[NR_STMTS] = {
 	[ST_FN_DELETE_IF_EMPTY] = "delete from functions where tenant_id = ?1 "
 				  "and name = ?2 and not exists (select 1 from "
 				  "versions v where v.function_id = functions.id)",
+	[ST_FN_SCALING] = "update functions set min_instances = ?2, "
+			  "idle_ttl_ms = ?3 where id = ?1",
 	[ST_VERSION_LIST] = "select v.version, v.created, "
 			    "v.version = coalesce(f.current_version, 0), "
 			    "v.manifest, v.dir from versions v "
@@ -303,9 +320,16 @@ static int run(struct db *db, enum stmt id, int *changes, const char *fmt,
 		return -EIO;
 	va_start(ap, fmt);
 	for (const char *f = fmt; *f; f++, i++) {
-		if (*f == 'i')
+		if (*f == 'i') {
 			sqlite3_bind_int64(s, i, va_arg(ap, int64_t));
-		else
+		} else if (*f == 'n') { /* an int64, NULL when negative */
+			int64_t v = va_arg(ap, int64_t);
+
+			if (v < 0)
+				sqlite3_bind_null(s, i);
+			else
+				sqlite3_bind_int64(s, i, v);
+		} else
 			bind_text(s, i, va_arg(ap, const char *));
 	}
 	va_end(ap);
@@ -565,12 +589,17 @@ int db_setting_set(struct db *db, const char *key, const void *val,
  * Tenants and tokens
  */
 
+/* Columns: id, name, created, max_instances, max_memory_mib,
+ * max_concurrency (-1 for NULL). */
 static void tenant_row(sqlite3_stmt *s, struct db_tenant *t)
 {
 	t->id = sqlite3_column_int64(s, 0);
 	col_copy(s, 1, t->name, sizeof(t->name));
 	col_copy(s, 2, t->created, sizeof(t->created));
 	t->nr_functions = 0;
+	t->limits.instances = sqlite3_column_int64(s, 3);
+	t->limits.memory_mib = sqlite3_column_int64(s, 4);
+	t->limits.concurrency = sqlite3_column_int64(s, 5);
 }
 
 int db_tenant_create(struct db *db, const char *name, struct db_tenant *out)
@@ -580,6 +609,8 @@ int db_tenant_create(struct db *db, const char *name, struct db_tenant *out)
 	memset(out, 0, sizeof(*out));
 	util_time_iso8601(out->created);
 	snprintf(out->name, sizeof(out->name), "%s", name);
+	out->limits = (struct db_limits){ DB_LIMIT_DEFAULT, DB_LIMIT_DEFAULT,
+					  DB_LIMIT_DEFAULT };
 	pthread_mutex_lock(&db->lock);
 	ret = run(db, ST_TENANT_CREATE, NULL, "tt", name, out->created);
 	if (!ret)
@@ -661,7 +692,7 @@ static int tenant_list_row(sqlite3_stmt *s, void *elem)
 	struct db_tenant *t = elem;
 
 	tenant_row(s, t);
-	t->nr_functions = sqlite3_column_int64(s, 3);
+	t->nr_functions = sqlite3_column_int64(s, 6);
 	return 0;
 }
 
@@ -687,6 +718,21 @@ int db_tenant_delete(struct db *db, int64_t tenant_id)
 	if (!ret && !changed)
 		ret = -ENOENT;
 	db->gen++;
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_tenant_set_limits(struct db *db, int64_t tenant_id,
+			 const struct db_limits *l)
+{
+	int ret, changed = 0;
+
+	pthread_mutex_lock(&db->lock);
+	ret = run(db, ST_TENANT_LIMITS, &changed, "innn", tenant_id,
+		  l->instances, l->memory_mib, l->concurrency);
+	if (!ret && !changed)
+		ret = -ENOENT;
+	db->gen++; /* cached tenants carry their limits */
 	pthread_mutex_unlock(&db->lock);
 	return ret;
 }
@@ -753,8 +799,8 @@ int db_token_find(struct db *db, const uint8_t hash[DB_HASH_LEN],
 			 * decision itself never rests on an early-exit
 			 * comparison. */
 			ret = -ENOENT;
-			if (sqlite3_column_bytes(s, 3) == DB_HASH_LEN &&
-			    hash_equal(sqlite3_column_blob(s, 3), hash,
+			if (sqlite3_column_bytes(s, 6) == DB_HASH_LEN &&
+			    hash_equal(sqlite3_column_blob(s, 6), hash,
 				       DB_HASH_LEN)) {
 				tenant_row(s, tenant);
 				memcpy(slot->hash, hash, DB_HASH_LEN);
@@ -839,7 +885,9 @@ static int function_row(sqlite3_stmt *s, struct db_function *f)
 	f->manifest = col_dup(s, 6, &ret);
 	f->dir = col_dup(s, 7, &ret);
 	f->deploying = sqlite3_column_int(s, 8) != 0;
-	col_copy(s, 9, f->tenant, sizeof(f->tenant));
+	f->min_instances = (uint32_t)sqlite3_column_int64(s, 9);
+	f->idle_ttl_ms = sqlite3_column_int64(s, 10);
+	col_copy(s, 11, f->tenant, sizeof(f->tenant));
 	if (ret)
 		db_function_free(f);
 	return ret;
@@ -962,6 +1010,21 @@ static int deploy_running(struct db *db, int64_t tenant_id,
 		ret = 0;
 	}
 	done(s);
+	return ret;
+}
+
+int db_function_set_scaling(struct db *db, int64_t fn_id,
+			    uint32_t min_instances, int64_t idle_ttl_ms)
+{
+	int ret, changed = 0;
+
+	pthread_mutex_lock(&db->lock);
+	ret = run(db, ST_FN_SCALING, &changed, "iin", fn_id,
+		  (int64_t)min_instances, idle_ttl_ms);
+	if (!ret && !changed)
+		ret = -ENOENT;
+	db->gen++;
+	pthread_mutex_unlock(&db->lock);
 	return ret;
 }
 

@@ -51,11 +51,19 @@ int db_setting_get(struct db *db, const char *key, void *buf, size_t cap,
 int db_setting_set(struct db *db, const char *key, const void *val,
 		   size_t len);
 
+/* A tenant's own limits; DB_LIMIT_DEFAULT where it has none (the
+ * configured default applies), 0 for "no limit". */
+#define DB_LIMIT_DEFAULT (-1)
+struct db_limits {
+	int64_t instances, memory_mib, concurrency;
+};
+
 struct db_tenant {
 	int64_t id;
 	char name[UTIL_NAME_MAX + 1];
 	char created[UTIL_TIME_LEN];
 	int64_t nr_functions; /* db_tenant_list only */
+	struct db_limits limits;
 };
 
 int db_tenant_create(struct db *db, const char *name, struct db_tenant *out);
@@ -66,6 +74,9 @@ int db_tenant_list(struct db *db, struct db_tenant **out, size_t *n);
  * snapshots and deploy records. The caller stops instances and removes
  * files (their ids come from db_function_list first). */
 int db_tenant_delete(struct db *db, int64_t tenant_id);
+/* Sets the tenant's limits (fields DB_LIMIT_DEFAULT: back to default). */
+int db_tenant_set_limits(struct db *db, int64_t tenant_id,
+			 const struct db_limits *l);
 
 struct db_token {
 	char id[DB_ID_MAX];
@@ -95,6 +106,8 @@ struct db_function {
 	char *manifest; /* JSON text */
 	char *dir;      /* relative to the state directory */
 	bool deploying; /* a deploy of it is running */
+	uint32_t min_instances; /* kept warm (provisioned concurrency) */
+	int64_t idle_ttl_ms;    /* DB_LIMIT_DEFAULT: emberd's --idle-ttl */
 };
 
 /* What an invocation needs of a function: its id, current version (0:
@@ -117,6 +130,10 @@ int db_function_get_by_id(struct db *db, int64_t fn_id,
  * every tenant (tenant_id 0, used at start). */
 int db_function_list(struct db *db, int64_t tenant_id,
 		     struct db_function **out, size_t *n);
+/* Sets the function's scaling: instances kept warm, idle time before an
+ * instance stops (DB_LIMIT_DEFAULT: the configured default). */
+int db_function_set_scaling(struct db *db, int64_t fn_id,
+			    uint32_t min_instances, int64_t idle_ttl_ms);
 /* Deletes the function and its versions; -EBUSY while a deploy of it runs. */
 int db_function_delete(struct db *db, int64_t fn_id);
 

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -70,6 +71,32 @@ static void exe_dir(char *buf, size_t cap)
 	slash = strrchr(buf, '/');
 	if (slash && slash != buf)
 		*slash = '\0';
+}
+
+/* The memory budget when none is configured: three quarters of the
+ * host's RAM. */
+static uint64_t default_budget_mib(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+
+	if (pages <= 0 || size <= 0)
+		return 0;
+	return (uint64_t)pages * (uint64_t)size / 4 * 3 >> 20;
+}
+
+/* Three fds per instance (control, vsock, pidfd): raise the soft limit
+ * toward `want` (the hard limit bounds it). */
+static void raise_nofile(unsigned want)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return;
+	if (rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		log_warn_errno("setrlimit(RLIMIT_NOFILE)");
 }
 
 /* An exclusive lock on STATE/lock for as long as emberd runs. */
@@ -196,6 +223,7 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	raise_nofile(cfg.max_open_files);
 	if (make_dirs(&cfg)) {
 		config_free(&cfg);
 		return EXIT_CANTCREAT;
@@ -255,10 +283,20 @@ int main(int argc, char **argv)
 		struct sched_config sc = {
 			.vmm = cfg.vmm,
 			.runtime_dir = cfg.runtime_dir,
-			.pool_size = cfg.pool_size,
+			.pool_min = cfg.pool_size,
+			.pool_max = cfg.pool_max,
 			.queue_max = cfg.queue_max,
 			.queue_wait_ms = cfg.queue_wait_ms,
 			.restore_timeout_ms = cfg.restore_timeout_ms,
+			.idle_ttl_ms = cfg.idle_ttl_ms,
+			.ping_interval_ms = cfg.ping_interval_s * 1000,
+			.memory_budget_mib = cfg.memory_budget_mib ?
+				cfg.memory_budget_mib : default_budget_mib(),
+			.tenant_default = {
+				.instances = cfg.tenant_instances,
+				.memory_mib = cfg.tenant_memory_mib,
+				.concurrency = cfg.tenant_concurrency,
+			},
 			.hooks = meter ? &hooks : NULL,
 		};
 
@@ -296,6 +334,10 @@ int main(int argc, char **argv)
 	api.sched = sched;
 	api.fns = fns;
 	api.meter = meter;
+	if (api_load_limits(&api)) {
+		fprintf(stderr, "emberd: reading tenants' limits failed\n");
+		goto out;
+	}
 	{
 		char tmp[PATH_MAX];
 		struct server_config svc = {

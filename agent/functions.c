@@ -137,6 +137,8 @@ static void spec_fill(struct fns *f, struct sched_fn_spec *spec,
 	struct stat st;
 
 	memset(spec, 0, sizeof(*spec));
+	spec->min_instances = row->min_instances;
+	spec->idle_ttl_ms = row->idle_ttl_ms > 0 ? (uint32_t)row->idle_ttl_ms : 0;
 	spec->fn_id = row->id;
 	spec->tenant_id = row->tenant_id;
 	spec->version = version;
@@ -212,7 +214,7 @@ static int deploy_activate(struct fns *f, struct job *j,
 		ret = db_function_get_by_id(f->db, j->fn_id, &row);
 	if (ret)
 		return ret;
-	db_function_free(&row); /* only its ids and name are used */
+	db_function_free(&row); /* only its scaling settings are used */
 	snprintf(rel, sizeof(rel), "functions/%lld/v%u", (long long)j->fn_id,
 		 version);
 	snprintf(rel_snap, sizeof(rel_snap), "%s/snapshot", rel);

@@ -38,6 +38,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -63,11 +64,20 @@
 #define START_FAIL_LIMIT 3
 /* Spawns that fail in a row before cold starts answer "unavailable". */
 #define SPAWN_FAIL_LIMIT 3
-#define SPAWN_PARALLEL 4
+#define SPAWN_PARALLEL 8
 /* How long after a restore the pool holds back spawning (see pool_main). */
 #define POOL_QUIET_NS (10 * 1000 * 1000ull)
 /* The event thread wakes at least this often (see timer_arm). */
 #define LOOP_MAX_WAIT_MS 1000
+/* A PINGed idle instance that has not answered after this is reaped. */
+#define PONG_TIMEOUT_MS 2000
+/* The pool's bookkeeping tick, and how long without a miss before the
+ * pool shrinks by one. */
+#define TICK_MS 1000
+#define POOL_SHRINK_AFTER_NS (30 * 1000000000ull)
+/* Invocations timed before the queue's wait estimate is trusted. */
+#define SERVICE_SAMPLES_MIN 8
+#define TENANT_BUCKETS 256
 
 enum inst_state {
 	I_SPAWNING,
@@ -90,13 +100,31 @@ struct watch {
 	int fd;
 };
 
+/* A tenant as the scheduler sees it: its limits and what it holds. */
+struct tenant {
+	int64_t id;
+	struct sched_limits limits;
+	bool custom;            /* limits set for it, not the defaults */
+	unsigned instances;     /* restoring, idle or busy */
+	uint64_t memory_mib;    /* theirs: guest RAM + VMM overhead */
+	unsigned inflight;      /* busy instances */
+	struct tenant *hnext;
+};
+
 struct fn {
 	int64_t id, tenant_id;
+	struct tenant *t;
 	uint32_t version;
 	char name[UTIL_NAME_MAX + 1];
 	char tenant[UTIL_NAME_MAX + 1];
 	char *snap_dir, *disk;
 	uint32_t memory_mib, timeout_ms, max_conc;
+	uint32_t idle_ttl_ms, min_instances;
+	bool ws_known;          /* the snapshot has a working set (or gave up) */
+	bool ws_recording;      /* an instance is writing it now */
+	uint64_t avg_service_ns;    /* moving average of durations */
+	unsigned service_samples;
+	struct list_node cap_node;  /* on s->cap_waiters: no room to start */
 	bool retired;           /* replaced or removed: no new work */
 	unsigned refs;          /* instances pointing here */
 	struct fn *hnext;       /* hash chain */
@@ -120,6 +148,7 @@ struct inv {
 	void *ctx;
 	struct timespec start;
 	uint64_t enq_ns, sent_ns;
+	uint64_t wait_ms;      /* longest wait for an instance */
 	struct timer timer;    /* queue wait */
 	struct sched_result res;
 	char *logs;
@@ -138,9 +167,17 @@ struct inst {
 	struct watch w_ctl, w_vsock, w_pid;
 	struct list_node node;     /* s->pool or fn->idle */
 	struct list_node all;      /* s->insts, then s->graveyard */
+	struct list_node lru;      /* s->idle_lru while idle, oldest first */
 	struct timer timer;
+	uint64_t memory_mib;       /* what it counts against the budget */
+	uint64_t ping_sent_ns;     /* a PING waits for its PONG (0: none) */
+	uint64_t last_ping_ns;     /* last PONG, or when it became idle */
+	bool ws_pending;           /* "workingset" sent, its reply not in */
+	int ws_fd, wsd_fd;         /* the files it writes */
 	struct inv *inv;           /* BUSY */
 	bool fresh;                /* restored, no invocation served yet */
+	bool first;                /* serving its first invocation */
+	uint64_t ready_ns;         /* when it became ready (READY) */
 	bool want_out;             /* EPOLLOUT armed */
 	bool handshaken;           /* vsock "OK <n>" seen */
 	bool vsock_gone;
@@ -190,6 +227,19 @@ struct sched {
 	unsigned spawn_streak;          /* failures in a row */
 	uint64_t spawn_backoff_until;
 	char spawn_error[200];
+	/* tenants, memory */
+	struct tenant *tenants[TENANT_BUCKETS];
+	unsigned nr_tenants;
+	uint64_t memory_committed_mib;
+	struct list_node idle_lru;      /* every idle instance, oldest first */
+	struct list_node cap_waiters;   /* fns waiting for memory or limits */
+	uint64_t reclaimed, reaped;
+	/* pool sizing */
+	unsigned pool_target;
+	uint64_t pool_misses, last_miss_ns, last_grow_ns;
+	unsigned restores_tick;
+	double restore_rate;
+	struct timer tick;
 	/* timers */
 	struct timers timers;
 	/* invocations */
@@ -204,6 +254,10 @@ static void inst_lost(struct sched *s, struct inst *in, const char *why);
 static void fn_pump(struct sched *s, struct fn *fn);
 static void fn_schedule_pump(struct sched *s, struct fn *fn);
 static void on_ctl(struct sched *s, struct watch *w, uint32_t ev);
+static void idle_enter(struct sched *s, struct inst *in);
+static void idle_timer_arm(struct sched *s, struct inst *in);
+static void fn_time_service(struct fn *fn, uint64_t ns);
+static void ws_record(struct sched *s, struct inst *in);
 
 const char *sched_outcome_name(enum sched_outcome o)
 {
@@ -360,6 +414,20 @@ static unsigned fn_total(const struct fn *fn)
 	return fn->nr_idle + fn->nr_busy + fn->nr_starting;
 }
 
+/* Instances fn should start now: one per queued invocation not yet
+ * covered by a start, or what its min_instances lacks, whichever is more
+ * (not capped by its max concurrency). */
+static unsigned fn_need(const struct fn *fn)
+{
+	unsigned need = fn->nr_queued > fn->nr_starting ?
+				fn->nr_queued - fn->nr_starting : 0;
+
+	/* Provisioned concurrency: min_instances whatever the load. */
+	if (fn_total(fn) + need < fn->min_instances)
+		need = fn->min_instances - fn_total(fn);
+	return need;
+}
+
 static void fn_schedule_pump(struct sched *s, struct fn *fn)
 {
 	if (!list_linked(&fn->pump_node))
@@ -378,6 +446,105 @@ static void pumps_run(struct sched *s)
 			fn_put(s, fn);
 		else
 			fn_pump(s, fn);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Tenants, memory and capacity (lock held)
+ */
+
+static struct tenant *tenant_get(struct sched *s, int64_t id)
+{
+	struct tenant **b = &s->tenants[(uint64_t)id % TENANT_BUCKETS], *t;
+
+	for (t = *b; t; t = t->hnext)
+		if (t->id == id)
+			return t;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->id = id;
+	t->limits = s->cfg.tenant_default;
+	t->hnext = *b;
+	*b = t;
+	s->nr_tenants++;
+	return t;
+}
+
+static uint64_t inst_cost_mib(const struct fn *fn)
+{
+	return (uint64_t)fn->memory_mib + SCHED_VMM_OVERHEAD_MIB;
+}
+
+/* Something that held capacity let it go (an instance ended, an
+ * invocation finished): functions waiting for room try again. */
+static void capacity_released(struct sched *s)
+{
+	struct list_node *n;
+
+	while ((n = list_first(&s->cap_waiters))) {
+		list_del(n);
+		fn_schedule_pump(s, container_of(n, struct fn, cap_node));
+	}
+}
+
+static void fn_wait_capacity(struct sched *s, struct fn *fn)
+{
+	if (!list_linked(&fn->cap_node))
+		list_append(&s->cap_waiters, &fn->cap_node);
+}
+
+static bool tenant_can_run(const struct tenant *t)
+{
+	return !t->limits.concurrency || t->inflight < t->limits.concurrency;
+}
+
+/* The least recently used idle instance that may be reclaimed to make
+ * room: of tenant t only (t non-NULL), never of `keep`, never one a
+ * function needs for its min_instances. */
+static struct inst *lru_victim(struct sched *s, const struct tenant *t,
+			       const struct fn *keep)
+{
+	struct list_node *n, *tmp;
+
+	list_for_each_safe(n, tmp, &s->idle_lru) {
+		struct inst *in = container_of(n, struct inst, lru);
+		struct fn *fn = in->fn;
+
+		if (fn == keep || (t && fn->t != t))
+			continue;
+		if (fn_total(fn) <= fn->min_instances && !fn->retired)
+			continue;
+		return in;
+	}
+	return NULL;
+}
+
+/* Whether fn may start one more instance now, given its tenant's limits
+ * and the memory budget; idle instances are reclaimed, least recently used
+ * first, to make room. */
+static bool admit_start(struct sched *s, struct fn *fn)
+{
+	uint64_t need = inst_cost_mib(fn);
+	struct tenant *t = fn->t;
+
+	for (;;) {
+		bool t_ok = (!t->limits.instances ||
+			     t->instances < t->limits.instances) &&
+			    (!t->limits.memory_mib ||
+			     t->memory_mib + need <= t->limits.memory_mib);
+		bool mem_ok = !s->cfg.memory_budget_mib ||
+			      s->memory_committed_mib + need <=
+				      s->cfg.memory_budget_mib;
+		struct inst *victim;
+
+		if (t_ok && mem_ok)
+			return true;
+		victim = lru_victim(s, t_ok ? NULL : t, fn);
+		if (!victim)
+			return false;
+		s->reclaimed++;
+		inst_kill(s, victim);
 	}
 }
 
@@ -497,8 +664,8 @@ static void on_queue_timeout(void *ctx, struct timer *t)
 			     "no VM could be started: %s", s->spawn_error);
 	else
 		inv_complete(s, inv, SCHED_THROTTLED,
-			     "no instance became free within %u ms",
-			     s->cfg.queue_wait_ms);
+			     "no instance became free within %llu ms",
+			     (unsigned long long)inv->wait_ms);
 }
 
 /* Fails every invocation waiting on fn that no instance will serve. */
@@ -569,20 +736,27 @@ static void inst_invoke(struct sched *s, struct inst *in, struct inv *inv)
 	uint64_t now = util_now_ns();
 
 	list_del(&in->node);
+	if (list_linked(&in->lru))
+		list_del(&in->lru);
 	fn->nr_idle--;
 	fn->nr_busy++;
+	fn->t->inflight++;
 	in->state = I_BUSY;
 	in->inv = inv;
 	timer_cancel(s, &inv->timer);
 	list_del(&inv->node);
 	fn->nr_queued--;
-	inv->res.cold = in->fresh;
-	if (in->fresh) {
+	/* Cold: the caller waited for this instance's restore. The first
+	 * invocation of an instance restored ahead of it (min_instances, or
+	 * a restore another invocation no longer needed) is warm. */
+	inv->res.cold = in->fresh && in->ready_ns >= inv->enq_ns;
+	if (inv->res.cold) {
 		inv->res.init_ns = in->init_ns;
 		fn->st.cold++;
 	} else {
 		fn->st.warm++;
 	}
+	in->first = in->fresh;
 	in->fresh = false;
 	inv->res.queued_ns = now - inv->enq_ns;
 	inv->version = fn->version;
@@ -606,6 +780,15 @@ static void inst_unlist(struct sched *s, struct inst *in)
 
 	if (list_linked(&in->node))
 		list_del(&in->node);
+	if (list_linked(&in->lru))
+		list_del(&in->lru);
+	if (in->state >= I_RESTORING && in->state <= I_BUSY) {
+		fn->t->instances--;
+		fn->t->memory_mib -= in->memory_mib;
+		s->memory_committed_mib -= in->memory_mib;
+		in->memory_mib = 0;
+		capacity_released(s);
+	}
 	switch (in->state) {
 	case I_SPAWNING:
 		s->nr_spawning--;
@@ -623,6 +806,7 @@ static void inst_unlist(struct sched *s, struct inst *in)
 		break;
 	case I_BUSY:
 		fn->nr_busy--;
+		fn->t->inflight--;
 		break;
 	case I_DEAD:
 		break;
@@ -661,6 +845,10 @@ static void inst_kill(struct sched *s, struct inst *in)
 		in->proc.ctl = -1;
 	}
 	vmmproc_kill(&in->proc);
+	if (in->ws_pending) {
+		in->ws_pending = false;
+		in->fn->ws_recording = false;
+	}
 	if (in->fn)
 		fn_schedule_pump(s, in->fn);
 	pthread_cond_signal(&s->pool_cond);
@@ -734,6 +922,10 @@ static void inst_died(struct sched *s, struct inst *in, const char *why)
 
 static void inst_free(struct inst *in)
 {
+	if (in->ws_fd >= 0)
+		close(in->ws_fd);
+	if (in->wsd_fd >= 0)
+		close(in->wsd_fd);
 	if (in->proc.ctl >= 0)
 		close(in->proc.ctl);
 	if (in->w_vsock.fd >= 0)
@@ -772,10 +964,20 @@ static void on_pid(struct sched *s, struct watch *w, uint32_t ev)
 	char st[32], why[64];
 
 	(void)ev;
-	if (w->fd < 0 || vmmproc_reap(&in->proc, s->runtime_dir))
+	if (w->fd < 0)
 		return;
-	/* vmmproc_reap closed the pidfd. */
+	/* Out of epoll before vmmproc_reap closes the pidfd: a close does
+	 * not remove the registration while a child being spawned (between
+	 * clone and exec) still holds a copy of the fd, and the pidfd of an
+	 * ended process stays readable, so the registration would report an
+	 * instance that is freed by then. */
 	epoll_ctl(s->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+	if (vmmproc_reap(&in->proc, s->runtime_dir)) {
+		struct epoll_event e = { .events = EPOLLIN, .data.ptr = w };
+
+		epoll_ctl(s->epfd, EPOLL_CTL_ADD, w->fd, &e);
+		return;
+	}
 	w->fd = -1;
 	if (in->state != I_DEAD) {
 		/* An EXIT line may still sit in the control socket: it says
@@ -797,6 +999,199 @@ static void on_pid(struct sched *s, struct watch *w, uint32_t ev)
 	s->nr_insts--;
 	list_append(&s->graveyard, &in->all);
 	pthread_cond_signal(&s->pool_cond);
+}
+
+/* ---------------------------------------------------------------------
+ * Instances: idle time, PING, working sets
+ */
+
+static void on_idle_timer(void *ctx, struct timer *t);
+
+static uint64_t idle_ttl_ns(const struct sched *s, const struct fn *fn)
+{
+	return (uint64_t)(fn->idle_ttl_ms ? fn->idle_ttl_ms :
+					    s->cfg.idle_ttl_ms) * 1000000ull;
+}
+
+/* An idle instance's timer: whichever comes first of its idle TTL (if
+ * its function may shrink), its PONG's deadline or its next PING. */
+static void idle_timer_arm(struct sched *s, struct inst *in)
+{
+	struct fn *fn = in->fn;
+	uint64_t now = util_now_ns(), at = UINT64_MAX, ping;
+
+	if (fn_total(fn) > fn->min_instances)
+		at = in->last_used_ns + idle_ttl_ns(s, fn);
+	if (in->ping_sent_ns)
+		ping = in->ping_sent_ns + PONG_TIMEOUT_MS * 1000000ull;
+	else
+		ping = in->last_ping_ns + s->cfg.ping_interval_ms * 1000000ull;
+	if (ping < at)
+		at = ping;
+	timer_arm(s, &in->timer, at > now ? (at - now + 999999) / 1000000 : 0,
+		  on_idle_timer);
+}
+
+/* The instance has just become idle (after READY, or after an invocation:
+ * then it stops counting as busy): first in its function's list (most
+ * recently used), last in the LRU. */
+static void idle_enter(struct sched *s, struct inst *in)
+{
+	struct fn *fn = in->fn;
+
+	if (in->state == I_BUSY) {
+		fn->nr_busy--;
+		fn->t->inflight--;
+		capacity_released(s);
+	}
+	in->state = I_IDLE;
+	fn->nr_idle++;
+	in->last_used_ns = in->last_ping_ns = util_now_ns();
+	list_push(&fn->idle, &in->node);
+	list_append(&s->idle_lru, &in->lru);
+	idle_timer_arm(s, in);
+	fn_schedule_pump(s, fn);
+}
+
+static void fn_time_service(struct fn *fn, uint64_t ns)
+{
+	/* An exponential average over about the last 16 invocations. */
+	if (!fn->service_samples++)
+		fn->avg_service_ns = ns;
+	else
+		fn->avg_service_ns = (fn->avg_service_ns * 15 + ns) / 16;
+}
+
+static void inst_ping(struct sched *s, struct inst *in)
+{
+	uint8_t hdr[EMBER_INV_HDR_SIZE];
+
+	(void)s;
+	ember_inv_hdr_encode(hdr, EMBER_INV_PING, 0, 0, 0, 1);
+	/* Idle: nothing else is being written. A full socket (EAGAIN)
+	 * only delays the PING to the next round. */
+	if (write(in->w_vsock.fd, hdr, sizeof(hdr)) == (ssize_t)sizeof(hdr))
+		in->ping_sent_ns = util_now_ns();
+}
+
+static void on_idle_timer(void *ctx, struct timer *t)
+{
+	struct sched *s = ctx;
+	struct inst *in = container_of(t, struct inst, timer);
+	struct fn *fn = in->fn;
+	uint64_t now = util_now_ns();
+
+	if (in->state != I_IDLE)
+		return;
+	if (in->ping_sent_ns &&
+	    now >= in->ping_sent_ns + PONG_TIMEOUT_MS * 1000000ull) {
+		s->reaped++;
+		log_warn_rl("%s v%u: VMM %d did not answer PING within %u ms; "
+			    "reaped", fn->name, fn->version, (int)in->proc.pid,
+			    PONG_TIMEOUT_MS);
+		fn_event(fn, "reap", "VMM %d did not answer PING within %u ms",
+			 (int)in->proc.pid, PONG_TIMEOUT_MS);
+		inst_died(s, in, "it did not answer PING");
+		return;
+	}
+	if (fn_total(fn) > fn->min_instances &&
+	    now >= in->last_used_ns + idle_ttl_ns(s, fn)) {
+		log_debug("%s v%u: an instance idle for %llu ms stopped "
+			 "(%u left)", fn->name, fn->version,
+			 (unsigned long long)idle_ttl_ns(s, fn) / 1000000,
+			 fn_total(fn) - 1);
+		inst_kill(s, in);
+		return;
+	}
+	if (!in->ping_sent_ns &&
+	    now >= in->last_ping_ns + s->cfg.ping_interval_ms * 1000000ull)
+		inst_ping(s, in);
+	idle_timer_arm(s, in);
+}
+
+/* Asks a freshly restored instance, after its first invocation, for the
+ * pages it touched, into two unnamed files in the snapshot directory that
+ * get their names once the VMM says OK (ws_done). */
+static void ws_record(struct sched *s, struct inst *in)
+{
+	struct fn *fn = in->fn;
+	int fds[2] = { -1, -1 }, ret;
+
+	(void)s;
+	fds[0] = open(fn->snap_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+	fds[1] = open(fn->snap_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+	if (fds[0] < 0 || fds[1] < 0) {
+		log_warn_rl("%s v%u: no working set (%s)", fn->name,
+			    fn->version, strerror(errno));
+		fn->ws_known = true; /* do not try on every cold start */
+		goto err;
+	}
+	ret = ember_shellctl_send(in->proc.ctl, "workingset fd=0 dirty=1", fds,
+				  2);
+	if (ret)
+		goto err;
+	in->ws_fd = fds[0];
+	in->wsd_fd = fds[1];
+	in->ws_pending = true;
+	fn->ws_recording = true;
+	return;
+err:
+	if (fds[0] >= 0)
+		close(fds[0]);
+	if (fds[1] >= 0)
+		close(fds[1]);
+}
+
+/* Gives an unnamed file a name in dir: linked under a temporary name,
+ * then renamed over `name`, so a reader sees the whole file or none. */
+static int link_tmpfile(int fd, const char *dir, const char *name)
+{
+	char src[64], tmp[4096], dst[4096];
+
+	snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
+	snprintf(dst, sizeof(dst), "%s/%s", dir, name);
+	unlink(tmp);
+	if (fsync(fd) < 0 || linkat(AT_FDCWD, src, AT_FDCWD, tmp,
+				    AT_SYMLINK_FOLLOW) < 0)
+		return -errno;
+	if (rename(tmp, dst) < 0) {
+		int e = -errno;
+
+		unlink(tmp);
+		return e;
+	}
+	return 0;
+}
+
+/* The reply to "workingset" came. */
+static void ws_done(struct sched *s, struct inst *in, const char *line)
+{
+	struct fn *fn = in->fn;
+	int ret = -EIO;
+
+	(void)s;
+	in->ws_pending = false;
+	fn->ws_recording = false;
+	if (!strncmp(line, "OK", 2)) {
+		/* The dirty list first: a restore that finds "workingset"
+		 * may look for it. */
+		ret = link_tmpfile(in->wsd_fd, fn->snap_dir, "workingset-dirty");
+		if (!ret)
+			ret = link_tmpfile(in->ws_fd, fn->snap_dir,
+					   "workingset");
+	}
+	if (ret)
+		log_warn_rl("%s v%u: the working set was not kept: %s",
+			    fn->name, fn->version,
+			    strncmp(line, "OK", 2) ? line : strerror(-ret));
+	else
+		log_info("%s v%u: working set recorded; cold starts prefetch "
+			 "it", fn->name, fn->version);
+	fn->ws_known = true;
+	close(in->ws_fd);
+	close(in->wsd_fd);
+	in->ws_fd = in->wsd_fd = -1;
 }
 
 /* ---------------------------------------------------------------------
@@ -869,6 +1264,12 @@ static void on_ctl(struct sched *s, struct watch *w, uint32_t ev)
 			}
 			break;
 		default:
+			if (in->ws_pending && !in->restore_pending &&
+			    (!strncmp(line, "OK", 2) ||
+			     !strncmp(line, "ERR", 3))) {
+				ws_done(s, in, line);
+				break;
+			}
 			if (in->restore_pending) {
 				/* The vsock stream may have reported READY
 				 * first: the state can be past RESTORING. */
@@ -975,44 +1376,42 @@ static void frame_done(struct sched *s, struct inst *in)
 	case EMBER_INV_READY:
 		if (in->state != I_STARTING && in->state != I_RESTORING)
 			return on_protocol_error(s, in, "unexpected READY");
-		in->state = I_IDLE;
 		in->fresh = true;
-		in->init_ns = util_now_ns() - in->restore_ns;
-		in->last_used_ns = util_now_ns();
+		in->ready_ns = util_now_ns();
+		in->init_ns = in->ready_ns - in->restore_ns;
 		timer_cancel(s, &in->timer);
 		fn->nr_starting--;
 		s->nr_restoring--;
 		pthread_cond_signal(&s->pool_cond);
-		fn->nr_idle++;
 		fn->start_failures = 0;
-		list_push(&fn->idle, &in->node);
-		fn_schedule_pump(s, fn);
+		idle_enter(s, in);
 		fn_event(fn, "scale_up", "v%u: a new instance (VMM %d) is ready, "
 			 "restored in %llu us", fn->version, (int)in->proc.pid,
 			 (unsigned long long)(in->init_ns / 1000));
 		break;
-	case EMBER_INV_RESULT:
+	case EMBER_INV_RESULT: {
+		bool first = in->first;
+
 		inv->res.len = h->length;
 		inv->res.fn_status = h->arg;
 		inv->res.duration_ns = util_now_ns() - inv->sent_ns;
 		if (!inv->res.payload)
 			inv->res.len = 0;
+		fn_time_service(fn, inv->res.duration_ns);
 		in->inv = NULL;
 		timer_cancel(s, &in->timer);
 		inv_complete(s, inv, h->arg ? SCHED_FN_ERROR : SCHED_OK, NULL);
-		fn->nr_busy--;
 		if (fn->retired || s->stopping) {
-			in->state = I_IDLE; /* counted as neither */
-			fn->nr_idle++;
 			inst_kill(s, in);
 			break;
 		}
-		in->state = I_IDLE;
-		fn->nr_idle++;
-		in->last_used_ns = util_now_ns();
-		list_push(&fn->idle, &in->node);
-		fn_schedule_pump(s, fn);
+		idle_enter(s, in);
+		/* The pages the first invocation touched are the ones the
+		 * next restores prefetch. */
+		if (first && !fn->ws_known && !fn->ws_recording)
+			ws_record(s, in);
 		break;
+	}
 	case EMBER_INV_ERROR: {
 		char msg[EMBER_INV_MAX_ERROR + 1];
 		size_t n = h->length < sizeof(in->small) ? h->length :
@@ -1052,8 +1451,13 @@ static void frame_done(struct sched *s, struct inst *in)
 		if (h->flags & EMBER_INV_F_LOG_DROPPED && inv)
 			inv->logs_dropped = true;
 		break;
-	case EMBER_INV_PING:
 	case EMBER_INV_PONG:
+		in->ping_sent_ns = 0;
+		in->last_ping_ns = util_now_ns();
+		if (in->state == I_IDLE)
+			idle_timer_arm(s, in);
+		break;
+	case EMBER_INV_PING:
 		break;
 	default:
 		on_protocol_error(s, in, ember_inv_type_name(h->type));
@@ -1210,7 +1614,7 @@ static int inst_restore(struct sched *s, struct inst *in, struct fn *fn)
 {
 	static const char connect_line[] = "CONNECT 1024\n";
 	char line[256], why[300];
-	int fds[5], nfds = 0, sv[2] = { -1, -1 }, dfd = -1, ws = -1, ret;
+	int fds[6], nfds = 0, sv[2] = { -1, -1 }, dfd = -1, ws = -1, ret;
 	size_t len;
 
 	in->fn = fn;
@@ -1218,7 +1622,12 @@ static int inst_restore(struct sched *s, struct inst *in, struct fn *fn)
 	in->state = I_RESTORING;
 	fn->nr_starting++;
 	s->nr_restoring++;
+	s->restores_tick++;
 	s->last_restore_ns = util_now_ns();
+	in->memory_mib = inst_cost_mib(fn);
+	fn->t->instances++;
+	fn->t->memory_mib += in->memory_mib;
+	s->memory_committed_mib += in->memory_mib;
 	if (s->hooks.assign) {
 		ret = s->hooks.assign(s->hooks.ctx, &in->proc, fn->tenant_id,
 				      fn->id, fn->memory_mib);
@@ -1253,10 +1662,20 @@ static int inst_restore(struct sched *s, struct inst *in, struct fn *fn)
 	}
 	ws = openat(dfd, "workingset", O_RDONLY | O_CLOEXEC);
 	if (ws >= 0) {
+		int wsd = openat(dfd, "workingset-dirty", O_RDONLY | O_CLOEXEC);
+
 		fds[nfds] = ws;
 		len += (size_t)snprintf(line + len, sizeof(line) - len,
-					" workingset=%d prefetch", nfds);
+					" workingset=%d", nfds);
 		nfds++;
+		if (wsd >= 0) {
+			fds[nfds] = wsd;
+			len += (size_t)snprintf(line + len, sizeof(line) - len,
+						" workingset-dirty=%d", nfds);
+			nfds++;
+		}
+		len += (size_t)snprintf(line + len, sizeof(line) - len,
+					" prefetch");
 	}
 	close(dfd);
 	dfd = -1;
@@ -1310,8 +1729,23 @@ err_sent:
 
 static void fn_want_shell(struct sched *s, struct fn *fn)
 {
-	if (!list_linked(&fn->wait_node))
+	uint64_t now = util_now_ns();
+
+	if (!list_linked(&fn->wait_node)) {
+		/* A cold start found the pool empty: it waits for a shell
+		 * spawned on the spot, and the pool grows (doubling, at most
+		 * every 100 ms) so that the next burst finds one. */
+		s->pool_misses++;
+		s->last_miss_ns = now;
+		if (now - s->last_grow_ns > 100000000ull &&
+		    s->pool_target < s->cfg.pool_max) {
+			s->pool_target = s->pool_target ? s->pool_target * 2 : 1;
+			if (s->pool_target > s->cfg.pool_max)
+				s->pool_target = s->cfg.pool_max;
+			s->last_grow_ns = now;
+		}
 		list_append(&s->shell_waiters, &fn->wait_node);
+	}
 	pthread_cond_signal(&s->pool_cond);
 	if (s->spawn_streak >= SPAWN_FAIL_LIMIT) {
 		char why[300];
@@ -1334,6 +1768,12 @@ static void fn_pump(struct sched *s, struct fn *fn)
 		struct inv *inv = container_of(list_first(&fn->queue),
 					       struct inv, node);
 
+		if (!tenant_can_run(fn->t)) {
+			/* The tenant runs as many invocations as it may:
+			 * this one waits for one of them to finish. */
+			fn_wait_capacity(s, fn);
+			return;
+		}
 		inst_invoke(s, in, inv);
 	}
 	if (s->stopping || fn->start_failures >= START_FAIL_LIMIT) {
@@ -1347,11 +1787,15 @@ static void fn_pump(struct sched *s, struct fn *fn)
 			return;
 		}
 	}
-	need = fn->nr_queued > fn->nr_starting ?
-		       fn->nr_queued - fn->nr_starting : 0;
+	need = fn_need(fn);
 	while (need && fn_total(fn) < fn->max_conc) {
-		struct inst *in = pool_take(s);
+		struct inst *in;
 
+		if (!admit_start(s, fn)) {
+			fn_wait_capacity(s, fn);
+			return;
+		}
+		in = pool_take(s);
 		if (!in) {
 			fn_want_shell(s, fn);
 			return;
@@ -1372,13 +1816,12 @@ static void fn_pump(struct sched *s, struct fn *fn)
 
 static unsigned shells_wanted(struct sched *s)
 {
-	unsigned want = s->cfg.pool_size;
+	unsigned want = s->pool_target;
 	struct list_node *n, *t;
 
 	list_for_each_safe(n, t, &s->shell_waiters) {
 		struct fn *fn = container_of(n, struct fn, wait_node);
-		unsigned need = fn->nr_queued > fn->nr_starting ?
-					fn->nr_queued - fn->nr_starting : 0;
+		unsigned need = fn_need(fn);
 		unsigned room = fn->max_conc > fn_total(fn) ?
 					fn->max_conc - fn_total(fn) : 0;
 
@@ -1439,7 +1882,9 @@ static void *pool_main(void *arg)
 		if (!ret) {
 			in->state = I_SPAWNING;
 			in->w_vsock.fd = -1;
+			in->ws_fd = in->wsd_fd = -1;
 			list_init(&in->node);
+			list_init(&in->lru);
 			timer_init(&in->timer);
 			if (watch_add(s, &in->w_pid, in->proc.pidfd, on_pid) ||
 			    watch_add(s, &in->w_ctl, in->proc.ctl, on_ctl)) {
@@ -1475,6 +1920,46 @@ static void *pool_main(void *arg)
 }
 
 /* ---------------------------------------------------------------------
+ * The pool's size: between its floor and ceiling, following the restore
+ * rate, grown when it runs dry (fn_want_shell), shrunk when idle.
+ */
+
+static void on_tick(void *ctx, struct timer *t)
+{
+	struct sched *s = ctx;
+	uint64_t now = util_now_ns();
+	unsigned by_rate;
+
+	(void)t;
+	/* Restores per second, smoothed over a few ticks. */
+	s->restore_rate = s->restore_rate * 0.5 +
+			  (double)s->restores_tick * (500.0 / TICK_MS);
+	s->restores_tick = 0;
+	/* Enough shells for 50 ms of restores at that rate: a spawn takes
+	 * 5-15 ms here, so the pool is refilled long before it is empty. */
+	by_rate = (unsigned)(s->restore_rate / 20.0 + 0.999);
+	if (s->pool_target < by_rate)
+		s->pool_target = by_rate;
+	if (s->pool_target > s->cfg.pool_min && s->pool_target > by_rate &&
+	    now - s->last_miss_ns > POOL_SHRINK_AFTER_NS &&
+	    now - s->last_grow_ns > POOL_SHRINK_AFTER_NS) {
+		s->pool_target--;
+		s->last_grow_ns = now; /* one step per period */
+	}
+	if (s->pool_target < s->cfg.pool_min)
+		s->pool_target = s->cfg.pool_min;
+	if (s->pool_target > s->cfg.pool_max)
+		s->pool_target = s->cfg.pool_max;
+	/* Shells beyond what is wanted end, oldest first. */
+	while (s->nr_ready > shells_wanted(s)) {
+		struct list_node *n = list_first(&s->pool);
+
+		inst_kill(s, container_of(n, struct inst, node));
+	}
+	timer_arm(s, &s->tick, TICK_MS, on_tick);
+}
+
+/* ---------------------------------------------------------------------
  * The event thread
  */
 
@@ -1493,6 +1978,10 @@ static void *loop_main(void *arg)
 	struct sched *s = arg;
 	struct epoll_event evs[64];
 	uint64_t give_up = 0;
+
+	pthread_mutex_lock(&s->lock);
+	timer_arm(s, &s->tick, TICK_MS, on_tick);
+	pthread_mutex_unlock(&s->lock);
 
 	for (;;) {
 		struct list_node done, *n;
@@ -1577,6 +2066,16 @@ struct sched *sched_create(const struct sched_config *cfg, char *err,
 	list_init(&s->graveyard);
 	list_init(&s->pool);
 	list_init(&s->completed);
+	list_init(&s->idle_lru);
+	list_init(&s->cap_waiters);
+	timer_init(&s->tick);
+	if (s->cfg.pool_max < s->cfg.pool_min)
+		s->cfg.pool_max = s->cfg.pool_min;
+	s->pool_target = s->cfg.pool_min;
+	if (!s->cfg.idle_ttl_ms)
+		s->cfg.idle_ttl_ms = 300000;
+	if (!s->cfg.ping_interval_ms)
+		s->cfg.ping_interval_ms = 30000;
 	if (!s->vmm || !s->runtime_dir) {
 		errbuf_fail(err, errlen, -ENOMEM, "out of memory");
 		goto err_free;
@@ -1629,6 +2128,8 @@ static void fn_retire(struct sched *s, struct fn *fn)
 	fn->retired = true;
 	if (list_linked(&fn->wait_node))
 		list_del(&fn->wait_node);
+	if (list_linked(&fn->cap_node))
+		list_del(&fn->cap_node);
 	list_for_each_safe(n, t, &s->insts) {
 		struct inst *in = container_of(n, struct inst, all);
 
@@ -1655,15 +2156,32 @@ int sched_fn_set(struct sched *s, const struct sched_fn_spec *spec)
 	fn->memory_mib = spec->memory_mib;
 	fn->timeout_ms = spec->timeout_ms ? spec->timeout_ms : 3000;
 	fn->max_conc = spec->max_concurrency ? spec->max_concurrency : 1;
+	fn->idle_ttl_ms = spec->idle_ttl_ms;
+	fn->min_instances = spec->min_instances < fn->max_conc ?
+				    spec->min_instances : fn->max_conc;
 	list_init(&fn->idle);
 	list_init(&fn->queue);
 	list_init(&fn->wait_node);
 	list_init(&fn->pump_node);
+	list_init(&fn->cap_node);
 	if (!fn->snap_dir || (spec->disk && !fn->disk)) {
 		fn_free(fn);
 		return -ENOMEM;
 	}
+	{
+		char ws[4096];
+		struct stat st;
+
+		snprintf(ws, sizeof(ws), "%s/workingset", fn->snap_dir);
+		fn->ws_known = stat(ws, &st) == 0;
+	}
 	pthread_mutex_lock(&s->lock);
+	fn->t = tenant_get(s, fn->tenant_id);
+	if (!fn->t) {
+		pthread_mutex_unlock(&s->lock);
+		fn_free(fn);
+		return -ENOMEM;
+	}
 	old = fn_find(s, spec->fn_id);
 	if (old) {
 		/* The queue moves to the new version; counters carry on. */
@@ -1709,6 +2227,31 @@ void sched_fn_remove(struct sched *s, int64_t fn_id)
 	wake(s);
 }
 
+int sched_fn_scaling(struct sched *s, int64_t fn_id, uint32_t min_instances,
+		     uint32_t idle_ttl_ms)
+{
+	struct list_node *n, *t;
+	struct fn *fn;
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&s->lock);
+	fn = fn_find(s, fn_id);
+	if (fn) {
+		fn->min_instances = min_instances < fn->max_conc ?
+					    min_instances : fn->max_conc;
+		fn->idle_ttl_ms = idle_ttl_ms;
+		/* Idle instances re-time their stop; more may start. */
+		list_for_each_safe(n, t, &fn->idle)
+			idle_timer_arm(s, container_of(n, struct inst, node));
+		fn_schedule_pump(s, fn);
+		pumps_run(s);
+		ret = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	wake(s);
+	return ret;
+}
+
 int sched_fn_stop_idle(struct sched *s, int64_t fn_id)
 {
 	struct list_node *n;
@@ -1739,6 +2282,9 @@ int sched_fn_stats(struct sched *s, int64_t fn_id, struct sched_fn_stats *st)
 	if (fn) {
 		*st = fn->st;
 		st->version = fn->version;
+		st->min_instances = fn->min_instances;
+		st->idle_ttl_ms = fn->idle_ttl_ms ? fn->idle_ttl_ms :
+						    s->cfg.idle_ttl_ms;
 		st->idle = fn->nr_idle;
 		st->busy = fn->nr_busy;
 		st->starting = fn->nr_starting;
@@ -1749,17 +2295,111 @@ int sched_fn_stats(struct sched *s, int64_t fn_id, struct sched_fn_stats *st)
 	return ret;
 }
 
+void sched_default_limits(struct sched *s, struct sched_limits *l)
+{
+	*l = s->cfg.tenant_default; /* read-only after sched_create */
+}
+
+int sched_tenant_limits(struct sched *s, int64_t tenant_id,
+			const struct sched_limits *l)
+{
+	struct tenant *t;
+	int ret = -ENOMEM;
+
+	pthread_mutex_lock(&s->lock);
+	t = tenant_get(s, tenant_id);
+	if (t) {
+		t->limits = l ? *l : s->cfg.tenant_default;
+		t->custom = l != NULL;
+		/* Higher limits may let waiting invocations start. */
+		capacity_released(s);
+		pumps_run(s);
+		ret = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	wake(s);
+	return ret;
+}
+
+void sched_tenant_stats(struct sched *s, int64_t tenant_id,
+			struct sched_tenant_stats *st)
+{
+	struct tenant *t;
+
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&s->lock);
+	st->limits = s->cfg.tenant_default;
+	for (t = s->tenants[(uint64_t)tenant_id % TENANT_BUCKETS]; t;
+	     t = t->hnext) {
+		if (t->id != tenant_id)
+			continue;
+		st->limits = t->limits;
+		st->used.instances = t->instances;
+		st->used.memory_mib = t->memory_mib;
+		st->used.concurrency = t->inflight;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+int sched_vms(struct sched *s, struct sched_vm_info **out, size_t *n)
+{
+	struct sched_vm_info *arr;
+	struct list_node *l, *t;
+	uint64_t now = util_now_ns();
+	size_t k = 0;
+
+	pthread_mutex_lock(&s->lock);
+	arr = calloc(s->nr_insts ? s->nr_insts : 1, sizeof(*arr));
+	if (!arr) {
+		pthread_mutex_unlock(&s->lock);
+		return -ENOMEM;
+	}
+	list_for_each_safe(l, t, &s->insts) {
+		struct inst *in = container_of(l, struct inst, all);
+		struct sched_vm_info *v = &arr[k];
+
+		if (k == s->nr_insts)
+			break;
+		k++;
+		v->pid = (int)in->proc.pid;
+		v->state = state_name[in->state];
+		if (in->fn && in->state >= I_RESTORING) {
+			v->tenant_id = in->fn->tenant_id;
+			v->fn_id = in->fn->id;
+			v->version = in->fn->version;
+		}
+		if (in->state == I_IDLE)
+			v->idle_ms = (now - in->last_used_ns) / 1000000;
+	}
+	pthread_mutex_unlock(&s->lock);
+	*out = arr;
+	*n = k;
+	return 0;
+}
+
 void sched_stats(struct sched *s, struct sched_stats *st)
 {
 	pthread_mutex_lock(&s->lock);
 	memset(st, 0, sizeof(*st));
 	st->pool_ready = s->nr_ready;
 	st->pool_spawning = s->nr_spawning;
-	st->pool_target = s->cfg.pool_size;
+	st->pool_target = s->pool_target;
+	st->pool_min = s->cfg.pool_min;
+	st->pool_max = s->cfg.pool_max;
 	st->pool_spawned = s->spawned;
 	st->pool_spawn_failures = s->spawn_failures;
+	st->pool_misses = s->pool_misses;
+	st->restores_per_s = s->restore_rate;
 	st->functions = s->nr_fns;
+	st->tenants = s->nr_tenants;
 	st->vmm_processes = s->nr_insts;
+	st->memory_budget_mib = s->cfg.memory_budget_mib;
+	st->memory_committed_mib = s->memory_committed_mib;
+	st->reclaimed = s->reclaimed;
+	st->reaped = s->reaped;
+	for (size_t b = 0; b < FN_BUCKETS; b++)
+		for (struct fn *fn = s->buckets[b]; fn; fn = fn->hnext)
+			st->queued += fn->nr_queued;
 	{
 		struct list_node *n, *t;
 
@@ -1773,8 +2413,24 @@ void sched_stats(struct sched *s, struct sched_stats *st)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* How long the invocation about to join fn's queue can expect to wait:
+ * the invocations ahead of it, served by the instances fn may have, at
+ * its average service time. 0 while there is nothing to go by. */
+static uint64_t fn_expected_wait_ns(const struct fn *fn)
+{
+	unsigned servers = fn->max_conc;
+
+	if (fn->service_samples < SERVICE_SAMPLES_MIN || !fn->nr_queued)
+		return 0;
+	if (fn->t->limits.concurrency && fn->t->limits.concurrency < servers)
+		servers = fn->t->limits.concurrency;
+	return (uint64_t)(fn->nr_queued + 1) * fn->avg_service_ns /
+	       (servers ? servers : 1);
+}
+
 int sched_invoke(struct sched *s, int64_t fn_id, void *payload, size_t len,
-		 const struct timespec *start, sched_done_fn done, void *ctx)
+		 const struct timespec *start, unsigned max_wait_ms,
+		 sched_done_fn done, void *ctx)
 {
 	struct inv *inv = calloc(1, sizeof(*inv));
 	struct fn *fn;
@@ -1810,25 +2466,39 @@ int sched_invoke(struct sched *s, int64_t fn_id, void *payload, size_t len,
 	inv->version = fn->version;
 	inv->memory_mib = fn->memory_mib;
 	inv->timeout_ms = fn->timeout_ms;
-	memcpy(inv->tenant, fn->tenant, sizeof(inv->tenant));
-	memcpy(inv->function, fn->name, sizeof(inv->function));
+	util_copy(inv->tenant, sizeof(inv->tenant), fn->tenant);
+	util_copy(inv->function, sizeof(inv->function), fn->name);
 	inv->res.request_id = request_id_next(s);
+	inv->wait_ms = s->cfg.queue_wait_ms;
+	if (max_wait_ms && max_wait_ms < inv->wait_ms)
+		inv->wait_ms = max_wait_ms;
 	{
 		/* What can take this invocation: idle instances, those
 		 * starting, those that may still start, and the queue. */
 		unsigned room = fn->max_conc > fn_total(fn) ?
 					fn->max_conc - fn_total(fn) : 0;
+		uint64_t expect = fn_expected_wait_ns(fn);
 
 		if (fn->nr_queued >= fn->nr_idle + fn->nr_starting + room +
 					     s->cfg.queue_max) {
 			inv_complete(s, inv, SCHED_THROTTLED,
 				     "%u invocations already wait for this "
 				     "function", fn->nr_queued);
+			inv->res.retry_after_s = (unsigned)(expect / 1000000000 + 1);
+			wake_loop = true;
+		} else if (expect > (uint64_t)inv->wait_ms * 1000000ull) {
+			/* Refused now rather than after waiting for nothing. */
+			inv_complete(s, inv, SCHED_THROTTLED,
+				     "the expected wait (%llu ms) is longer than "
+				     "this request may wait (%llu ms)",
+				     (unsigned long long)(expect / 1000000),
+				     (unsigned long long)inv->wait_ms);
+			inv->res.retry_after_s = (unsigned)(expect / 1000000000 + 1);
 			wake_loop = true;
 		} else {
 			list_append(&fn->queue, &inv->node);
 			fn->nr_queued++;
-			timer_arm(s, &inv->timer, s->cfg.queue_wait_ms,
+			timer_arm(s, &inv->timer, inv->wait_ms,
 				  on_queue_timeout);
 			fn_pump(s, fn);
 			pumps_run(s);
@@ -1934,6 +2604,14 @@ void sched_destroy(struct sched *s)
 		}
 	}
 	timers_free(&s->timers);
+	for (size_t b = 0; b < TENANT_BUCKETS; b++) {
+		while (s->tenants[b]) {
+			struct tenant *t = s->tenants[b];
+
+			s->tenants[b] = t->hnext;
+			free(t);
+		}
+	}
 	close(s->epfd);
 	close(s->wakefd);
 	free(s->vmm);

@@ -66,7 +66,8 @@ struct sched_result {
 
 typedef void (*sched_done_fn)(void *ctx, struct sched_result *res);
 
-/* One finished invocation, for the ledger and the logs (issue 11). */
+/* One finished invocation, for the ledger and the logs (issue 11). The
+ * strings are borrowed for the call. */
 struct sched_record {
 	int64_t tenant_id, fn_id;
 	const char *tenant, *function; /* names, valid during the call */
@@ -103,13 +104,28 @@ struct sched_hooks {
 	void (*finished)(void *ctx, const struct sched_record *rec);
 };
 
+/* Per-tenant limits; 0 = none. */
+struct sched_limits {
+	unsigned instances;     /* instances alive (starting, idle, busy) */
+	uint64_t memory_mib;    /* their guest RAM + VMM overhead */
+	unsigned concurrency;   /* invocations running at once */
+};
+
+/* What an instance costs beyond its guest RAM, for the memory budget: the
+ * VMM process's own pages (threads, page tables, buffers). */
+#define SCHED_VMM_OVERHEAD_MIB 8
+
 struct sched_config {
 	const char *vmm;              /* ember-vmm */
 	const char *runtime_dir;      /* RUNTIME/vmm/ holds the pid files */
-	unsigned pool_size;           /* shells kept ready */
+	unsigned pool_min, pool_max;  /* shells kept ready: floor, ceiling */
 	unsigned queue_max;           /* waiting invocations per function */
 	unsigned queue_wait_ms;       /* longest wait for an instance */
 	unsigned restore_timeout_ms;
+	unsigned idle_ttl_ms;         /* default idle time before a stop */
+	unsigned ping_interval_ms;    /* idle instances are PINGed this often */
+	uint64_t memory_budget_mib;   /* all instances' guest RAM + overhead */
+	struct sched_limits tenant_default;
 	const struct sched_hooks *hooks; /* may be NULL */
 };
 
@@ -122,10 +138,13 @@ struct sched_fn_spec {
 	const char *snapshot_dir;       /* absolute: state, memory[, workingset] */
 	const char *disk;               /* absolute path of the image, or NULL */
 	uint32_t memory_mib, timeout_ms, max_concurrency;
+	uint32_t idle_ttl_ms;           /* 0: the scheduler's default */
+	uint32_t min_instances;         /* kept warm whatever the load */
 };
 
 struct sched_fn_stats {
 	uint32_t version;
+	uint32_t min_instances, idle_ttl_ms;
 	unsigned idle, busy, starting;
 	unsigned queued;
 	uint64_t cold, warm;            /* invocations since emberd started */
@@ -133,10 +152,29 @@ struct sched_fn_stats {
 };
 
 struct sched_stats {
-	unsigned pool_ready, pool_spawning, pool_target;
+	unsigned pool_ready, pool_spawning, pool_target, pool_min, pool_max;
 	uint64_t pool_spawned, pool_spawn_failures;
-	unsigned instances, functions;
+	uint64_t pool_misses;           /* cold starts that found no shell */
+	double restores_per_s;          /* recent restore rate */
+	unsigned instances, functions, tenants;
 	uint64_t vmm_processes;         /* alive, all states */
+	uint64_t memory_budget_mib, memory_committed_mib;
+	uint64_t reclaimed;             /* idle instances stopped for room */
+	uint64_t reaped;                /* stopped for not answering PING */
+	unsigned queued;                /* invocations waiting, all functions */
+};
+
+struct sched_tenant_stats {
+	struct sched_limits limits, used;
+};
+
+/* One VMM process, for the admin's view (GET /v1/system). */
+struct sched_vm_info {
+	int pid;
+	const char *state;        /* spawning shell restoring starting idle busy */
+	int64_t tenant_id, fn_id; /* 0 for shells */
+	uint32_t version;
+	uint64_t idle_ms;         /* idle: since its last invocation */
 };
 
 struct sched;
@@ -155,23 +193,42 @@ int sched_fn_set(struct sched *s, const struct sched_fn_spec *spec);
  * instances are stopped, busy ones when they finish. */
 void sched_fn_remove(struct sched *s, int64_t fn_id);
 
+/* Changes fn_id's scaling: min_instances kept warm, idle_ttl_ms (0: the
+ * default). -ENOENT if not installed. */
+int sched_fn_scaling(struct sched *s, int64_t fn_id, uint32_t min_instances,
+		     uint32_t idle_ttl_ms);
+
 /* Stops fn_id's idle instances now (its next invocation is cold); busy
  * ones are left alone. Returns how many were stopped, or -ENOENT. */
 int sched_fn_stop_idle(struct sched *s, int64_t fn_id);
 
 /* Counters for fn_id; -ENOENT if not installed. */
 int sched_fn_stats(struct sched *s, int64_t fn_id, struct sched_fn_stats *st);
+
+/* The limits a tenant has when none are set for it (the configuration). */
+void sched_default_limits(struct sched *s, struct sched_limits *l);
+
+/* Sets a tenant's limits (NULL: back to the defaults). */
+int sched_tenant_limits(struct sched *s, int64_t tenant_id,
+			const struct sched_limits *l);
+/* A tenant's limits and what it uses now (zeros for an unknown tenant). */
+void sched_tenant_stats(struct sched *s, int64_t tenant_id,
+			struct sched_tenant_stats *st);
 void sched_stats(struct sched *s, struct sched_stats *st);
+/* Every VMM process: *out is malloc'd (free()), *n entries. 0, -ENOMEM. */
+int sched_vms(struct sched *s, struct sched_vm_info **out, size_t *n);
 
 /*
  * Invokes fn_id with payload[len] (malloc'd; ownership passes to the
  * scheduler in every case). Returns 0 when accepted: done(ctx, res) is then
  * called exactly once, on the event thread. Returns -ENOENT (no such
  * function installed) or -ESHUTDOWN (draining) without calling done.
- * `start` is the request's arrival (wall clock) for the record.
+ * `start` is the request's arrival (wall clock) for the record; max_wait_ms
+ * (0: the configured wait) bounds how long it may wait for an instance.
  */
 int sched_invoke(struct sched *s, int64_t fn_id, void *payload, size_t len,
-		 const struct timespec *start, sched_done_fn done, void *ctx);
+		 const struct timespec *start, unsigned max_wait_ms,
+		 sched_done_fn done, void *ctx);
 
 /* Stops taking invocations (sched_invoke returns -ESHUTDOWN), waits up to
  * grace_ms for those in flight and queued to finish, then ends every VM

@@ -164,3 +164,11 @@ CREATE TABLE log_usage (
 	function_id INTEGER PRIMARY KEY,
 	bytes INTEGER NOT NULL
 ) STRICT;
+-- migration 3: per-tenant limits (NULL: emberd's --tenant-* default; 0: none)
+-- and per-function scaling: instances kept warm, idle time before a stop
+-- (NULL: emberd's --idle-ttl)
+ALTER TABLE tenants ADD COLUMN max_instances INTEGER;
+ALTER TABLE tenants ADD COLUMN max_memory_mib INTEGER;
+ALTER TABLE tenants ADD COLUMN max_concurrency INTEGER;
+ALTER TABLE functions ADD COLUMN min_instances INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE functions ADD COLUMN idle_ttl_ms INTEGER;

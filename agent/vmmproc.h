@@ -39,7 +39,9 @@ struct vmmproc_spawn {
  *            spawn fails with that error).
  *   child:   in the new process, after its fds are in place and before
  *            exec. The parent has other threads: only async-signal-safe
- *            calls. Nonzero makes the child exit with status 71.
+ *            calls. Without clone_flags the child shares emberd's memory
+ *            (CLONE_VM | CLONE_VFORK): it must write nothing but its own
+ *            locals. Nonzero makes the child exit with status 71.
  *   spawn:   replaces vmmproc's own clone3 + execve altogether: creates
  *            the process with ctl_fd as its fd 3 (stderr inherited) running
  *            `ember-vmm --shell --control-fd 3`, and returns its pid and a

@@ -15,6 +15,10 @@
  *            (GET /v1/system, admin token): a restore into a pooled shell
  *   libwarm  N invocations straight over a VM's vsock socket with
  *            libember's inv_client (no emberd): the floor the agent adds to
+ *   load     THREADS closed-loop clients for SECONDS over FUNCTIONS functions
+ *            (PREFIX0..n), each its own connection; the latency of every
+ *            request by when it started, in buckets of BUCKET ms (the
+ *            timeline bench/agent-load plots)
  *
  * Prints one JSON object: the samples (microseconds, client clock), the
  * server's own X-Ember-Duration-Us and X-Ember-Init-Us per sample, and the
@@ -24,6 +28,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -273,8 +278,9 @@ static uint64_t cpu_ns(int pid)
  */
 
 struct opts {
-	const char *socket, *token, *admin, *function, *vsock, *mode;
-	unsigned n, warmup;
+	const char *socket, *token, *admin, *function, *vsock, *mode, *prefix;
+	unsigned n, warmup, threads, functions, bucket_ms;
+	double seconds;
 	size_t payload;
 	int pid;
 };
@@ -391,6 +397,142 @@ static void mode_libwarm(const struct opts *o, const char *payload)
 	printf("}\n");
 }
 
+/* --- load --- */
+
+struct load_thread {
+	const struct opts *o;
+	const char *payload;
+	unsigned id;
+	uint64_t t0, end;
+	uint64_t *start_ns;  /* per request: when it started (from t0) */
+	uint32_t *lat_us;
+	unsigned *status;
+	size_t n, cap;
+	pthread_t th;
+};
+
+static void *load_main(void *arg)
+{
+	struct load_thread *t = arg;
+	struct conn c = { .path = t->o->socket, .fd = -1 };
+	unsigned k = t->id;
+	struct resp r;
+
+	while (now_ns() < t->end) {
+		char path[256];
+		uint64_t s0 = now_ns();
+
+		snprintf(path, sizeof(path), "/v1/functions/%s%u/invoke",
+			 t->o->prefix, k++ % t->o->functions);
+		http_do(&c, "POST", path, t->o->token, t->payload,
+			t->o->payload, &r);
+		if (t->n == t->cap) {
+			t->cap = t->cap ? t->cap * 2 : 4096;
+			t->start_ns = realloc(t->start_ns,
+					      t->cap * sizeof(*t->start_ns));
+			t->lat_us = realloc(t->lat_us, t->cap * sizeof(*t->lat_us));
+			t->status = realloc(t->status, t->cap * sizeof(*t->status));
+			if (!t->start_ns || !t->lat_us || !t->status)
+				die("out of memory");
+		}
+		t->start_ns[t->n] = s0 - t->t0;
+		t->lat_us[t->n] = (uint32_t)((now_ns() - s0) / 1000);
+		t->status[t->n++] = (unsigned)r.status;
+	}
+	if (c.fd >= 0)
+		close(c.fd);
+	free(c.buf);
+	return NULL;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void mode_load(const struct opts *o, const char *payload)
+{
+	struct load_thread *ts = calloc(o->threads, sizeof(*ts));
+	uint64_t t0 = now_ns(), span = (uint64_t)(o->seconds * 1e9);
+	size_t nb = (size_t)(span / (o->bucket_ms * 1000000ull)) + 2;
+	uint32_t **bl = calloc(nb, sizeof(*bl));
+	size_t *bn = calloc(nb, sizeof(*bn)), *bcap = calloc(nb, sizeof(*bcap));
+	unsigned long long ok = 0, total = 0, s429 = 0, s5xx = 0, other = 0;
+	uint32_t *all = NULL;
+	size_t nall = 0;
+
+	for (unsigned i = 0; i < o->threads; i++) {
+		ts[i] = (struct load_thread){ .o = o, .payload = payload,
+					      .id = i, .t0 = t0,
+					      .end = t0 + span };
+		if (pthread_create(&ts[i].th, NULL, load_main, &ts[i]))
+			die("pthread_create");
+	}
+	for (unsigned i = 0; i < o->threads; i++) {
+		pthread_join(ts[i].th, NULL);
+		all = realloc(all, (nall + ts[i].n + 1) * sizeof(*all));
+		if (!all)
+			die("out of memory");
+		memcpy(all + nall, ts[i].lat_us, ts[i].n * sizeof(*all));
+		nall += ts[i].n;
+		for (size_t k = 0; k < ts[i].n; k++) {
+			size_t b = (size_t)(ts[i].start_ns[k] /
+					    (o->bucket_ms * 1000000ull));
+			unsigned st = ts[i].status[k];
+
+			total++;
+			ok += st == 200;
+			s429 += st == 429;
+			s5xx += st >= 500;
+			other += st != 200 && st != 429 && st < 500;
+			if (b >= nb)
+				b = nb - 1;
+			if (bn[b] == bcap[b]) {
+				bcap[b] = bcap[b] ? bcap[b] * 2 : 256;
+				bl[b] = realloc(bl[b], bcap[b] * sizeof(**bl));
+				if (!bl[b])
+					die("out of memory");
+			}
+			bl[b][bn[b]++] = ts[i].lat_us[k];
+		}
+		free(ts[i].start_ns);
+		free(ts[i].lat_us);
+		free(ts[i].status);
+	}
+	qsort(all, nall, sizeof(*all), cmp_u32);
+#define PCT(p) (nall ? all[(size_t)((nall * (p) + 99.0) / 100) - 1] : 0)
+	printf("{\"mode\":\"load\",\"threads\":%u,\"requests\":%llu,"
+	       "\"ok\":%llu,\"throttled\":%llu,\"server_errors\":%llu,"
+	       "\"other\":%llu,\"duration_us\":%llu,\"p50_us\":%u,"
+	       "\"p99_us\":%u,\"p999_us\":%u,\"bucket_ms\":%u,"
+	       "\"buckets\":[",
+	       o->threads, total, ok, s429, s5xx, other,
+	       (unsigned long long)((now_ns() - t0) / 1000), PCT(50), PCT(99),
+	       PCT(99.9), o->bucket_ms);
+#undef PCT
+	free(all);
+	for (size_t b = 0; b < nb; b++) {
+		uint32_t p50 = 0, p99 = 0;
+
+		if (bn[b]) {
+			qsort(bl[b], bn[b], sizeof(**bl), cmp_u32);
+			p50 = bl[b][(bn[b] * 50 + 99) / 100 - 1];
+			p99 = bl[b][(bn[b] * 99 + 99) / 100 - 1];
+		}
+		printf("%s{\"t_ms\":%llu,\"n\":%zu,\"p50_us\":%u,\"p99_us\":%u}",
+		       b ? "," : "", (unsigned long long)(b * o->bucket_ms),
+		       bn[b], p50, p99);
+		free(bl[b]);
+	}
+	printf("]}\n");
+	free(bl);
+	free(bn);
+	free(bcap);
+	free(ts);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -404,10 +546,16 @@ int main(int argc, char **argv)
 		{ "warmup", required_argument, NULL, 'w' },
 		{ "payload", required_argument, NULL, 'p' },
 		{ "pid", required_argument, NULL, 'P' },
+		{ "threads", required_argument, NULL, 'T' },
+		{ "seconds", required_argument, NULL, 'S' },
+		{ "functions", required_argument, NULL, 'F' },
+		{ "prefix", required_argument, NULL, 'X' },
+		{ "bucket-ms", required_argument, NULL, 'B' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .n = 500, .warmup = 100, .payload = 64,
-			  .function = "echo" };
+			  .function = "echo", .threads = 1, .seconds = 5,
+			  .functions = 1, .prefix = "f", .bucket_ms = 250 };
 	char *payload;
 	int c;
 
@@ -423,11 +571,18 @@ int main(int argc, char **argv)
 		case 'w': o.warmup = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'p': o.payload = strtoul(optarg, NULL, 10); break;
 		case 'P': o.pid = atoi(optarg); break;
+		case 'T': o.threads = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'S': o.seconds = strtod(optarg, NULL); break;
+		case 'F': o.functions = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'X': o.prefix = optarg; break;
+		case 'B': o.bucket_ms = (unsigned)strtoul(optarg, NULL, 10); break;
 		default:
 			fprintf(stderr, "usage: agent_client --mode "
-				"warm|cold|libwarm [--socket P --token T "
+				"warm|cold|libwarm|load [--socket P --token T "
 				"--admin A --function F --pid PID] [--vsock P] "
-				"[--n N] [--warmup N] [--payload BYTES]\n");
+				"[--n N] [--warmup N] [--payload BYTES] "
+				"[--threads N --seconds S --functions N "
+				"--prefix P --bucket-ms MS]\n");
 			return 64;
 		}
 	}
@@ -444,6 +599,11 @@ int main(int argc, char **argv)
 		die("--socket and --token are required");
 	} else if (!strcmp(o.mode, "warm")) {
 		mode_warm(&o, payload);
+	} else if (!strcmp(o.mode, "load")) {
+		if (!o.threads || !o.functions || !o.bucket_ms || o.seconds <= 0)
+			die("load needs positive --threads, --functions, "
+			    "--seconds and --bucket-ms");
+		mode_load(&o, payload);
 	} else if (!strcmp(o.mode, "cold")) {
 		if (!o.admin)
 			die("cold needs --admin");

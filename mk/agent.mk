@@ -67,4 +67,17 @@ bench-agent: $(BUILD)/bench/agent_client $(BUILD)/bench/coldstart \
 	@mkdir -p bench/results
 	BUILD=$(BUILD) bench/agent
 
-bench: bench-agent
+# bench/agent-load: wrk on loopback against --listen (warm 1/8/64 clients
+# on 1 and 10 functions, cold-heavy, a latency/instances timeline plotted
+# to SVG); bench/agent-density: 1000 idle instances and their memory.
+AGENT_BENCH_DEPS := $(BUILD)/bench/agent_client $(BUILD)/emberd \
+	$(BUILD)/ember-vmm $(BUILD)/ember-micro $(BUILD)/handlers/echo
+.PHONY: bench-agent-load bench-agent-density
+bench-agent-load: $(AGENT_BENCH_DEPS)
+	@mkdir -p bench/results
+	BUILD=$(BUILD) bench/agent-load
+bench-agent-density: $(AGENT_BENCH_DEPS)
+	@mkdir -p bench/results
+	BUILD=$(BUILD) bench/agent-density
+
+bench: bench-agent bench-agent-load bench-agent-density

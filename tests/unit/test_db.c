@@ -95,9 +95,38 @@ static void test_migrations(void **state)
 	db2 = db_open(f->path, err, sizeof(err));
 	assert_null(db2);
 	assert_non_null(strstr(err, "newer emberd"));
+	/* A database at schema 2 (tenants, functions, the ledger: as an
+	 * emberd before the scaling settings left it) is migrated on open,
+	 * its rows kept. */
 	assert_int_equal(sqlite3_open(f->path, &raw), SQLITE_OK);
-	sqlite3_exec(raw, "pragma user_version = 1", NULL, NULL, NULL);
+	assert_int_equal(sqlite3_exec(raw,
+				      "insert into tenants(name, created) "
+				      "values ('old', 'x');"
+				      "alter table tenants drop column max_instances;"
+				      "alter table tenants drop column max_memory_mib;"
+				      "alter table tenants drop column max_concurrency;"
+				      "alter table functions drop column min_instances;"
+				      "alter table functions drop column idle_ttl_ms;"
+				      "pragma user_version = 2",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
 	sqlite3_close(raw);
+	db_close(f->db);
+	f->db = db_open(f->path, err, sizeof(err));
+	assert_non_null(f->db);
+	assert_int_equal(db_schema_version(f->db), db_schema_latest());
+	{
+		struct db_limits l = { 5, DB_LIMIT_DEFAULT, 0 };
+		struct db_tenant t;
+
+		assert_int_equal(db_tenant_get(f->db, "old", &t), 0);
+		assert_int_equal(t.limits.instances, DB_LIMIT_DEFAULT);
+		assert_int_equal(db_tenant_set_limits(f->db, t.id, &l), 0);
+		assert_int_equal(db_tenant_get(f->db, "old", &t), 0);
+		assert_int_equal(t.limits.instances, 5);
+		assert_int_equal(t.limits.memory_mib, DB_LIMIT_DEFAULT);
+		assert_int_equal(t.limits.concurrency, 0);
+	}
 }
 
 static void test_tenants_and_tokens(void **state)
