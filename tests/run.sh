@@ -92,6 +92,10 @@ run_integration() {
 		*) failed=$((failed + 1)); failures+=("integration/$name (log: $log)")
 		   [ $rc -eq 124 ] && echo "FAIL integration $name: timed out after ${limit}s" ||
 			   echo "FAIL integration $name (exit $rc)"
+		   # The failing checks first (a long log's tail may show only
+		   # passes), then how the log ends.
+		   grep -n -A3 -E '^ *(FAIL|not ok)' "$log" | head -24 | sed 's/^/     /'
+		   echo "     --- end of log"
 		   tail -15 "$log" | sed 's/^/     /' ;;
 		esac
 	done
