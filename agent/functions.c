@@ -148,6 +148,8 @@ static void spec_fill(struct fns *f, struct sched_fn_spec *spec,
 	spec->memory_mib = m->memory_mib;
 	spec->timeout_ms = m->timeout_ms;
 	spec->max_concurrency = m->max_concurrency;
+	/* A Linux guest's VM has an in-kernel irqchip; its shells too. */
+	spec->irqchip = !strcmp(m->guest, "linux");
 	snprintf(snap, cap, "%s/%s/snapshot", f->state_dir, rel_dir);
 	snprintf(disk, cap, "%s/%s/image", f->state_dir, rel_dir);
 	spec->snapshot_dir = snap;
