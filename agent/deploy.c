@@ -834,6 +834,7 @@ static int linux_boot_failure(struct build *b, int lret, int status,
 			      bool ready, uint32_t timeout_ms, const char *why)
 {
 	const char *last = b->last_vmm_line[0] ? b->last_vmm_line : "no message";
+	const char *panic;
 
 	collect_output(b);
 	if (lret == -ETIMEDOUT)
@@ -842,6 +843,16 @@ static int linux_boot_failure(struct build *b, int lret, int status,
 			    "(its console is in the output)", timeout_ms, why);
 	if (ready)
 		return fail(b, DEPLOY_STEP_SNAPSHOT, -EIO, "%s", why);
+	/* The kernel's own last words, when it panicked (a root disk it
+	 * could not mount, an init that died). */
+	if (lret == -EPIPE && b->res->output &&
+	    (panic = strstr(b->res->output, "Kernel panic - not syncing: "))) {
+		size_t l = strcspn(panic, "\r\n");
+
+		return fail(b, DEPLOY_STEP_BOOT, -ECANCELED,
+			    "%s: the Linux guest's kernel panicked: %.*s", why,
+			    (int)(l < 200 ? l : 200), panic);
+	}
 	if (lret == -EPIPE && status >= 0 && WIFEXITED(status) &&
 	    WEXITSTATUS(status) == 0)
 		return fail(b, DEPLOY_STEP_BOOT, -ECANCELED,

@@ -940,7 +940,7 @@ static void test_guest_linux_bad_tree(void **state)
  * the handler and its configuration, the VMM boots the kernel with it,
  * and with no READY by the (short) deadline the deploy fails at "boot",
  * the VMM ended and reaped, nothing left behind. */
-static void test_guest_linux_boot(void **state)
+static void test_guest_linux_deadline(void **state)
 {
 	struct deploy_result res;
 	int ret;
@@ -965,6 +965,52 @@ static void test_guest_linux_boot(void **state)
 	}
 	/* The VMM ran and was reaped. */
 	assert_true(vmm_pid > 0);
+	assert_int_equal(vmm_reaped, vmm_pid);
+	deploy_result_free(&res);
+}
+
+/* The one whole boot (30-100 s of emulated kernel here): the kernel
+ * mounts the image as its root and runs /ember/init. On kvm-pvm its user
+ * space then faults, the kernel panics ("Attempted to kill init!": the
+ * exec worked, PID 1 died) and resets, and the deploy fails at "boot"
+ * with the console as its output. With hardware virtualization it
+ * deploys: READY over vsock, the snapshot, which restores and echoes. */
+static void test_guest_linux_boot(void **state)
+{
+	bool pvm = access("/sys/module/kvm_pvm", F_OK) == 0;
+	struct deploy_result res;
+	int ret;
+
+	(void)state;
+	if (!have_linux)
+		skip();
+	ret = deploy_linux(LINUX_MANIFEST, echo_musl, &res, 400000);
+	if (pvm) {
+		assert_failed_clean(ret, -ECANCELED, &res, "boot",
+				    "the Linux guest's kernel panicked: Kernel "
+				    "panic - not syncing: Attempted to kill "
+				    "init!");
+		assert_non_null(res.output);
+		if (!strstr(res.output, "Kernel panic - not syncing: "
+					"Attempted to kill init!")) {
+			print_error("console:\n%s\n", res.output);
+			fail();
+		}
+		print_message("kvm-pvm: the kernel ran /ember/init from the "
+			      "image, which then died (%s)\n", res.message);
+	} else {
+		char *out;
+
+		if (ret)
+			print_error("%s: %s\n%s\n", res.step, res.message,
+				    res.output ? res.output : "");
+		assert_int_equal(ret, 0);
+		assert_true(exists(out_dir, "snapshot/state"));
+		out = restore_and_invoke("hello, linux");
+		assert_non_null(out);
+		assert_string_equal(out, "hello, linux");
+		free(out);
+	}
 	assert_int_equal(vmm_reaped, vmm_pid);
 	deploy_result_free(&res);
 }
@@ -1057,6 +1103,7 @@ int main(void)
 		T(test_guest_linux_setup),
 		T(test_guest_linux_argv),
 		T(test_guest_linux_bad_tree),
+		T(test_guest_linux_deadline),
 		T(test_guest_linux_boot),
 		T(test_hostile_archive),
 		T(test_out_dir_exists),
