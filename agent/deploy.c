@@ -949,16 +949,19 @@ static int do_boot(struct build *b)
 	if (b->rq->vmm_child)
 		b->rq->vmm_child(b->rq->ctx, pid, true);
 	if (b->linux_guest) {
+		uint64_t ready_us = 0;
+
 		lret = deploy_linux_snapshot(b->out_fd, pid,
 					     t0 + (uint64_t)timeout_ms * 1000u,
-					     &ready, lwhy, sizeof(lwhy));
+					     &ready, &ready_us, lwhy,
+					     sizeof(lwhy));
 		/* Not ready in time, or the exchange failed: it ends now
 		 * (unreaped, the pid cannot have been reused). */
 		if (lret && lret != -EPIPE)
 			kill(pid, SIGKILL);
 		if (ready)
 			progress(b, DEPLOY_STEP_BOOT, "READY after %.1f ms",
-				 (double)(now_us() - t0) / 1000.0);
+				 (double)(ready_us - t0) / 1000.0);
 	}
 	status = watch_vmm(b, pid, err_r, t0,
 			   t0 + (vmm_ms + KILL_GRACE_MS) * 1000u, &ready);

@@ -318,7 +318,8 @@ static int control_connect(int dir_fd, uint64_t deadline_us, char *why,
 }
 
 int deploy_linux_snapshot(int dir_fd, pid_t pid, uint64_t deadline_us,
-			  bool *ready, char *why, size_t whylen)
+			  bool *ready, uint64_t *ready_us, char *why,
+			  size_t whylen)
 {
 	char vsock[64];
 	struct inv_client *c = NULL;
@@ -383,6 +384,7 @@ int deploy_linux_snapshot(int dir_fd, pid_t pid, uint64_t deadline_us,
 		return -EPIPE;
 	}
 	*ready = true;
+	*ready_us = now_us();
 	ctl = control_connect(dir_fd, deadline_us, why, whylen);
 	if (ctl < 0)
 		return -EIO;

@@ -68,9 +68,11 @@ int deploy_linux_run_image(int dir_fd, const char *tmp_dir, char *const *argv,
  * the VM, writes its snapshot into dir_fd/snapshot and stops it through
  * the control socket. Returns 0; -ETIMEDOUT (no READY in time), -EPIPE
  * (the VM or its guest ended first), -EIO (the control exchange failed),
- * with the reason in why[whylen]; *ready says whether READY came.
+ * with the reason in why[whylen]; *ready says whether READY came, and
+ * *ready_us when (CLOCK_MONOTONIC).
  */
 int deploy_linux_snapshot(int dir_fd, pid_t pid, uint64_t deadline_us,
-			  bool *ready, char *why, size_t whylen);
+			  bool *ready, uint64_t *ready_us, char *why,
+			  size_t whylen);
 
 #endif
