@@ -43,6 +43,9 @@ static const struct opt opts[] = {
 	O("lua-handler", T_STR, lua_handler, 0, 0, 0),
 	O("python-handler", T_STR, python_handler, 0, 0, 0),
 	O("python-home", T_STR, python_home, 0, 0, 0),
+	O("linux-kernel", T_STR, linux_kernel, 0, 0, 0),
+	O("guest-init", T_STR, guest_init, 0, 0, 0),
+	O("linux-image-tool", T_STR, linux_image_tool, 0, 0, 0),
 	O("http-threads", T_UINT, http_threads, 1, 64, 0),
 	O("http-connections", T_UINT, http_connections, 1, 65536, 0),
 	O("http-per-ip", T_UINT, http_per_ip, 0, 65536, 0),
@@ -131,6 +134,14 @@ static const char usage_text[] =
 "        --python-home DIR    its standard library (default: runtimes/python\n"
 "                             beside emberd); without both, runtime\n"
 "                             \"python\" deploys fail, the others work\n"
+"        --linux-kernel FILE  the Linux guest's kernel, for guest \"linux\"\n"
+"                             (default: vmlinux beside emberd, the cached\n"
+"                             build of make kernel)\n"
+"        --guest-init FILE    its PID 1 (default: guest-init beside emberd)\n"
+"        --linux-image-tool FILE  builds its root disks (default: linux-image\n"
+"                             beside emberd, a copy of scripts/linux-image.sh);\n"
+"                             guest \"linux\" deploys fail saying which is\n"
+"                             missing, and always on kvm-pvm hosts\n"
 "        --http-threads N     HTTP threads per listener (default 2)\n"
 "        --http-connections N open connections per listener (default 1024)\n"
 "        --http-per-ip N      TCP connections per client address (default 64;\n"
@@ -523,7 +534,10 @@ int config_load(struct agent_config *c, int argc, char **argv,
 	    default_path(&c->micro, exe_dir, "ember-micro") ||
 	    default_path(&c->lua_handler, exe_dir, "handlers/lua") ||
 	    default_path(&c->python_handler, exe_dir, "handlers/python") ||
-	    default_path(&c->python_home, exe_dir, "runtimes/python"))
+	    default_path(&c->python_home, exe_dir, "runtimes/python") ||
+	    default_path(&c->linux_kernel, exe_dir, "vmlinux") ||
+	    default_path(&c->guest_init, exe_dir, "guest-init") ||
+	    default_path(&c->linux_image_tool, exe_dir, "linux-image"))
 		return -1;
 	if (c->log_format && strcmp(c->log_format, "json") &&
 	    strcmp(c->log_format, "text"))

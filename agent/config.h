@@ -34,6 +34,9 @@ struct agent_config {
 	char *lua_handler;    /* the Lua runtime's handler binary */
 	char *python_handler; /* the Python runtime's handler binary */
 	char *python_home;    /* its library, grafted into each image */
+	char *linux_kernel;   /* guest "linux": vmlinux */
+	char *guest_init;     /* guest "linux": its PID 1 */
+	char *linux_image_tool; /* guest "linux": scripts/linux-image.sh */
 	/* HTTP */
 	unsigned http_threads;
 	unsigned http_connections;

@@ -9,6 +9,11 @@
  * fails a child, not emberd. The child's stderr (at -v) says when the guest
  * reached READY ("guest is ready") and how it ended; its console file holds
  * the handler's own initialisation output, which a failed deploy returns.
+ *
+ * Guest "linux" (deploy_linux.c) takes the same steps with other tools: the
+ * image is an ext4 root disk from the image tool, the VMM boots the Linux
+ * kernel (fd 3) with it read-only, and the deploy itself waits for READY
+ * over vsock and snapshots the VM through its control socket.
  */
 #include <elf.h>
 #include <errno.h>
@@ -29,6 +34,7 @@
 
 #include "agent/archive.h"
 #include "agent/deploy.h"
+#include "agent/deploy_linux.h"
 #include "ember.h"
 #include "ember/abi.h"
 #include "log.h"
@@ -54,7 +60,10 @@ struct build {
 	int parent_fd, out_fd, tree_fd;
 	bool created;                   /* out_dir is ours to remove */
 	char out_name[NAME_MAX + 1];
-	int boot_fd;                    /* the handler ELF the VM boots */
+	int boot_fd;                    /* the handler ELF the VM boots; for
+					   guest "linux" the kernel */
+	bool linux_guest;               /* manifest guest "linux" */
+	char *guest_init, *image_tool;  /* guest "linux": absolute */
 	int py_home_fd;                 /* python: the runtime's library */
 	char cmdline[EMBER_CMDLINE_MAX];
 	char *vmm, *micro;              /* absolute: the child runs in out_dir */
@@ -418,6 +427,78 @@ static int python_runtime(struct build *b)
 	return 0;
 }
 
+/* A tool guest "linux" needs: configured, present, and made absolute
+ * (the image tool runs inside out_dir). */
+static int linux_tool(struct build *b, const char *what, const char *path,
+		      const char *hint, char **abs)
+{
+	if (!path)
+		return fail(b, DEPLOY_STEP_MANIFEST, -ENOENT,
+			    "guest \"linux\" is not set up on this host: no %s "
+			    "is configured (%s)", what, hint);
+	*abs = realpath(path, NULL);
+	if (!*abs || access(*abs, R_OK))
+		return fail(b, DEPLOY_STEP_MANIFEST, -ENOENT,
+			    "guest \"linux\" is not set up on this host: the "
+			    "%s %s: %s (%s)", what, path, strerror(errno), hint);
+	return 0;
+}
+
+/* Guest "linux": any x86-64 Linux executable of the archive (static or
+ * with its libraries in the archive) runs under guest-init. */
+static int linux_manifest(struct build *b, const struct fn_manifest *m)
+{
+	const struct deploy_tools *t = b->rq->tools;
+	char *kernel = NULL;
+	int fd, ret;
+
+	/* The one thing this host can say for sure: on kvm-pvm, a Linux
+	 * guest's user space never runs (shared PLATFORM.md). */
+	if (ember_host_is_pvm())
+		return fail(b, DEPLOY_STEP_MANIFEST, -EOPNOTSUPP,
+			    "guest \"linux\" cannot run on this host: its "
+			    "KVM is nested kvm-pvm, where a Linux guest's "
+			    "user space cannot run (guest kernel code is "
+			    "emulated); use guest \"micro\"");
+	if (strcmp(m->runtime, "static"))
+		return fail(b, DEPLOY_STEP_MANIFEST, -EOPNOTSUPP,
+			    "runtime \"%s\" runs in the micro guest only: "
+			    "guest \"linux\" takes runtime \"static\" (any "
+			    "x86-64 Linux executable, its libraries in the "
+			    "archive)", m->runtime);
+	b->linux_guest = true;
+	ret = linux_tool(b, "Linux guest kernel", t->linux_kernel,
+			 "build it with make kernel, or start emberd with "
+			 "--linux-kernel FILE", &kernel);
+	if (!ret)
+		ret = linux_tool(b, "guest-init binary", t->guest_init,
+				 "make builds it; emberd --guest-init FILE",
+				 &b->guest_init);
+	if (!ret)
+		ret = linux_tool(b, "Linux image tool", t->linux_image,
+				 "make builds it from scripts/linux-image.sh; "
+				 "emberd --linux-image-tool FILE",
+				 &b->image_tool);
+	if (!ret) {
+		b->boot_fd = open(kernel, O_RDONLY | O_CLOEXEC);
+		if (b->boot_fd < 0)
+			ret = fail(b, DEPLOY_STEP_MANIFEST, -errno,
+				   "the Linux guest kernel %s: %s", kernel,
+				   strerror(errno));
+	}
+	free(kernel);
+	if (ret)
+		return ret;
+	fd = open_in_tree(b, "handler", m->handler);
+	if (fd < 0)
+		return fd;
+	close(fd);
+	progress(b, DEPLOY_STEP_MANIFEST,
+		 "guest linux, handler %s, %u MiB, timeout %u ms, %zu env",
+		 m->handler, m->memory_mib, m->timeout_ms, m->nr_env);
+	return 0;
+}
+
 static int do_manifest(struct build *b)
 {
 	struct fn_manifest *m = &b->res->manifest;
@@ -427,18 +508,8 @@ static int do_manifest(struct build *b)
 	ret = read_manifest(b, m);
 	if (ret)
 		return ret;
-	if (!strcmp(m->guest, "linux")) {
-		if (ember_host_is_pvm())
-			return fail(b, DEPLOY_STEP_MANIFEST, -EOPNOTSUPP,
-				    "guest \"linux\" cannot run on this host: its "
-				    "KVM is nested kvm-pvm, where a Linux guest's "
-				    "user space cannot run (guest kernel code is "
-				    "emulated); use guest \"micro\"");
-		return fail(b, DEPLOY_STEP_MANIFEST, -EOPNOTSUPP,
-			    "guest \"linux\" is not available yet: the Linux "
-			    "guest (guest-init) is not wired into deploy; use "
-			    "guest \"micro\"");
-	}
+	if (!strcmp(m->guest, "linux"))
+		return linux_manifest(b, m);
 	fd = open_in_tree(b, "handler", m->handler);
 	if (fd < 0)
 		return fd;
@@ -483,6 +554,39 @@ static int do_manifest(struct build *b)
 	return 0;
 }
 
+/* Guest "linux": the ext4 root disk, written by the image tool. */
+static int linux_image(struct build *b)
+{
+	const struct fn_manifest *m = &b->res->manifest;
+	char *argv[DEPLOY_LINUX_ARGV_MAX], hpath[MANIFEST_PATH_MAX + 2];
+	char why[400], *tmp = realpath(b->rq->out_dir, NULL);
+	uint64_t t0 = now_us();
+	struct stat sb;
+	int ret;
+
+	if (!tmp)
+		return fail(b, DEPLOY_STEP_IMAGE, -errno, "%s: %s",
+			    b->rq->out_dir, strerror(errno));
+	if (deploy_linux_image_argv(b->image_tool, b->guest_init, m, "tree",
+				    "image", hpath, sizeof(hpath), argv) < 0) {
+		free(tmp);
+		return fail(b, DEPLOY_STEP_IMAGE, -E2BIG,
+			    "the image tool's arguments do not fit");
+	}
+	ret = deploy_linux_run_image(b->out_fd, tmp, argv,
+				     DEPLOY_IMAGE_TIMEOUT_MS, why, sizeof(why));
+	free(tmp);
+	if (ret)
+		return fail(b, DEPLOY_STEP_IMAGE, ret, "%s", why);
+	if (fstatat(b->out_fd, "image", &sb, AT_SYMLINK_NOFOLLOW) ||
+	    !S_ISREG(sb.st_mode))
+		return fail(b, DEPLOY_STEP_IMAGE, -EIO,
+			    "the image tool wrote no image");
+	progress(b, DEPLOY_STEP_IMAGE, "ext4, %lld bytes, %.1f ms",
+		 (long long)sb.st_size, (double)(now_us() - t0) / 1000.0);
+	return 0;
+}
+
 static int do_image(struct build *b)
 {
 	struct mkimage_graft py = { PY_IMAGE_DIR, b->py_home_fd };
@@ -492,6 +596,8 @@ static int do_image(struct build *b)
 	char why[400];
 	int fd, ret;
 
+	if (b->linux_guest)
+		return linux_image(b);
 	fd = openat(b->out_fd, "image",
 		    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -722,12 +828,52 @@ static int boot_failure(struct build *b, int status, bool ready,
 	return fail(b, step, -EIO, "ember-vmm failed (exit %d): %s", code, last);
 }
 
+/* Guest "linux": why the boot or the snapshot failed (deploy_linux.c's
+ * reason first, then what the VMM's status adds). */
+static int linux_boot_failure(struct build *b, int lret, int status,
+			      bool ready, uint32_t timeout_ms, const char *why)
+{
+	const char *last = b->last_vmm_line[0] ? b->last_vmm_line : "no message";
+	const char *panic;
+
+	collect_output(b);
+	if (lret == -ETIMEDOUT)
+		return fail(b, DEPLOY_STEP_BOOT, -ETIMEDOUT,
+			    "the Linux guest was not ready within %u ms: %s "
+			    "(its console is in the output)", timeout_ms, why);
+	if (ready)
+		return fail(b, DEPLOY_STEP_SNAPSHOT, -EIO, "%s", why);
+	/* The kernel's own last words, when it panicked (a root disk it
+	 * could not mount, an init that died). */
+	if (lret == -EPIPE && b->res->output &&
+	    (panic = strstr(b->res->output, "Kernel panic - not syncing: "))) {
+		size_t l = strcspn(panic, "\r\n");
+
+		return fail(b, DEPLOY_STEP_BOOT, -ECANCELED,
+			    "%s: the Linux guest's kernel panicked: %.*s", why,
+			    (int)(l < 200 ? l : 200), panic);
+	}
+	if (lret == -EPIPE && status >= 0 && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == 0)
+		return fail(b, DEPLOY_STEP_BOOT, -ECANCELED,
+			    "%s: the Linux guest powered off before it was "
+			    "ready (the handler failed its initialisation, or "
+			    "guest-init could not start it: see the output)",
+			    why);
+	if (lret == -EPIPE && status >= 0 && WIFEXITED(status))
+		return fail(b, DEPLOY_STEP_BOOT, WEXITSTATUS(status) == 125 ?
+				    -ECANCELED : -EIO,
+			    "%s: ember-vmm ended with status %d: %s", why,
+			    WEXITSTATUS(status), last);
+	return fail(b, DEPLOY_STEP_BOOT, -EIO, "%s (%s)", why, last);
+}
+
 static int do_boot(struct build *b)
 {
 	const struct fn_manifest *m = &b->res->manifest;
 	uint32_t timeout_ms = b->rq->boot_timeout_ms ? b->rq->boot_timeout_ms :
 						      DEPLOY_BOOT_TIMEOUT_MS;
-	char mem[16], timeout[32];
+	char mem[16], timeout[32], lwhy[300] = "";
 	/* No -Wwrite-strings: the literals are never written. */
 	char *argv[] = {
 		b->vmm, "-v", "--micro", "--kernel", b->micro,
@@ -736,23 +882,41 @@ static int do_boot(struct build *b)
 		"--serial", "init.log", "--cmdline", b->cmdline,
 		"--snapshot-at-ready", "snapshot", "--timeout", timeout, NULL,
 	};
-	int pipefd[2], err_r, err_w, status;
+	/* Guest "linux": the kernel is fd 3, the root disk read-only (every
+	 * clone shares it), READY and the snapshot go through vsock and the
+	 * control socket (deploy_linux.c). */
+	char *largv[] = {
+		b->vmm, "-v", "--kernel", "/proc/self/fd/3", "--mem", mem,
+		"--disk", "image,ro", "--vsock", DEPLOY_LINUX_VSOCK,
+		"--control", DEPLOY_LINUX_CONTROL, "--serial", "init.log",
+		"--cmdline", DEPLOY_LINUX_CMDLINE, "--timeout", timeout, NULL,
+	};
+	int pipefd[2], err_r, err_w, status, lret = 0;
 	bool ready = false;
-	uint64_t t0, t1;
+	uint64_t t0, t1, vmm_ms;
 	struct stat sb;
 	pid_t pid;
 
+	if (b->linux_guest)
+		timeout_ms = b->rq->linux_boot_timeout_ms ?
+				     b->rq->linux_boot_timeout_ms :
+				     DEPLOY_LINUX_BOOT_TIMEOUT_MS;
 	b->vmm = realpath(b->rq->tools->vmm, NULL);
-	b->micro = realpath(b->rq->tools->micro, NULL);
+	b->micro = b->linux_guest ? strdup("-") :
+				    realpath(b->rq->tools->micro, NULL);
 	if (!b->vmm || !b->micro)
 		return fail(b, DEPLOY_STEP_BOOT, -ENOENT, "%s: %s",
 			    b->vmm ? b->rq->tools->micro : b->rq->tools->vmm,
 			    strerror(errno));
-	argv[0] = b->vmm;
+	argv[0] = largv[0] = b->vmm;
 	argv[4] = b->micro;
 	snprintf(mem, sizeof(mem), "%u", m->memory_mib);
-	snprintf(timeout, sizeof(timeout), "%u.%03u", timeout_ms / 1000,
-		 timeout_ms % 1000);
+	/* A Linux guest's VMM also has to write the snapshot after READY:
+	 * it stops by itself a minute after the boot's deadline. */
+	vmm_ms = timeout_ms + (b->linux_guest ? 60000u : 0u);
+	snprintf(timeout, sizeof(timeout), "%llu.%03llu",
+		 (unsigned long long)(vmm_ms / 1000),
+		 (unsigned long long)(vmm_ms % 1000));
 	if (pipe2(pipefd, O_CLOEXEC))
 		return fail(b, DEPLOY_STEP_BOOT, -errno, "pipe: %s",
 			    strerror(errno));
@@ -775,7 +939,7 @@ static int do_boot(struct build *b)
 		return fail(b, DEPLOY_STEP_BOOT, -EMFILE, "out of descriptors");
 	}
 	t0 = now_us();
-	pid = spawn_vmm(b, err_w, argv);
+	pid = spawn_vmm(b, err_w, b->linux_guest ? largv : argv);
 	close(err_w);
 	if (pid < 0) {
 		close(err_r);
@@ -784,14 +948,34 @@ static int do_boot(struct build *b)
 	}
 	if (b->rq->vmm_child)
 		b->rq->vmm_child(b->rq->ctx, pid, true);
+	if (b->linux_guest) {
+		uint64_t ready_us = 0;
+
+		lret = deploy_linux_snapshot(b->out_fd, pid,
+					     t0 + (uint64_t)timeout_ms * 1000u,
+					     &ready, &ready_us, lwhy,
+					     sizeof(lwhy));
+		/* Not ready in time, or the exchange failed: it ends now
+		 * (unreaped, the pid cannot have been reused). */
+		if (lret && lret != -EPIPE)
+			kill(pid, SIGKILL);
+		if (ready)
+			progress(b, DEPLOY_STEP_BOOT, "READY after %.1f ms",
+				 (double)(ready_us - t0) / 1000.0);
+	}
 	status = watch_vmm(b, pid, err_r, t0,
-			   t0 + (uint64_t)(timeout_ms + KILL_GRACE_MS) * 1000u,
-			   &ready);
+			   t0 + (vmm_ms + KILL_GRACE_MS) * 1000u, &ready);
 	if (b->rq->vmm_child)
 		b->rq->vmm_child(b->rq->ctx, pid, false);
 	close(err_r);
 	t1 = now_us();
 	unlinkat(b->out_fd, "v.sock", 0); /* if the VMM left it */
+	if (b->linux_guest) {
+		unlinkat(b->out_fd, DEPLOY_LINUX_CONTROL, 0);
+		if (lret)
+			return linux_boot_failure(b, lret, status, ready,
+						  timeout_ms, lwhy);
+	}
 	if (status != 0 || !ready ||
 	    fstatat(b->out_fd, "snapshot/state", &sb, AT_SYMLINK_NOFOLLOW) ||
 	    fstatat(b->out_fd, "snapshot/memory", &sb, AT_SYMLINK_NOFOLLOW))
@@ -853,6 +1037,8 @@ int deploy_build(const struct deploy_request *rq, struct deploy_result *res)
 		close(b->parent_fd);
 	free(b->vmm);
 	free(b->micro);
+	free(b->guest_init);
+	free(b->image_tool);
 	free(b);
 	return ret;
 }

@@ -10,7 +10,9 @@
  *
  * The directory deploy_build() builds (docs/functions.md):
  *   out_dir/tree/        the archive's files, as extracted
- *   out_dir/image        the micro guest's EMFS image of tree/
+ *   out_dir/image        the micro guest's EMFS image of tree/; for guest
+ *                        "linux" the ext4 root disk (guest-init, its
+ *                        init.conf and tree/), from tools->linux_image
  *   out_dir/init.log     the guest console during the boot: the handler's
  *                        initialisation output (stderr) and the guest's
  *   out_dir/snapshot/    state + memory, taken at READY
@@ -37,6 +39,8 @@
 #define DEPLOY_MAX_TREE_BYTES (256ull << 20)
 #define DEPLOY_BOOT_TIMEOUT_MS 30000u
 #define DEPLOY_OUTPUT_MAX (16u << 10)   /* bytes of init output kept */
+#define DEPLOY_LINUX_BOOT_TIMEOUT_MS 120000u
+#define DEPLOY_IMAGE_TIMEOUT_MS 300000u /* the ext4 image tool */
 
 /* The binaries (and the Python runtime's library) deploys use. python_*
  * may be NULL on a host without the Python runtime: deploying runtime
@@ -46,6 +50,11 @@ struct deploy_tools {
 	const char *python_handler;  /* build/handlers/python (mk/python.mk) */
 	const char *python_home;     /* build/runtimes/python: grafted into
 					the image at /.ember/python */
+	/* Guest "linux" (docs/linux-guest.md); NULL or missing files make
+	 * such a deploy fail at step "manifest" saying which. */
+	const char *linux_kernel;    /* vmlinux (build/vmlinux: make kernel) */
+	const char *guest_init;      /* build/guest-init */
+	const char *linux_image;     /* build/linux-image (scripts/linux-image.sh) */
 };
 
 struct deploy_request {
@@ -64,6 +73,10 @@ struct deploy_request {
 	 * once it has been reaped (running = false), so that the agent can
 	 * record it and a restarted emberd can end one a crash left behind. */
 	void (*vmm_child)(void *ctx, pid_t pid, bool running);
+	/* Guest "linux" only: boot to READY; 0 = DEPLOY_LINUX_BOOT_TIMEOUT_MS
+	 * (a Linux kernel boots in ~1 s on hardware virtualization, far
+	 * longer on a loaded host). */
+	uint32_t linux_boot_timeout_ms;
 };
 
 struct deploy_result {
@@ -88,7 +101,9 @@ struct deploy_result {
  * and returns -errno with res->step/message/output filled:
  *   -EEXIST out_dir exists; -EINVAL a refused archive, manifest or handler;
  *   -EFBIG a limit; -ENOEXEC the handler is not a static x86-64 executable;
- *   -EOPNOTSUPP guest "linux"; -ECANCELED the handler failed its
+ *   -EOPNOTSUPP guest "linux" on a kvm-pvm host (or with another runtime
+ *   than "static"); -ENOENT a tool guest "linux" needs is missing;
+ *   -ECANCELED the handler failed its
  *   initialisation (res->output has its output); -ETIMEDOUT no READY in
  *   time; -EIO the VMM failed; other errnos from the file system.
  * res need not be initialised; release it with deploy_result_free() either

@@ -49,6 +49,7 @@ struct path_job {
 struct fns {
 	struct fns_config cfg;
 	char *state_dir, *runtime_dir, *vmm, *micro, *lua, *py, *py_home;
+	char *linux_kernel, *guest_init, *linux_image;
 	struct db *db;
 	struct sched *sched;
 	pthread_mutex_t lock;
@@ -147,6 +148,8 @@ static void spec_fill(struct fns *f, struct sched_fn_spec *spec,
 	spec->memory_mib = m->memory_mib;
 	spec->timeout_ms = m->timeout_ms;
 	spec->max_concurrency = m->max_concurrency;
+	/* A Linux guest's VM has an in-kernel irqchip; its shells too. */
+	spec->irqchip = !strcmp(m->guest, "linux");
 	snprintf(snap, cap, "%s/%s/snapshot", f->state_dir, rel_dir);
 	snprintf(disk, cap, "%s/%s/image", f->state_dir, rel_dir);
 	spec->snapshot_dir = snap;
@@ -577,6 +580,13 @@ struct fns *fns_create(const struct fns_config *cfg, struct db *db,
 					    NULL;
 	f->py_home = cfg->tools.python_home ? strdup(cfg->tools.python_home) :
 					      NULL;
+	/* Guest "linux": NULL when not configured (deploys say so). */
+	f->linux_kernel = cfg->tools.linux_kernel ?
+				  strdup(cfg->tools.linux_kernel) : NULL;
+	f->guest_init = cfg->tools.guest_init ? strdup(cfg->tools.guest_init) :
+						NULL;
+	f->linux_image = cfg->tools.linux_image ?
+				 strdup(cfg->tools.linux_image) : NULL;
 	f->cfg.state_dir = f->state_dir;
 	f->cfg.runtime_dir = f->runtime_dir;
 	f->cfg.tools = (struct deploy_tools){
@@ -585,6 +595,9 @@ struct fns *fns_create(const struct fns_config *cfg, struct db *db,
 		.lua_handler = f->lua,
 		.python_handler = f->py,
 		.python_home = f->py_home,
+		.linux_kernel = f->linux_kernel,
+		.guest_init = f->guest_init,
+		.linux_image = f->linux_image,
 	};
 	if (!f->cfg.workers)
 		f->cfg.workers = 1;
@@ -650,6 +663,9 @@ void fns_destroy(struct fns *f)
 	free(f->lua);
 	free(f->py);
 	free(f->py_home);
+	free(f->linux_kernel);
+	free(f->guest_init);
+	free(f->linux_image);
 	pthread_cond_destroy(&f->cond);
 	pthread_cond_destroy(&f->jcond);
 	pthread_mutex_destroy(&f->lock);

@@ -40,6 +40,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/elog.h"
@@ -118,6 +119,7 @@ struct fn {
 	char name[UTIL_NAME_MAX + 1];
 	char tenant[UTIL_NAME_MAX + 1];
 	char *snap_dir, *disk;
+	bool irqchip;           /* guest "linux": restored in irqchip shells */
 	uint32_t memory_mib, timeout_ms, max_conc;
 	uint32_t idle_ttl_ms, min_instances;
 	bool ws_known;          /* the snapshot has a working set (or gave up) */
@@ -162,6 +164,7 @@ struct inv {
 
 struct inst {
 	enum inst_state state;
+	bool irqchip;              /* a shell for Linux snapshots (--irqchip) */
 	struct vmmproc proc;
 	struct fn *fn;             /* NULL while spawning or pooled */
 	struct watch w_ctl, w_vsock, w_pid;
@@ -221,6 +224,11 @@ struct sched {
 	/* the pool */
 	struct list_node pool;          /* ready shells, oldest first */
 	unsigned nr_ready, nr_spawning;
+	/* Shells with an in-kernel irqchip, for guest "linux" snapshots:
+	 * spawned only for functions that wait for one, never pre-warmed,
+	 * and not counted above. */
+	struct list_node pool_irq;
+	unsigned nr_irq_ready, nr_irq_spawning;
 	unsigned nr_restoring;          /* instances restoring, all functions */
 	uint64_t last_restore_ns;       /* when the last restore was sent */
 	uint64_t spawn_seq, spawned, spawn_failures;
@@ -791,10 +799,16 @@ static void inst_unlist(struct sched *s, struct inst *in)
 	}
 	switch (in->state) {
 	case I_SPAWNING:
-		s->nr_spawning--;
+		if (in->irqchip)
+			s->nr_irq_spawning--;
+		else
+			s->nr_spawning--;
 		break;
 	case I_SHELL:
-		s->nr_ready--;
+		if (in->irqchip)
+			s->nr_irq_ready--;
+		else
+			s->nr_ready--;
 		break;
 	case I_RESTORING:
 	case I_STARTING:
@@ -1202,13 +1216,18 @@ static void inst_became_shell(struct sched *s, struct inst *in)
 {
 	struct list_node *n;
 
-	s->nr_spawning--;
 	in->state = I_SHELL;
-	s->nr_ready++;
+	if (in->irqchip) {
+		s->nr_irq_spawning--;
+		s->nr_irq_ready++;
+	} else {
+		s->nr_spawning--;
+		s->nr_ready++;
+	}
 	s->spawned++;
 	s->spawn_streak = 0;
 	timer_cancel(s, &in->timer);
-	list_append(&s->pool, &in->node);
+	list_append(in->irqchip ? &s->pool_irq : &s->pool, &in->node);
 	/* Functions waiting for a shell pump again, in the order they asked;
 	 * those that get none ask again (at the back). */
 	while ((n = list_first(&s->shell_waiters))) {
@@ -1365,6 +1384,30 @@ static void frame_header(struct sched *s, struct inst *in)
 	}
 }
 
+/* guest-init's READY asks for SYNC (the host's clock and entropy,
+ * docs/guest-init.md): it goes out before anything else, so that the
+ * first INVOKE reaches the handler after it was applied. Nothing else has
+ * been written on this fresh connection, so the 64-byte frame fits the
+ * socket at once; a short write ends the instance. 0 or -EIO. */
+static int inst_send_sync(struct inst *in)
+{
+	uint8_t entropy[EMBER_INV_SYNC_ENTROPY], payload[EMBER_INV_SYNC_LEN];
+	uint8_t frame[EMBER_INV_HDR_SIZE + EMBER_INV_SYNC_LEN];
+	struct timespec ts;
+	long n;
+
+	if (util_random(entropy, sizeof(entropy)))
+		return -EIO;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ember_inv_sync_encode(payload, (uint64_t)ts.tv_sec * 1000000000ull +
+					       (uint64_t)ts.tv_nsec, entropy);
+	n = ember_inv_frame_encode(frame, sizeof(frame), EMBER_INV_SYNC, 0, 0,
+				   0, payload, sizeof(payload));
+	if (n <= 0 || write(in->w_vsock.fd, frame, (size_t)n) != n)
+		return -EIO;
+	return 0;
+}
+
 /* A whole frame arrived. */
 static void frame_done(struct sched *s, struct inst *in)
 {
@@ -1376,6 +1419,9 @@ static void frame_done(struct sched *s, struct inst *in)
 	case EMBER_INV_READY:
 		if (in->state != I_STARTING && in->state != I_RESTORING)
 			return on_protocol_error(s, in, "unexpected READY");
+		if ((h->flags & EMBER_INV_F_READY_SYNC) && inst_send_sync(in))
+			return inst_died(s, in, "the SYNC frame could not be "
+					 "sent");
 		in->fresh = true;
 		in->ready_ns = util_now_ns();
 		in->init_ns = in->ready_ns - in->restore_ns;
@@ -1595,14 +1641,17 @@ static void on_start_deadline(void *ctx, struct timer *t)
  * Cold starts: a pooled shell restores a function's snapshot
  */
 
-static struct inst *pool_take(struct sched *s)
+static struct inst *pool_take(struct sched *s, bool irqchip)
 {
-	struct list_node *n = list_first(&s->pool);
+	struct list_node *n = list_first(irqchip ? &s->pool_irq : &s->pool);
 
 	if (!n)
 		return NULL;
 	list_del(n);
-	s->nr_ready--;
+	if (irqchip)
+		s->nr_irq_ready--;
+	else
+		s->nr_ready--;
 	pthread_cond_signal(&s->pool_cond);
 	return container_of(n, struct inst, node);
 }
@@ -1737,7 +1786,8 @@ static void fn_want_shell(struct sched *s, struct fn *fn)
 		 * every 100 ms) so that the next burst finds one. */
 		s->pool_misses++;
 		s->last_miss_ns = now;
-		if (now - s->last_grow_ns > 100000000ull &&
+		/* Irqchip shells are spawned per waiting function only. */
+		if (!fn->irqchip && now - s->last_grow_ns > 100000000ull &&
 		    s->pool_target < s->cfg.pool_max) {
 			s->pool_target = s->pool_target ? s->pool_target * 2 : 1;
 			if (s->pool_target > s->cfg.pool_max)
@@ -1795,7 +1845,7 @@ static void fn_pump(struct sched *s, struct fn *fn)
 			fn_wait_capacity(s, fn);
 			return;
 		}
-		in = pool_take(s);
+		in = pool_take(s, fn->irqchip);
 		if (!in) {
 			fn_want_shell(s, fn);
 			return;
@@ -1814,9 +1864,9 @@ static void fn_pump(struct sched *s, struct fn *fn)
  * functions need.
  */
 
-static unsigned shells_wanted(struct sched *s)
+static unsigned shells_wanted(struct sched *s, bool irqchip)
 {
-	unsigned want = s->pool_target;
+	unsigned want = irqchip ? 0 : s->pool_target;
 	struct list_node *n, *t;
 
 	list_for_each_safe(n, t, &s->shell_waiters) {
@@ -1825,6 +1875,8 @@ static unsigned shells_wanted(struct sched *s)
 		unsigned room = fn->max_conc > fn_total(fn) ?
 					fn->max_conc - fn_total(fn) : 0;
 
+		if (fn->irqchip != irqchip)
+			continue;
 		want += need < room ? need : room;
 	}
 	return want;
@@ -1843,20 +1895,24 @@ static void *pool_main(void *arg)
 		int ret;
 
 		uint64_t quiet_until = s->last_restore_ns + POOL_QUIET_NS;
+		/* A function waiting for an irqchip shell gets one first. */
+		bool irq = s->nr_irq_ready + s->nr_irq_spawning <
+			   shells_wanted(s, true);
 
 		/* A spawn (clone, exec, KVM_CREATE_VM: a few ms of CPU) waits
 		 * until the last cold start has had POOL_QUIET_NS to restore
 		 * and serve its first invocation, as long as a shell is ready
 		 * for the next one: on two cores it would otherwise slow the
 		 * very cold starts the pool is there for. */
-		if (s->nr_ready + s->nr_spawning >= shells_wanted(s) ||
-		    s->nr_spawning >= SPAWN_PARALLEL ||
-		    now < s->spawn_backoff_until ||
-		    (s->nr_ready && now < quiet_until)) {
+		if ((!irq && (s->nr_ready + s->nr_spawning >=
+				      shells_wanted(s, false) ||
+			      (s->nr_ready && now < quiet_until))) ||
+		    s->nr_spawning + s->nr_irq_spawning >= SPAWN_PARALLEL ||
+		    now < s->spawn_backoff_until) {
 			uint64_t wait_ns = 100 * 1000 * 1000;
 			struct timespec ts;
 
-			if (s->nr_ready && now < quiet_until)
+			if (!irq && s->nr_ready && now < quiet_until)
 				wait_ns = quiet_until - now;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_sec += (time_t)(wait_ns / 1000000000);
@@ -1868,19 +1924,23 @@ static void *pool_main(void *arg)
 			pthread_cond_timedwait(&s->pool_cond, &s->lock, &ts);
 			continue;
 		}
-		s->nr_spawning++;
+		if (irq)
+			s->nr_irq_spawning++;
+		else
+			s->nr_spawning++;
 		seq = ++s->spawn_seq;
 		pthread_mutex_unlock(&s->lock);
 
 		in = calloc(1, sizeof(*in));
 		ret = in ? vmmproc_spawn(s->vmm, s->runtime_dir,
-					 &s->hooks.spawn, seq, &in->proc, err,
-					 sizeof(err)) :
+					 &s->hooks.spawn, seq, irq, &in->proc,
+					 err, sizeof(err)) :
 			   -ENOMEM;
 
 		pthread_mutex_lock(&s->lock);
 		if (!ret) {
 			in->state = I_SPAWNING;
+			in->irqchip = irq;
 			in->w_vsock.fd = -1;
 			in->ws_fd = in->wsd_fd = -1;
 			list_init(&in->node);
@@ -1899,7 +1959,10 @@ static void *pool_main(void *arg)
 			}
 		}
 		if (ret) {
-			s->nr_spawning--;
+			if (irq)
+				s->nr_irq_spawning--;
+			else
+				s->nr_spawning--;
 			spawn_failed(s, in ? err : "out of memory");
 			if (in) {
 				if (in->proc.ctl >= 0)
@@ -1951,8 +2014,13 @@ static void on_tick(void *ctx, struct timer *t)
 	if (s->pool_target > s->cfg.pool_max)
 		s->pool_target = s->cfg.pool_max;
 	/* Shells beyond what is wanted end, oldest first. */
-	while (s->nr_ready > shells_wanted(s)) {
+	while (s->nr_ready > shells_wanted(s, false)) {
 		struct list_node *n = list_first(&s->pool);
+
+		inst_kill(s, container_of(n, struct inst, node));
+	}
+	while (s->nr_irq_ready > shells_wanted(s, true)) {
+		struct list_node *n = list_first(&s->pool_irq);
 
 		inst_kill(s, container_of(n, struct inst, node));
 	}
@@ -2061,6 +2129,7 @@ struct sched *sched_create(const struct sched_config *cfg, char *err,
 	pthread_cond_init(&s->pool_cond, NULL);
 	pthread_cond_init(&s->drain_cond, NULL);
 	list_init(&s->shell_waiters);
+	list_init(&s->pool_irq);
 	list_init(&s->pumps);
 	list_init(&s->insts);
 	list_init(&s->graveyard);
@@ -2153,6 +2222,7 @@ int sched_fn_set(struct sched *s, const struct sched_fn_spec *spec)
 	util_copy(fn->tenant, sizeof(fn->tenant), spec->tenant);
 	fn->snap_dir = strdup(spec->snapshot_dir);
 	fn->disk = spec->disk ? strdup(spec->disk) : NULL;
+	fn->irqchip = spec->irqchip;
 	fn->memory_mib = spec->memory_mib;
 	fn->timeout_ms = spec->timeout_ms ? spec->timeout_ms : 3000;
 	fn->max_conc = spec->max_concurrency ? spec->max_concurrency : 1;

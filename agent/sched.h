@@ -137,6 +137,9 @@ struct sched_fn_spec {
 	char tenant[UTIL_NAME_MAX + 1]; /* the tenant's name, likewise */
 	const char *snapshot_dir;       /* absolute: state, memory[, workingset] */
 	const char *disk;               /* absolute path of the image, or NULL */
+	bool irqchip;                   /* the snapshot has an in-kernel irqchip
+					   (guest "linux"): restored in shells
+					   spawned with --irqchip */
 	uint32_t memory_mib, timeout_ms, max_concurrency;
 	uint32_t idle_ttl_ms;           /* 0: the scheduler's default */
 	uint32_t min_instances;         /* kept warm whatever the load */

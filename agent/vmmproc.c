@@ -143,7 +143,7 @@ child_exec(char *vmm, int ctl, int devnull, pid_t parent,
 	   const struct vmmproc_hooks *h, const struct vmmproc_spawn *sp)
 {
 	char *argv[] = { vmm, "--shell", "--control-fd", "3", "--quiet",
-			 NULL };
+			 sp->irqchip ? "--irqchip" : NULL, NULL };
 	char *envp[] = { NULL };
 	sigset_t none;
 
@@ -192,7 +192,7 @@ static int child_main(void *arg)
 #define CHILD_STACK (32 * 1024)
 
 int vmmproc_spawn(const char *vmm, const char *runtime_dir,
-		  const struct vmmproc_hooks *hooks, uint64_t seq,
+		  const struct vmmproc_hooks *hooks, uint64_t seq, bool irqchip,
 		  struct vmmproc *p, char *err, size_t errlen)
 {
 	struct clone_args args;
@@ -206,6 +206,7 @@ int vmmproc_spawn(const char *vmm, const char *runtime_dir,
 	p->hooks = hooks;
 	p->sp.vmm = vmm;
 	p->sp.seq = seq;
+	p->sp.irqchip = irqchip;
 	/* A writable copy for execve's argv, made before the clone (the
 	 * child must not allocate). */
 	if (snprintf(vmm_path, sizeof(vmm_path), "%s", vmm) >=

@@ -28,6 +28,7 @@
 struct vmmproc_spawn {
 	const char *vmm;
 	uint64_t seq;          /* spawn counter, unique per emberd run */
+	bool irqchip;          /* the shell needs --irqchip (Linux guests) */
 	void *state;           /* set by prepare(), passed to child/release */
 };
 
@@ -74,10 +75,12 @@ struct vmmproc {
 };
 
 /* Starts `vmm --shell --control-fd 3` (stdin and stdout /dev/null, stderr
- * inherited) and writes RUNTIME/vmm/PID. The process is ours to kill and
- * reap; READY arrives on p->ctl. 0 or -errno with a reason in err. */
+ * inherited), with --irqchip when `irqchip` (a shell for Linux guests'
+ * snapshots; sp->irqchip tells a spawn hook), and writes RUNTIME/vmm/PID.
+ * The process is ours to kill and reap; READY arrives on p->ctl. 0 or
+ * -errno with a reason in err. */
 int vmmproc_spawn(const char *vmm, const char *runtime_dir,
-		  const struct vmmproc_hooks *hooks, uint64_t seq,
+		  const struct vmmproc_hooks *hooks, uint64_t seq, bool irqchip,
 		  struct vmmproc *p, char *err, size_t errlen);
 
 /* SIGKILL through the pidfd (a no-op once reaped). */

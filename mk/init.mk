@@ -2,6 +2,8 @@
 # a static musl binary, and the Linux guest's root disk image.
 #
 #   $(BUILD)/guest-init        the binary (/ember/init in the image)
+#   $(BUILD)/linux-image       scripts/linux-image.sh, beside emberd: the
+#                              tool its guest "linux" deploys run
 #   make linux-image           $(BUILD)/linux-root.ext4: guest-init and the
 #                              SDK's echo handler, built by
 #                              scripts/linux-image.sh and cached outside the
@@ -31,5 +33,10 @@ linux-image: $(BUILD)/guest-init $(LINUX_IMAGE_HANDLER)
 		--handler-file $(LINUX_IMAGE_HANDLER) --handler /handler \
 		--link $(BUILD)/linux-root.ext4
 
-ALL += $(BUILD)/guest-init
-TEST_DEPS += $(BUILD)/guest-init
+# emberd's default --linux-image-tool (agent/deploy_linux.c).
+$(BUILD)/linux-image: scripts/linux-image.sh
+	@mkdir -p $(dir $@)
+	install -m 0755 $< $@
+
+ALL += $(BUILD)/guest-init $(BUILD)/linux-image
+TEST_DEPS += $(BUILD)/guest-init $(BUILD)/linux-image
