@@ -508,10 +508,9 @@ int __wrap_vm_create_devices(struct ember_vm *vm, char *err, size_t errlen)
 
 /* ---------------------------------------------------------------------
  * Talking to an instance: connect (retrying until the socket exists),
- * the hybrid-vsock handshake, READY, then the invoke over libember's
- * client (vmm/invoke.h). The steps are done by hand up to READY so that
- * each can be timed; the protocol is docs/vsock.md and
- * docs/function-abi.md.
+ * then libember's client (vmm/invoke.h) for the hybrid-vsock handshake,
+ * READY and the invokes, one call per step so that each can be timed; the
+ * protocol is docs/vsock.md and docs/function-abi.md.
  */
 static int wait_fd(int fd, short ev, uint64_t deadline)
 {
@@ -585,52 +584,6 @@ static int read_full(int fd, void *buf, size_t len, uint64_t deadline)
 	return 0;
 }
 
-/* "CONNECT <port>\n" -> "OK <n>\n" (Firecracker-compatible hybrid vsock). */
-static int vsock_handshake(int fd, uint64_t deadline)
-{
-	char line[32];
-	int n = snprintf(line, sizeof(line), "CONNECT %u\n",
-			 EMBER_INV_VSOCK_PORT);
-	size_t got = 0;
-
-	if (write(fd, line, (size_t)n) != n)
-		return -EIO;
-	while (got < sizeof(line) - 1) {
-		int r = read_full(fd, line + got, 1, deadline);
-
-		if (r < 0)
-			return r;
-		if (line[got++] == '\n')
-			break;
-	}
-	line[got] = 0;
-	return strncmp(line, "OK ", 3) ? -EPROTO : 0;
-}
-
-/* Reads frames until READY (LOG frames before it are skipped). */
-static int wait_ready(int fd, uint64_t deadline)
-{
-	uint8_t raw[EMBER_INV_HDR_SIZE], payload[EMBER_INV_MAX_LOG];
-	struct ember_inv_hdr h;
-	int r;
-
-	for (int i = 0; i < 64; i++) {
-		r = read_full(fd, raw, sizeof(raw), deadline);
-		if (r < 0)
-			return r;
-		if (ember_inv_hdr_decode(raw, &h) < 0 || h.length > sizeof(payload))
-			return -EPROTO;
-		r = read_full(fd, payload, h.length, deadline);
-		if (r < 0)
-			return r;
-		if (h.type == EMBER_INV_READY)
-			return 0;
-		if (h.type != EMBER_INV_LOG)
-			return -EPROTO;
-	}
-	return -EPROTO;
-}
-
 /* One cold start's timeline, in us from its start. */
 struct run {
 	double sock;    /* the vsock socket accepted our connect */
@@ -695,36 +648,36 @@ static void series_fail(struct series *s, const char *fmt, ...)
 
 static const char g_req[] = "hello, ember";
 
-/* From a connected, handshaken socket `fd` (owned from here on): READY,
- * an invoke (checked to echo), a second warm invoke. Fills r->ready,
- * total, warm relative to t0; `pid` > 0 is sampled for page faults. */
-static int finish_start(int fd, uint64_t t0, pid_t pid, struct run *r,
-			char *why, size_t whylen)
+/* Milliseconds left until `deadline`, at least 1 (the client's timeouts
+ * must be positive). */
+static int ms_until(uint64_t deadline)
 {
-	uint64_t deadline = now_ns() + 10000000000ull;
+	uint64_t t = now_ns();
+
+	return t >= deadline ? 1 : (int)((deadline - t + 999999) / 1000000);
+}
+
+/* From client `c` whose handshake is done (owned from here on): READY, an
+ * invoke (checked to echo), a second warm invoke. Fills r->ready, total,
+ * warm relative to t0; `pid` > 0 is sampled for page faults. */
+static int finish_start(struct inv_client *c, uint64_t t0, pid_t pid,
+			struct run *r, char *why, size_t whylen)
+{
 	struct inv_result res = { 0 };
-	struct inv_client *c;
 	long flt0 = -1, flt1;
-	int err, ret;
+	int ret;
 	uint64_t t, x0 = kvm_runs(), x1;
 
-	ret = wait_ready(fd, deadline);
+	ret = inv_client_wait_ready(c, 10000);
 	if (ret < 0) {
 		snprintf(why, whylen, "READY: %s", strerror(-ret));
-		close(fd);
-		return ret;
+		goto out;
 	}
 	r->ready = us_since(t0, now_ns());
 	x1 = kvm_runs();
 	r->exits_ready = (long)(x1 - x0);
 	if (pid > 0)
 		flt0 = proc_minflt(pid);
-	c = inv_client_from_fds(fd, fd, 1, &err);
-	if (!c) {
-		close(fd);
-		snprintf(why, whylen, "client: %s", strerror(-err));
-		return err;
-	}
 	if (inv_client_invoke(c, g_req, sizeof(g_req) - 1, 10000, &res) !=
 		    EMBER_INVOKE_OK ||
 	    res.len != sizeof(g_req) - 1 ||
@@ -767,6 +720,7 @@ static int start_session(const char *sock, pid_t pid, uint64_t t0,
 {
 	uint64_t deadline = t0 + 10000000000ull;
 	const struct timespec pause = { 0, 100000 };
+	struct inv_client *c;
 	int fd, ret;
 	uint64_t x0 = 0;
 
@@ -783,11 +737,13 @@ static int start_session(const char *sock, pid_t pid, uint64_t t0,
 			r->sock = us_since(t0, now_ns());
 			x0 = kvm_runs();
 		}
-		ret = vsock_handshake(fd, deadline);
-		if (!ret)
+		/* Takes fd over, closed on failure. */
+		c = inv_client_handshake_fd(fd, EMBER_INV_VSOCK_PORT,
+					    ms_until(deadline), &ret);
+		if (c)
 			break;
-		close(fd);
-		if ((ret != -EPIPE && ret != -ECONNRESET) || now_ns() > deadline) {
+		if ((ret != -EPIPE && ret != -ECONNRESET &&
+		     ret != -ECONNREFUSED) || now_ns() > deadline) {
 			snprintf(why, whylen, "handshake: %s", strerror(-ret));
 			return ret;
 		}
@@ -795,7 +751,7 @@ static int start_session(const char *sock, pid_t pid, uint64_t t0,
 	}
 	r->hs = us_since(t0, now_ns());
 	r->exits_hs = (long)(kvm_runs() - x0);
-	return finish_start(fd, t0, pid, r, why, whylen);
+	return finish_start(c, t0, pid, r, why, whylen);
 }
 
 /* ---------------------------------------------------------------------
@@ -1769,8 +1725,8 @@ static int record_workingset(struct cfg *c, char *why, size_t whylen)
 	unlink(ctl);
 	pid = spawn(argv);
 	if (pid < 0) {
-		snprintf(why, whylen, "spawn: %s", strerror(errno));
 		ret = -errno;
+		snprintf(why, whylen, "spawn: %s", strerror(-ret));
 		goto out;
 	}
 	ret = start_session(sock, pid, now_ns(), &r, why, whylen);
