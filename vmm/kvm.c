@@ -68,8 +68,10 @@ int kvm_open(struct kvm *kvm, char *err, size_t errlen)
 		 * (not an input file): callers map -ENODEV to "no KVM". */
 		return -ENODEV;
 	}
-	version = kvm_ioctl(kvm->kvm_fd, KVM_GET_API_VERSION, 0, err, errlen);
+	version = kvm_ioctl_raw(kvm->kvm_fd, KVM_GET_API_VERSION, 0);
 	if (version < 0) {
+		snprintf(err, errlen, "/dev/kvm is not a KVM device: "
+			 "KVM_GET_API_VERSION: %s", strerror(-version));
 		ret = -ENOTSUP;
 		goto err_close_kvm;
 	}
