@@ -213,6 +213,7 @@ int cli_status_for_create_error(int ret)
 		return ST_USAGE;
 	case -ENOEXEC:
 	case -E2BIG:
+	case -ENOTBLK: /* a --disk that is neither a file nor a block device */
 		return ST_DATAERR;
 	case -EINVAL:
 		return ST_USAGE;

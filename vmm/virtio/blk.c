@@ -468,7 +468,7 @@ static int image_size(int fd, struct stat *st, uint64_t *size)
 
 		return ret < 0 ? ret : 0;
 	}
-	return -EINVAL;
+	return -ENOTBLK; /* a directory, a character device, a socket... */
 }
 
 static void fill_config(struct vblk *b)
@@ -640,7 +640,9 @@ static struct vblk *make(const struct vm_dev_ctx *ctx, const char *path,
 				    "fd: %s", ctx->index, strerror(-*ret));
 		else
 			errbuf_fail(err, errlen, *ret, "cannot open disk '%s': "
-				    "%s", path, strerror(-*ret));
+				    "%s", path, *ret == -ENOTBLK ?
+				    "not a regular file or block device" :
+				    strerror(-*ret));
 		return NULL;
 	}
 	b->path = strdup(record);
