@@ -3,7 +3,7 @@
 
     python3 bench/plot_cdf.py [bench/results/coldstart.json] [OUT.svg]
 
-Reads the samples that bench/coldstart.c wrote (scenarios a, b, c and the
+Reads the samples that bench/coldstart wrote (scenarios a, b, c and the
 QEMU peer d) and draws one empirical CDF per scenario on a logarithmic time
 axis (the scenarios span three orders of magnitude). Python 3 standard
 library only: no matplotlib on the build machines.
@@ -27,7 +27,7 @@ PW, PH = W - ML - MR, H - MT - MB
 
 
 def percentile(sorted_v, p):
-    """Nearest-rank percentile, as coldstart.c computes it."""
+    """Nearest-rank percentile, as bench/coldstart/util.c computes it."""
     k = max(1, math.ceil(len(sorted_v) * p / 100.0))
     return sorted_v[k - 1]
 

@@ -8,8 +8,9 @@
 # libember.a come from (default: $(BUILD), built by their own rules). Point
 # it at another build directory to measure that build without rebuilding it.
 #
-# The driver wraps ioctl/mmap/madvise and a few libember internals at link
-# time to time each restore step from inside (see bench/coldstart.c).
+# The driver (bench/coldstart/*.c, one file per concern: main.c says which)
+# wraps ioctl/mmap/madvise and a few libember internals at link time to
+# time each restore step from inside (bench/coldstart/trace.c).
 
 COLDSTART_TOOLS ?= $(BUILD)
 COLDSTART_COMMA := ,
@@ -17,10 +18,12 @@ COLDSTART_WRAP := $(addprefix -Wl$(COLDSTART_COMMA)--wrap=,ioctl mmap \
 	madvise snap_read_state snap_open_memory kvm_map_ram kvm_open \
 	vm_create_core vm_create_devices)
 
-$(BUILD)/bench/coldstart: bench/coldstart.c $(COLDSTART_TOOLS)/libember.a \
-		vmm/include/ember.h vmm/invoke.h proto/invoke.h
+COLDSTART_SRCS := $(wildcard bench/coldstart/*.c)
+$(BUILD)/bench/coldstart: $(COLDSTART_SRCS) bench/coldstart/coldstart.h \
+		$(COLDSTART_TOOLS)/libember.a vmm/include/ember.h vmm/invoke.h \
+		proto/invoke.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ bench/coldstart.c $(COLDSTART_TOOLS)/libember.a \
+	$(CC) $(CFLAGS) -o $@ $(COLDSTART_SRCS) $(COLDSTART_TOOLS)/libember.a \
 		$(COLDSTART_WRAP) $(LIBS)
 
 ALL += $(BUILD)/bench/coldstart

@@ -112,7 +112,7 @@ static const char usage_text[] =
 "  1-63    a plain guest reported this non-zero status (larger ones: 63)\n"
 "  64      usage error (shell: a malformed restore command)\n"
 "  65      invalid kernel, snapshot or other input\n"
-"  66      a file cannot be opened\n"
+"  66      a file cannot be opened or a socket created (--vsock, --control)\n"
 "  69      /dev/kvm missing, not accessible, or lacking a feature\n"
 "  70      internal VMM error\n"
 "  124     --timeout expired\n"
@@ -206,9 +206,14 @@ int cli_status_for_create_error(int ret)
 	case -EACCES:
 	case -EPERM:
 	case -EISDIR:
+	case -ENOTDIR:
+	case -EEXIST: /* a --vsock path taken by something not a socket */
 		return ST_NOINPUT;
+	case -ENAMETOOLONG:
+		return ST_USAGE;
 	case -ENOEXEC:
 	case -E2BIG:
+	case -ENOTBLK: /* a --disk that is neither a file nor a block device */
 		return ST_DATAERR;
 	case -EINVAL:
 		return ST_USAGE;
@@ -226,10 +231,13 @@ int cli_status_for_restore_error(int ret)
 {
 	switch (ret) {
 	case -EDESTADDRREQ:
+	case -ENAMETOOLONG:
 		return ST_USAGE;
 	case -ENOENT:
 	case -EACCES:
 	case -EPERM:
+	case -ENOTDIR:
+	case -EEXIST: /* a --vsock path taken by something not a socket */
 		return ST_NOINPUT;
 	case -ENOTSUP:
 	case -ENODEV:

@@ -17,7 +17,7 @@ enum {
 	ST_GUEST_MAX = 63,  /* 1..63: the guest's own non-zero status */
 	ST_USAGE = 64,      /* bad flags, or a malformed shell command */
 	ST_DATAERR = 65,    /* a file is invalid (kernel not an ELF, ...) */
-	ST_NOINPUT = 66,    /* a file could not be opened */
+	ST_NOINPUT = 66,    /* a file could not be opened, a socket not made */
 	ST_UNAVAILABLE = 69,/* /dev/kvm missing, unusable or lacking a feature */
 	ST_SOFTWARE = 70,   /* VMM internal error */
 	ST_TIMEOUT = 124,   /* --timeout expired (as timeout(1)) */

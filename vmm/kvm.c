@@ -29,6 +29,23 @@ static const struct {
 	{ KVM_CAP_GET_TSC_KHZ, "KVM_CAP_GET_TSC_KHZ (guest clock)" },
 };
 
+int kvm_ioctl_raw_ul(int fd, unsigned long req, unsigned long arg)
+{
+	int ret = ioctl(fd, req, (void *)arg);
+
+	return ret < 0 ? -errno : ret;
+}
+
+int kvm_ioctl_named(int fd, unsigned long req, const char *name,
+		    unsigned long arg, char *err, size_t errlen)
+{
+	int ret = kvm_ioctl_raw_ul(fd, req, arg);
+
+	if (ret < 0 && err && errlen)
+		snprintf(err, errlen, "%s: %s", name, strerror(-ret));
+	return ret;
+}
+
 bool kvm_host_is_pvm(void)
 {
 	return access("/sys/module/kvm_pvm", F_OK) == 0;
@@ -51,7 +68,13 @@ int kvm_open(struct kvm *kvm, char *err, size_t errlen)
 		 * (not an input file): callers map -ENODEV to "no KVM". */
 		return -ENODEV;
 	}
-	version = ioctl(kvm->kvm_fd, KVM_GET_API_VERSION, 0);
+	version = kvm_ioctl_raw(kvm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (version < 0) {
+		snprintf(err, errlen, "/dev/kvm is not a KVM device: "
+			 "KVM_GET_API_VERSION: %s", strerror(-version));
+		ret = -ENOTSUP;
+		goto err_close_kvm;
+	}
 	if (version != KVM_API_VERSION) {
 		snprintf(err, errlen, "KVM API version %d, expected %d", version,
 			 KVM_API_VERSION);
@@ -60,16 +83,20 @@ int kvm_open(struct kvm *kvm, char *err, size_t errlen)
 	}
 	for (size_t i = 0; i < sizeof(required_caps) / sizeof(required_caps[0]);
 	     i++) {
-		if (ioctl(kvm->kvm_fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0) {
+		if (kvm_ioctl_raw(kvm->kvm_fd, KVM_CHECK_EXTENSION,
+				  required_caps[i].cap) <= 0) {
 			snprintf(err, errlen, "KVM lacks %s", required_caps[i].name);
 			ret = -ENOTSUP;
 			goto err_close_kvm;
 		}
 	}
-	kvm->vcpu_mmap_size = ioctl(kvm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	kvm->vcpu_mmap_size = kvm_ioctl(kvm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0,
+					err, errlen);
 	if (kvm->vcpu_mmap_size < (int)sizeof(struct kvm_run)) {
+		if (kvm->vcpu_mmap_size >= 0)
+			snprintf(err, errlen, "KVM_GET_VCPU_MMAP_SIZE: %d bytes, "
+				 "less than struct kvm_run", kvm->vcpu_mmap_size);
 		ret = -ENOTSUP;
-		snprintf(err, errlen, "KVM_GET_VCPU_MMAP_SIZE failed");
 		goto err_close_kvm;
 	}
 	kvm->supported_cpuid = calloc(1, sizeof(struct kvm_cpuid2) +
@@ -80,16 +107,15 @@ int kvm_open(struct kvm *kvm, char *err, size_t errlen)
 		goto err_close_kvm;
 	}
 	kvm->supported_cpuid->nent = KVM_MAX_CPUID_ENTRIES;
-	if (ioctl(kvm->kvm_fd, KVM_GET_SUPPORTED_CPUID, kvm->supported_cpuid) < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-ret));
+	ret = kvm_ioctl(kvm->kvm_fd, KVM_GET_SUPPORTED_CPUID,
+			kvm->supported_cpuid, err, errlen);
+	if (ret < 0)
 		goto err_free_cpuid;
-	}
 	kvm->is_pvm = kvm_host_is_pvm();
-	kvm->vm_fd = ioctl(kvm->kvm_fd, KVM_CREATE_VM, 0);
+	kvm->vm_fd = kvm_ioctl(kvm->kvm_fd, KVM_CREATE_VM, 0, err, errlen);
 	if (kvm->vm_fd < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "KVM_CREATE_VM: %s", strerror(-ret));
+		ret = kvm->vm_fd;
+		kvm->vm_fd = -1;
 		goto err_free_cpuid;
 	}
 	return 0;
@@ -133,10 +159,9 @@ int kvm_map_ram(struct kvm *kvm, uint64_t ram_size, int fd, char *err,
 			.userspace_addr = (uintptr_t)r->hva,
 		};
 
-		if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
-			ret = -errno;
-			snprintf(err, errlen, "KVM_SET_USER_MEMORY_REGION: %s",
-				 strerror(-ret));
+		ret = kvm_ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot,
+				err, errlen);
+		if (ret < 0) {
 			munmap(kvm->ram, ram_size);
 			kvm->ram = NULL;
 			return ret;
@@ -160,7 +185,7 @@ void kvm_close(struct kvm *kvm)
 
 uint64_t kvm_tsc_khz(int vcpu_fd)
 {
-	int khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
+	int khz = kvm_ioctl_raw(vcpu_fd, KVM_GET_TSC_KHZ, 0);
 
 	return khz > 0 ? (uint64_t)khz : 0;
 }

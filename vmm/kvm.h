@@ -47,6 +47,31 @@ int kvm_map_ram(struct kvm *kvm, uint64_t ram_size, int fd, char *err,
 
 void kvm_close(struct kvm *kvm);
 
+/*
+ * The one way vmm/ calls ioctl(2), a checked pair (the KVM selftests'
+ * __kvm_ioctl / kvm_ioctl): `arg` is an integer or a pointer, as the
+ * request wants.
+ *
+ * kvm_ioctl_raw(fd, req, arg) returns the ioctl's result (>= 0; some
+ * requests return a count or an fd) or -errno, captured right after the
+ * call: nothing the caller formats or logs next can change it. For the
+ * calls whose failure is expected (KVM_RUN's -EINTR) or handled in place.
+ *
+ * kvm_ioctl(fd, req, arg, err, errlen) is the same and, on failure, writes
+ * "REQ: <strerror>" to err[errlen] (REQ the request's name as spelt at the
+ * call, e.g. "KVM_SET_REGS: Invalid argument"; err may be NULL).
+ * kvm_ioctl_named() is kvm_ioctl for a macro that has the name as a string
+ * already (passing REQ through another macro would expand it).
+ */
+#define kvm_ioctl_raw(fd, req, arg)                                           \
+	kvm_ioctl_raw_ul((fd), (req), (unsigned long)(arg))
+#define kvm_ioctl(fd, req, arg, err, errlen)                                  \
+	kvm_ioctl_named((fd), (req), #req, (unsigned long)(arg), (err),       \
+			(errlen))
+int kvm_ioctl_raw_ul(int fd, unsigned long req, unsigned long arg);
+int kvm_ioctl_named(int fd, unsigned long req, const char *name,
+		    unsigned long arg, char *err, size_t errlen);
+
 /* Returns a vCPU's TSC rate in kHz, or 0 when KVM cannot tell. */
 uint64_t kvm_tsc_khz(int vcpu_fd);
 

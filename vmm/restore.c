@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -38,6 +37,7 @@
 static int restore_vcpu(struct ember_vm *vm, struct vcpu *v,
 			const struct snap_vcpu *sv, char *err, size_t errlen)
 {
+	char why[128];
 	int fd = v->fd, ret;
 
 	ret = cpu_setup_cpuid(fd, vm->kvm.supported_cpuid, vm->cpu_template,
@@ -48,11 +48,11 @@ static int restore_vcpu(struct ember_vm *vm, struct vcpu *v,
 	}
 #define SET(req, ptr)                                                         \
 	do {                                                                  \
-		if (ioctl(fd, req, ptr) < 0) {                                \
-			snprintf(err, errlen, "vCPU %u: %s: %s", v->id, #req, \
-				 strerror(errno));                            \
-			return -errno;                                        \
-		}                                                             \
+		ret = kvm_ioctl_named(fd, req, #req, (unsigned long)(ptr),    \
+				      why, sizeof(why));                      \
+		if (ret < 0)                                                  \
+			return errbuf_fail(err, errlen, ret, "vCPU %u: %s",   \
+					   v->id, why);                       \
 	} while (0)
 	SET(KVM_SET_MP_STATE, &sv->mp_state);
 	SET(KVM_SET_REGS, &sv->regs);
@@ -81,12 +81,15 @@ static int restore_vcpu(struct ember_vm *vm, struct vcpu *v,
 			return -ENOMEM;
 		m->nmsrs = sv->nr_msrs;
 		memcpy(m->entries, sv->msrs, sv->nr_msrs * sizeof(sv->msrs[0]));
-		n = ioctl(fd, KVM_SET_MSRS, m);
+		n = kvm_ioctl_raw(fd, KVM_SET_MSRS, m);
 		free(m);
+		if (n < 0)
+			return errbuf_fail(err, errlen, n, "vCPU %u: KVM_SET_MSRS: "
+					   "%s", v->id, strerror(-n));
 		if (n != (int)sv->nr_msrs) {
 			snprintf(err, errlen, "vCPU %u: KVM_SET_MSRS set %d of %u "
 				 "MSRs (MSR 0x%x refused)", v->id, n, sv->nr_msrs,
-				 n >= 0 && (uint32_t)n < sv->nr_msrs ?
+				 (uint32_t)n < sv->nr_msrs ?
 					 sv->msrs[n].index : 0);
 			return -EINVAL;
 		}
@@ -107,24 +110,25 @@ static int restore_vm_state(struct ember_vm *vm, const struct snap_vm *s,
 			return ret;
 	}
 	if (vm->irqchip && s->has_irqchip) {
-		for (unsigned c = 0; c < 3; c++)
-			if (ioctl(vm->kvm.vm_fd, KVM_SET_IRQCHIP, &s->irqchip[c]) < 0) {
-				snprintf(err, errlen, "KVM_SET_IRQCHIP: %s",
-					 strerror(errno));
-				return -errno;
-			}
-		if (s->has_pit && ioctl(vm->kvm.vm_fd, KVM_SET_PIT2, &s->pit) < 0) {
-			snprintf(err, errlen, "KVM_SET_PIT2: %s", strerror(errno));
-			return -errno;
+		for (unsigned c = 0; c < 3; c++) {
+			ret = kvm_ioctl(vm->kvm.vm_fd, KVM_SET_IRQCHIP,
+					&s->irqchip[c], err, errlen);
+			if (ret < 0)
+				return ret;
+		}
+		if (s->has_pit) {
+			ret = kvm_ioctl(vm->kvm.vm_fd, KVM_SET_PIT2, &s->pit, err,
+					errlen);
+			if (ret < 0)
+				return ret;
 		}
 		if (s->has_clock) {
 			struct kvm_clock_data c = { .clock = s->clock.clock };
 
-			if (ioctl(vm->kvm.vm_fd, KVM_SET_CLOCK, &c) < 0) {
-				snprintf(err, errlen, "KVM_SET_CLOCK: %s",
-					 strerror(errno));
-				return -errno;
-			}
+			ret = kvm_ioctl(vm->kvm.vm_fd, KVM_SET_CLOCK, &c, err,
+					errlen);
+			if (ret < 0)
+				return ret;
 		}
 	}
 	if (s->has_serial)

@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -38,17 +37,17 @@ static int collect_msrs(struct ember_vm *vm, int vcpu_fd,
 	struct kvm_msr_list probe = { .nmsrs = 0 }, *list;
 	int ret = 0;
 
-	if (ioctl(vm->kvm.kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 &&
-	    errno != E2BIG)
-		return -errno;
+	ret = kvm_ioctl_raw(vm->kvm.kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe);
+	if (ret < 0 && ret != -E2BIG)
+		return ret;
+	ret = 0;
 	list = calloc(1, sizeof(*list) + probe.nmsrs * sizeof(uint32_t));
 	if (!list)
 		return -ENOMEM;
 	list->nmsrs = probe.nmsrs;
-	if (ioctl(vm->kvm.kvm_fd, KVM_GET_MSR_INDEX_LIST, list) < 0) {
-		ret = -errno;
+	ret = kvm_ioctl_raw(vm->kvm.kvm_fd, KVM_GET_MSR_INDEX_LIST, list);
+	if (ret < 0)
 		goto out;
-	}
 	sv->nr_msrs = 0;
 	for (uint32_t i = 0; i < list->nmsrs && sv->nr_msrs < SNAP_MAX_MSRS; i++) {
 		struct {
@@ -56,8 +55,8 @@ static int collect_msrs(struct ember_vm *vm, int vcpu_fd,
 			struct kvm_msr_entry e;
 		} m = { .hdr.nmsrs = 1, .e.index = list->indices[i] };
 
-		if (ioctl(vcpu_fd, KVM_GET_MSRS, &m) == 1 &&
-		    ioctl(vcpu_fd, KVM_SET_MSRS, &m) == 1)
+		if (kvm_ioctl_raw(vcpu_fd, KVM_GET_MSRS, &m) == 1 &&
+		    kvm_ioctl_raw(vcpu_fd, KVM_SET_MSRS, &m) == 1)
 			sv->msrs[sv->nr_msrs++] = m.e;
 	}
 out:
@@ -68,52 +67,49 @@ out:
 static int capture_vcpu(struct ember_vm *vm, struct vcpu *v,
 			struct snap_vcpu *sv, char *err, size_t errlen)
 {
-	int fd = v->fd;
+	char why[128];
+	int fd = v->fd, ret;
 
 	memset(sv, 0, sizeof(*sv));
 #define GET(req, ptr)                                                         \
 	do {                                                                  \
-		if (ioctl(fd, req, ptr) < 0) {                                \
-			snprintf(err, errlen, "vCPU %u: %s: %s", v->id, #req, \
-				 strerror(errno));                            \
-			return -errno;                                        \
-		}                                                             \
+		ret = kvm_ioctl_named(fd, req, #req, (unsigned long)(ptr),    \
+				      why, sizeof(why));                      \
+		if (ret < 0)                                                  \
+			return errbuf_fail(err, errlen, ret, "vCPU %u: %s",   \
+					   v->id, why);                       \
 	} while (0)
 	GET(KVM_GET_REGS, &sv->regs);
 	GET(KVM_GET_SREGS, &sv->sregs);
 	GET(KVM_GET_VCPU_EVENTS, &sv->events);
 	GET(KVM_GET_MP_STATE, &sv->mp_state);
 	GET(KVM_GET_DEBUGREGS, &sv->debugregs);
-#undef GET
 	{
 		struct kvm_xsave xs;
 
-		if (ioctl(fd, KVM_GET_XSAVE, &xs) == 0) {
+		if (kvm_ioctl_raw(fd, KVM_GET_XSAVE, &xs) == 0) {
 			memcpy(sv->xsave.region, xs.region, sizeof(xs.region));
 			sv->has_xsave = true;
 		}
 	}
-	if (ioctl(fd, KVM_GET_FPU, &sv->fpu) == 0)
+	if (kvm_ioctl_raw(fd, KVM_GET_FPU, &sv->fpu) == 0)
 		sv->has_fpu = true;
 	if (!sv->has_xsave && !sv->has_fpu) {
 		snprintf(err, errlen, "vCPU %u: neither XSAVE nor FPU state", v->id);
 		return -EIO;
 	}
-	if (ioctl(fd, KVM_GET_XCRS, &sv->xcrs) == 0 &&
+	if (kvm_ioctl_raw(fd, KVM_GET_XCRS, &sv->xcrs) == 0 &&
 	    sv->xcrs.nr_xcrs <= KVM_MAX_XCRS)
 		sv->has_xcrs = true;
 	if (vm->irqchip) {
-		if (ioctl(fd, KVM_GET_LAPIC, &sv->lapic) < 0) {
-			snprintf(err, errlen, "vCPU %u: KVM_GET_LAPIC: %s", v->id,
-				 strerror(errno));
-			return -errno;
-		}
+		GET(KVM_GET_LAPIC, &sv->lapic);
 		sv->has_lapic = true;
 	}
-	if (collect_msrs(vm, fd, sv) < 0) {
-		snprintf(err, errlen, "vCPU %u: cannot list MSRs", v->id);
-		return -EIO;
-	}
+#undef GET
+	ret = collect_msrs(vm, fd, sv);
+	if (ret < 0)
+		return errbuf_fail(err, errlen, ret, "vCPU %u: cannot list MSRs: "
+				   "%s", v->id, strerror(-ret));
 	for (uint32_t i = 0; i < sv->nr_msrs; i++)
 		if (sv->msrs[i].index == MSR_IA32_TSC)
 			sv->tsc = sv->msrs[i].data;
@@ -197,17 +193,15 @@ int vm_snapshot_at(struct ember_vm *vm, int dirfd, char *err, size_t errlen)
 	if (vm->irqchip) {
 		for (unsigned c = 0; c < 3; c++) {
 			s->irqchip[c].chip_id = c;
-			if (ioctl(vm->kvm.vm_fd, KVM_GET_IRQCHIP, &s->irqchip[c]) < 0) {
-				ret = -errno;
-				snprintf(err, errlen, "KVM_GET_IRQCHIP: %s",
-					 strerror(errno));
+			ret = kvm_ioctl(vm->kvm.vm_fd, KVM_GET_IRQCHIP,
+					&s->irqchip[c], err, errlen);
+			if (ret < 0)
 				goto out;
-			}
 		}
 		s->has_irqchip = true;
-		if (ioctl(vm->kvm.vm_fd, KVM_GET_PIT2, &s->pit) == 0)
+		if (kvm_ioctl_raw(vm->kvm.vm_fd, KVM_GET_PIT2, &s->pit) == 0)
 			s->has_pit = true;
-		if (ioctl(vm->kvm.vm_fd, KVM_GET_CLOCK, &s->clock) == 0)
+		if (kvm_ioctl_raw(vm->kvm.vm_fd, KVM_GET_CLOCK, &s->clock) == 0)
 			s->has_clock = true;
 	}
 	s->has_serial = true;

@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -73,9 +72,10 @@ int vcpu_create(struct ember_vm *vm, unsigned id, char *err, size_t errlen)
 			 strerror(-ret));
 		return ret;
 	}
-	v->fd = ioctl(vm->kvm.vm_fd, KVM_CREATE_VCPU, id);
+	v->fd = kvm_ioctl_raw(vm->kvm.vm_fd, KVM_CREATE_VCPU, id);
 	if (v->fd < 0) {
-		ret = -errno;
+		ret = v->fd;
+		v->fd = -1;
 		snprintf(err, errlen, "KVM_CREATE_VCPU %u: %s", id, strerror(-ret));
 		return ret;
 	}
@@ -143,11 +143,12 @@ int vcpu_describe(struct vcpu *v, char *buf, size_t len)
 	struct kvm_regs r;
 	struct kvm_sregs sr;
 	const char *mode;
+	int ret;
 
-	if (ioctl(v->fd, KVM_GET_MP_STATE, &m) < 0 ||
-	    ioctl(v->fd, KVM_GET_REGS, &r) < 0 ||
-	    ioctl(v->fd, KVM_GET_SREGS, &sr) < 0)
-		return -errno;
+	if ((ret = kvm_ioctl_raw(v->fd, KVM_GET_MP_STATE, &m)) < 0 ||
+	    (ret = kvm_ioctl_raw(v->fd, KVM_GET_REGS, &r)) < 0 ||
+	    (ret = kvm_ioctl_raw(v->fd, KVM_GET_SREGS, &sr)) < 0)
+		return ret;
 	mode = !(sr.cr0 & 1) ? "real" : (sr.efer & (1u << 10)) ? "long" :
 							     "protected";
 	snprintf(buf, len, "vcpu%u %s mp=%s cs=%#x cs.base=%#llx rip=%#llx",
@@ -163,7 +164,7 @@ static uint64_t vcpu_rip(struct vcpu *v)
 {
 	struct kvm_regs regs;
 
-	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0)
+	if (kvm_ioctl_raw(v->fd, KVM_GET_REGS, &regs) < 0)
 		return 0;
 	return regs.rip;
 }
@@ -224,8 +225,8 @@ static void reflect(struct vcpu *v, const struct kvm_regs *ctx,
 	r.r8 = ctx->rsp;
 	sregs->cs.dpl = (uint8_t)cpl;
 	sregs->ss.dpl = (uint8_t)cpl;
-	if (ioctl(v->fd, KVM_SET_SREGS, sregs) < 0 ||
-	    ioctl(v->fd, KVM_SET_REGS, &r) < 0)
+	if (kvm_ioctl_raw(v->fd, KVM_SET_SREGS, sregs) < 0 ||
+	    kvm_ioctl_raw(v->fd, KVM_SET_REGS, &r) < 0)
 		vm_request_stop(vm, EMBER_EXIT_VMM_ERROR, 0, ctx->rip,
 				"cannot reflect exception %u", vector);
 }
@@ -244,8 +245,8 @@ static void handle_exception(struct vcpu *v, unsigned vector)
 	uint64_t frame[7] = { 0 }, err_code = 0, *f;
 	bool has_err = cpu_vector_has_error_code(vector);
 
-	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 ||
-	    ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0) {
+	if (kvm_ioctl_raw(v->fd, KVM_GET_REGS, &regs) < 0 ||
+	    kvm_ioctl_raw(v->fd, KVM_GET_SREGS, &sregs) < 0) {
 		vm_request_stop(vm, EMBER_EXIT_VMM_ERROR, 0, 0,
 				"cannot read vCPU state after exception %u", vector);
 		return;
@@ -387,12 +388,12 @@ static void tick_deliver(struct vcpu *v)
 	/* KVM_RUN may have stopped while an exception was being delivered
 	 * (the guest touched an unbacked page just then): moving RIP now
 	 * would have KVM deliver it at the new RIP. Leave that tick. */
-	if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0 ||
+	if (kvm_ioctl_raw(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0 ||
 	    ev.exception.injected || ev.exception.pending ||
 	    ev.interrupt.injected || ev.nmi.injected)
 		return;
-	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 ||
-	    ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
+	if (kvm_ioctl_raw(v->fd, KVM_GET_REGS, &regs) < 0 ||
+	    kvm_ioctl_raw(v->fd, KVM_GET_SREGS, &sregs) < 0)
 		return;
 	if ((sregs.cs.selector & 3) != 3 ||
 	    (regs.rip >= p->text_start && regs.rip < p->text_end))
@@ -454,13 +455,13 @@ static int64_t hypercall_flush_tlb(struct vcpu *v)
 {
 	struct kvm_sregs s;
 
-	if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+	if (kvm_ioctl_raw(v->fd, KVM_GET_SREGS, &s) < 0)
 		return -5; /* EIO */
 	s.cr3 ^= 0x8;
-	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0)
+	if (kvm_ioctl_raw(v->fd, KVM_SET_SREGS, &s) < 0)
 		return -5;
 	s.cr3 ^= 0x8;
-	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0) {
+	if (kvm_ioctl_raw(v->fd, KVM_SET_SREGS, &s) < 0) {
 		vm_request_stop(v->vm, EMBER_EXIT_VMM_ERROR, 0, 0,
 				"cannot restore CR3 after a TLB flush");
 		return -5;
@@ -616,7 +617,7 @@ static void report_internal_error(struct vcpu *v)
 	struct kvm_regs regs;
 	char extra[160] = "";
 
-	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0)
+	if (kvm_ioctl_raw(v->fd, KVM_GET_REGS, &regs) < 0)
 		memset(&regs, 0, sizeof(regs));
 	if (run->internal.ndata >= 1)
 		snprintf(extra, sizeof(extra), ", data[0] 0x%llx",
@@ -692,10 +693,11 @@ static void handle_exit(struct vcpu *v)
 
 int vcpu_complete_exit(struct vcpu *v)
 {
-	int ret = 0;
+	int ret = 0, run;
 
 	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-	if (ioctl(v->fd, KVM_RUN, 0) == 0 || (errno != EINTR && errno != EAGAIN))
+	run = kvm_ioctl_raw(v->fd, KVM_RUN, 0);
+	if (run != -EINTR && run != -EAGAIN)
 		ret = -EIO; /* KVM_RUN must return -EINTR at once here */
 	__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 	return ret;
@@ -740,8 +742,8 @@ static void record_registers(struct vcpu *v)
 	struct kvm_sregs s;
 
 	if (v->vm->exit.registers[0] ||
-	    ioctl(v->fd, KVM_GET_REGS, &r) < 0 ||
-	    ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+	    kvm_ioctl_raw(v->fd, KVM_GET_REGS, &r) < 0 ||
+	    kvm_ioctl_raw(v->fd, KVM_GET_SREGS, &s) < 0)
 		return;
 	format_registers(v, &r, &s);
 }
@@ -763,21 +765,23 @@ static void *vcpu_thread(void *arg)
 			continue;
 		}
 		tick_arm(v);
-		ret = ioctl(v->fd, KVM_RUN, 0);
+		/* The result carries the errno: tick_deliver()'s own ioctls
+		 * below cannot change what this one said. */
+		ret = kvm_ioctl_raw(v->fd, KVM_RUN, 0);
 		if (tick_due) {
 			tick_due = 0;
-			if (ret < 0 && errno == EINTR)
+			if (ret == -EINTR)
 				tick_deliver(v);
 		}
 		if (ret < 0) {
-			if (errno == EINTR || errno == EAGAIN) {
+			if (ret == -EINTR || ret == -EAGAIN) {
 				__atomic_store_n(&v->run->immediate_exit, 0,
 						 __ATOMIC_SEQ_CST);
 				continue;
 			}
 			vm_request_stop(vm, EMBER_EXIT_VMM_ERROR, 0, 0,
 					"KVM_RUN on vCPU %u: %s", v->id,
-					strerror(errno));
+					strerror(-ret));
 			break;
 		}
 		handle_exit(v);

@@ -21,7 +21,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -202,8 +201,8 @@ static void serial_set_irq(void *opaque, int level)
 	struct ember_vm *vm = opaque;
 	struct kvm_irq_level irq = { .irq = 4, .level = (uint32_t)level };
 
-	if (vm->irqchip)
-		ioctl(vm->kvm.vm_fd, KVM_IRQ_LINE, &irq);
+	if (vm->irqchip && kvm_ioctl_raw(vm->kvm.vm_fd, KVM_IRQ_LINE, &irq) < 0)
+		log_warn_rl("serial interrupt: KVM_IRQ_LINE failed");
 }
 
 static void i8042_reset(void *opaque)
@@ -218,22 +217,20 @@ int vm_setup_irqchip(struct ember_vm *vm, char *err, size_t errlen)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 	uint64_t idmap = KVM_IDENTITY_MAP_ADDR;
-	int fd = vm->kvm.vm_fd;
+	int fd = vm->kvm.vm_fd, ret;
 
-	if (ioctl(fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0 ||
-	    ioctl(fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0) {
-		snprintf(err, errlen, "KVM_SET_TSS_ADDR/IDENTITY_MAP: %s",
-			 strerror(errno));
-		return -errno;
-	}
-	if (ioctl(fd, KVM_CREATE_IRQCHIP, 0) < 0) {
-		snprintf(err, errlen, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
-		return -errno;
-	}
-	if (ioctl(fd, KVM_CREATE_PIT2, &pit) < 0) {
-		snprintf(err, errlen, "KVM_CREATE_PIT2: %s", strerror(errno));
-		return -errno;
-	}
+	ret = kvm_ioctl(fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR, err, errlen);
+	if (ret < 0)
+		return ret;
+	ret = kvm_ioctl(fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap, err, errlen);
+	if (ret < 0)
+		return ret;
+	ret = kvm_ioctl(fd, KVM_CREATE_IRQCHIP, 0, err, errlen);
+	if (ret < 0)
+		return ret;
+	ret = kvm_ioctl(fd, KVM_CREATE_PIT2, &pit, err, errlen);
+	if (ret < 0)
+		return ret;
 	vm->irqchip = true;
 	return 0;
 }
@@ -273,11 +270,17 @@ static int attach_virtio(struct ember_vm *vm,
 		struct kvm_irqfd irqfd = { .gsi = gsi };
 
 		vd->irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		irqfd.fd = (uint32_t)vd->irqfd;
-		if (vd->irqfd < 0 || ioctl(vm->kvm.vm_fd, KVM_IRQFD, &irqfd) < 0) {
+		if (vd->irqfd < 0) {
 			ret = -errno;
-			snprintf(err, errlen, "irqfd for %s: %s", ops->name,
-				 strerror(-ret));
+			snprintf(err, errlen, "irqfd for %s: eventfd: %s",
+				 ops->name, strerror(-ret));
+			return ret;
+		}
+		irqfd.fd = (uint32_t)vd->irqfd;
+		ret = kvm_ioctl_raw(vm->kvm.vm_fd, KVM_IRQFD, &irqfd);
+		if (ret < 0) {
+			snprintf(err, errlen, "irqfd for %s: KVM_IRQFD: %s",
+				 ops->name, strerror(-ret));
 			return ret;
 		}
 	}
@@ -308,11 +311,9 @@ static int attach_virtio(struct ember_vm *vm,
 		}
 		vd->ioeventfd[q] = fd;
 		io.fd = fd;
-		if (ioctl(vm->kvm.vm_fd, KVM_IOEVENTFD, &io) < 0) {
-			ret = -errno;
-			snprintf(err, errlen, "KVM_IOEVENTFD: %s", strerror(-ret));
+		ret = kvm_ioctl(vm->kvm.vm_fd, KVM_IOEVENTFD, &io, err, errlen);
+		if (ret < 0)
 			return ret;
-		}
 		*n = (struct vm_notify){ &vd->transport, q, fd };
 		ret = evloop_add(vm->loop, fd, EPOLLIN, ioeventfd_ready, n);
 		if (ret < 0) {
@@ -585,7 +586,7 @@ int vm_sync_guest_clock(struct ember_vm *vm)
 	bi = mem_gpa_to_hva(&vm->kvm.mem, EMBER_BOOT_INFO_GPA, sizeof(*bi));
 	if (!bi)
 		return -EFAULT;
-	if (ioctl(vm->vcpu[0].fd, KVM_GET_MSRS, &m) != 1)
+	if (kvm_ioctl_raw(vm->vcpu[0].fd, KVM_GET_MSRS, &m) != 1)
 		return -EIO;
 	clock_gettime(CLOCK_REALTIME, &now);
 	bi->wall_tsc = m.e.data;

@@ -16,7 +16,7 @@
  */
 // link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/thread.c vmm/virtio/virtq.c
 // link: vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/disk_uring.c
-// link: vmm/virtio/disk_sync.c
+// link: vmm/virtio/disk_sync.c vmm/kvm.c
 // link: snapshots/snap_prop.c
 #include <stddef.h>
 #include <stdint.h>

@@ -10,7 +10,7 @@
  * payload than the buffer or VSOCK_MAX_PAYLOAD; the table count is sane.
  */
 // link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/thread.c vmm/virtio/virtq.c
-// link: vmm/virtio/vsock.c vmm/virtio/vsock_unix.c
+// link: vmm/virtio/vsock.c vmm/virtio/vsock_conn.c vmm/virtio/vsock_unix.c
 // link: snapshots/snap_prop.c
 #include <stdint.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * transport, the split ring and the io_uring / sync backends on a temp file. */
 // link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/thread.c vmm/virtio/virtq.c
 // link: vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/disk_uring.c
-// link: vmm/virtio/disk_sync.c
+// link: vmm/virtio/disk_sync.c vmm/kvm.c
 // link: snapshots/snap_prop.c
 #include <errno.h>
 #include <fcntl.h>
@@ -611,9 +611,11 @@ static void test_create_errors(void **state)
 	assert_null(vblk_create("/nonexistent/x", false, DISK_SYNC, NULL, &err));
 	assert_int_equal(err, -ENOENT);
 	assert_null(vblk_create("/tmp", true, DISK_SYNC, NULL, &err));
-	assert_int_equal(err, -EINVAL); /* neither file nor block device */
+	assert_int_equal(err, -ENOTBLK); /* neither file nor block device */
+	assert_null(vblk_create("/dev/null", true, DISK_SYNC, NULL, &err));
+	assert_int_equal(err, -ENOTBLK);
 	assert_null(vblk_create("/dev/null", true, DISK_URING, NULL, &err));
-	assert_int_equal(err, -EINVAL);
+	assert_int_equal(err, -EINVAL); /* io_uring without an event loop */
 	assert_null(vblk_create("/dev/null", true, (enum disk_kind)7, NULL, &err));
 	assert_int_equal(err, -EINVAL);
 	vblk_destroy(NULL);

@@ -1,5 +1,5 @@
 /* Unit tests: CPU templates and the boot tables of x86/cpu.c. */
-// link: vmm/x86/cpu.c vmm/mem.c vmm/log.c
+// link: vmm/x86/cpu.c vmm/kvm.c vmm/mem.c vmm/log.c
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

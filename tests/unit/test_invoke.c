@@ -840,6 +840,70 @@ static void test_vsock_handshake(void **state)
 	free(s.b);
 }
 
+/* The clients on an already connected socket, as the cold-start bench and
+ * emberd use them: inv_client_handshake_fd() does CONNECT/OK and keeps
+ * what follows the OK line (READY in the same segment);
+ * inv_client_from_vsock_fd() starts after a handshake done elsewhere, READY
+ * pending, and sends nothing of its own. */
+static void test_clients_on_connected_fd(void **state)
+{
+	struct inv_client *c;
+	char reply[128], got[32];
+	int sv[2], err = 0;
+	ssize_t n;
+	size_t len;
+
+	(void)state;
+	memcpy(reply, "OK 1073741824\n", 14);
+	len = 14 + (size_t)ember_inv_frame_encode((uint8_t *)reply + 14,
+						  sizeof(reply) - 14,
+						  EMBER_INV_READY, 0, 0, 0,
+						  "ember-micro", 11);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(write(sv[1], reply, len), (ssize_t)len);
+	c = inv_client_handshake_fd(sv[0], EMBER_INV_VSOCK_PORT, 1000, &err);
+	assert_non_null(c);
+	n = read(sv[1], got, sizeof(got) - 1);
+	assert_int_equal(n, 13);
+	got[n] = 0;
+	assert_string_equal(got, "CONNECT 1024\n");
+	assert_int_equal(inv_client_wait_ready(c, 1000), 0);
+	inv_client_destroy(c);
+	close(sv[1]);
+
+	/* Handshake done by the caller: READY is all that is read, nothing
+	 * is written. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(write(sv[1], reply + 14, len - 14), (ssize_t)(len - 14));
+	c = inv_client_from_vsock_fd(sv[0], &err);
+	assert_non_null(c);
+	assert_int_equal(inv_client_wait_ready(c, 1000), 0);
+	assert_int_equal(recv(sv[1], got, sizeof(got), MSG_DONTWAIT), -1);
+	assert_int_equal(errno, EAGAIN);
+	inv_client_destroy(c);
+	close(sv[1]);
+
+	/* Refusals, which the bench retries on: the VMM closes before the
+	 * guest's driver is up (EOF after CONNECT), or is gone already. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	shutdown(sv[1], SHUT_WR);
+	assert_null(inv_client_handshake_fd(sv[0], EMBER_INV_VSOCK_PORT, 1000,
+					    &err));
+	assert_int_equal(err, -ECONNREFUSED);
+	close(sv[1]);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	close(sv[1]);
+	assert_null(inv_client_handshake_fd(sv[0], EMBER_INV_VSOCK_PORT, 1000,
+					    &err));
+	assert_true(err == -EPIPE || err == -ECONNRESET);
+	/* A timeout of 0 is refused, the fd closed all the same. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_null(inv_client_handshake_fd(sv[0], EMBER_INV_VSOCK_PORT, 0, &err));
+	assert_int_equal(err, -EINVAL);
+	assert_int_equal(read(sv[1], got, sizeof(got)), 0); /* peer closed */
+	close(sv[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -859,6 +923,7 @@ int main(void)
 		cmocka_unit_test(test_client_refuses_large_request),
 		cmocka_unit_test(test_vsock_handshake),
 		cmocka_unit_test(test_client_sync),
+		cmocka_unit_test(test_clients_on_connected_fd),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

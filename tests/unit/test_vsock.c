@@ -6,7 +6,7 @@
  * tests play the driver.
  */
 // link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/thread.c vmm/virtio/virtq.c
-// link: vmm/virtio/vsock.c vmm/virtio/vsock_unix.c
+// link: vmm/virtio/vsock.c vmm/virtio/vsock_conn.c vmm/virtio/vsock_unix.c
 // link: snapshots/snap_prop.c
 #include <errno.h>
 #include <fcntl.h>

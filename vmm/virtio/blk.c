@@ -27,12 +27,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "../devtable.h"
 #include "../evloop.h"
+#include "../kvm.h"
 #include "snapshots/snap.h"
 #include "disk.h"
 #include "mmio.h"
@@ -463,9 +463,12 @@ static int image_size(int fd, struct stat *st, uint64_t *size)
 		*size = (uint64_t)st->st_size;
 		return 0;
 	}
-	if (S_ISBLK(st->st_mode))
-		return ioctl(fd, BLKGETSIZE64, size) < 0 ? -errno : 0;
-	return -EINVAL;
+	if (S_ISBLK(st->st_mode)) {
+		int ret = kvm_ioctl_raw(fd, BLKGETSIZE64, size);
+
+		return ret < 0 ? ret : 0;
+	}
+	return -ENOTBLK; /* a directory, a character device, a socket... */
 }
 
 static void fill_config(struct vblk *b)
@@ -637,7 +640,9 @@ static struct vblk *make(const struct vm_dev_ctx *ctx, const char *path,
 				    "fd: %s", ctx->index, strerror(-*ret));
 		else
 			errbuf_fail(err, errlen, *ret, "cannot open disk '%s': "
-				    "%s", path, strerror(-*ret));
+				    "%s", path, *ret == -ENOTBLK ?
+				    "not a regular file or block device" :
+				    strerror(-*ret));
 		return NULL;
 	}
 	b->path = strdup(record);

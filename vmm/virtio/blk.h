@@ -94,7 +94,8 @@ struct vblk;
  * Opens `path` (a regular file or block device; O_RDONLY when read_only)
  * with a backend of `kind`. The io_uring backend registers its completion
  * eventfd on `loop` (required for DISK_URING, may be NULL for DISK_SYNC).
- * NULL and *err = -errno on failure.
+ * NULL and *err = -errno on failure: -ENOTBLK when `path` is neither a
+ * regular file nor a block device, -EINVAL for a bad `kind` or no loop.
  */
 struct vblk *vblk_create(const char *path, bool read_only, enum disk_kind kind,
 			 struct evloop *loop, int *err);

@@ -1,7 +1,8 @@
 /*
- * vsock_int.h - internals shared by vsock.c (device: packets, connection
- * table, credit), vsock_unix.c (host side: Unix sockets, handshake) and the
- * unit tests / fuzzer. Not part of the VMM's API: include vsock.h instead.
+ * vsock_int.h - internals shared by vsock.c (device: packets, queues),
+ * vsock_conn.c (connection table, credit), vsock_unix.c (host side: Unix
+ * sockets, handshake) and the unit tests / fuzzer. Not part of the VMM's
+ * API: include vsock.h instead.
  *
  * Every function here expects v->lock held unless it says otherwise.
  */
@@ -156,6 +157,8 @@ void vsock_process_queues_locked(struct vsock *v);
  * lock hold ends here. */
 void vsock_unlock(struct vsock *v);
 
+/* ---- vsock_conn.c: connection table, control queue, credit */
+
 struct vsock_conn *vsock_conn_lookup(struct vsock *v, uint32_t local_port,
 				     uint32_t peer_port);
 /* Takes a free slot (state set by the caller), or NULL when full. */
@@ -173,6 +176,27 @@ void vsock_conn_kick(struct vsock *v, struct vsock_conn *c, uint32_t pend);
 bool vsock_conn_output(struct vsock *v, struct vsock_conn *c);
 /* Recomputes the epoll interest the connection's state calls for. */
 void vsock_conn_rewatch(struct vsock *v, struct vsock_conn *c);
+/* Takes `c` off (puts it on) the list of connections owing the guest a
+ * packet; both are no-ops when already so. */
+void vsock_rxlist_remove(struct vsock *v, struct vsock_conn *c);
+void vsock_rxlist_append(struct vsock *v, struct vsock_conn *c);
+/* Queues a connection-less RST from host port `local` to guest port `peer`
+ * (dropped, with a rate-limited warning, when the control queue is full). */
+void vsock_queue_rst(struct vsock *v, uint32_t local, uint32_t peer);
+/* What the guest may still receive from us on `c` (5.10.6.3.1): its
+ * buf_alloc minus what is in flight, 0 when its numbers are absurd. */
+uint32_t vsock_conn_peer_credit(const struct vsock_conn *c);
+/* Owes the guest a CREDIT_UPDATE when it believes our buffer nearly full
+ * and we have freed some of it. */
+void vsock_conn_maybe_credit_update(struct vsock *v, struct vsock_conn *c);
+/* After the buffer may have emptied: completes the guest's SHUTDOWN (half
+ * close to the host, or the final RST). Returns false when `c` was closed. */
+bool vsock_conn_after_output(struct vsock *v, struct vsock_conn *c);
+/* Appends payload bytes [skip, present) of `payload` to the connection's
+ * buffer (allocated on first use); the caller has checked the credit, so
+ * they fit. 0 or -ENOMEM. */
+int vsock_conn_buffer(struct vsock_conn *c, const struct iovec *payload,
+		      unsigned niov, uint64_t skip, uint64_t present);
 
 /* ---- vsock_unix.c: host side */
 

@@ -558,6 +558,20 @@ static void *recorded(struct vsock *v, const char *path, int *ret, char *err,
 	return v;
 }
 
+/* Why a socket path cannot be listened on, in the user's terms: the two
+ * errors of listen_on() that strerror() words badly. */
+static const char *listen_errstr(int ret)
+{
+	switch (ret) {
+	case -EEXIST:
+		return "it exists and is not a socket (not replaced)";
+	case -ENAMETOOLONG:
+		return "empty, or longer than a socket path may be (107 bytes)";
+	default:
+		return strerror(-ret);
+	}
+}
+
 static void *vsock_dev_create(const struct vm_dev_ctx *ctx,
 			      const struct virtio_dev_ops **ops, int *ret,
 			      char *err, size_t errlen)
@@ -570,7 +584,7 @@ static void *vsock_dev_create(const struct vm_dev_ctx *ctx,
 			 ctx->loop, ret);
 	if (!v) {
 		errbuf_fail(err, errlen, *ret, "cannot create vsock at '%s': %s",
-			    cfg->vsock_path, strerror(-*ret));
+			    cfg->vsock_path, listen_errstr(*ret));
 		return NULL;
 	}
 	*ops = &vsock_ops;
@@ -623,7 +637,7 @@ static void *vsock_dev_restore(const struct vm_dev_ctx *ctx,
 		else
 			errbuf_fail(err, errlen, *ret, "cannot create vsock at "
 				    "'%s': %s", r->vsock_path ? r->vsock_path :
-				    path, strerror(-*ret));
+				    path, listen_errstr(*ret));
 		return NULL;
 	}
 	*ops = &vsock_ops;

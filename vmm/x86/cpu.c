@@ -5,9 +5,9 @@
 #include <linux/kvm.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 
 #include "ember/abi.h"
+#include "kvm.h"
 #include "log.h"
 
 /* Control register and EFER bits (Intel SDM vol. 3, 2.5 and 2.2.1). */
@@ -189,8 +189,7 @@ int cpu_setup_cpuid(int vcpu_fd, const struct kvm_cpuid2 *supported,
 		return -ENOMEM;
 	memcpy(c, supported, size);
 	cpu_filter_cpuid(c, t, vcpu_id, nr_cpus);
-	if (ioctl(vcpu_fd, KVM_SET_CPUID2, c) < 0)
-		ret = -errno;
+	ret = kvm_ioctl_raw(vcpu_fd, KVM_SET_CPUID2, c);
 	free(c);
 	return ret;
 }
@@ -363,7 +362,7 @@ static int set_msrs(int vcpu_fd, const struct cpu_boot *b)
 			.data = RFLAGS_TF | RFLAGS_IF | RFLAGS_DF | RFLAGS_AC };
 	}
 	m.hdr.nmsrs = n;
-	if (ioctl(vcpu_fd, KVM_SET_MSRS, &m) != (int)n)
+	if (kvm_ioctl_raw(vcpu_fd, KVM_SET_MSRS, &m) != (int)n)
 		return -EIO;
 	return 0;
 }
@@ -386,8 +385,9 @@ int cpu_setup_bsp(int vcpu_fd, const struct cpu_boot *b)
 	regs.rdi = b->rdi;
 	regs.rsi = b->rsi;
 
-	if (ioctl(vcpu_fd, KVM_GET_SREGS, &sregs) < 0)
-		return -errno;
+	ret = kvm_ioctl_raw(vcpu_fd, KVM_GET_SREGS, &sregs);
+	if (ret < 0)
+		return ret;
 	flat_segment(&sregs.cs, cs, true);
 	flat_segment(&sregs.ds, ds, false);
 	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
@@ -412,17 +412,20 @@ int cpu_setup_bsp(int vcpu_fd, const struct cpu_boot *b)
 		if (b->syscall)
 			sregs.efer |= EFER_SCE;
 	}
-	if (ioctl(vcpu_fd, KVM_SET_SREGS, &sregs) < 0)
-		return -errno;
+	ret = kvm_ioctl_raw(vcpu_fd, KVM_SET_SREGS, &sregs);
+	if (ret < 0)
+		return ret;
 
-	if (ioctl(vcpu_fd, KVM_SET_REGS, &regs) < 0)
-		return -errno;
+	ret = kvm_ioctl_raw(vcpu_fd, KVM_SET_REGS, &regs);
+	if (ret < 0)
+		return ret;
 
 	memset(&fpu, 0, sizeof(fpu));
 	fpu.fcw = 0x37f;     /* x87 default control word */
 	fpu.mxcsr = 0x1f80;  /* all SSE exceptions masked */
-	if (ioctl(vcpu_fd, KVM_SET_FPU, &fpu) < 0)
-		return -errno;
+	ret = kvm_ioctl_raw(vcpu_fd, KVM_SET_FPU, &fpu);
+	if (ret < 0)
+		return ret;
 	ret = set_msrs(vcpu_fd, b);
 	return ret;
 }
@@ -431,17 +434,18 @@ int cpu_setup_lapic(int vcpu_fd)
 {
 	struct kvm_lapic_state lapic;
 	uint32_t *lvt0, *lvt1;
+	int ret;
 
-	if (ioctl(vcpu_fd, KVM_GET_LAPIC, &lapic) < 0)
-		return -errno;
+	ret = kvm_ioctl_raw(vcpu_fd, KVM_GET_LAPIC, &lapic);
+	if (ret < 0)
+		return ret;
 	/* LVT LINT0 at 0x350, LINT1 at 0x360; delivery mode bits 8-10. */
 	lvt0 = (uint32_t *)(void *)&lapic.regs[0x350];
 	lvt1 = (uint32_t *)(void *)&lapic.regs[0x360];
 	*lvt0 = (*lvt0 & ~0x700u & ~(1u << 16)) | (7u << 8); /* ExtINT */
 	*lvt1 = (*lvt1 & ~0x700u & ~(1u << 16)) | (4u << 8); /* NMI */
-	if (ioctl(vcpu_fd, KVM_SET_LAPIC, &lapic) < 0)
-		return -errno;
-	return 0;
+	ret = kvm_ioctl_raw(vcpu_fd, KVM_SET_LAPIC, &lapic);
+	return ret < 0 ? ret : 0;
 }
 
 bool cpu_vector_has_error_code(unsigned v)
