@@ -315,11 +315,14 @@ void ember_control_stop(struct ember_control *c)
 	/* Wake the thread wherever it blocks (accept, or recv on a client)
 	 * by shutting the sockets down; it then returns on its own. A command
 	 * in progress finishes first (the VM is stopped by now, so a pause
-	 * returns at once). */
+	 * returns at once). Only the client's read side: the command being
+	 * run may be the "stop" that brought us here, and its "OK stopping"
+	 * must still reach the client (shutting both sides lost it now and
+	 * then: snapshot-plain's "stop" got no reply). */
 	pthread_mutex_lock(&c->lock);
 	c->stopping = true;
 	if (c->client_fd >= 0)
-		shutdown(c->client_fd, SHUT_RDWR);
+		shutdown(c->client_fd, SHUT_RD);
 	pthread_mutex_unlock(&c->lock);
 	shutdown(c->listen_fd, SHUT_RDWR);
 	pthread_join(c->thread, NULL);
