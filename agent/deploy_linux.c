@@ -140,8 +140,10 @@ int deploy_linux_run_image(int dir_fd, const char *tmp_dir, char *const *argv,
 		 path && path[0] ? path : "/usr/local/bin:/usr/bin:/bin");
 	snprintf(tmp_env, sizeof(tmp_env), "TMPDIR=%s", tmp_dir);
 	if (pipe2(p, O_CLOEXEC)) {
-		snprintf(why, whylen, "pipe: %s", strerror(errno));
-		return -errno;
+		int e = errno; /* formatting may change errno */
+
+		snprintf(why, whylen, "pipe: %s", strerror(e));
+		return -e;
 	}
 	sigemptyset(&none);
 	sigfillset(&all);

@@ -95,9 +95,11 @@ static int listen_vsock(struct transport *t, char *err, size_t errlen)
 	int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
 	if (fd < 0) {
+		int e = errno; /* formatting may change errno */
+
 		snprintf(err, errlen, "vsock socket: %s (no virtio-vsock device?)",
-			 strerror(errno));
-		return -errno;
+			 strerror(e));
+		return -e;
 	}
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    listen(fd, 16) < 0) {
