@@ -47,7 +47,7 @@ static void in_child(enum seccomp_thread kind, enum seccomp_mode mode,
 
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		if (seccomp_prepare(mode, err, sizeof(err)) < 0)
+		if (seccomp_prepare(mode, 0, err, sizeof(err)) < 0)
 			_exit(100);
 		if (seccomp_apply(kind) < 0)
 			_exit(101);
@@ -408,7 +408,7 @@ static void test_log_and_off_modes(void **state)
 	/* Bad arguments, in this (unfiltered) process: OFF changes
 	 * nothing, so apply of a bad kind is still 0 here. */
 	assert_int_equal(seccomp_get_mode(), SECCOMP_OFF);
-	assert_int_equal(seccomp_prepare(SECCOMP_OFF, err, sizeof(err)), 0);
+	assert_int_equal(seccomp_prepare(SECCOMP_OFF, 0, err, sizeof(err)), 0);
 	assert_int_equal(seccomp_apply(SECCOMP_NR_THREADS), 0);
 	assert_string_equal(seccomp_thread_name(SECCOMP_THREAD_EVLOOP),
 			    "evloop");
@@ -419,7 +419,7 @@ static int prepare_twice(enum seccomp_thread k)
 {
 	char err[256];
 
-	if (seccomp_prepare(SECCOMP_KILL, err, sizeof(err)) != -EALREADY)
+	if (seccomp_prepare(SECCOMP_KILL, 0, err, sizeof(err)) != -EALREADY)
 		return 1;
 	return seccomp_apply((enum seccomp_thread)(k + 100)) == -EINVAL ? 0 : 2;
 }
