@@ -23,8 +23,10 @@
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
 #include <sched.h>
+#include <signal.h>
 #include <seccomp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -487,16 +489,47 @@ int seccomp_prepare(enum seccomp_mode m, unsigned flags, char *err,
 
 #ifdef EMBER_TESTING
 /*
- * Test hook: EMBER_TEST_SECCOMP_TRIP=<kind> makes that thread open a
- * socket right after loading its filter, a call no list allows (no socket
- * after setup), so a test can watch the VMM die of SIGSYS for each kind.
+ * Test hook, compiled into the sanitized test build only (EMBER_TESTING;
+ * ember-vmm itself has no such code: tests/integration/seccomp-vmm checks
+ * its binary). EMBER_TEST_SECCOMP_TRIP=<kind>[:<call>] makes that thread,
+ * right after loading its filter, make a call no list allows, so that a
+ * test can watch the VMM die of SIGSYS for each kind:
+ *   socket  an AF_INET socket (no network, no socket after setup): default
+ *   fork    clone() of a process (no CLONE_THREAD): no fork bombs
+ *   exec    execve("/bin/true")
+ *   open    open("/etc/passwd") from the root (no path after setup)
+ * A trip that returns means the filter let the call through: the process
+ * then exits 99, which no test accepts.
  */
 static void test_trip(enum seccomp_thread kind)
 {
 	const char *t = getenv("EMBER_TEST_SECCOMP_TRIP");
+	size_t n = strlen(kinds[kind].name);
+	const char *call;
 
-	if (t && !strcmp(t, kinds[kind].name))
+	if (!t || strncmp(t, kinds[kind].name, n) || (t[n] && t[n] != ':'))
+		return;
+	call = t[n] ? t + n + 1 : "socket";
+	if (!strcmp(call, "fork")) {
+		/* The raw call, as a fork bomb would make it (glibc's fork()
+		 * and the sanitizer's interceptor around it add calls of their
+		 * own that could trip first). */
+		long pid = syscall(SYS_clone, (long)SIGCHLD, 0L, 0L, 0L, 0L);
+
+		if (pid == 0)
+			_exit(0);
+	} else if (!strcmp(call, "exec")) {
+		char *const argv[] = { (char *)"true", NULL };
+
+		syscall(SYS_execve, "/bin/true", argv, environ);
+	} else if (!strcmp(call, "open")) {
+		syscall(SYS_openat, AT_FDCWD, "/etc/passwd", O_RDONLY);
+	} else {
 		socket(AF_INET, SOCK_STREAM, 0);
+	}
+	fprintf(stderr, "ember-vmm: EMBER_TEST_SECCOMP_TRIP=%s: the %s "
+		"filter allowed it\n", t, kinds[kind].name);
+	_exit(99);
 }
 #endif
 
