@@ -8,9 +8,10 @@
  * memfd, read back here), so that seccomp_apply() is a single seccomp(2)
  * call that needs no allocation and costs microseconds.
  *
- * The lists were found by running every integration test and benchmark in
- * SECCOMP_LOG mode and reading what the kernel logged (docs/security.md,
- * "Building the allow-lists"). Argument conventions: an int argument is
+ * The lists were checked by running the VM integration tests with every
+ * ember-vmm given --seccomp (tests/integration/seccomp-vmm) and reading
+ * what --seccomp=log made the kernel log (docs/seccomp.md, "Debugging with
+ * log mode"). Argument conventions: an int argument is
  * compared on its low 32 bits only (the upper half of a register holding
  * an int is undefined in the x86-64 ABI); ioctl request numbers likewise.
  */

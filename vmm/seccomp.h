@@ -17,9 +17,10 @@
  * applies RESTORE, then CONTROL once the restore is done).
  *
  * Does not own: the rest of the jail (agent/jail.c), when each thread
- * applies its list (the thread's own module), the command-line switches
- * (cli.c). io_uring requests run in kernel workers that seccomp does not
- * see; the disk backend restricts its ring's opcodes instead.
+ * applies its list (the thread's own module, through ember.h's thread
+ * hook), the command-line switches (cli.c, cli_seccomp.c). io_uring
+ * requests run in kernel workers that seccomp does not see (docs/seccomp.md,
+ * "What it does not cover").
  *
  * Threads: seccomp_prepare() once, before any other thread exists or
  * applies a filter; seccomp_apply() on the thread being restricted.
