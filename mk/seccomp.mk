@@ -4,5 +4,6 @@
 #   BENCH_QUICK=1 make bench-seccomp   a short run
 .PHONY: bench-seccomp
 bench-seccomp: $(BUILD)/ember-vmm $(BUILD)/bench/coldstart $(BUILD)/ember-micro \
+		$(BUILD)/ember-invoke \
 		$(BUILD)/handlers/echo
 	BUILD=$(BUILD) bench/seccomp
