@@ -140,6 +140,8 @@ static const struct rule vcpu[] = {
 	IOCTL(KVM_SET_SREGS, "exception reflection into a plain guest"),
 	IOCTL(KVM_IRQ_LINE, "legacy interrupt lines of devices it serves"),
 	ALLOW(ppoll, "EMBER_HC_WAIT: the guest idles until a device or a timeout"),
+	ALLOW(getrandom, "virtio-rng requests a guest MMIO write completes"),
+	ALLOW(timerfd_settime, "vsock: the host side's retry timer"),
 	IOCTL(KVM_GET_VCPU_EVENTS, "a preemption tick waits for event delivery"),
 	ALLOW(timer_create, "the micro guest's preemption tick (one per vCPU)"),
 	ALLOW(timer_settime, "the preemption tick: armed while the guest runs"),
@@ -147,8 +149,6 @@ static const struct rule vcpu[] = {
 	ALLOW(sendto, "vsock packets a guest MMIO write completes"),
 	ALLOW(sendmsg, "vsock packets a guest MMIO write completes"),
 	ALLOW(io_uring_enter, "disk requests a guest MMIO write submits"),
-	ALLOW(getrandom, "virtio-rng requests a guest MMIO write completes"),
-	ALLOW(timerfd_settime, "vsock: the host side's retry timer"),
 };
 
 static const struct rule evloop[] = {
