@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "ember.h"
 #include "log.h"
+#include "seccomp.h"
 
 static const char usage_text[] =
 "Usage: ember-vmm --kernel FILE [OPTIONS]\n"
@@ -99,6 +100,15 @@ static const char usage_text[] =
 "  -n, --cpus N           the shell's vCPUs (default 1; match the snapshot)\n"
 "      --irqchip          the shell has an in-kernel irqchip (Linux snapshots)\n"
 "\n"
+"Confinement (docs/seccomp.md):\n"
+"      --seccomp[=MODE]   every VMM thread (main, vCPU, event, control)\n"
+"                         loads its own system-call allow-list once its\n"
+"                         setup is done, before guest code runs; any other\n"
+"                         call kills the process with SIGSYS. MODE: kill\n"
+"                         (default) or log (allowed and logged by the\n"
+"                         kernel, for debugging the lists). Also in --shell\n"
+"      --no-seccomp       no filters (the default; emberd passes --seccomp)\n"
+"\n"
 "Control:\n"
 "  -t, --timeout SECONDS  stop the guest after this long (decimals allowed)\n"
 "  -v, --verbose          more log lines on stderr (repeat for more)\n"
@@ -113,12 +123,15 @@ static const char usage_text[] =
 "  64      usage error (shell: a malformed restore command)\n"
 "  65      invalid kernel, snapshot or other input\n"
 "  66      a file cannot be opened or a socket created (--vsock, --control)\n"
-"  69      /dev/kvm missing, not accessible, or lacking a feature\n"
+"  69      /dev/kvm missing, not accessible, or lacking a feature;\n"
+"          --seccomp on a kernel that cannot load seccomp filters\n"
 "  70      internal VMM error\n"
 "  124     --timeout expired\n"
 "  125     the guest crashed: unhandled exception, triple fault, access to\n"
 "          unmapped MMIO, emulation failure or an unknown exit; the reason,\n"
-"          RIP and registers are printed on stderr\n";
+"          RIP and registers are printed on stderr\n"
+"  SIGSYS  (a shell shows 159) with --seccomp: a thread made a system call\n"
+"          outside its allow-list; the kernel log names it (docs/seccomp.md)\n";
 
 static void usage_error(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2), noreturn));
@@ -300,7 +313,7 @@ int main(int argc, char **argv)
 		OPT_KIND = 256, OPT_CPL, OPT_TEMPLATE, OPT_MICRO, OPT_HANDLER,
 		OPT_BACKEND, OPT_VSOCK, OPT_CID, OPT_RESTORE, OPT_CONTROL,
 		OPT_SNAP_READY, OPT_PREFETCH, OPT_PAUSED, OPT_SHELL,
-		OPT_CONTROL_FD, OPT_IRQCHIP,
+		OPT_CONTROL_FD, OPT_IRQCHIP, OPT_SECCOMP, OPT_NO_SECCOMP,
 	};
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, 'k' },
@@ -330,6 +343,8 @@ int main(int argc, char **argv)
 		{ "shell", no_argument, NULL, OPT_SHELL },
 		{ "control-fd", required_argument, NULL, OPT_CONTROL_FD },
 		{ "irqchip", no_argument, NULL, OPT_IRQCHIP },
+		{ "seccomp", optional_argument, NULL, OPT_SECCOMP },
+		{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ember_config cfg;
@@ -337,6 +352,8 @@ int main(int argc, char **argv)
 	struct ember_vm *vm;
 	const char *handler = NULL, *restore = NULL, *control = NULL;
 	const char *snap_ready = NULL;
+	const char *seccomp = NULL; /* --seccomp's mode; NULL: off */
+	unsigned seccomp_flags = 0;
 	bool prefetch = false, paused = false, shell = false, irqchip = false;
 	int control_fd = -1;
 	char *micro_kernel = NULL; /* ember-micro beside us, with --micro */
@@ -469,6 +486,15 @@ int main(int argc, char **argv)
 		case OPT_SNAP_READY:
 			snap_ready = optarg;
 			break;
+		case OPT_SECCOMP:
+			seccomp = optarg ? optarg : "kill";
+			if (strcmp(seccomp, "kill") && strcmp(seccomp, "log"))
+				usage_error("unknown --seccomp mode '%s' (kill, "
+					    "log)", seccomp);
+			break;
+		case OPT_NO_SECCOMP:
+			seccomp = NULL;
+			break;
 		case OPT_CID:
 			cfg.vsock_cid = parse_u64(optarg, "CID", 3, UINT32_MAX - 1);
 			break;
@@ -502,8 +528,15 @@ int main(int argc, char **argv)
 		    cfg.vsock_path || cfg.timeout_ms ||
 		    cfg.serial_fd != STDOUT_FILENO)
 			usage_error("--shell takes only --control-fd or --control, "
-				    "--cpus, --irqchip, --cpu-template, -v and -q "
-				    "(the rest comes with the restore command)");
+				    "--cpus, --irqchip, --cpu-template, --seccomp, "
+				    "-v and -q (the rest comes with the restore "
+				    "command)");
+		/* Everything reaches a shell as fds: only --control PATH's
+		 * socket file is a path (main unlinks it at exit). */
+		status = cli_seccomp_setup(seccomp, control ? SECCOMP_F_UNLINK
+							    : 0);
+		if (status != ST_OK)
+			return status;
 		return cli_shell_main(&so);
 	}
 	if (control_fd >= 0 || irqchip)
@@ -526,6 +559,22 @@ int main(int argc, char **argv)
 		usage_error("--restore takes no --kernel, --micro, --initrd or --cmdline");
 	if (!cfg.kernel && !restore)
 		usage_error("no kernel given: use --kernel FILE");
+	if (paused && !control)
+		usage_error("--paused needs --control PATH to resume the VM");
+
+	/* The lists this configuration needs beyond the base ones. */
+	if (snap_ready)
+		seccomp_flags |= SECCOMP_F_SNAPSHOT_AT_READY;
+	if (control)
+		seccomp_flags |= SECCOMP_F_PATHS | SECCOMP_F_UNLINK;
+	/* vsock by path: connections to PATH_P, PATH removed at exit. */
+	if (cfg.vsock_path || restore)
+		seccomp_flags |= SECCOMP_F_VSOCK_CONNECT | SECCOMP_F_UNLINK;
+	status = cli_seccomp_setup(seccomp, seccomp_flags);
+	if (status != ST_OK) {
+		free(micro_kernel);
+		return status;
+	}
 
 	if (restore) {
 		struct ember_restore r;
@@ -555,10 +604,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ember-vmm: %s\n", err);
 		return cli_status_for_create_error(ret);
 	}
-	if (snap_ready)
-		ember_vm_snapshot_at_ready(vm, snap_ready);
-	if (paused && !control)
-		usage_error("--paused needs --control PATH to resume the VM");
+	if (snap_ready &&
+	    (ret = ember_vm_snapshot_at_ready(vm, snap_ready, err,
+					      sizeof(err))) < 0) {
+		fprintf(stderr, "ember-vmm: --snapshot-at-ready: %s\n", err);
+		ember_vm_destroy(vm);
+		return ST_NOINPUT;
+	}
 	if (paused)
 		ember_vm_pause(vm); /* not running yet: only marks it */
 	cli_stop_on_signals(vm);

@@ -41,6 +41,12 @@ struct cli_shell_opts {
 	enum ember_cpu_template cpu_template;
 };
 
+/* --seccomp[=MODE] (cli_seccomp.c): MODE "kill", "log", or "off"/NULL
+ * (nothing to do). Compiles the filters for `flags` (SECCOMP_F_* of
+ * vmm/seccomp.h) and makes every thread load its own where its setup
+ * ends. ST_OK, or the exit status after a one-line error on stderr. */
+int cli_seccomp_setup(const char *mode, unsigned flags);
+
 /* `ember-vmm --shell`: serves the shell protocol (docs/shell.md) until the
  * VM ends or the controller goes away. Returns the exit status. */
 int cli_shell_main(const struct cli_shell_opts *o);

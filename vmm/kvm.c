@@ -46,9 +46,18 @@ int kvm_ioctl_named(int fd, unsigned long req, const char *name,
 	return ret;
 }
 
+/* Looked up once (kvm_open() asks first, at setup): later callers, such as
+ * a snapshot or a restore under --seccomp, must not touch the file system. */
 bool kvm_host_is_pvm(void)
 {
-	return access("/sys/module/kvm_pvm", F_OK) == 0;
+	static int is_pvm = -1;
+	int v = __atomic_load_n(&is_pvm, __ATOMIC_RELAXED);
+
+	if (v < 0) {
+		v = access("/sys/module/kvm_pvm", F_OK) == 0;
+		__atomic_store_n(&is_pvm, v, __ATOMIC_RELAXED);
+	}
+	return v;
 }
 
 int kvm_open(struct kvm *kvm, char *err, size_t errlen)

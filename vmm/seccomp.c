@@ -8,9 +8,10 @@
  * memfd, read back here), so that seccomp_apply() is a single seccomp(2)
  * call that needs no allocation and costs microseconds.
  *
- * The lists were found by running every integration test and benchmark in
- * SECCOMP_LOG mode and reading what the kernel logged (docs/security.md,
- * "Building the allow-lists"). Argument conventions: an int argument is
+ * The lists were checked by running the VM integration tests with every
+ * ember-vmm given --seccomp (tests/integration/seccomp-vmm) and reading
+ * what --seccomp=log made the kernel log (docs/seccomp.md, "Debugging with
+ * log mode"). Argument conventions: an int argument is
  * compared on its low 32 bits only (the upper half of a register holding
  * an int is undefined in the x86-64 ABI); ioctl request numbers likewise.
  */
@@ -23,8 +24,10 @@
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
 #include <sched.h>
+#include <signal.h>
 #include <seccomp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -123,6 +126,10 @@ static const struct rule main_thread[] = {
 	ALLOW(sendmsg, "the EXIT line to the controller"),
 	ALLOW(sendto, "the EXIT line to the controller"),
 	ALLOW(recvmsg, "notices the controller closing its end"),
+	ALLOW(shutdown, "wakes the control thread to end it"),
+	ALLOW(io_uring_register, "teardown: the disk ring's eventfd"),
+	ALLOW(rt_sigaction, "SIGTERM, SIGINT, SIGHUP back to exiting once the "
+	      "VM ended (cli_stop_on_signals)"),
 };
 
 static const struct rule vcpu[] = {
@@ -133,6 +140,8 @@ static const struct rule vcpu[] = {
 	IOCTL(KVM_SET_SREGS, "exception reflection into a plain guest"),
 	IOCTL(KVM_IRQ_LINE, "legacy interrupt lines of devices it serves"),
 	ALLOW(ppoll, "EMBER_HC_WAIT: the guest idles until a device or a timeout"),
+	ALLOW(getrandom, "virtio-rng requests a guest MMIO write completes"),
+	ALLOW(timerfd_settime, "vsock: the host side's retry timer"),
 	IOCTL(KVM_GET_VCPU_EVENTS, "a preemption tick waits for event delivery"),
 	ALLOW(timer_create, "the micro guest's preemption tick (one per vCPU)"),
 	ALLOW(timer_settime, "the preemption tick: armed while the guest runs"),
@@ -161,6 +170,8 @@ static const struct rule evloop[] = {
 	ALLOW(fdatasync, "the synchronous disk backend: flush requests"),
 	ALLOW(fsync, "the synchronous disk backend: flush requests"),
 	IOCTL(KVM_IRQ_LINE, "interrupts of devices without an irqfd"),
+	ALLOW(timerfd_settime, "vsock: the host side's retry timer"),
+	ALLOW(getrandom, "virtio-rng requests"),
 };
 
 static const struct rule control[] = {
@@ -175,7 +186,13 @@ static const struct rule control[] = {
 	ALLOW_IF(fcntl, EQ32(1, F_GETFD), "checking a descriptor handed in"),
 	ALLOW_IF(fcntl, EQ32(1, F_SETFD), "close-on-exec on received fds"),
 	ALLOW_IF(fcntl, EQ32(1, F_DUPFD_CLOEXEC), "keeping a received fd"),
-	/* Snapshots and working sets of a running VM (pause first): */
+};
+
+/* Writing a snapshot or a working set of a paused VM: the control thread's
+ * commands, and with SECCOMP_F_SNAPSHOT_AT_READY the vCPU thread that
+ * writes the snapshot at the guest's READY (into a directory fd opened
+ * at setup). */
+static const struct rule snapshot_writer[] = {
 	IOCTL(KVM_GET_REGS, "snapshot: vCPU registers"),
 	IOCTL(KVM_GET_SREGS, "snapshot: vCPU system registers"),
 	IOCTL(KVM_GET_FPU, "snapshot: FPU state"),
@@ -190,6 +207,10 @@ static const struct rule control[] = {
 	IOCTL(KVM_GET_IRQCHIP, "snapshot: PIC and IOAPIC"),
 	IOCTL(KVM_GET_PIT2, "snapshot: PIT"),
 	IOCTL(KVM_GET_TSC_KHZ, "snapshot: TSC frequency"),
+	IOCTL(KVM_GET_MSR_INDEX_LIST, "snapshot: which MSRs to save (on the "
+	      "/dev/kvm fd)"),
+	IOCTL(KVM_SET_MSRS, "snapshot: an MSR is saved only if it can be "
+	      "written back (the value just read, to a paused vCPU)"),
 	IOCTL(KVM_RUN, "completing a pending exit (immediate_exit) at pause"),
 	ALLOW_IF(openat, DIRFD(0), "snapshot files below the directory fd "
 		 "handed in; never a path from the root"),
@@ -206,10 +227,49 @@ static const struct rule control[] = {
 	ALLOW(fsync, "snapshot files reach the disk before the rename"),
 	ALLOW(fdatasync, "snapshot files reach the disk before the rename"),
 	ALLOW(mincore, "which guest pages are resident (working set)"),
+	ALLOW(getrandom, "unique names of the temporary files renamed into "
+	      "place"),
+	ALLOW(sysinfo, "glibc's qsort() of a page list sizes its buffer by "
+	      "the host's RAM"),
 };
 
-/* The control thread before and during its restore: everything above plus
- * building the VM's devices and state from the snapshot. */
+/* SECCOMP_F_PATHS only: the stream control socket's commands name
+ * directories by path (snapshot DIR, workingset into the --restore DIR),
+ * so its control thread may open and create files anywhere the process
+ * can. emberd's shells never have it: they send directory fds. */
+static const struct rule paths[] = {
+	ALLOW(open, "snapshot DIR: files by path"),
+	ALLOW(openat, "snapshot DIR: files by path"),
+	ALLOW(mkdir, "snapshot DIR: creates DIR"),
+	ALLOW(mkdirat, "snapshot DIR: creates DIR"),
+	ALLOW(rename, "snapshot and working-set files: atomic rename"),
+	ALLOW(renameat, "snapshot and working-set files: atomic rename"),
+	ALLOW(renameat2, "snapshot and working-set files: atomic rename"),
+	ALLOW(unlink, "removing a half-written file"),
+	ALLOW(unlinkat, "removing a half-written file"),
+	ALLOW(newfstatat, "checking a path is a directory"),
+};
+
+/* SECCOMP_F_VSOCK_CONNECT only: with the host side of vsock given as a
+ * path, a guest connection to host port P is a Unix socket connected to
+ * PATH_P (vsock_unix.c); with fds (emberd's shells) there is none. */
+static const struct rule vsock_connect[] = {
+	ALLOW_IF(socket, EQ32(0, AF_UNIX), "a guest connection to a host "
+		 "port: Unix sockets only, never a network"),
+	ALLOW(connect, "a guest connection to a host port: PATH_P"),
+};
+
+/* SECCOMP_F_UNLINK only: main removes the --control socket at exit. */
+static const struct rule unlink_socket[] = {
+	ALLOW(unlink, "the --control socket file at exit"),
+	ALLOW(unlinkat, "the --control socket file at exit"),
+};
+
+/* The control thread before and during its restore: its control lists plus
+ * building the VM's devices and state from the snapshot. It also starts the
+ * restored VM's vCPU and event threads, which inherit this filter before
+ * they stack their own (stacked filters must all allow a call): so this
+ * kind also holds the vcpu and evloop lists (kinds[] below). */
 static const struct rule restore[] = {
 	IOCTL(KVM_SET_USER_MEMORY_REGION, "maps guest RAM from the snapshot"),
 	IOCTL(KVM_SET_REGS, "restores vCPU registers"),
@@ -238,24 +298,45 @@ static const struct rule restore[] = {
 	ALLOW(set_robust_list, "a new thread's start"),
 	ALLOW(rseq, "a new thread's start"),
 	ALLOW(sched_getaffinity, "a new thread's start"),
+	ALLOW_IF(prctl, EQ32(0, PR_SET_NAME), "a new thread names itself "
+		 "(vcpuN, event) before it loads its own filter"),
+	ALLOW(timerfd_create, "the restored vsock device's retry timer"),
+	ALLOW(getsockopt, "checking the vsock socket handed in (type, "
+	      "domain, listening)"),
+	ALLOW(rt_sigaction, "the vCPU kick signal's handler"),
 };
 
 struct list {
 	const struct rule *r;
 	size_t n;
+	unsigned only_with;         /* 0, or the SECCOMP_F_* it needs */
 };
 
-#define L(t) { t, sizeof(t) / sizeof((t)[0]) }
+#define L(t) { t, sizeof(t) / sizeof((t)[0]), 0 }
+#define L_IF(t, f) { t, sizeof(t) / sizeof((t)[0]), f }
+#define MAX_LISTS 8
 static const struct {
 	const char *name;
-	struct list l[3];
+	struct list l[MAX_LISTS];
 } kinds[SECCOMP_NR_THREADS] = {
-	[SECCOMP_THREAD_MAIN] = { "main", { L(common), L(main_thread) } },
-	[SECCOMP_THREAD_VCPU] = { "vcpu", { L(common), L(vcpu) } },
-	[SECCOMP_THREAD_EVLOOP] = { "evloop", { L(common), L(evloop) } },
-	[SECCOMP_THREAD_CONTROL] = { "control", { L(common), L(control) } },
-	[SECCOMP_THREAD_RESTORE] = { "restore",
-				     { L(common), L(control), L(restore) } },
+	[SECCOMP_THREAD_MAIN] = { "main", { L(common), L(main_thread),
+				  L_IF(unlink_socket, SECCOMP_F_UNLINK) } },
+	[SECCOMP_THREAD_VCPU] = { "vcpu", { L(common), L(vcpu),
+				  L_IF(snapshot_writer,
+				       SECCOMP_F_SNAPSHOT_AT_READY),
+				  L_IF(vsock_connect,
+				       SECCOMP_F_VSOCK_CONNECT) } },
+	[SECCOMP_THREAD_EVLOOP] = { "evloop", { L(common), L(evloop),
+				    L_IF(vsock_connect,
+					 SECCOMP_F_VSOCK_CONNECT) } },
+	[SECCOMP_THREAD_CONTROL] = { "control", { L(common), L(control),
+				     L(snapshot_writer),
+				     L_IF(paths, SECCOMP_F_PATHS) } },
+	[SECCOMP_THREAD_RESTORE] = { "restore", { L(common), L(control),
+				     L(snapshot_writer), L(restore), L(vcpu),
+				     L(evloop), L_IF(paths, SECCOMP_F_PATHS),
+				     L_IF(vsock_connect,
+					  SECCOMP_F_VSOCK_CONNECT) } },
 };
 
 /* ---- compiling and loading --------------------------------------------- */
@@ -334,8 +415,8 @@ out:
 	return ret;
 }
 
-static int build(enum seccomp_thread k, uint32_t deflt, pid_t self,
-		 char *err, size_t errlen)
+static int build(enum seccomp_thread k, uint32_t deflt, unsigned flags,
+		 pid_t self, char *err, size_t errlen)
 {
 	scmp_filter_ctx ctx = seccomp_init(deflt);
 	int ret;
@@ -347,7 +428,9 @@ static int build(enum seccomp_thread k, uint32_t deflt, pid_t self,
 	/* A 32-bit system call (int 0x80) or an x32 one: always fatal. */
 	ret = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
 			       SCMP_ACT_KILL_PROCESS);
-	for (unsigned l = 0; !ret && l < 3; l++) {
+	for (unsigned l = 0; !ret && l < MAX_LISTS; l++) {
+		if (kinds[k].l[l].only_with & ~flags)
+			continue;
 		for (size_t i = 0; !ret && i < kinds[k].l[l].n; i++) {
 			const struct rule *r = &kinds[k].l[l].r[i];
 
@@ -376,7 +459,8 @@ static int build(enum seccomp_thread k, uint32_t deflt, pid_t self,
 	return ret;
 }
 
-int seccomp_prepare(enum seccomp_mode m, char *err, size_t errlen)
+int seccomp_prepare(enum seccomp_mode m, unsigned flags, char *err,
+		    size_t errlen)
 {
 	uint32_t deflt = m == SECCOMP_LOG ? SCMP_ACT_LOG : SCMP_ACT_KILL_PROCESS;
 	pid_t self = getpid();
@@ -391,7 +475,8 @@ int seccomp_prepare(enum seccomp_mode m, char *err, size_t errlen)
 		return errbuf_fail(err, errlen, -ENOSYS,
 				   "seccomp: not supported by this kernel");
 	for (unsigned k = 0; !ret && k < SECCOMP_NR_THREADS; k++)
-		ret = build((enum seccomp_thread)k, deflt, self, err, errlen);
+		ret = build((enum seccomp_thread)k, deflt, flags, self, err,
+			    errlen);
 	if (ret) {
 		for (unsigned k = 0; k < SECCOMP_NR_THREADS; k++) {
 			free(progs[k].filter);
@@ -405,16 +490,47 @@ int seccomp_prepare(enum seccomp_mode m, char *err, size_t errlen)
 
 #ifdef EMBER_TESTING
 /*
- * Test hook: EMBER_TEST_SECCOMP_TRIP=<kind> makes that thread open a
- * socket right after loading its filter, a call no list allows (no socket
- * after setup), so a test can watch the VMM die of SIGSYS for each kind.
+ * Test hook, compiled into the sanitized test build only (EMBER_TESTING;
+ * ember-vmm itself has no such code: tests/integration/seccomp-vmm checks
+ * its binary). EMBER_TEST_SECCOMP_TRIP=<kind>[:<call>] makes that thread,
+ * right after loading its filter, make a call no list allows, so that a
+ * test can watch the VMM die of SIGSYS for each kind:
+ *   socket  an AF_INET socket (no network, no socket after setup): default
+ *   fork    clone() of a process (no CLONE_THREAD): no fork bombs
+ *   exec    execve("/bin/true")
+ *   open    open("/etc/passwd") from the root (no path after setup)
+ * A trip that returns means the filter let the call through: the process
+ * then exits 99, which no test accepts.
  */
 static void test_trip(enum seccomp_thread kind)
 {
 	const char *t = getenv("EMBER_TEST_SECCOMP_TRIP");
+	size_t n = strlen(kinds[kind].name);
+	const char *call;
 
-	if (t && !strcmp(t, kinds[kind].name))
+	if (!t || strncmp(t, kinds[kind].name, n) || (t[n] && t[n] != ':'))
+		return;
+	call = t[n] ? t + n + 1 : "socket";
+	if (!strcmp(call, "fork")) {
+		/* The raw call, as a fork bomb would make it (glibc's fork()
+		 * and the sanitizer's interceptor around it add calls of their
+		 * own that could trip first). */
+		long pid = syscall(SYS_clone, (long)SIGCHLD, 0L, 0L, 0L, 0L);
+
+		if (pid == 0)
+			_exit(0);
+	} else if (!strcmp(call, "exec")) {
+		char *const argv[] = { (char *)"true", NULL };
+
+		syscall(SYS_execve, "/bin/true", argv, environ);
+	} else if (!strcmp(call, "open")) {
+		syscall(SYS_openat, AT_FDCWD, "/etc/passwd", O_RDONLY);
+	} else {
 		socket(AF_INET, SOCK_STREAM, 0);
+	}
+	fprintf(stderr, "ember-vmm: EMBER_TEST_SECCOMP_TRIP=%s: the %s "
+		"filter allowed it\n", t, kinds[kind].name);
+	_exit(99);
 }
 #endif
 

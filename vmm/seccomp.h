@@ -17,9 +17,10 @@
  * applies RESTORE, then CONTROL once the restore is done).
  *
  * Does not own: the rest of the jail (agent/jail.c), when each thread
- * applies its list (the thread's own module), the command-line switches
- * (cli.c). io_uring requests run in kernel workers that seccomp does not
- * see; the disk backend restricts its ring's opcodes instead.
+ * applies its list (the thread's own module, through ember.h's thread
+ * hook), the command-line switches (cli.c, cli_seccomp.c). io_uring
+ * requests run in kernel workers that seccomp does not see (docs/seccomp.md,
+ * "What it does not cover").
  *
  * Threads: seccomp_prepare() once, before any other thread exists or
  * applies a filter; seccomp_apply() on the thread being restricted.
@@ -47,10 +48,30 @@ enum seccomp_mode {
 			   * for building the lists, never for production */
 };
 
+/* What this process's configuration needs beyond the base lists (each
+ * widens one list: only what ember-vmm's flags call for is compiled in). */
+enum {
+	/* --snapshot-at-ready: the vCPU thread writes the snapshot (into a
+	 * directory fd opened at setup). */
+	SECCOMP_F_SNAPSHOT_AT_READY = 1u << 0,
+	/* --control PATH without --shell: the stream socket's commands name
+	 * directories by path, so the control thread may open files by path
+	 * (never in emberd's shells, which pass directory fds). */
+	SECCOMP_F_PATHS = 1u << 1,
+	/* --control PATH or --vsock PATH: main unlinks the socket file at
+	 * exit. */
+	SECCOMP_F_UNLINK = 1u << 2,
+	/* --vsock PATH (not fds): a guest connection to host port P connects
+	 * to PATH_P, a Unix socket made on the vCPU or event thread. */
+	SECCOMP_F_VSOCK_CONNECT = 1u << 3,
+};
+
 /* Compiles every kind's filter for this process (the pid it may signal is
- * getpid()). With SECCOMP_OFF it only records that filters are off.
+ * getpid()), with the extra lists `flags` (SECCOMP_F_*) select. With
+ * SECCOMP_OFF it only records that filters are off.
  * 0 or -errno + reason (-ENOSYS: no seccomp in this kernel). */
-int seccomp_prepare(enum seccomp_mode mode, char *err, size_t errlen);
+int seccomp_prepare(enum seccomp_mode mode, unsigned flags, char *err,
+		    size_t errlen);
 
 enum seccomp_mode seccomp_get_mode(void);
 

@@ -479,7 +479,8 @@ static void snapshot_here(struct vcpu *v)
 
 	ret = vcpu_complete_exit(v);
 	if (!ret)
-		ret = vm_snapshot(vm, vm->snapshot_at_ready, err, sizeof(err));
+		ret = vm_snapshot_at(vm, vm->snapshot_at_ready_fd, err,
+				     sizeof(err));
 	else
 		snprintf(err, sizeof(err), "cannot complete the exit: %s",
 			 strerror(-ret));

@@ -688,6 +688,11 @@ struct ember_vm *vm_alloc(const struct ember_config *cfg)
 	vm->cfg = *cfg;
 	vm->kvm.kvm_fd = vm->kvm.vm_fd = -1;
 	vm->wake_fd = vm->stop_fd = vm->serial_fd = -1;
+	vm->snapshot_at_ready_fd = -1;
+	/* Opened now, while the process may still open files: a working set
+	 * is recorded later, when a seccomp filter (or the jail's empty
+	 * root) allows no open. -1 without /proc: recording then fails. */
+	vm->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	/* First, so that ember_vm_stop() works on any VM vm_alloc returned. */
 	vm->stop_req_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->stop_req_fd < 0) {
@@ -1040,6 +1045,10 @@ void ember_vm_destroy(struct ember_vm *vm)
 		close(vm->stop_req_fd);
 	if (vm->serial_fd >= 0)
 		close(vm->serial_fd);
+	if (vm->snapshot_at_ready_fd >= 0)
+		close(vm->snapshot_at_ready_fd);
+	if (vm->pagemap_fd >= 0)
+		close(vm->pagemap_fd);
 	kvm_close(&vm->kvm);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
@@ -1108,7 +1117,23 @@ int ember_vm_snapshot_fd(struct ember_vm *vm, int dir_fd, char *err,
 	return vm_snapshot_at(vm, dir_fd, err, errlen);
 }
 
-void ember_vm_snapshot_at_ready(struct ember_vm *vm, const char *dir)
+int ember_vm_snapshot_at_ready(struct ember_vm *vm, const char *dir,
+			       char *err, size_t errlen)
 {
+	int fd;
+
+	/* The directory is opened here, at setup: the vCPU thread that writes
+	 * the snapshot then only creates files below this fd (under
+	 * --seccomp it may not open paths). */
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return errbuf_fail(err, errlen, -errno, "cannot create '%s': "
+				   "%s", dir, strerror(errno));
+	fd = snap_open_dir(dir, err, errlen);
+	if (fd < 0)
+		return fd;
+	if (vm->snapshot_at_ready_fd >= 0)
+		close(vm->snapshot_at_ready_fd);
+	vm->snapshot_at_ready_fd = fd;
 	vm->snapshot_at_ready = dir;
+	return 0;
 }

@@ -96,6 +96,8 @@ struct ember_vm {
 	 * snapshot to that directory and stop the VM right there. */
 	bool guest_ready;
 	const char *snapshot_at_ready;
+	int snapshot_at_ready_fd;   /* that directory, opened at setup */
+	int pagemap_fd;             /* /proc/self/pagemap, opened at setup */
 	char *snapshot_dir;         /* restored from here, NULL when booted */
 	/* Strings cfg points to that the VM owns (a restored VM's paths come
 	 * from a snapshot that is freed after the restore). */

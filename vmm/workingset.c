@@ -46,7 +46,10 @@ static int scan_pagemap(struct ember_vm *vm, uint64_t **pages_out,
 	const uint64_t chunk = 4096;
 	int fd, ret = 0;
 
-	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	/* Opened at setup (vm_alloc): no path is opened here. */
+	fd = vm->pagemap_fd;
+	if (fd < 0)
+		errno = ENOENT;
 	pages = malloc(npages * sizeof(*pages));
 	written = malloc(npages * sizeof(*written));
 	entries = malloc(chunk * sizeof(*entries));
@@ -75,8 +78,6 @@ static int scan_pagemap(struct ember_vm *vm, uint64_t **pages_out,
 		}
 	}
 out:
-	if (fd >= 0)
-		close(fd);
 	free(entries);
 	if (ret < 0) {
 		free(pages);

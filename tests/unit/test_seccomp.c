@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -36,6 +38,8 @@
 
 enum outcome { EXITS_0, KILLED_SIGSYS };
 
+static unsigned prep_flags; /* the SECCOMP_F_* in_child() compiles with */
+
 /* Runs fn(kind) in a child that has loaded kind's filter first. fn returns
  * the child's exit status (0 = every check passed). */
 static void in_child(enum seccomp_thread kind, enum seccomp_mode mode,
@@ -47,7 +51,7 @@ static void in_child(enum seccomp_thread kind, enum seccomp_mode mode,
 
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		if (seccomp_prepare(mode, err, sizeof(err)) < 0)
+		if (seccomp_prepare(mode, prep_flags, err, sizeof(err)) < 0)
 			_exit(100);
 		if (seccomp_apply(kind) < 0)
 			_exit(101);
@@ -408,7 +412,7 @@ static void test_log_and_off_modes(void **state)
 	/* Bad arguments, in this (unfiltered) process: OFF changes
 	 * nothing, so apply of a bad kind is still 0 here. */
 	assert_int_equal(seccomp_get_mode(), SECCOMP_OFF);
-	assert_int_equal(seccomp_prepare(SECCOMP_OFF, err, sizeof(err)), 0);
+	assert_int_equal(seccomp_prepare(SECCOMP_OFF, 0, err, sizeof(err)), 0);
 	assert_int_equal(seccomp_apply(SECCOMP_NR_THREADS), 0);
 	assert_string_equal(seccomp_thread_name(SECCOMP_THREAD_EVLOOP),
 			    "evloop");
@@ -419,7 +423,7 @@ static int prepare_twice(enum seccomp_thread k)
 {
 	char err[256];
 
-	if (seccomp_prepare(SECCOMP_KILL, err, sizeof(err)) != -EALREADY)
+	if (seccomp_prepare(SECCOMP_KILL, 0, err, sizeof(err)) != -EALREADY)
 		return 1;
 	return seccomp_apply((enum seccomp_thread)(k + 100)) == -EINVAL ? 0 : 2;
 }
@@ -428,6 +432,99 @@ static void test_errors(void **state)
 {
 	(void)state;
 	in_child(SECCOMP_THREAD_MAIN, SECCOMP_KILL, prepare_twice, EXITS_0);
+}
+
+static int unix_socket(enum seccomp_thread k)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	(void)k;
+	if (fd < 0)
+		return 1;
+	close(fd);
+	return 0;
+}
+
+/* What a configuration adds is there only with its flag, and only that. */
+static void test_config_lists(void **state)
+{
+	char dir[] = "/tmp/ember-seccomp-XXXXXX";
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	dirfd_for_test = open(dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	assert_true(dirfd_for_test >= 0);
+	/* --snapshot-at-ready: the vCPU writes below the directory fd. */
+	prep_flags = SECCOMP_F_SNAPSHOT_AT_READY;
+	in_child(SECCOMP_THREAD_VCPU, SECCOMP_KILL, open_below_dirfd, EXITS_0);
+	in_child(SECCOMP_THREAD_VCPU, SECCOMP_KILL, open_from_root,
+		 KILLED_SIGSYS);
+	in_child(SECCOMP_THREAD_EVLOOP, SECCOMP_KILL, open_below_dirfd,
+		 KILLED_SIGSYS);
+	/* --control PATH: the control thread may open paths; no other. */
+	prep_flags = SECCOMP_F_PATHS;
+	in_child(SECCOMP_THREAD_CONTROL, SECCOMP_KILL, open_from_root, EXITS_0);
+	in_child(SECCOMP_THREAD_VCPU, SECCOMP_KILL, open_from_root,
+		 KILLED_SIGSYS);
+	in_child(SECCOMP_THREAD_MAIN, SECCOMP_KILL, open_from_root,
+		 KILLED_SIGSYS);
+	/* --vsock PATH: Unix sockets on the device threads, never AF_INET. */
+	prep_flags = SECCOMP_F_VSOCK_CONNECT;
+	in_child(SECCOMP_THREAD_VCPU, SECCOMP_KILL, unix_socket, EXITS_0);
+	in_child(SECCOMP_THREAD_EVLOOP, SECCOMP_KILL, unix_socket, EXITS_0);
+	in_child(SECCOMP_THREAD_EVLOOP, SECCOMP_KILL, open_socket,
+		 KILLED_SIGSYS);
+	in_child(SECCOMP_THREAD_CONTROL, SECCOMP_KILL, unix_socket,
+		 KILLED_SIGSYS);
+	prep_flags = 0;
+	in_child(SECCOMP_THREAD_VCPU, SECCOMP_KILL, unix_socket, KILLED_SIGSYS);
+	in_child(SECCOMP_THREAD_VCPU, SECCOMP_KILL, open_below_dirfd,
+		 KILLED_SIGSYS);
+	close(dirfd_for_test);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+/* A restored shell's vCPU thread: created under RESTORE, then VCPU on top;
+ * what a vCPU needs must pass both (a preemption timer, the WAIT poll). */
+static int restore_then_vcpu(enum seccomp_thread k)
+{
+	struct sigevent sev;
+	timer_t t;
+
+	(void)k;
+	if (seccomp_apply(SECCOMP_THREAD_VCPU) < 0)
+		return 1;
+	memset(&sev, 0, sizeof(sev));
+	sev.sigev_notify = SIGEV_NONE;
+	if (timer_create(CLOCK_MONOTONIC, &sev, &t) < 0)
+		return 2;
+	timer_delete(t);
+	if (ppoll(NULL, 0, &(struct timespec){ 0, 1000 }, NULL) < 0)
+		return 3;
+	/* KVM_IRQ_LINE on no fd: allowed (EBADF), not killed. */
+	if (ioctl(-1, KVM_IRQ_LINE, NULL) == 0 || errno != EBADF)
+		return 4;
+	return 0;
+}
+
+static int restore_then_evloop(enum seccomp_thread k)
+{
+	struct epoll_event ev;
+
+	(void)k;
+	if (seccomp_apply(SECCOMP_THREAD_EVLOOP) < 0)
+		return 1;
+	/* The epoll fd is made at setup in the VMM: no fd here. */
+	return epoll_wait(-1, &ev, 1, 0) < 0 && errno == EBADF ? 0 : 2;
+}
+
+static void test_restore_holds_its_threads_lists(void **state)
+{
+	(void)state;
+	in_child(SECCOMP_THREAD_RESTORE, SECCOMP_KILL, restore_then_vcpu,
+		 EXITS_0);
+	in_child(SECCOMP_THREAD_RESTORE, SECCOMP_KILL, restore_then_evloop,
+		 EXITS_0);
 }
 
 int main(void)
@@ -445,6 +542,8 @@ int main(void)
 		cmocka_unit_test(test_stacking),
 		cmocka_unit_test(test_log_and_off_modes),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_config_lists),
+		cmocka_unit_test(test_restore_holds_its_threads_lists),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

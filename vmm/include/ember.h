@@ -276,8 +276,10 @@ struct ember_control *ember_control_start(struct ember_vm *vm,
 void ember_control_stop(struct ember_control *c);
 
 /* Makes the VM write a snapshot to DIR at the guest's READY hypercall and
- * then stop (EMBER_EXIT_POWEROFF). Call before ember_vm_run(). */
-void ember_vm_snapshot_at_ready(struct ember_vm *vm, const char *dir);
+ * then stop (EMBER_EXIT_POWEROFF). Call before ember_vm_run(): DIR is
+ * created if missing and opened here. 0 or -errno + reason. */
+int ember_vm_snapshot_at_ready(struct ember_vm *vm, const char *dir,
+			       char *err, size_t errlen);
 
 /* A stable name for an exit reason ("poweroff", "timeout", ...). */
 const char *ember_exit_reason_name(enum ember_exit_reason r);
