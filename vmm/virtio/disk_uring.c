@@ -173,7 +173,7 @@ static int uring_submit(struct disk *d, const struct disk_req *r)
 	sqe = io_uring_get_sqe(&d->ring);
 	if (!sqe) {
 		/* SQ full of queued entries: hand them over and retry (not
-		 * kick(): no completion may run inside submit()). */
+		 * kick(): submit() completes no request but its own). */
 		int ret = submit_queued(d);
 
 		if (ret < 0)
