@@ -61,8 +61,14 @@ $(T)/libember.a: $(TEST_LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
+# Linked static (PIE, so still address-randomised): a new `ember-vmm
+# --restore` process is on a cold start's critical path, and the dynamic
+# loader's work (mapping liburing and libfdt, relocations, symbol binding)
+# cost ~0.3-0.4 ms of exec time here (docs/benchmarks.md). Debian ships
+# liburing.a, libfdt.a and libseccomp.a.
+VMM_LDFLAGS := -static-pie
 $(BUILD)/ember-vmm: $(CLI_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/libember.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(CFLAGS) $(VMM_LDFLAGS) -o $@ $^ $(LIBS)
 
 # ember-vmm built with the sanitizers, for the integration tests that rerun
 # real VMs under it (tests/integration/sanitized-vmm).

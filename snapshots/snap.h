@@ -303,7 +303,7 @@ int snap_write_state_at(int dirfd, const struct snap_vm *s, char *err,
  * Parses and fully validates a state blob of `len` bytes (untrusted: any
  * bytes at all) into *s. Does not check the CPU fingerprint against this
  * host. Returns 0, -EINVAL, -EFBIG or -EPROTONOSUPPORT; *s is undefined on
- * error.
+ * error. vcpu[] and dev[] entries past the parsed counts are not written.
  */
 int snap_parse_state(const void *blob, size_t len, struct snap_vm *s,
 		     char *err, size_t errlen);

@@ -2,7 +2,7 @@
  * evloop.h - the VM's event thread: one epoll loop.
  *
  * Owns: an epoll set and the thread that waits on it. Devices register file
- * descriptors (ioeventfds, io_uring's eventfd, Unix sockets) with a callback
+ * descriptors (ioeventfds, io_uring ring fds, Unix sockets) with a callback
  * that runs on the event thread. evloop_add/mod/del may be called from any
  * thread, including from a callback.
  */

@@ -149,12 +149,14 @@ static const struct rule vcpu[] = {
 	ALLOW(sendto, "vsock packets a guest MMIO write completes"),
 	ALLOW(sendmsg, "vsock packets a guest MMIO write completes"),
 	ALLOW(io_uring_enter, "disk requests a guest MMIO write submits"),
+	ALLOW(preadv2, "io_uring disk backend: cached reads, non-blocking"),
 };
 
 static const struct rule evloop[] = {
 	ALLOW(epoll_wait, "the event loop"),
 	ALLOW(epoll_pwait, "the event loop"),
 	ALLOW(io_uring_enter, "submits and reaps disk requests"),
+	ALLOW(preadv2, "io_uring disk backend: cached reads, non-blocking"),
 	ALLOW(accept4, "host connections on the vsock listening socket"),
 	ALLOW(recvfrom, "vsock streams from the host"),
 	ALLOW(recvmsg, "vsock streams from the host"),
@@ -291,7 +293,7 @@ static const struct rule restore[] = {
 	IOCTL(KVM_IRQFD, "interrupts of restored devices"),
 	ALLOW(eventfd2, "ioeventfds, irqfds and wake-ups of devices"),
 	ALLOW(io_uring_setup, "the restored disks' ring"),
-	ALLOW(io_uring_register, "the ring's eventfd and opcode restrictions"),
+	ALLOW(io_uring_register, "the ring's registered image file"),
 	ALLOW(getrandom, "fresh entropy for the restored guest"),
 	ALLOW_IF(clone, MASKED(0, CLONE_THREAD, CLONE_THREAD),
 		 "threads of the restored VM; never a process"),

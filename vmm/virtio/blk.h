@@ -92,8 +92,9 @@ struct vblk;
 
 /*
  * Opens `path` (a regular file or block device; O_RDONLY when read_only)
- * with a backend of `kind`. The io_uring backend registers its completion
- * eventfd on `loop` (required for DISK_URING, may be NULL for DISK_SYNC).
+ * with a backend of `kind`. The io_uring backend registers its ring fd
+ * (readable on completions) on `loop` (required for DISK_URING, may be NULL
+ * for DISK_SYNC).
  * NULL and *err = -errno on failure: -ENOTBLK when `path` is neither a
  * regular file nor a block device, -EINVAL for a bad `kind` or no loop.
  */

@@ -28,8 +28,10 @@ struct disk_req {
 };
 
 /* A completion: `res` is the number of bytes transferred (0 for a flush) or
- * a negative errno. Runs inside submit() (synchronous backends), poll() or
- * wait(), on the calling thread. */
+ * a negative errno. Runs inside submit() (a request finished at once: every
+ * one for the sync backend, a page-cache read for io_uring), kick() (what
+ * the kernel finished while being handed the batch), poll() or wait(), on
+ * the calling thread. */
 typedef void (*disk_done_fn)(void *opaque, uint64_t cookie, int64_t res);
 
 struct disk;
@@ -44,11 +46,10 @@ struct disk_ops {
 	 * then frees the backend. The fd stays open. */
 	void (*destroy)(struct disk *d);
 	/* Queues one request: 0, or -EAGAIN when `depth` requests are in
-	 * flight, or another -errno. A synchronous backend completes it before
-	 * returning. */
+	 * flight, or another -errno. It may complete before returning. */
 	int (*submit)(struct disk *d, const struct disk_req *r);
-	/* Hands queued requests to the kernel (one syscall for a batch).
-	 * 0 or -errno. */
+	/* Hands queued requests to the kernel (one syscall for a batch),
+	 * then completes those already finished. 0 or -errno. */
 	int (*kick)(struct disk *d);
 	/* Completes whatever has finished, without blocking. Returns the
 	 * number of completions. */
