@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "ember.h"
+#include "kvm.h"
 #include "log.h"
 
 static const char usage_text[] =
@@ -98,6 +99,8 @@ static const char usage_text[] =
 "                         client at a time\n"
 "  -n, --cpus N           the shell's vCPUs (default 1; match the snapshot)\n"
 "      --irqchip          the shell has an in-kernel irqchip (Linux snapshots)\n"
+"      --kvm-fd FD        use FD, an inherited open /dev/kvm, instead of the\n"
+"                         path (emberd's jail: an empty root, no privileges)\n"
 "\n"
 "Control:\n"
 "  -t, --timeout SECONDS  stop the guest after this long (decimals allowed)\n"
@@ -292,7 +295,7 @@ int main(int argc, char **argv)
 		OPT_KIND = 256, OPT_CPL, OPT_TEMPLATE, OPT_MICRO, OPT_HANDLER,
 		OPT_BACKEND, OPT_VSOCK, OPT_CID, OPT_RESTORE, OPT_CONTROL,
 		OPT_SNAP_READY, OPT_PREFETCH, OPT_PAUSED, OPT_SHELL,
-		OPT_CONTROL_FD, OPT_IRQCHIP,
+		OPT_CONTROL_FD, OPT_IRQCHIP, OPT_KVM_FD,
 	};
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, 'k' },
@@ -322,6 +325,7 @@ int main(int argc, char **argv)
 		{ "shell", no_argument, NULL, OPT_SHELL },
 		{ "control-fd", required_argument, NULL, OPT_CONTROL_FD },
 		{ "irqchip", no_argument, NULL, OPT_IRQCHIP },
+		{ "kvm-fd", required_argument, NULL, OPT_KVM_FD },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ember_config cfg;
@@ -455,6 +459,16 @@ int main(int argc, char **argv)
 			control_fd = (int)parse_u64(optarg, "control fd", 0,
 						    INT_MAX);
 			break;
+		case OPT_KVM_FD: {
+			int kfd = (int)parse_u64(optarg, "KVM fd", 3, INT_MAX);
+
+			if (fcntl(kfd, F_GETFD) < 0)
+				usage_error("--kvm-fd %d: not an open descriptor",
+					    kfd);
+			fcntl(kfd, F_SETFD, FD_CLOEXEC);
+			kvm_use_fd(kfd);
+			break;
+		}
 		case OPT_PREFETCH:
 			prefetch = true;
 			break;
