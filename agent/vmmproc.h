@@ -27,6 +27,7 @@
 /* What a hook sees of one spawn. */
 struct vmmproc_spawn {
 	const char *vmm;
+	const char *const *args; /* the hooks' extra arguments */
 	uint64_t seq;          /* spawn counter, unique per emberd run */
 	void *state;           /* set by prepare(), passed to child/release */
 };
@@ -59,8 +60,13 @@ struct vmmproc_hooks {
 		     pid_t *pid, int *pidfd);
 	void (*release)(void *ctx, struct vmmproc_spawn *sp);
 	uint64_t clone_flags;
+	/* Added to ember-vmm's command line (e.g. "--seccomp"), whoever
+	 * spawns it; NULL-terminated, at most VMMPROC_MAX_ARGS. */
+	const char *const *args;
 	void *ctx;
 };
+
+#define VMMPROC_MAX_ARGS 8
 
 struct vmmproc {
 	pid_t pid;

@@ -1,0 +1,455 @@
+/*
+ * confine.c - the jail, cgroups and seccomp for emberd's VMMs (confine.h).
+ *
+ * Per spawned shell (pool thread): prepare() takes a uid slot; spawn()
+ * starts `ember-vmm --shell --control-fd 3 --quiet --kvm-fd 4 [--seccomp]`
+ * in a jail (jail.c) with only its control socket (3), /dev/kvm (4) and
+ * stderr (2). Per restore (scheduler lock held): assign() makes the
+ * tenant's group once (and again when its limits change), the VM's group,
+ * and moves the process there. Per reap (event thread): release() removes
+ * the VM's group (empty by then) and frees the slot, in that order, so no
+ * two live processes ever share a uid.
+ */
+#define LOG_MOD "confine"
+
+#include "agent/confine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent/cgroup.h"
+#include "agent/jail.h"
+#include "log.h"
+
+#define KVM_TARGET 4
+/* How much a VMM may append to a regular file on its stderr (emberd's log
+ * file, when it has one) beyond its size at spawn. Every other fd the VMM
+ * holds is read-only or a socket. */
+#define STDERR_FILE_SLACK (64ull << 20)
+#define CG_REMOVE_MS 2000
+#define MAX_TENANTS_CACHED 4096
+
+/* What one spawn holds until its reap. */
+struct spawn_state {
+	int slot;              /* -1: not jailed */
+	bool in_group;         /* a VM group was made for it */
+	char group[64];        /* t<tenant>/vm<seq> */
+};
+
+/* A tenant's group as last written, so that a restore does not rewrite
+ * its limits every time (cgroupfs writes are on the critical path). */
+struct tenant_group {
+	int64_t id;
+	uint64_t memory_mib;
+};
+
+struct confine {
+	struct confine_config cfg;
+	struct jail_config jc;
+	struct jail_slots *slots;
+	int vmm_fd;                 /* O_PATH of ember-vmm */
+	char **libs;                /* bound into the root (dynamic VMM) */
+	const char *dirs[2];        /* /sys/module/kvm_pvm, if on kvm-pvm */
+	char root_dir[PATH_MAX];
+	char cg_name[64];
+	bool made_root;
+	bool has_seccomp;           /* the VMM takes --seccomp */
+	const char *args[2];        /* extra VMM arguments: --seccomp */
+	struct cgroups *cg;
+	pthread_mutex_t lock;       /* tenants[] */
+	struct tenant_group *tenants;
+	size_t nr_tenants;
+};
+
+/* Whether `vmm --help` mentions opt: the seccomp switches arrive in
+ * ember-vmm with their own branch; an older VMM must still start. */
+static bool vmm_knows(const char *vmm, const char *opt)
+{
+	char buf[16384];
+	char *const argv[] = { (char *)(uintptr_t)vmm,
+			       (char *)(uintptr_t)"--help", NULL };
+	char *const envp[] = { NULL };
+	posix_spawn_file_actions_t fa;
+	size_t got = 0;
+	int pfd[2], status;
+	bool found;
+	pid_t pid;
+
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return false;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+	if (posix_spawn(&pid, vmm, &fa, NULL, argv, envp)) {
+		posix_spawn_file_actions_destroy(&fa);
+		close(pfd[0]);
+		close(pfd[1]);
+		return false;
+	}
+	posix_spawn_file_actions_destroy(&fa);
+	close(pfd[1]);
+	for (;;) {
+		ssize_t r = read(pfd[0], buf + got, sizeof(buf) - 1 - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0 || (got += (size_t)r) == sizeof(buf) - 1)
+			break;
+	}
+	close(pfd[0]);
+	buf[got] = '\0';
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	found = strstr(buf, opt) != NULL;
+	return found;
+}
+
+/* "ember-" + FNV-1a of the state directory: one subtree per state dir,
+ * and one emberd per state dir (its lock), so the clean-up at start only
+ * ever removes what a crashed emberd of the same state left. */
+static void default_cg_name(const char *state, char *buf, size_t len)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = state; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	snprintf(buf, len, "ember-%08x", h);
+}
+
+static int make_cgroups(struct confine *c, char *err, size_t errlen)
+{
+	const struct confine_config *cfg = &c->cfg;
+	struct cg_options o = {
+		.name = c->cg_name,
+		.version = (enum cg_version)cfg->cgroup_version,
+		.cleanup = true,
+	};
+	int ret = 0;
+
+	if (cfg->cgroup_name)
+		snprintf(c->cg_name, sizeof(c->cg_name), "%s",
+			 cfg->cgroup_name);
+	else
+		default_cg_name(cfg->state_dir, c->cg_name, sizeof(c->cg_name));
+	c->cg = cg_open(&o, &ret, err, errlen);
+	return c->cg ? 0 : (ret ? ret : -EIO);
+}
+
+static int make_jail(struct confine *c, char *err, size_t errlen)
+{
+	const struct confine_config *cfg = &c->cfg;
+	int ret;
+
+	c->vmm_fd = open(cfg->vmm, O_PATH | O_CLOEXEC);
+	if (c->vmm_fd < 0)
+		return errbuf_fail(err, errlen, -errno, "--vmm %s: %s",
+				   cfg->vmm, strerror(errno));
+	ret = jail_exec_libs(cfg->vmm, &c->libs, err, errlen);
+	if (ret)
+		return ret;
+	snprintf(c->root_dir, sizeof(c->root_dir), "%s/jail",
+		 cfg->runtime_dir);
+	if (mkdir(c->root_dir, 0755) < 0 && errno != EEXIST)
+		return errbuf_fail(err, errlen, -errno, "%s: %s", c->root_dir,
+				   strerror(errno));
+	c->made_root = true;
+	/* ember-vmm knows kvm-pvm by /sys/module/kvm_pvm: an empty directory
+	 * of that name tells it the same in the jail, and nothing else of
+	 * /sys. */
+	if (access("/sys/module/kvm_pvm", F_OK) == 0)
+		c->dirs[0] = "/sys/module/kvm_pvm";
+	c->jc = (struct jail_config){
+		.uid_base = cfg->uid_base,
+		.uid_count = cfg->uid_count,
+		.root_dir = c->root_dir,
+		.binds = (const char *const *)c->libs,
+		.dirs = c->dirs,
+	};
+	ret = jail_config_check(&c->jc, err, errlen);
+	if (ret)
+		return ret;
+	c->slots = jail_slots_new(cfg->uid_count);
+	if (!c->slots)
+		return errbuf_fail(err, errlen, -ENOMEM, "out of memory");
+	return 0;
+}
+
+struct confine *confine_create(const struct confine_config *cfg, char *err,
+			       size_t errlen)
+{
+	struct confine *c = calloc(1, sizeof(*c));
+	int ret = 0;
+
+	if (!c) {
+		errbuf_fail(err, errlen, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	c->cfg = *cfg;
+	c->vmm_fd = -1;
+	pthread_mutex_init(&c->lock, NULL);
+	if (cfg->seccomp) {
+		c->has_seccomp = vmm_knows(cfg->vmm, "--seccomp");
+		if (c->has_seccomp)
+			c->args[0] = "--seccomp";
+		else
+			log_warn("%s has no --seccomp: its VMs run without "
+				 "seccomp filters", cfg->vmm);
+	}
+	if (cfg->jail)
+		ret = make_jail(c, err, errlen);
+	if (!ret && cfg->cgroups)
+		ret = make_cgroups(c, err, errlen);
+	if (ret) {
+		confine_destroy(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* ---- the hooks ------------------------------------------------------- */
+
+static int hook_prepare(void *ctx, struct vmmproc_spawn *sp)
+{
+	struct confine *c = ctx;
+	struct spawn_state *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return -ENOMEM;
+	st->slot = -1;
+	if (c->slots) {
+		st->slot = jail_slot_get(c->slots);
+		if (st->slot < 0) {
+			int ret = st->slot;
+
+			log_warn("every jail uid is in use (%u): raise "
+				 "--jail-uid-count", c->cfg.uid_count);
+			free(st);
+			return ret;
+		}
+	}
+	sp->state = st;
+	return 0;
+}
+
+/* RLIMIT_FSIZE: the VMM writes no file but, maybe, its stderr. */
+static uint64_t stderr_fsize(void)
+{
+	struct stat st;
+
+	if (fstat(2, &st) == 0 && S_ISREG(st.st_mode))
+		return (uint64_t)st.st_size + STDERR_FILE_SLACK;
+	return 0;
+}
+
+static int hook_spawn(void *ctx, const struct vmmproc_spawn *sp, int ctl_fd,
+		      pid_t *pid, int *pidfd)
+{
+	struct confine *c = ctx;
+	const struct spawn_state *st = sp->state;
+	char kvm[8];
+	char *argv[8 + VMMPROC_MAX_ARGS] = {
+		(char *)(uintptr_t)"ember-vmm", (char *)(uintptr_t)"--shell",
+		(char *)(uintptr_t)"--control-fd", (char *)(uintptr_t)"3",
+		(char *)(uintptr_t)"--quiet", (char *)(uintptr_t)"--kvm-fd",
+		kvm,
+	};
+	unsigned ac = 7;
+	const struct jail_fd fds[] = {
+		{ .fd = ctl_fd, .target = VMMPROC_CTL_FD },
+		{ .fd = 2, .target = 2 },
+	};
+	struct jail_spec js = {
+		.exec_fd = c->vmm_fd,
+		.argv = argv,
+		.fds = fds,
+		.nr_fds = 2,
+		.kvm_target = KVM_TARGET,
+		.slot = (unsigned)st->slot,
+		.max_file_bytes = stderr_fsize(),
+	};
+	struct jail_proc jp;
+	char err[256];
+	int ret;
+
+	snprintf(kvm, sizeof(kvm), "%d", KVM_TARGET);
+	for (unsigned i = 0; sp->args && sp->args[i] &&
+			     i < VMMPROC_MAX_ARGS; i++)
+		argv[ac++] = (char *)(uintptr_t)sp->args[i];
+	ret = jail_spawn(&c->jc, &js, &jp, err, sizeof(err));
+	if (ret) {
+		log_warn("%s", err);
+		return ret;
+	}
+	*pid = jp.pid;
+	*pidfd = jp.pidfd;
+	return 0;
+}
+
+static void hook_release(void *ctx, struct vmmproc_spawn *sp)
+{
+	struct confine *c = ctx;
+	struct spawn_state *st = sp->state;
+	int ret;
+
+	if (!st)
+		return;
+	if (st->in_group) {
+		ret = cg_remove(c->cg, st->group, CG_REMOVE_MS, true);
+		if (ret && ret != -ENOENT)
+			log_warn("removing cgroup %s: %s", st->group,
+				 strerror(-ret));
+	}
+	if (st->slot >= 0)
+		jail_slot_put(c->slots, (unsigned)st->slot);
+	free(st);
+	sp->state = NULL;
+}
+
+/* The tenant's group, made or rewritten when new or its limits changed.
+ * c->lock held. */
+static int tenant_group(struct confine *c, int64_t tenant_id,
+			uint64_t memory_mib, const char *name)
+{
+	struct cg_limits l = {
+		.memory_max = memory_mib << 20,
+		.pids_max = c->cfg.tenant_pids_max,
+		.cpu_weight = c->cfg.tenant_cpu_weight,
+		.cpu_max_pct = c->cfg.tenant_cpu_max_pct,
+	};
+	char err[256];
+	size_t i;
+	int ret;
+
+	for (i = 0; i < c->nr_tenants; i++)
+		if (c->tenants[i].id == tenant_id)
+			break;
+	if (i < c->nr_tenants && c->tenants[i].memory_mib == memory_mib)
+		return 0;
+	ret = cg_create(c->cg, name, &l, err, sizeof(err));
+	if (ret) {
+		log_warn("%s", err);
+		return ret;
+	}
+	if (i == c->nr_tenants) {
+		struct tenant_group *t;
+
+		if (c->nr_tenants == MAX_TENANTS_CACHED)
+			return 0; /* rewritten every time beyond */
+		t = realloc(c->tenants, (c->nr_tenants + 1) * sizeof(*t));
+		if (!t)
+			return 0;
+		c->tenants = t;
+		c->nr_tenants++;
+		c->tenants[i].id = tenant_id;
+	}
+	c->tenants[i].memory_mib = memory_mib;
+	return 0;
+}
+
+static int hook_assign(void *ctx, struct vmmproc *p, int64_t tenant_id,
+		       int64_t fn_id, uint32_t memory_mib,
+		       uint64_t tenant_memory_mib)
+{
+	/* The scheduler's ctx is the ledger's; ours came with the spawn. */
+	struct confine *c = p->hooks->ctx;
+	struct spawn_state *st = p->sp.state;
+	struct cg_limits l = {
+		.memory_max = ((uint64_t)memory_mib + c->cfg.vm_overhead_mib)
+			      << 20,
+		.pids_max = c->cfg.vm_pids_max,
+	};
+	char tenant[32], err[256];
+	int ret;
+
+	(void)ctx;
+	(void)fn_id;
+	if (!c->cg || !st)
+		return 0;
+	if (st->in_group)
+		return -EALREADY; /* a shell is restored once */
+	snprintf(tenant, sizeof(tenant), "t%lld", (long long)tenant_id);
+	snprintf(st->group, sizeof(st->group), "%s/vm%llu", tenant,
+		 (unsigned long long)p->sp.seq);
+	pthread_mutex_lock(&c->lock);
+	ret = tenant_group(c, tenant_id, tenant_memory_mib, tenant);
+	pthread_mutex_unlock(&c->lock);
+	if (ret)
+		return ret;
+	ret = cg_create(c->cg, st->group, &l, err, sizeof(err));
+	if (ret) {
+		log_warn("%s", err);
+		return ret;
+	}
+	st->in_group = true;
+	ret = cg_move(c->cg, st->group, p->pid);
+	if (ret)
+		log_warn("moving VMM %d into cgroup %s: %s", (int)p->pid,
+			 st->group, strerror(-ret));
+	return ret;
+}
+
+void confine_hooks(struct confine *c, struct sched_hooks *h)
+{
+	h->spawn = (struct vmmproc_hooks){
+		.prepare = hook_prepare,
+		.spawn = c->cfg.jail ? hook_spawn : NULL,
+		.release = hook_release,
+		.args = c->args[0] ? c->args : NULL,
+		.ctx = c,
+	};
+	/* h->ctx is the ledger's: assign finds ours through the spawn
+	 * hooks' ctx (p->hooks->ctx). */
+	h->assign = c->cg ? hook_assign : NULL;
+}
+
+void confine_describe(const struct confine *c, char *buf, size_t len)
+{
+	char cg[128] = "cgroups off";
+
+	if (c->cg) {
+		char path[PATH_MAX];
+
+		if (cg_path(c->cg, "", CG_MEMORY, path, sizeof(path)))
+			path[0] = '\0';
+		snprintf(cg, sizeof(cg), "cgroups v%d (%s)",
+			 cg_version(c->cg) == CG_V2 ? 2 : 1, path);
+	}
+	if (c->cfg.jail)
+		snprintf(buf, len, "jail on (uids %u-%u), %s, seccomp %s",
+			 c->cfg.uid_base, c->cfg.uid_base + c->cfg.uid_count - 1,
+			 cg, c->has_seccomp ? "on" : "off");
+	else
+		snprintf(buf, len, "jail OFF, %s, seccomp %s", cg,
+			 c->has_seccomp ? "on" : "off");
+}
+
+void confine_destroy(struct confine *c)
+{
+	int ret;
+
+	if (!c)
+		return;
+	if (c->cg) {
+		ret = cg_close(c->cg, true, CG_REMOVE_MS);
+		if (ret)
+			log_warn("removing the cgroups: %s", strerror(-ret));
+	}
+	if (c->made_root && rmdir(c->root_dir) < 0 && errno != ENOENT)
+		log_warn("rmdir %s: %s", c->root_dir, strerror(errno));
+	if (c->vmm_fd >= 0)
+		close(c->vmm_fd);
+	jail_libs_free(c->libs);
+	jail_slots_free(c->slots);
+	free(c->tenants);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
