@@ -158,10 +158,11 @@ static int make_jail(struct confine *c, char *err, size_t errlen)
 		return ret;
 	snprintf(c->root_dir, sizeof(c->root_dir), "%s/jail",
 		 cfg->runtime_dir);
-	if (mkdir(c->root_dir, 0755) < 0 && errno != EEXIST)
+	if (mkdir(c->root_dir, 0755) == 0)
+		c->made_root = true;
+	else if (errno != EEXIST)
 		return errbuf_fail(err, errlen, -errno, "%s: %s", c->root_dir,
 				   strerror(errno));
-	c->made_root = true;
 	/* ember-vmm knows kvm-pvm by /sys/module/kvm_pvm: an empty directory
 	 * of that name tells it the same in the jail, and nothing else of
 	 * /sys. */
@@ -250,6 +251,29 @@ static uint64_t stderr_fsize(void)
 	return 0;
 }
 
+/* The jail every shell gets: exec_fd run as argv with fd 3 = ctl_fd, fd 4
+ * = /dev/kvm (opened by the jail), stderr inherited, in uid slot `slot`. */
+static int spawn_jailed(struct confine *c, int exec_fd, char *const *argv,
+			int ctl_fd, unsigned slot, struct jail_proc *jp,
+			char *err, size_t errlen)
+{
+	const struct jail_fd fds[] = {
+		{ .fd = ctl_fd, .target = VMMPROC_CTL_FD },
+		{ .fd = 2, .target = 2 },
+	};
+	struct jail_spec js = {
+		.exec_fd = exec_fd,
+		.argv = argv,
+		.fds = fds,
+		.nr_fds = 2,
+		.kvm_target = KVM_TARGET,
+		.slot = slot,
+		.max_file_bytes = stderr_fsize(),
+	};
+
+	return jail_spawn(&c->jc, &js, jp, err, errlen);
+}
+
 static int hook_spawn(void *ctx, const struct vmmproc_spawn *sp, int ctl_fd,
 		      pid_t *pid, int *pidfd)
 {
@@ -263,19 +287,6 @@ static int hook_spawn(void *ctx, const struct vmmproc_spawn *sp, int ctl_fd,
 		kvm,
 	};
 	unsigned ac = 7;
-	const struct jail_fd fds[] = {
-		{ .fd = ctl_fd, .target = VMMPROC_CTL_FD },
-		{ .fd = 2, .target = 2 },
-	};
-	struct jail_spec js = {
-		.exec_fd = c->vmm_fd,
-		.argv = argv,
-		.fds = fds,
-		.nr_fds = 2,
-		.kvm_target = KVM_TARGET,
-		.slot = (unsigned)st->slot,
-		.max_file_bytes = stderr_fsize(),
-	};
 	struct jail_proc jp;
 	char err[256];
 	int ret;
@@ -284,7 +295,8 @@ static int hook_spawn(void *ctx, const struct vmmproc_spawn *sp, int ctl_fd,
 	for (unsigned i = 0; sp->args && sp->args[i] &&
 			     i < VMMPROC_MAX_ARGS; i++)
 		argv[ac++] = (char *)(uintptr_t)sp->args[i];
-	ret = jail_spawn(&c->jc, &js, &jp, err, sizeof(err));
+	ret = spawn_jailed(c, c->vmm_fd, argv, ctl_fd, (unsigned)st->slot, &jp,
+			   err, sizeof(err));
 	if (ret) {
 		log_warn("%s", err);
 		return ret;
@@ -292,6 +304,39 @@ static int hook_spawn(void *ctx, const struct vmmproc_spawn *sp, int ctl_fd,
 	*pid = jp.pid;
 	*pidfd = jp.pidfd;
 	return 0;
+}
+
+int confine_spawn_program(struct confine *c, const char *path,
+			  char *const *argv, int fd3, struct jail_proc *jp,
+			  int *slot, char *err, size_t errlen)
+{
+	int fd, ret;
+
+	if (!c->slots)
+		return errbuf_fail(err, errlen, -EINVAL, "the jail is off");
+	fd = open(path, O_PATH | O_CLOEXEC);
+	if (fd < 0)
+		return errbuf_fail(err, errlen, -errno, "%s: %s", path,
+				   strerror(errno));
+	ret = jail_check_exec(fd, err, errlen);
+	if (!ret) {
+		*slot = jail_slot_get(c->slots);
+		if (*slot < 0)
+			ret = errbuf_fail(err, errlen, *slot, "no free uid");
+	}
+	if (!ret) {
+		ret = spawn_jailed(c, fd, argv, fd3, (unsigned)*slot, jp, err,
+				   errlen);
+		if (ret)
+			jail_slot_put(c->slots, (unsigned)*slot);
+	}
+	close(fd);
+	return ret;
+}
+
+uid_t confine_slot_uid(const struct confine *c, int slot)
+{
+	return (uid_t)(c->cfg.uid_base + (unsigned)slot);
 }
 
 static void hook_release(void *ctx, struct vmmproc_spawn *sp)

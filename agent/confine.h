@@ -63,6 +63,18 @@ void confine_hooks(struct confine *c, struct sched_hooks *h);
  * (S/name), seccomp on". */
 void confine_describe(const struct confine *c, char *buf, size_t len);
 
+/*
+ * For tests (tests/helpers/jail-run.c): runs the static program at path in
+ * place of ember-vmm, in exactly the jail a shell gets (a uid slot of its
+ * own, fd 3 = fd3, fd 4 = /dev/kvm, stderr, the same root and limits).
+ * *slot is taken until the caller has reaped the process. 0 or -errno.
+ */
+struct jail_proc;
+int confine_spawn_program(struct confine *c, const char *path,
+			  char *const *argv, int fd3, struct jail_proc *jp,
+			  int *slot, char *err, size_t errlen);
+uid_t confine_slot_uid(const struct confine *c, int slot);
+
 /* After the scheduler is destroyed (no VMM left): removes the cgroup
  * subtree (killing anything still inside) and the jail's mount point. */
 void confine_destroy(struct confine *c);

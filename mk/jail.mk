@@ -9,3 +9,15 @@ $(T)/jail-probe: tests/helpers/jail-probe.c
 	$(CC) $(CFLAGS) -static -o $@ $<
 
 TEST_DEPS += $(T)/jail-probe
+
+# jail-run starts a program (jail-probe) in exactly the jail emberd gives a
+# shell, from emberd's own option parser and confine.c: the integration
+# tests' way in (tests/integration/jail-walls).
+JAIL_RUN_OBJS := $(addprefix $(BUILD)/obj/agent/,config.o confine.o jail.o \
+	cgroup.o util.o)
+$(T)/jail-run: $(BUILD)/obj/tests/helpers/jail-run.o $(JAIL_RUN_OBJS) \
+		$(BUILD)/libember.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+
+TEST_DEPS += $(T)/jail-run
