@@ -92,6 +92,7 @@ static const struct opt opts[] = {
 	O("tenant-pids-max", T_UINT, tenant_pids_max, 0, 1 << 22, 0),
 	O("vm-pids-max", T_UINT, vm_pids_max, 0, 1 << 22, 0),
 	O("vm-memory-overhead-mib", T_UINT, vm_overhead_mib, 0, 1 << 16, 0),
+	O("cgroup-move-sync", T_FLAG, cgroup_move_sync, 0, 0, 0),
 };
 #undef O
 #define NR_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -228,6 +229,11 @@ static const char usage_text[] =
 "                             function's memory plus N (default 64); a\n"
 "                             tenant's group has --tenant-memory-mib (or its\n"
 "                             own limit) if set\n"
+"        --cgroup-move-sync   move a VMM into its cgroups before its restore\n"
+"                             starts, not beside it: exact memory accounting\n"
+"                             from the first page, at the cost of the move\n"
+"                             (an RCU grace period per hierarchy, ~10 ms on\n"
+"                             some hosts) on every cold start\n"
 "    -h, --help               this text\n"
 "\n"
 "    Sizes take a K, M or G suffix (powers of 1024).\n"

@@ -80,6 +80,7 @@ struct agent_config {
 	unsigned cgroup_version; /* 0 auto, 1, 2 */
 	unsigned tenant_cpu_weight, tenant_cpu_max_pct, tenant_pids_max;
 	unsigned vm_pids_max, vm_overhead_mib;
+	bool cgroup_move_sync;
 };
 
 /* Fills *c from defaults, `--config FILE` if present in argv, then argv.

@@ -15,7 +15,9 @@
  *      while still in emberd's own cgroup;
  *   2. restore (the critical path): the process moves into
  *      S/<name>/t<tenant>/vm<seq>, which carries the VM's memory and pids
- *      limits inside the tenant's group (CPU weight, memory, pids).
+ *      limits inside the tenant's group (CPU weight, memory, pids); the
+ *      move runs on a thread of its own beside the restore (confine.c says
+ *      why), unless cgroup_move_sync.
  * KVM_CREATE_VM in a memory cgroup has cost tens of ms on some host kernels,
  * and a pooled shell has no tenant yet; both say: create first, move later.
  *
@@ -47,6 +49,7 @@ struct confine_config {
 	uint32_t tenant_pids_max;     /* 0: none */
 	uint32_t vm_pids_max;         /* 0: none */
 	uint32_t vm_overhead_mib;     /* VM group memory = guest RAM + this */
+	bool cgroup_move_sync;        /* move at restore inline, not beside it */
 };
 
 struct confine;

@@ -301,6 +301,7 @@ int main(int argc, char **argv)
 			.tenant_pids_max = cfg.tenant_pids_max,
 			.vm_pids_max = cfg.vm_pids_max,
 			.vm_overhead_mib = cfg.vm_overhead_mib,
+			.cgroup_move_sync = cfg.cgroup_move_sync,
 		};
 
 		confine = confine_create(&cc, err, sizeof(err));

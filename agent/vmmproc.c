@@ -311,6 +311,14 @@ int vmmproc_reap(struct vmmproc *p, const char *runtime_dir)
 
 	if (p->reaped)
 		return 0;
+	if (p->hooks && p->hooks->reaping) {
+		/* Exited yet? (WNOWAIT: still a zombie afterwards.) */
+		memset(&si, 0, sizeof(si));
+		if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si,
+			   WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == 0)
+			return -EAGAIN;
+		p->hooks->reaping(p->hooks->ctx, &p->sp);
+	}
 	memset(&si, 0, sizeof(si));
 	if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si,
 		   WEXITED | WNOHANG) < 0) {

@@ -49,6 +49,7 @@ struct vmmproc_spawn {
  *            pidfd for it (a jail that execs ember-vmm by fd inside an
  *            empty root needs this). 0 or -errno. `child` and
  *            `clone_flags` are then not used.
+ *   reaping: see below.
  *   release: in emberd, after the process is reaped or the spawn failed.
  * clone_flags are added to the clone3() that creates the process (e.g.
  * CLONE_NEWNS | CLONE_NEWPID | ...).
@@ -59,6 +60,10 @@ struct vmmproc_hooks {
 	int (*spawn)(void *ctx, const struct vmmproc_spawn *sp, int ctl_fd,
 		     pid_t *pid, int *pidfd);
 	void (*release)(void *ctx, struct vmmproc_spawn *sp);
+	/* In emberd, once the process has exited and right before it is
+	 * reaped: its pid is still its own (a zombie), so a hook that acts on
+	 * the pid from another thread finishes or gives up here. */
+	void (*reaping)(void *ctx, struct vmmproc_spawn *sp);
 	uint64_t clone_flags;
 	/* Added to ember-vmm's command line (e.g. "--seccomp"), whoever
 	 * spawns it; NULL-terminated, at most VMMPROC_MAX_ARGS. */

@@ -21,3 +21,11 @@ $(T)/jail-run: $(BUILD)/obj/tests/helpers/jail-run.o $(JAIL_RUN_OBJS) \
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
 
 TEST_DEPS += $(T)/jail-run
+
+# bench/jail: pooled cold starts with and without the jail and cgroups, side
+# by side, and tenant B's warm invokes while tenant A burns CPU
+# (bench/results/jail.json).
+.PHONY: bench-jail
+bench-jail: $(BUILD)/bench/agent_client $(BUILD)/emberd $(BUILD)/ember-vmm \
+		$(BUILD)/ember-micro
+	BUILD=$(BUILD) bench/jail
