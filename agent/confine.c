@@ -2,7 +2,8 @@
  * confine.c - the jail, cgroups and seccomp for emberd's VMMs (confine.h).
  *
  * Per spawned shell (pool thread): prepare() takes a uid slot; spawn()
- * starts `ember-vmm --shell --control-fd 3 --quiet --kvm-fd 4 [--seccomp]`
+ * starts vmmproc's `ember-vmm --shell --control-fd 3 --quiet [--seccomp]
+ * [...]` + `--kvm-fd 4`
  * in a jail (jail.c) with only its control socket (3), /dev/kvm (4) and
  * stderr (2). Per restore (scheduler lock held): assign() hands the
  * process to the mover thread, which makes the tenant's group once (again
@@ -312,27 +313,28 @@ static int spawn_jailed(struct confine *c, int exec_fd, char *const *argv,
 	return jail_spawn(&c->jc, &js, jp, err, errlen);
 }
 
-static int hook_spawn(void *ctx, const struct vmmproc_spawn *sp, int ctl_fd,
-		      pid_t *pid, int *pidfd)
+/* vmmproc's command line, with argv[0] the name the VMM sees (its path is
+ * not in the jail) and --kvm-fd 4 added. */
+static int hook_spawn(void *ctx, const struct vmmproc_spawn *sp,
+		      char *const *vargv, int ctl_fd, pid_t *pid, int *pidfd)
 {
 	struct confine *c = ctx;
 	const struct spawn_state *st = sp->state;
 	char kvm[8];
-	char *argv[8 + VMMPROC_MAX_ARGS] = {
-		(char *)(uintptr_t)"ember-vmm", (char *)(uintptr_t)"--shell",
-		(char *)(uintptr_t)"--control-fd", (char *)(uintptr_t)"3",
-		(char *)(uintptr_t)"--quiet", (char *)(uintptr_t)"--kvm-fd",
-		kvm,
-	};
-	unsigned ac = 7;
+	char *argv[16 + VMMPROC_MAX_ARGS] = { (char *)(uintptr_t)"ember-vmm" };
+	unsigned ac = 1;
 	struct jail_proc jp;
 	char err[256];
 	int ret;
 
 	snprintf(kvm, sizeof(kvm), "%d", KVM_TARGET);
-	for (unsigned i = 0; sp->args && sp->args[i] &&
-			     i < VMMPROC_MAX_ARGS; i++)
-		argv[ac++] = (char *)(uintptr_t)sp->args[i];
+	for (unsigned i = 1; vargv[i]; i++) {
+		if (ac >= sizeof(argv) / sizeof(argv[0]) - 3)
+			return -E2BIG;
+		argv[ac++] = vargv[i];
+	}
+	argv[ac++] = (char *)(uintptr_t)"--kvm-fd";
+	argv[ac++] = kvm;
 	ret = spawn_jailed(c, c->vmm_fd, argv, ctl_fd, (unsigned)st->slot, &jp,
 			   err, sizeof(err));
 	if (ret) {

@@ -241,7 +241,8 @@ int vmmproc_spawn(const char *vmm, const char *runtime_dir,
 		}
 	}
 	if (hooks && hooks->spawn) {
-		ret = hooks->spawn(hooks->ctx, &p->sp, sv[1], &pid, &pidfd);
+		ret = hooks->spawn(hooks->ctx, &p->sp, argv, sv[1], &pid,
+				   &pidfd);
 		if (ret) {
 			errbuf_fail(err, errlen, ret, "jail spawn: %s",
 				    strerror(-ret));

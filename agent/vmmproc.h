@@ -45,7 +45,9 @@ struct vmmproc_spawn {
  *            locals. Nonzero makes the child exit with status 71.
  *   spawn:   replaces vmmproc's own clone3 + execve altogether: creates
  *            the process with ctl_fd as its fd 3 (stderr inherited) running
- *            `ember-vmm --shell --control-fd 3`, and returns its pid and a
+ *            argv (vmmproc's own command line: the VMM's path, --shell
+ *            --control-fd 3 --quiet, the hooks' args; the hook may add to
+ *            it), and returns its pid and a
  *            pidfd for it (a jail that execs ember-vmm by fd inside an
  *            empty root needs this). 0 or -errno. `child` and
  *            `clone_flags` are then not used.
@@ -57,8 +59,8 @@ struct vmmproc_spawn {
 struct vmmproc_hooks {
 	int (*prepare)(void *ctx, struct vmmproc_spawn *sp);
 	int (*child)(void *ctx, const struct vmmproc_spawn *sp);
-	int (*spawn)(void *ctx, const struct vmmproc_spawn *sp, int ctl_fd,
-		     pid_t *pid, int *pidfd);
+	int (*spawn)(void *ctx, const struct vmmproc_spawn *sp,
+		     char *const *argv, int ctl_fd, pid_t *pid, int *pidfd);
 	void (*release)(void *ctx, struct vmmproc_spawn *sp);
 	/* In emberd, once the process has exited and right before it is
 	 * reaped: its pid is still its own (a zombie), so a hook that acts on
