@@ -29,3 +29,4 @@ TEST_DEPS += $(T)/jail-run
 bench-jail: $(BUILD)/bench/agent_client $(BUILD)/emberd $(BUILD)/ember-vmm \
 		$(BUILD)/ember-micro
 	BUILD=$(BUILD) bench/jail
+bench: bench-jail
