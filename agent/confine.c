@@ -185,11 +185,11 @@ static int make_jail(struct confine *c, char *err, size_t errlen)
 		return ret;
 	snprintf(c->root_dir, sizeof(c->root_dir), "%s/jail",
 		 cfg->runtime_dir);
-	if (mkdir(c->root_dir, 0755) == 0)
-		c->made_root = true;
-	else if (errno != EEXIST)
+	if (mkdir(c->root_dir, 0755) < 0 && errno != EEXIST)
 		return errbuf_fail(err, errlen, -errno, "%s: %s", c->root_dir,
 				   strerror(errno));
+	/* Ours to remove at the end, even if a crashed emberd left it. */
+	c->made_root = !cfg->keep_root;
 	/* ember-vmm knows kvm-pvm by /sys/module/kvm_pvm: an empty directory
 	 * of that name tells it the same in the jail, and nothing else of
 	 * /sys. */

@@ -50,6 +50,8 @@ struct confine_config {
 	uint32_t vm_pids_max;         /* 0: none */
 	uint32_t vm_overhead_mib;     /* VM group memory = guest RAM + this */
 	bool cgroup_move_sync;        /* move at restore inline, not beside it */
+	bool keep_root;               /* leave RUNTIME/jail at the end (a test
+				       * helper beside a running emberd) */
 };
 
 struct confine;

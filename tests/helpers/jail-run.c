@@ -46,6 +46,7 @@ int main(int argc, char **argv)
 			.runtime_dir = cfg.runtime_dir,
 			.state_dir = cfg.state_dir,
 			.jail = true,
+			.keep_root = true, /* emberd's, which still runs */
 			.uid_base = cfg.jail_uid_base,
 			.uid_count = cfg.jail_uid_count,
 		};
