@@ -7,9 +7,11 @@
  *   - new mount, PID, IPC, UTS, network and cgroup namespaces: it is PID 1 of
  *     its own PID namespace and sees no other process; its network namespace
  *     has only a loopback interface that is down;
- *   - an empty, read-only root: a tmpfs holding nothing but /proc (a procfs
- *     with subset=pid, showing only the jail's own processes, for
- *     /proc/self/pagemap); every resource arrives as a file descriptor
+ *   - an empty, read-only root: a tmpfs holding /proc (a procfs with
+ *     subset=pid, showing only the jail's own processes, for
+ *     /proc/self/pagemap), the read-only binds and empty directories the
+ *     configuration lists (a dynamic program's loader and libraries), and
+ *     nothing else; every resource arrives as a file descriptor
  *     (contract 1), so the host's files, sockets and devices are out of reach;
  *   - its own unprivileged uid and gid (uid_base + slot), no supplementary
  *     groups, no capabilities (bounding, ambient and inheritable sets
@@ -30,8 +32,9 @@
  *
  * Does not own: seccomp (the VMM installs its own per-thread filters once its
  * setup is done: vmm/seccomp.c), cgroups (cgroup.h), choosing slots for
- * tenants (the scheduler), the executable (it must be static: nothing of the
- * host filesystem, not even ld.so, is visible when it starts).
+ * tenants (the scheduler), the executable (static, or with its libraries
+ * listed in binds: jail_exec_libs(); nothing else of the host filesystem is
+ * visible when it starts).
  *
  * Threads: jail_spawn() may be called from any thread of a multi-threaded
  * program: the child only makes system calls between clone and exec.
