@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "agent/cgroup.h"
 #include "agent/util.h"
 
 enum opt_type { T_STR, T_UINT, T_SIZE, T_MODE, T_FLAG, T_COUNT, T_SECONDS };
@@ -82,6 +83,19 @@ static const struct opt opts[] = {
 	O("logs-retention", T_UINT, logs_retention_s, 60, 3650u * 86400, 0),
 	O("metrics-max-series", T_UINT, metrics_max_series, 1, 1000000, 0),
 	O("routes", T_FLAG, print_routes, 0, 0, 0),
+	O("no-jail", T_FLAG, no_jail, 0, 0, 0),
+	O("no-cgroups", T_FLAG, no_cgroups, 0, 0, 0),
+	O("no-seccomp", T_FLAG, no_seccomp, 0, 0, 0),
+	O("jail-uid-base", T_UINT, jail_uid_base, 1, 2000000000, 0),
+	O("jail-uid-count", T_UINT, jail_uid_count, 1, 1 << 20, 0),
+	O("cgroup-name", T_STR, cgroup_name, 0, 0, 0),
+	O("cgroup-version", T_UINT, cgroup_version, 0, 2, 0),
+	O("tenant-cpu-weight", T_UINT, tenant_cpu_weight, 1, 10000, 0),
+	O("tenant-cpu-max-pct", T_UINT, tenant_cpu_max_pct, 0, 100000, 0),
+	O("tenant-pids-max", T_UINT, tenant_pids_max, 0, 1 << 22, 0),
+	O("vm-pids-max", T_UINT, vm_pids_max, 0, 1 << 22, 0),
+	O("vm-memory-overhead-mib", T_UINT, vm_overhead_mib, 0, 1 << 16, 0),
+	O("cgroup-move-sync", T_FLAG, cgroup_move_sync, 0, 0, 0),
 };
 #undef O
 #define NR_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -201,6 +215,36 @@ static const char usage_text[] =
 "        --no-meter           no ledger, usage, metrics or logs (for\n"
 "                             measuring what metering costs)\n"
 "        --routes             print the API's routes and exit\n"
+"\n"
+"  Confinement (docs/security.md)\n"
+"        --no-jail            run VMMs unconfined: no namespaces, empty root,\n"
+"                             own uid or rlimits (for debugging only)\n"
+"        --jail-uid-base N    jailed VMMs run as uid and gid N, N+1, ... one\n"
+"                             per live VMM (default 900000000); a range no\n"
+"                             other user or container of the host uses\n"
+"        --jail-uid-count N   how many (default 4096): the most VMMs at once\n"
+"        --no-seccomp         do not pass --seccomp to ember-vmm (debugging;\n"
+"                             docs/seccomp.md)\n"
+"        --no-cgroups         no cgroups per tenant and per VM\n"
+"        --cgroup-name NAME   emberd's subtree below the cgroup it was started\n"
+"                             in (default: ember-HASH of the state directory);\n"
+"                             whatever a crashed emberd left there is removed\n"
+"        --cgroup-version V   0 detect (default), 1 or 2\n"
+"        --tenant-cpu-weight N  each tenant's CPU weight, 1-10000 (default 100:\n"
+"                             tenants share the CPUs equally under contention)\n"
+"        --tenant-cpu-max-pct N  cap on a tenant's CPU, percent of one CPU\n"
+"                             (default 0: none)\n"
+"        --tenant-pids-max N  threads of all a tenant's VMMs (default 4096)\n"
+"        --vm-pids-max N      threads of one VMM (default 64)\n"
+"        --vm-memory-overhead-mib N  a VM's cgroup memory limit is its\n"
+"                             function's memory plus N (default 64); a\n"
+"                             tenant's group has --tenant-memory-mib (or its\n"
+"                             own limit) if set\n"
+"        --cgroup-move-sync   move a VMM into its cgroups before its restore\n"
+"                             starts, not beside it: exact memory accounting\n"
+"                             from the first page, at the cost of the move\n"
+"                             (an RCU grace period per hierarchy, ~10 ms on\n"
+"                             some hosts) on every cold start\n"
 "    -h, --help               this text\n"
 "\n"
 "    Sizes take a K, M or G suffix (powers of 1024).\n"
@@ -417,7 +461,12 @@ static int load_file(struct agent_config *c, const char *path)
 						  where, key);
 				break;
 			}
-			*(int *)((char *)c + o->off) = (int)n;
+			/* A flag is a bool: an int store would overwrite
+			 * the fields beside it. */
+			if (o->type == T_FLAG)
+				*(bool *)((char *)c + o->off) = n != 0;
+			else
+				*(int *)((char *)c + o->off) = (int)n;
 			continue;
 		}
 		ret = set_opt(c, o, val, where);
@@ -469,6 +518,12 @@ int config_load(struct agent_config *c, int argc, char **argv,
 	c->max_files = 10000;
 	c->max_tree_bytes = 256ull << 20;
 	c->shutdown_grace_s = 10;
+	c->jail_uid_base = 900000000;
+	c->jail_uid_count = 4096;
+	c->tenant_cpu_weight = 100;
+	c->tenant_pids_max = 4096;
+	c->vm_pids_max = 64;
+	c->vm_overhead_mib = 64;
 
 	for (size_t i = 0; i < NR_OPTS; i++) {
 		bool arg = opts[i].type != T_FLAG && opts[i].type != T_COUNT;
@@ -542,6 +597,12 @@ int config_load(struct agent_config *c, int argc, char **argv,
 	if (c->log_format && strcmp(c->log_format, "json") &&
 	    strcmp(c->log_format, "text"))
 		return usage_error("--log-format is json or text");
+	if (c->cgroup_name && !cg_path_valid(c->cgroup_name))
+		return usage_error("--cgroup-name %s: [A-Za-z0-9_.-], at most "
+				   "63 characters", c->cgroup_name);
+	if ((uint64_t)c->jail_uid_base + c->jail_uid_count > 2147483647ull)
+		return usage_error("--jail-uid-base + --jail-uid-count must "
+				   "stay below 2^31");
 	if (!!c->tls_cert != !!c->tls_key)
 		return usage_error("--tls-cert and --tls-key go together");
 	if (c->tls_cert && !c->listen)

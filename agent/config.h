@@ -74,6 +74,16 @@ struct agent_config {
 	unsigned logs_retention_s;
 	unsigned metrics_max_series;
 	bool print_routes;     /* --routes: print the route table and exit */
+	/* confinement (docs/security.md) */
+	bool no_jail;          /* VMMs run unjailed (debugging) */
+	bool no_cgroups;       /* no per-tenant / per-VM cgroups */
+	bool no_seccomp;       /* VMMs without --seccomp (debugging) */
+	unsigned jail_uid_base, jail_uid_count;
+	char *cgroup_name;     /* below the start cgroup; NULL: derived */
+	unsigned cgroup_version; /* 0 auto, 1, 2 */
+	unsigned tenant_cpu_weight, tenant_cpu_max_pct, tenant_pids_max;
+	unsigned vm_pids_max, vm_overhead_mib;
+	bool cgroup_move_sync;
 };
 
 /* Fills *c from defaults, `--config FILE` if present in argv, then argv.

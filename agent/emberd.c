@@ -31,6 +31,7 @@
 #include "agent/api.h"
 #include "agent/auth.h"
 #include "agent/config.h"
+#include "agent/confine.h"
 #include "agent/db.h"
 #include "agent/elog.h"
 #include "agent/functions.h"
@@ -162,6 +163,8 @@ int main(int argc, char **argv)
 	struct fns *fns = NULL;
 	struct meter *meter = NULL;
 	struct sched_hooks hooks = { 0 };
+	struct confine *confine = NULL;
+	char confined[256] = "";
 	struct server *srv = NULL;
 	const struct http_route *routes;
 	size_t nr_routes;
@@ -280,6 +283,38 @@ int main(int argc, char **argv)
 	}
 
 	{
+		/* Before the scheduler, whose pool thread spawns the first
+		 * shells through these hooks. */
+		struct confine_config cc = {
+			.vmm = cfg.vmm,
+			.runtime_dir = cfg.runtime_dir,
+			.state_dir = cfg.state_dir,
+			.jail = !cfg.no_jail,
+			.cgroups = !cfg.no_cgroups,
+			.seccomp = !cfg.no_seccomp,
+			.uid_base = cfg.jail_uid_base,
+			.uid_count = cfg.jail_uid_count,
+			.cgroup_name = cfg.cgroup_name,
+			.cgroup_version = (int)cfg.cgroup_version,
+			.tenant_cpu_weight = cfg.tenant_cpu_weight,
+			.tenant_cpu_max_pct = cfg.tenant_cpu_max_pct,
+			.tenant_pids_max = cfg.tenant_pids_max,
+			.vm_pids_max = cfg.vm_pids_max,
+			.vm_overhead_mib = cfg.vm_overhead_mib,
+			.cgroup_move_sync = cfg.cgroup_move_sync,
+		};
+
+		confine = confine_create(&cc, err, sizeof(err));
+		if (!confine) {
+			fprintf(stderr, "emberd: confinement: %s\n(--no-jail "
+				"and --no-cgroups turn it off, for debugging)\n",
+				err);
+			goto out;
+		}
+		confine_hooks(confine, &hooks);
+		confine_describe(confine, confined, sizeof(confined));
+	}
+	{
 		struct sched_config sc = {
 			.vmm = cfg.vmm,
 			.runtime_dir = cfg.runtime_dir,
@@ -297,7 +332,7 @@ int main(int argc, char **argv)
 				.memory_mib = cfg.tenant_memory_mib,
 				.concurrency = cfg.tenant_concurrency,
 			},
-			.hooks = meter ? &hooks : NULL,
+			.hooks = &hooks,
 		};
 
 		sched = sched_create(&sc, err, sizeof(err));
@@ -369,11 +404,11 @@ int main(int argc, char **argv)
 	}
 	write_pid_file(&cfg, pid_path, sizeof(pid_path));
 	elog_event(LOG_MOD, "start", NULL,
-		   "ready: socket %s%s%s, state %s, pool of %u shells%s%s",
+		   "ready: socket %s%s%s, state %s, pool of %u shells%s%s; %s",
 		   cfg.socket, cfg.listen ? ", listening on " : "",
 		   cfg.listen ? cfg.listen : "", cfg.state_dir, cfg.pool_size,
 		   orphans ? " (ended VMMs a previous emberd left)" : "",
-		   meter ? "" : ", metering off");
+		   meter ? "" : ", metering off", confined);
 
 	do {
 		if (sigwait(&sigs, &sig))
@@ -403,6 +438,8 @@ out:
 	server_stop(srv);
 	fns_destroy(fns);
 	sched_destroy(sched);
+	/* No VMM left: remove the cgroups and the jail's mount point. */
+	confine_destroy(confine);
 	/* After the scheduler: no invocation finishes any more; the last
 	 * batch is committed here. */
 	meter_destroy(meter);

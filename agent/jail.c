@@ -62,8 +62,9 @@
 #define MAX_TARGET 255   /* highest fd number a jailed process may inherit */
 #define NOBODY_UID 65534
 #define HOSTNAME "ember"
-/* The root: a tiny read-only tmpfs; one directory (proc) is all it holds. */
-#define ROOT_OPTS "size=16k,nr_inodes=8,mode=0755"
+/* The root: a tiny read-only tmpfs holding /proc and, for a dynamically
+ * linked VMM, its loader and libraries (bound read-only, file by file). */
+#define ROOT_OPTS "size=64k,nr_inodes=128,mode=0755"
 /* Only the jail's own processes, and no /proc/sys, /proc/kcore & co. */
 #define PROC_OPTS "subset=pid,hidepid=invisible"
 
@@ -74,6 +75,8 @@ enum jail_step {
 	STEP_MOUNT_PRIVATE,
 	STEP_MOUNT_ROOT,
 	STEP_MOUNT_PROC,
+	STEP_BIND,
+	STEP_MKDIR,
 	STEP_PIVOT,
 	STEP_REMOUNT,
 	STEP_HOSTNAME,
@@ -96,6 +99,8 @@ static const char *step_name(int step)
 	case STEP_MOUNT_PRIVATE: return "making mounts private";
 	case STEP_MOUNT_ROOT: return "mounting the empty root";
 	case STEP_MOUNT_PROC: return "mounting /proc";
+	case STEP_BIND: return "binding a library read-only";
+	case STEP_MKDIR: return "making a directory in the root";
 	case STEP_PIVOT: return "pivot_root into the empty root";
 	case STEP_REMOUNT: return "remounting the root read-only";
 	case STEP_HOSTNAME: return "setting the hostname";
@@ -121,6 +126,10 @@ struct child_plan {
 	const struct jail_config *c;
 	const struct jail_spec *s;
 	char proc_dir[PATH_MAX];
+	/* root_dir + each bind / dir path, made by the parent (malloc'd) */
+	char (*bind_dst)[PATH_MAX];
+	char (*dir_dst)[PATH_MAX];
+	unsigned nr_binds, nr_dirs;
 	int status_fd;     /* child end of the socket pair */
 	uid_t id;          /* uid and gid */
 	struct rlimit nofile, nproc, fsize;
@@ -206,6 +215,51 @@ static int child_fds(const struct child_plan *pl, int kvm, int devnull,
 	return 0;
 }
 
+/* mkdir -p of the directories above path (the child's own copy of it,
+ * cut and mended in place: no allocation), from depth `skip` on. */
+static int child_mkdirs(char *path, size_t skip, bool last_too)
+{
+	for (char *p = path + skip + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+			*p = '/';
+			return -1;
+		}
+		*p = '/';
+	}
+	if (last_too && mkdir(path, 0755) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/* Each bind: the mount point (an empty file) made, then the host file
+ * bound over it and made read-only (a bind mount ignores MS_RDONLY until
+ * it is remounted). */
+static int child_binds(const struct child_plan *pl)
+{
+	size_t skip = strlen(pl->c->root_dir);
+
+	for (unsigned i = 0; i < pl->nr_binds; i++) {
+		int fd;
+
+		if (child_mkdirs(pl->bind_dst[i], skip, false) < 0)
+			return -1;
+		fd = open(pl->bind_dst[i], O_WRONLY | O_CREAT | O_CLOEXEC, 0444);
+		if (fd < 0)
+			return -1;
+		close(fd);
+		if (mount(pl->c->binds[i], pl->bind_dst[i], NULL, MS_BIND,
+			  NULL) < 0 ||
+		    mount(NULL, pl->bind_dst[i], NULL,
+			  MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID |
+				  MS_NODEV, NULL) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int child_drop_caps(void)
 {
 	/* The bounding set: until the kernel says there is no such cap. */
@@ -262,6 +316,11 @@ static __attribute__((noreturn)) void child_main(struct child_plan *pl)
 			  MS_NOSUID | MS_NODEV | MS_NOEXEC, PROC_OPTS) < 0)
 			child_fail(st, STEP_MOUNT_PROC);
 	}
+	if (child_binds(pl) < 0)
+		child_fail(st, STEP_BIND);
+	for (unsigned i = 0; i < pl->nr_dirs; i++)
+		if (child_mkdirs(pl->dir_dst[i], strlen(c->root_dir), true) < 0)
+			child_fail(st, STEP_MKDIR);
 	/* pivot_root(".", ".") stacks the old root on the new one; detaching
 	 * it leaves only the new root (pivot_root(2), NOTES). */
 	if (chdir(c->root_dir) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
@@ -377,6 +436,142 @@ out:
 	return ret;
 }
 
+/* The PT_INTERP of the ELF file at path into buf: 1, 0 if it has none
+ * (static), or -errno. */
+static int elf_interp(const char *path, char *buf, size_t len)
+{
+	Elf64_Ehdr eh;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (pread(fd, &eh, sizeof(eh), 0) != sizeof(eh) ||
+	    memcmp(eh.e_ident, ELFMAG, SELFMAG) || eh.e_phnum > 128 ||
+	    eh.e_phentsize != sizeof(Elf64_Phdr)) {
+		close(fd);
+		return -ENOEXEC;
+	}
+	for (unsigned i = 0; i < eh.e_phnum && !ret; i++) {
+		Elf64_Phdr ph;
+
+		if (pread(fd, &ph, sizeof(ph),
+			  (off_t)(eh.e_phoff + i * sizeof(ph))) != sizeof(ph))
+			ret = -ENOEXEC;
+		else if (ph.p_type == PT_INTERP) {
+			if (ph.p_filesz < 2 || ph.p_filesz > len ||
+			    pread(fd, buf, ph.p_filesz, (off_t)ph.p_offset) !=
+				    (ssize_t)ph.p_filesz ||
+			    buf[ph.p_filesz - 1] != '\0' || buf[0] != '/')
+				ret = -ENOEXEC;
+			else
+				ret = 1;
+		}
+	}
+	close(fd);
+	return ret;
+}
+
+void jail_libs_free(char **libs)
+{
+	for (size_t i = 0; libs && libs[i]; i++)
+		free(libs[i]);
+	free(libs);
+}
+
+/* Adds the path at p (ending at a space or newline) to libs, once. */
+static int libs_add(char **libs, unsigned *n, const char *p)
+{
+	size_t len = strcspn(p, " \t\n");
+
+	for (unsigned i = 0; i < *n; i++)
+		if (strlen(libs[i]) == len && !memcmp(libs[i], p, len))
+			return 0;
+	if (*n >= JAIL_MAX_BINDS)
+		return -E2BIG;
+	libs[*n] = strndup(p, len);
+	if (!libs[*n])
+		return -ENOMEM;
+	(*n)++;
+	return 0;
+}
+
+int jail_exec_libs(const char *path, char ***out, char *err, size_t errlen)
+{
+	char interp[PATH_MAX], prog[PATH_MAX], buf[16384], *line, *save = NULL;
+	char **libs;
+	size_t got = 0;
+	unsigned n = 0;
+	int pfd[2], ret, status;
+	pid_t pid;
+
+	*out = NULL;
+	ret = elf_interp(path, interp, sizeof(interp));
+	if (ret <= 0)
+		return ret ? errbuf_fail(err, errlen, ret, "%s: not a readable "
+					 "ELF executable", path) : 0;
+	if ((size_t)snprintf(prog, sizeof(prog), "%s", path) >= sizeof(prog))
+		return errbuf_fail(err, errlen, -ENAMETOOLONG, "path too long");
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return errbuf_fail(err, errlen, -errno, "pipe: %s",
+				   strerror(errno));
+	pid = fork();
+	if (pid == 0) {
+		char *const argv[] = { interp, "--list", prog, NULL };
+		char *const envp[] = { NULL };
+
+		if (dup2(pfd[1], 1) == 1)
+			execve(interp, argv, envp);
+		_exit(127);
+	}
+	close(pfd[1]);
+	if (pid < 0) {
+		close(pfd[0]);
+		return errbuf_fail(err, errlen, -errno, "fork: %s",
+				   strerror(errno));
+	}
+	for (;;) {
+		ssize_t r = read(pfd[0], buf + got, sizeof(buf) - 1 - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		if (got == sizeof(buf) - 1)
+			break;
+	}
+	buf[got] = '\0';
+	close(pfd[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) || strstr(buf, "not found"))
+		return errbuf_fail(err, errlen, -ENOENT, "%s --list %s failed "
+				   "or lacks a library: the jail cannot bind "
+				   "what the VMM needs", interp, path);
+	libs = calloc(JAIL_MAX_BINDS + 1, sizeof(*libs));
+	if (!libs)
+		return errbuf_fail(err, errlen, -ENOMEM, "out of memory");
+	ret = libs_add(libs, &n, interp);
+	/* "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or
+	 * "\t/lib64/ld-linux-x86-64.so.2 (0x...)"; the vDSO has no path. */
+	for (line = strtok_r(buf, "\n", &save); line && !ret;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *arrow = strstr(line, "=> "), *p;
+
+		p = arrow ? arrow + 3 : line + strspn(line, " \t");
+		if (*p == '/')
+			ret = libs_add(libs, &n, p);
+	}
+	if (ret) {
+		jail_libs_free(libs);
+		return errbuf_fail(err, errlen, ret, "%s: more than %d libraries "
+				   "to bind into the jail", path,
+				   JAIL_MAX_BINDS);
+	}
+	*out = libs;
+	return 0;
+}
+
 static int check_spec(const struct jail_config *c, const struct jail_spec *s,
 		      char *err, size_t errlen)
 {
@@ -411,6 +606,56 @@ static int check_spec(const struct jail_config *c, const struct jail_spec *s,
 	return 0;
 }
 
+static void plan_free(struct child_plan *pl)
+{
+	free(pl->bind_dst);
+	free(pl->dir_dst);
+	pl->bind_dst = pl->dir_dst = NULL;
+}
+
+/* root_dir + path for every bind and dir: the child cannot allocate. */
+static int plan_one(const char *root, const char *const *list,
+		    char (**out)[PATH_MAX], unsigned *nr, char *err,
+		    size_t errlen)
+{
+	unsigned n = 0;
+
+	while (list && list[n])
+		n++;
+	*nr = n;
+	if (!n)
+		return 0;
+	if (n > JAIL_MAX_BINDS)
+		return errbuf_fail(err, errlen, -E2BIG,
+				   "jail: at most %d binds or dirs",
+				   JAIL_MAX_BINDS);
+	*out = calloc(n, PATH_MAX);
+	if (!*out)
+		return errbuf_fail(err, errlen, -ENOMEM, "jail: out of memory");
+	for (unsigned i = 0; i < n; i++)
+		if (list[i][0] != '/' || strstr(list[i], "/../") ||
+		    (size_t)snprintf((*out)[i], PATH_MAX, "%s%s", root,
+				     list[i]) >= PATH_MAX)
+			return errbuf_fail(err, errlen, -EINVAL,
+					   "jail: bad path '%s' for the root",
+					   list[i]);
+	return 0;
+}
+
+static int plan_paths(const struct jail_config *c, struct child_plan *pl,
+		      char *err, size_t errlen)
+{
+	int ret = plan_one(c->root_dir, c->binds, &pl->bind_dst,
+			   &pl->nr_binds, err, errlen);
+
+	if (!ret)
+		ret = plan_one(c->root_dir, c->dirs, &pl->dir_dst,
+			       &pl->nr_dirs, err, errlen);
+	if (ret)
+		plan_free(pl);
+	return ret;
+}
+
 int jail_spawn(const struct jail_config *c, const struct jail_spec *s,
 	       struct jail_proc *p, char *err, size_t errlen)
 {
@@ -430,13 +675,19 @@ int jail_spawn(const struct jail_config *c, const struct jail_spec *s,
 			     c->root_dir) >= sizeof(pl.proc_dir))
 		return errbuf_fail(err, errlen, -ENAMETOOLONG,
 				   "jail root path too long");
+	ret = plan_paths(c, &pl, err, errlen);
+	if (ret)
+		return ret;
 	pl.id = c->uid_base + s->slot;
 	pl.nofile = (struct rlimit){ max_fds, max_fds };
 	pl.nproc = (struct rlimit){ max_procs, max_procs };
 	pl.fsize = (struct rlimit){ s->max_file_bytes, s->max_file_bytes };
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
-		return errbuf_fail(err, errlen, -errno, "jail: socketpair: %s",
-				   strerror(errno));
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+		ret = errbuf_fail(err, errlen, -errno, "jail: socketpair: %s",
+				  strerror(errno));
+		plan_free(&pl);
+		return ret;
+	}
 	pl.status_fd = sp[1];
 
 	memset(&ca, 0, sizeof(ca));
@@ -448,6 +699,7 @@ int jail_spawn(const struct jail_config *c, const struct jail_spec *s,
 	if (pid == 0)
 		child_main(&pl);
 	close(sp[1]);
+	plan_free(&pl);
 	if (pid < 0) {
 		ret = errbuf_fail(err, errlen, -errno,
 				  "jail: cannot create the namespaces: %s",

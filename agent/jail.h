@@ -7,9 +7,11 @@
  *   - new mount, PID, IPC, UTS, network and cgroup namespaces: it is PID 1 of
  *     its own PID namespace and sees no other process; its network namespace
  *     has only a loopback interface that is down;
- *   - an empty, read-only root: a tmpfs holding nothing but /proc (a procfs
- *     with subset=pid, showing only the jail's own processes, for
- *     /proc/self/pagemap); every resource arrives as a file descriptor
+ *   - an empty, read-only root: a tmpfs holding /proc (a procfs with
+ *     subset=pid, showing only the jail's own processes, for
+ *     /proc/self/pagemap), the read-only binds and empty directories the
+ *     configuration lists (a dynamic program's loader and libraries), and
+ *     nothing else; every resource arrives as a file descriptor
  *     (contract 1), so the host's files, sockets and devices are out of reach;
  *   - its own unprivileged uid and gid (uid_base + slot), no supplementary
  *     groups, no capabilities (bounding, ambient and inheritable sets
@@ -30,8 +32,9 @@
  *
  * Does not own: seccomp (the VMM installs its own per-thread filters once its
  * setup is done: vmm/seccomp.c), cgroups (cgroup.h), choosing slots for
- * tenants (the scheduler), the executable (it must be static: nothing of the
- * host filesystem, not even ld.so, is visible when it starts).
+ * tenants (the scheduler), the executable (static, or with its libraries
+ * listed in binds: jail_exec_libs(); nothing else of the host filesystem is
+ * visible when it starts).
  *
  * Threads: jail_spawn() may be called from any thread of a multi-threaded
  * program: the child only makes system calls between clone and exec.
@@ -45,6 +48,7 @@
 #include <sys/types.h>
 
 #define JAIL_MAX_FDS 16
+#define JAIL_MAX_BINDS 16
 
 /* emberd-wide settings (its configuration file). */
 struct jail_config {
@@ -58,6 +62,15 @@ struct jail_config {
 				* count); 0: 64 */
 	bool no_proc;          /* no /proc at all (the VMM then cannot record
 				* a working set) */
+	/* Host files bound read-only at the same path in the root: the
+	 * dynamic loader and libraries of a VMM that is not static
+	 * (jail_exec_libs()); NULL-terminated, at most JAIL_MAX_BINDS. */
+	const char *const *binds;
+	/* Empty directories made in the root (absolute paths), to mirror a
+	 * fact the VMM reads from the host's filesystem without showing it
+	 * the host's file: /sys/module/kvm_pvm, by whose presence ember-vmm
+	 * knows it runs on kvm-pvm. NULL-terminated, at most JAIL_MAX_BINDS. */
+	const char *const *dirs;
 };
 
 /* An inherited descriptor: the caller's fd becomes target in the child. */
@@ -92,6 +105,17 @@ int jail_config_check(const struct jail_config *c, char *err, size_t errlen);
 /* Checks that fd is a static ELF executable (no PT_INTERP): a dynamic one
  * cannot start in the empty root. 0, -ENOEXEC + reason, or -errno. */
 int jail_check_exec(int fd, char *err, size_t errlen);
+
+/*
+ * What a program needs bound into the empty root to start: nothing (*out
+ * NULL) for a static executable; for a dynamic one its loader and every
+ * library it loads, as the loader itself lists them (`LOADER --list`, run
+ * once here). *out: a malloc'd NULL-terminated array of malloc'd paths,
+ * freed with jail_libs_free(). 0, or -errno + reason (a library not found,
+ * more than JAIL_MAX_BINDS). Not for a multi-threaded caller (it forks).
+ */
+int jail_exec_libs(const char *path, char ***out, char *err, size_t errlen);
+void jail_libs_free(char **libs);
 
 /*
  * Starts s->argv in a new jail. Returns once the process has executed the

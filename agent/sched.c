@@ -1679,7 +1679,8 @@ static int inst_restore(struct sched *s, struct inst *in, struct fn *fn)
 	s->memory_committed_mib += in->memory_mib;
 	if (s->hooks.assign) {
 		ret = s->hooks.assign(s->hooks.ctx, &in->proc, fn->tenant_id,
-				      fn->id, fn->memory_mib);
+				      fn->id, fn->memory_mib,
+				      fn->t->limits.memory_mib);
 		if (ret) {
 			snprintf(why, sizeof(why), "the jail refused the "
 				 "instance: %s", strerror(-ret));

@@ -94,9 +94,11 @@ struct sched_hooks {
 	/* Called (event or API thread, scheduler lock held) right before a
 	 * pooled shell is told to restore a function: the jail moves the
 	 * process into its tenant's cgroup here, after its KVM VM was made
-	 * at spawn. Nonzero fails this restore (the shell is ended). */
+	 * at spawn. tenant_memory_mib is the tenant's memory limit (0: none),
+	 * for its group. Nonzero fails this restore (the shell is ended). */
 	int (*assign)(void *ctx, struct vmmproc *p, int64_t tenant_id,
-		      int64_t fn_id, uint32_t memory_mib);
+		      int64_t fn_id, uint32_t memory_mib,
+		      uint64_t tenant_memory_mib);
 	/* Called on the event thread for every invocation that was accepted
 	 * (sched_invoke returned 0), right before its answer is handed to
 	 * the caller: a hook that must make the record durable before the

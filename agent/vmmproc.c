@@ -139,11 +139,9 @@ static int devnull_fd(void)
 
 /* The child between clone and exec. Never returns. */
 static void __attribute__((noreturn))
-child_exec(char *vmm, int ctl, int devnull, pid_t parent,
+child_exec(char *const *argv, int ctl, int devnull, pid_t parent,
 	   const struct vmmproc_hooks *h, const struct vmmproc_spawn *sp)
 {
-	char *argv[] = { vmm, "--shell", "--control-fd", "3", "--quiet",
-			 sp->irqchip ? "--irqchip" : NULL, NULL };
 	char *envp[] = { NULL };
 	sigset_t none;
 
@@ -169,12 +167,12 @@ child_exec(char *vmm, int ctl, int devnull, pid_t parent,
 		_exit(70);
 	if (h && h->child && h->child(h->ctx, sp))
 		_exit(71);
-	execve(vmm, argv, envp);
+	execve(argv[0], argv, envp);
 	_exit(127);
 }
 
 struct child_args {
-	char *vmm;
+	char *const *argv;
 	int ctl, devnull;
 	pid_t parent;
 	const struct vmmproc_hooks *h;
@@ -185,7 +183,7 @@ static int child_main(void *arg)
 {
 	const struct child_args *a = arg;
 
-	child_exec(a->vmm, a->ctl, a->devnull, a->parent, a->h, a->sp);
+	child_exec(a->argv, a->ctl, a->devnull, a->parent, a->h, a->sp);
 }
 
 /* The vfork child's stack: child_exec's frame, then execve's. */
@@ -199,6 +197,14 @@ int vmmproc_spawn(const char *vmm, const char *runtime_dir,
 	int sv[2], pidfd = -1, devnull, ret;
 	pid_t parent = getpid(), pid;
 	char vmm_path[4096];
+	/* The command line, built before the clone (the child must not
+	 * allocate); the strings are const only to the compiler. */
+	char *argv[7 + VMMPROC_MAX_ARGS] = { /* 5 + --irqchip + args + NULL */
+		vmm_path, (char *)(uintptr_t)"--shell",
+		(char *)(uintptr_t)"--control-fd", (char *)(uintptr_t)"3",
+		(char *)(uintptr_t)"--quiet",
+	};
+	unsigned ac = 5;
 
 	memset(p, 0, sizeof(*p));
 	p->pid = -1;
@@ -207,6 +213,15 @@ int vmmproc_spawn(const char *vmm, const char *runtime_dir,
 	p->sp.vmm = vmm;
 	p->sp.seq = seq;
 	p->sp.irqchip = irqchip;
+	if (irqchip)
+		argv[ac++] = (char *)(uintptr_t)"--irqchip";
+	p->sp.args = hooks ? hooks->args : NULL;
+	for (unsigned i = 0; p->sp.args && p->sp.args[i]; i++) {
+		if (i == VMMPROC_MAX_ARGS)
+			return errbuf_fail(err, errlen, -E2BIG,
+					   "too many VMM arguments");
+		argv[ac++] = (char *)(uintptr_t)p->sp.args[i];
+	}
 	/* A writable copy for execve's argv, made before the clone (the
 	 * child must not allocate). */
 	if (snprintf(vmm_path, sizeof(vmm_path), "%s", vmm) >=
@@ -229,7 +244,8 @@ int vmmproc_spawn(const char *vmm, const char *runtime_dir,
 		}
 	}
 	if (hooks && hooks->spawn) {
-		ret = hooks->spawn(hooks->ctx, &p->sp, sv[1], &pid, &pidfd);
+		ret = hooks->spawn(hooks->ctx, &p->sp, argv, sv[1], &pid,
+				   &pidfd);
 		if (ret) {
 			errbuf_fail(err, errlen, ret, "jail spawn: %s",
 				    strerror(-ret));
@@ -238,7 +254,7 @@ int vmmproc_spawn(const char *vmm, const char *runtime_dir,
 	} else if (!hooks || !hooks->clone_flags) {
 		_Alignas(16) char stack[CHILD_STACK];
 		struct child_args ca = {
-			.vmm = vmm_path, .ctl = sv[1], .devnull = devnull,
+			.argv = argv, .ctl = sv[1], .devnull = devnull,
 			.parent = parent, .h = hooks, .sp = &p->sp,
 		};
 
@@ -258,7 +274,7 @@ int vmmproc_spawn(const char *vmm, const char *runtime_dir,
 		args.exit_signal = SIGCHLD;
 		pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
 		if (pid == 0)
-			child_exec(vmm_path, sv[1], devnull, parent, hooks,
+			child_exec(argv, sv[1], devnull, parent, hooks,
 				   &p->sp);
 		if (pid < 0) {
 			ret = errbuf_fail(err, errlen, -errno, "clone3: %s",
@@ -299,6 +315,14 @@ int vmmproc_reap(struct vmmproc *p, const char *runtime_dir)
 
 	if (p->reaped)
 		return 0;
+	if (p->hooks && p->hooks->reaping) {
+		/* Exited yet? (WNOWAIT: still a zombie afterwards.) */
+		memset(&si, 0, sizeof(si));
+		if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si,
+			   WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == 0)
+			return -EAGAIN;
+		p->hooks->reaping(p->hooks->ctx, &p->sp);
+	}
 	memset(&si, 0, sizeof(si));
 	if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si,
 		   WEXITED | WNOHANG) < 0) {

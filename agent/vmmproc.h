@@ -27,6 +27,7 @@
 /* What a hook sees of one spawn. */
 struct vmmproc_spawn {
 	const char *vmm;
+	const char *const *args; /* the hooks' extra arguments */
 	uint64_t seq;          /* spawn counter, unique per emberd run */
 	bool irqchip;          /* the shell needs --irqchip (Linux guests) */
 	void *state;           /* set by prepare(), passed to child/release */
@@ -45,10 +46,13 @@ struct vmmproc_spawn {
  *            locals. Nonzero makes the child exit with status 71.
  *   spawn:   replaces vmmproc's own clone3 + execve altogether: creates
  *            the process with ctl_fd as its fd 3 (stderr inherited) running
- *            `ember-vmm --shell --control-fd 3`, and returns its pid and a
+ *            argv (vmmproc's own command line: the VMM's path, --shell
+ *            --control-fd 3 --quiet, the hooks' args; the hook may add to
+ *            it), and returns its pid and a
  *            pidfd for it (a jail that execs ember-vmm by fd inside an
  *            empty root needs this). 0 or -errno. `child` and
  *            `clone_flags` are then not used.
+ *   reaping: see below.
  *   release: in emberd, after the process is reaped or the spawn failed.
  * clone_flags are added to the clone3() that creates the process (e.g.
  * CLONE_NEWNS | CLONE_NEWPID | ...).
@@ -56,12 +60,21 @@ struct vmmproc_spawn {
 struct vmmproc_hooks {
 	int (*prepare)(void *ctx, struct vmmproc_spawn *sp);
 	int (*child)(void *ctx, const struct vmmproc_spawn *sp);
-	int (*spawn)(void *ctx, const struct vmmproc_spawn *sp, int ctl_fd,
-		     pid_t *pid, int *pidfd);
+	int (*spawn)(void *ctx, const struct vmmproc_spawn *sp,
+		     char *const *argv, int ctl_fd, pid_t *pid, int *pidfd);
 	void (*release)(void *ctx, struct vmmproc_spawn *sp);
+	/* In emberd, once the process has exited and right before it is
+	 * reaped: its pid is still its own (a zombie), so a hook that acts on
+	 * the pid from another thread finishes or gives up here. */
+	void (*reaping)(void *ctx, struct vmmproc_spawn *sp);
 	uint64_t clone_flags;
+	/* Added to ember-vmm's command line (e.g. "--seccomp"), whoever
+	 * spawns it; NULL-terminated, at most VMMPROC_MAX_ARGS. */
+	const char *const *args;
 	void *ctx;
 };
+
+#define VMMPROC_MAX_ARGS 8
 
 struct vmmproc {
 	pid_t pid;

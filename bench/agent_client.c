@@ -280,6 +280,7 @@ static uint64_t cpu_ns(int pid)
 struct opts {
 	const char *socket, *token, *admin, *function, *vsock, *mode, *prefix;
 	unsigned n, warmup, threads, functions, bucket_ms;
+	unsigned settle_ms;   /* cold: quiet time before each start */
 	double seconds;
 	size_t payload;
 	int pid;
@@ -317,8 +318,12 @@ static void mode_warm(const struct opts *o, const char *payload)
 	printf("}\n");
 }
 
-/* Waits until the pool has a shell ready. */
-static void wait_pool(struct conn *c, const char *admin)
+/* Waits until the pool has a shell ready; with settle_ms, until no shell
+ * is being spawned either, then settle_ms more (the kernel's clean-up of
+ * the stopped instance, e.g. its namespaces, ends after its reap): the
+ * start then measures the critical path alone, not the pool's work beside
+ * it on a small machine. */
+static void wait_pool(struct conn *c, const char *admin, unsigned settle_ms)
 {
 	struct resp r;
 
@@ -326,9 +331,14 @@ static void wait_pool(struct conn *c, const char *admin)
 		http_do(c, "GET", "/v1/system", admin, NULL, 0, &r);
 		if (r.status == 200) {
 			const char *p = strstr(r.body, "\"ready\":");
+			const char *sp = strstr(r.body, "\"spawning\":");
 
-			if (p && atoi(p + 8) >= 1)
+			if (p && atoi(p + 8) >= 1 &&
+			    (!settle_ms || (sp && atoi(sp + 11) == 0))) {
+				if (settle_ms)
+					usleep(settle_ms * 1000);
 				return;
+			}
 		}
 		usleep(1000);
 	}
@@ -354,7 +364,7 @@ static void mode_cold(const struct opts *o, const char *payload)
 		http_do(&ctl, "DELETE", stop, o->token, NULL, 0, &r);
 		if (r.status != 200)
 			die("DELETE %s: %d", stop, r.status);
-		wait_pool(&ctl, o->admin);
+		wait_pool(&ctl, o->admin, o->settle_ms);
 		t0 = now_ns();
 		http_do(&c, "POST", path, o->token, payload, o->payload, &r);
 		s_add(&lat, (double)(now_ns() - t0) / 1000.0);
@@ -551,6 +561,7 @@ int main(int argc, char **argv)
 		{ "functions", required_argument, NULL, 'F' },
 		{ "prefix", required_argument, NULL, 'X' },
 		{ "bucket-ms", required_argument, NULL, 'B' },
+		{ "settle-ms", required_argument, NULL, 'L' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .n = 500, .warmup = 100, .payload = 64,
@@ -576,13 +587,14 @@ int main(int argc, char **argv)
 		case 'F': o.functions = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'X': o.prefix = optarg; break;
 		case 'B': o.bucket_ms = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'L': o.settle_ms = (unsigned)strtoul(optarg, NULL, 10); break;
 		default:
 			fprintf(stderr, "usage: agent_client --mode "
 				"warm|cold|libwarm|load [--socket P --token T "
 				"--admin A --function F --pid PID] [--vsock P] "
 				"[--n N] [--warmup N] [--payload BYTES] "
 				"[--threads N --seconds S --functions N "
-				"--prefix P --bucket-ms MS]\n");
+				"--prefix P --bucket-ms MS] [--settle-ms MS]\n");
 			return 64;
 		}
 	}

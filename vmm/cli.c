@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "ember.h"
+#include "kvm.h"
 #include "log.h"
 #include "seccomp.h"
 
@@ -99,6 +100,8 @@ static const char usage_text[] =
 "                         client at a time\n"
 "  -n, --cpus N           the shell's vCPUs (default 1; match the snapshot)\n"
 "      --irqchip          the shell has an in-kernel irqchip (Linux snapshots)\n"
+"      --kvm-fd FD        use FD, an inherited open /dev/kvm, instead of the\n"
+"                         path (emberd's jail: an empty root, no privileges)\n"
 "\n"
 "Confinement (docs/seccomp.md):\n"
 "      --seccomp[=MODE]   every VMM thread (main, vCPU, event, control)\n"
@@ -314,6 +317,7 @@ int main(int argc, char **argv)
 		OPT_BACKEND, OPT_VSOCK, OPT_CID, OPT_RESTORE, OPT_CONTROL,
 		OPT_SNAP_READY, OPT_PREFETCH, OPT_PAUSED, OPT_SHELL,
 		OPT_CONTROL_FD, OPT_IRQCHIP, OPT_SECCOMP, OPT_NO_SECCOMP,
+		OPT_KVM_FD,
 	};
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, 'k' },
@@ -345,6 +349,7 @@ int main(int argc, char **argv)
 		{ "irqchip", no_argument, NULL, OPT_IRQCHIP },
 		{ "seccomp", optional_argument, NULL, OPT_SECCOMP },
 		{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
+		{ "kvm-fd", required_argument, NULL, OPT_KVM_FD },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ember_config cfg;
@@ -480,6 +485,16 @@ int main(int argc, char **argv)
 			control_fd = (int)parse_u64(optarg, "control fd", 0,
 						    INT_MAX);
 			break;
+		case OPT_KVM_FD: {
+			int kfd = (int)parse_u64(optarg, "KVM fd", 3, INT_MAX);
+
+			if (fcntl(kfd, F_GETFD) < 0)
+				usage_error("--kvm-fd %d: not an open descriptor",
+					    kfd);
+			fcntl(kfd, F_SETFD, FD_CLOEXEC);
+			kvm_use_fd(kfd);
+			break;
+		}
 		case OPT_PREFETCH:
 			prefetch = true;
 			break;

@@ -60,13 +60,24 @@ bool kvm_host_is_pvm(void)
 	return v;
 }
 
+/* kvm_use_fd(): an inherited /dev/kvm, -1 for none. */
+static int inherited_kvm_fd = -1;
+
+void kvm_use_fd(int fd)
+{
+	inherited_kvm_fd = fd;
+}
+
 int kvm_open(struct kvm *kvm, char *err, size_t errlen)
 {
 	int ret, version;
 
 	memset(kvm, 0, sizeof(*kvm));
 	kvm->vm_fd = -1;
-	kvm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	/* A duplicate, so that kvm_close() may close it like its own. */
+	kvm->kvm_fd = inherited_kvm_fd >= 0 ?
+		fcntl(inherited_kvm_fd, F_DUPFD_CLOEXEC, 0) :
+		open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (kvm->kvm_fd < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "cannot open /dev/kvm: %s%s", strerror(-ret),

@@ -38,6 +38,14 @@ struct kvm {
 int kvm_open(struct kvm *kvm, char *err, size_t errlen);
 
 /*
+ * From now on kvm_open() uses a duplicate of fd, an open /dev/kvm, instead of
+ * opening the path (ember-vmm --kvm-fd: emberd's jail opens /dev/kvm as root
+ * before dropping to an unprivileged uid in an empty root, where the path
+ * neither exists nor would be allowed). The fd stays open; -1 reverts.
+ */
+void kvm_use_fd(int fd);
+
+/*
  * Maps `ram_size` bytes of RAM (anonymous, or MAP_PRIVATE from `fd` when fd
  * >= 0, the copy-on-write restore path) and registers the memory slots of
  * the guest ABI layout. 0 or -errno with a reason.

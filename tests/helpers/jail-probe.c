@@ -20,6 +20,10 @@
  *   nproc=N      RLIMIT_NPROC: N - 1 forks succeed, then EAGAIN
  *   fsize=N      RLIMIT_FSIZE: a write past N bytes fails with EFBIG
  *   cgfile=PATH  a cgroup file that must not be writable
+ *   allow=NAME   a name / may hold besides proc (the directories of the
+ *                libraries bound for a dynamically linked VMM)
+ *   ro=PATH      a file that must be there and read-only (a bound library)
+ *   out=FD       print the report on FD instead of stdout (jail-run: 3)
  */
 #include <dirent.h>
 #include <errno.h>
@@ -136,6 +140,9 @@ static void check_identity(unsigned uid)
 	printf("info seccomp mode %s\n", v);
 }
 
+/* allow= keys: ",name1,name2," */
+static char allowed[512] = ",proc,";
+
 static void check_root(void)
 {
 	struct dirent *e;
@@ -150,8 +157,11 @@ static void check_root(void)
 	while ((e = readdir(d))) {
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
+		char item[300];
+
 		append(names, sizeof(names), " ", e->d_name);
-		if (strcmp(e->d_name, "proc"))
+		snprintf(item, sizeof(item), ",%s,", e->d_name);
+		if (!strstr(allowed, item))
 			only_proc = false;
 	}
 	closedir(d);
@@ -393,6 +403,20 @@ static void check_fsize(long n)
 	close(fd);
 }
 
+static void check_ro(const char *path)
+{
+	char name[300];
+	int fd;
+
+	snprintf(name, sizeof(name), "read-only:%s", path);
+	fd = open(path, O_WRONLY);
+	result(fd < 0 && (errno == EROFS || errno == EACCES) &&
+	       access(path, R_OK) == 0, name, "open for writing: %s",
+	       fd < 0 ? strerror(errno) : "succeeded");
+	if (fd >= 0)
+		close(fd);
+}
+
 static void check_cgfile(const char *path)
 {
 	char name[300];
@@ -410,6 +434,14 @@ int main(int argc, char **argv)
 	if (argc < 2 || strcmp(argv[1], "walls")) {
 		fprintf(stderr, "usage: jail-probe walls KEY=VALUE... | sleep\n");
 		return 2;
+	}
+	for (int i = 2; i < argc; i++) {
+		if (!strncmp(argv[i], "out=", 4) && dup2(atoi(argv[i] + 4), 1) < 0)
+			return 3;
+		if (!strncmp(argv[i], "allow=", 6)) {
+			append(allowed, sizeof(allowed), "", argv[i] + 6);
+			append(allowed, sizeof(allowed), "", ",");
+		}
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	check_root();
@@ -446,6 +478,10 @@ int main(int argc, char **argv)
 			check_fsize(atol(v));
 		else if (!strcmp(argv[i], "cgfile"))
 			check_cgfile(v);
+		else if (!strcmp(argv[i], "ro"))
+			check_ro(v);
+		else if (!strcmp(argv[i], "out") || !strcmp(argv[i], "allow"))
+			continue;
 		else
 			result(false, argv[i], "unknown key");
 	}

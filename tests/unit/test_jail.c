@@ -393,6 +393,57 @@ static void test_spawn_errors(void **state)
 	close(fd);
 }
 
+/* A dynamic program starts in the jail once its loader and libraries are
+ * bound (jail_exec_libs), and they are read-only there; a static one needs
+ * none. */
+static void test_dynamic_with_binds(void **state)
+{
+	static char *const argv[] = { "true", NULL };
+	struct jail_spec s = { .argv = argv, .kvm_target = -1, .slot = 1 };
+	struct jail_config c = cfg;
+	const char *const bad[] = { "lib/x.so", NULL };
+	struct jail_proc p;
+	char err[256], **libs = NULL;
+	bool has_libc = false;
+	int status;
+
+	(void)state;
+	assert_int_equal(jail_exec_libs("/bin/true", &libs, err, sizeof(err)),
+			 0);
+	assert_non_null(libs);
+	for (size_t i = 0; libs[i]; i++) {
+		assert_true(libs[i][0] == '/');
+		has_libc |= strstr(libs[i], "libc.so") != NULL;
+	}
+	assert_true(has_libc);
+	if (probe_fd >= 0) {
+		char **none = (char **)1;
+
+		assert_int_equal(jail_exec_libs(probe_path, &none, err,
+						sizeof(err)), 0);
+		assert_null(none);
+	}
+	assert_true(jail_exec_libs("/nonexistent", &(char **){ NULL }, err,
+				   sizeof(err)) < 0);
+	if (geteuid() != 0) {
+		jail_libs_free(libs);
+		skip();
+	}
+	s.exec_fd = open("/bin/true", O_PATH | O_CLOEXEC);
+	assert_true(s.exec_fd >= 0);
+	c.binds = (const char *const *)libs;
+	c.dirs = (const char *const[]){ "/sys/module/kvm_pvm", NULL };
+	assert_int_equal(jail_spawn(&c, &s, &p, err, sizeof(err)), 0);
+	assert_int_equal(waitpid(p.pid, &status, 0), p.pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(p.pidfd);
+	/* Paths for the root must be absolute. */
+	c.binds = bad;
+	assert_int_equal(jail_spawn(&c, &s, &p, err, sizeof(err)), -EINVAL);
+	close(s.exec_fd);
+	jail_libs_free(libs);
+}
+
 static void test_slots(void **state)
 {
 	struct jail_slots *s = jail_slots_new(3);
@@ -432,6 +483,7 @@ int main(void)
 		cmocka_unit_test(test_spawn_errors),
 		cmocka_unit_test(test_walls_from_inside),
 		cmocka_unit_test(test_parent_death_kills),
+		cmocka_unit_test(test_dynamic_with_binds),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
