@@ -240,10 +240,15 @@ struct confine *confine_create(const struct confine_config *cfg, char *err,
 		if (c->has_seccomp)
 			c->args[0] = "--seccomp";
 		else
-			log_warn("%s has no --seccomp: its VMs run without "
-				 "seccomp filters", cfg->vmm);
+			/* Never a silent downgrade: a VMM without filters
+			 * is a choice the operator makes (--no-seccomp). */
+			ret = errbuf_fail(err, errlen, -ENOTSUP,
+					  "%s has no --seccomp (an older "
+					  "ember-vmm?); use a current one, or "
+					  "--no-seccomp to run VMs without "
+					  "filters", cfg->vmm);
 	}
-	if (cfg->jail)
+	if (!ret && cfg->jail)
 		ret = make_jail(c, err, errlen);
 	if (!ret && cfg->cgroups)
 		ret = make_cgroups(c, err, errlen);

@@ -880,7 +880,8 @@ static int do_boot(struct build *b)
 		"--handler", "/proc/self/fd/3", "--mem", mem,
 		"--disk", "image,ro", "--vsock", "v.sock",
 		"--serial", "init.log", "--cmdline", b->cmdline,
-		"--snapshot-at-ready", "snapshot", "--timeout", timeout, NULL,
+		"--snapshot-at-ready", "snapshot", "--timeout", timeout,
+		NULL /* --seccomp when asked */, NULL,
 	};
 	/* Guest "linux": the kernel is fd 3, the root disk read-only (every
 	 * clone shares it), READY and the snapshot go through vsock and the
@@ -910,6 +911,8 @@ static int do_boot(struct build *b)
 			    strerror(errno));
 	argv[0] = largv[0] = b->vmm;
 	argv[4] = b->micro;
+	if (b->rq->tools->seccomp)
+		argv[sizeof(argv) / sizeof(argv[0]) - 2] = "--seccomp";
 	snprintf(mem, sizeof(mem), "%u", m->memory_mib);
 	/* A Linux guest's VMM also has to write the snapshot after READY:
 	 * it stops by itself a minute after the boot's deadline. */

@@ -55,6 +55,9 @@ struct deploy_tools {
 	const char *linux_kernel;    /* vmlinux (build/vmlinux: make kernel) */
 	const char *guest_init;      /* build/guest-init */
 	const char *linux_image;     /* build/linux-image (scripts/linux-image.sh) */
+	/* The boot VMM (micro guests) loads ember-vmm's per-thread seccomp
+	 * filters (docs/seccomp.md): it runs the tenant's initialisation. */
+	bool seccomp;
 };
 
 struct deploy_request {

@@ -354,6 +354,7 @@ int main(int argc, char **argv)
 				.linux_kernel = cfg.linux_kernel,
 				.guest_init = cfg.guest_init,
 				.linux_image = cfg.linux_image_tool,
+				.seccomp = !cfg.no_seccomp,
 			},
 			.max_archive_bytes = cfg.max_archive_bytes,
 			.max_files = cfg.max_files,

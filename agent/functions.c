@@ -598,6 +598,7 @@ struct fns *fns_create(const struct fns_config *cfg, struct db *db,
 		.linux_kernel = f->linux_kernel,
 		.guest_init = f->guest_init,
 		.linux_image = f->linux_image,
+		.seccomp = cfg->tools.seccomp,
 	};
 	if (!f->cfg.workers)
 		f->cfg.workers = 1;
