@@ -57,7 +57,7 @@ static char base[64], out_dir[128], vmm[256], micro[256], lua[256];
 static char initfn[256], echo_musl[256], python[256], python_home[256];
 static char vmlinux[256], guest_init[256], image_tool[256];
 static struct deploy_tools tools = { vmm, micro, lua, python, python_home,
-				     vmlinux, guest_init, image_tool };
+				     vmlinux, guest_init, image_tool, false };
 static bool have_vm, have_python, have_linux;
 /* Set by a test: the image's /ember/init.conf, read when step "image"
  * reports (deploy_build removes a failed out_dir afterwards). */
