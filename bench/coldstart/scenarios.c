@@ -271,6 +271,24 @@ static void *process_worker(void *arg)
 	return NULL;
 }
 
+/* Adds up what the two throughput workers report through their pipes
+ * (done, failed), and reaps them. */
+static void tput_collect(const pid_t w[2], int pipes[2][2], struct tput *t)
+{
+	for (unsigned i = 0; i < 2; i++) {
+		unsigned long res[2] = { 0, 0 };
+
+		if (read(pipes[i][0], res, sizeof(res)) != sizeof(res))
+			t->failed++;
+		close(pipes[i][0]);
+		while (waitpid(w[i], NULL, 0) < 0 && errno == EINTR)
+			;
+		kid_forget(w[i]);
+		t->done += res[0];
+		t->failed += res[1];
+	}
+}
+
 /* Process workers: two forked copies of this program, one per core, each
  * looping (a) (spawn, connect, invoke, kill). Forked rather than threads
  * because the child table is not shared between threads. */
@@ -303,18 +321,7 @@ void run_tput_processes(struct cfg *c, struct tput *t)
 		kid_add(w[i]);
 		close(pipes[i][1]);
 	}
-	for (unsigned i = 0; i < 2; i++) {
-		unsigned long res[2] = { 0, 0 };
-
-		if (read(pipes[i][0], res, sizeof(res)) != sizeof(res))
-			t->failed++;
-		close(pipes[i][0]);
-		while (waitpid(w[i], NULL, 0) < 0 && errno == EINTR)
-			;
-		kid_forget(w[i]);
-		t->done += res[0];
-		t->failed += res[1];
-	}
+	tput_collect(w, pipes, t);
 }
 
 /* Library workers: one forked process per core, each looping
@@ -356,18 +363,7 @@ void run_tput_library(struct cfg *c, struct tput *t)
 		kid_add(w[i]);
 		close(pipes[i][1]);
 	}
-	for (unsigned i = 0; i < 2; i++) {
-		unsigned long res[2] = { 0, 0 };
-
-		if (read(pipes[i][0], res, sizeof(res)) != sizeof(res))
-			t->failed++;
-		close(pipes[i][0]);
-		while (waitpid(w[i], NULL, 0) < 0 && errno == EINTR)
-			;
-		kid_forget(w[i]);
-		t->done += res[0];
-		t->failed += res[1];
-	}
+	tput_collect(w, pipes, t);
 }
 
 /* ---------------------------------------------------------------------
