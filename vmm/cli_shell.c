@@ -530,11 +530,17 @@ int cli_shell_main(const struct cli_shell_opts *o)
 	snprintf(line, sizeof(line), "EXIT %s status=%d %s",
 		 ember_exit_reason_name(ex.reason), status, ex.detail);
 	finish(&s, thread, s.restore_failed_start ? NULL : line);
-	if (status != ST_OK)
+	/* The EXIT line told the controller; under --quiet (emberd's shells)
+	 * the guest's own end is not an error of this process, and a line on
+	 * stderr would land in the controller's log at a time that depends on
+	 * who is faster: the controller killing us, or this printf. */
+	if (status != ST_OK && ember_log_get_level() > EMBER_LOG_ERROR) {
 		fprintf(stderr, "ember-vmm: %s: %s\n",
 			ember_exit_reason_name(ex.reason), ex.detail);
-	if (ex.registers[0])
-		fprintf(stderr, "ember-vmm: registers: %s\n", ex.registers);
+		if (ex.registers[0])
+			fprintf(stderr, "ember-vmm: registers: %s\n",
+				ex.registers);
+	}
 	cli_stop_on_signals(NULL);
 	ember_vm_destroy(s.vm);
 out:
