@@ -13,10 +13,11 @@ arms alternate, one shell at a time.
 
   seccomp_shell.py VMM INVOKE SNAPDIR RUNS OUT.json
 """
-import json, os, socket, statistics, subprocess, sys, tempfile, time
+import atexit, json, os, shutil, socket, statistics, subprocess, sys, tempfile, time
 
 vmm, invoke, snap, runs, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 work = tempfile.mkdtemp(prefix="ember-seccomp-shell.")
+atexit.register(shutil.rmtree, work, True)  # the sockets and the request
 req = os.path.join(work, "req")
 with open(req, "w") as f:
     f.write("hello, ember")

@@ -195,6 +195,8 @@ static const struct rule control[] = {
  * writes the snapshot at the guest's READY (into a directory fd opened
  * at setup). */
 static const struct rule snapshot_writer[] = {
+	ALLOW(io_uring_enter, "quiescing a disk for the snapshot: waiting "
+	      "for its requests in flight"),
 	IOCTL(KVM_GET_REGS, "snapshot: vCPU registers"),
 	IOCTL(KVM_GET_SREGS, "snapshot: vCPU system registers"),
 	IOCTL(KVM_GET_FPU, "snapshot: FPU state"),
