@@ -271,10 +271,38 @@ static void *process_worker(void *arg)
 	return NULL;
 }
 
-/* Adds up what the two throughput workers report through their pipes
- * (done, failed), and reaps them. */
-static void tput_collect(const pid_t w[2], int pipes[2][2], struct tput *t)
+/* One throughput worker's loop, in a forked child: res[0] done, res[1]
+ * failed. */
+typedef void (*tput_loop_fn)(struct cfg *c, unsigned id, unsigned long res[2]);
+
+/* Runs `loop` in two forked children, one per core, for c->tput_seconds,
+ * and adds up what they report through their pipes. Forked rather than
+ * threads because the child table is not shared between threads. */
+static void tput_run(struct cfg *c, struct tput *t, tput_loop_fn loop)
 {
+	pid_t w[2];
+	int pipes[2][2];
+
+	t->workers = 2;
+	t->seconds = c->tput_seconds;
+	for (unsigned i = 0; i < 2; i++) {
+		if (pipe(pipes[i]) < 0)
+			die("pipe: %s", strerror(errno));
+		w[i] = fork();
+		if (w[i] < 0)
+			die("fork: %s", strerror(errno));
+		if (w[i] == 0) {
+			unsigned long res[2] = { 0, 0 };
+
+			g_nkids = 0;
+			loop(c, i, res);
+			if (write(pipes[i][1], res, sizeof(res)) != sizeof(res))
+				_exit(1);
+			_exit(0);
+		}
+		kid_add(w[i]);
+		close(pipes[i][1]);
+	}
 	for (unsigned i = 0; i < 2; i++) {
 		unsigned long res[2] = { 0, 0 };
 
@@ -289,81 +317,43 @@ static void tput_collect(const pid_t w[2], int pipes[2][2], struct tput *t)
 	}
 }
 
-/* Process workers: two forked copies of this program, one per core, each
- * looping (a) (spawn, connect, invoke, kill). Forked rather than threads
- * because the child table is not shared between threads. */
-void run_tput_processes(struct cfg *c, struct tput *t)
+static void process_loop(struct cfg *c, unsigned id, unsigned long res[2])
 {
-	pid_t w[2];
-	int pipes[2][2];
+	struct worker_arg a = { .c = c, .id = id };
 
-	t->workers = 2;
-	t->seconds = c->tput_seconds;
-	for (unsigned i = 0; i < 2; i++) {
-		if (pipe(pipes[i]) < 0)
-			die("pipe: %s", strerror(errno));
-		w[i] = fork();
-		if (w[i] < 0)
-			die("fork: %s", strerror(errno));
-		if (w[i] == 0) {
-			struct worker_arg a = { .c = c, .id = i };
-			unsigned long res[2];
-
-			g_nkids = 0;
-			a.until = now_ns() + (uint64_t)(c->tput_seconds * 1e9);
-			process_worker(&a);
-			res[0] = a.done;
-			res[1] = a.failed;
-			if (write(pipes[i][1], res, sizeof(res)) != sizeof(res))
-				_exit(1);
-			_exit(0);
-		}
-		kid_add(w[i]);
-		close(pipes[i][1]);
-	}
-	tput_collect(w, pipes, t);
+	a.until = now_ns() + (uint64_t)(c->tput_seconds * 1e9);
+	process_worker(&a);
+	res[0] = a.done;
+	res[1] = a.failed;
 }
 
-/* Library workers: one forked process per core, each looping
- * ember_vm_restore + run + invoke + stop + destroy (no pre-created shell:
- * the whole restore is on the clock). */
+/* Process workers: each loops (a) (spawn, connect, invoke, kill). */
+void run_tput_processes(struct cfg *c, struct tput *t)
+{
+	tput_run(c, t, process_loop);
+}
+
+static void library_loop(struct cfg *c, unsigned id, unsigned long res[2])
+{
+	char *sock = xasprintf("%s/ltput-%u.sock", c->work, id);
+	uint64_t until = now_ns() + (uint64_t)(c->tput_seconds * 1e9);
+	char why[256];
+	struct run r;
+
+	while (now_ns() < until) {
+		if (lib_start(c, NULL, false, sock, NULL, &r, why,
+			      sizeof(why)) < 0)
+			res[1]++;
+		else
+			res[0]++;
+	}
+}
+
+/* Library workers: each loops ember_vm_restore + run + invoke + stop +
+ * destroy (no pre-created shell: the whole restore is on the clock). */
 void run_tput_library(struct cfg *c, struct tput *t)
 {
-	pid_t w[2];
-	int pipes[2][2];
-
-	t->workers = 2;
-	t->seconds = c->tput_seconds;
-	for (unsigned i = 0; i < 2; i++) {
-		if (pipe(pipes[i]) < 0)
-			die("pipe: %s", strerror(errno));
-		w[i] = fork();
-		if (w[i] < 0)
-			die("fork: %s", strerror(errno));
-		if (w[i] == 0) {
-			char *sock = xasprintf("%s/ltput-%u.sock", c->work, i);
-			uint64_t until = now_ns() +
-					 (uint64_t)(c->tput_seconds * 1e9);
-			unsigned long res[2] = { 0, 0 };
-			char why[256];
-			struct run r;
-
-			g_nkids = 0;
-			while (now_ns() < until) {
-				if (lib_start(c, NULL, false, sock, NULL, &r, why,
-					      sizeof(why)) < 0)
-					res[1]++;
-				else
-					res[0]++;
-			}
-			if (write(pipes[i][1], res, sizeof(res)) != sizeof(res))
-				_exit(1);
-			_exit(0);
-		}
-		kid_add(w[i]);
-		close(pipes[i][1]);
-	}
-	tput_collect(w, pipes, t);
+	tput_run(c, t, library_loop);
 }
 
 /* ---------------------------------------------------------------------
