@@ -3,7 +3,9 @@ BUILD=${BUILD:-build}
 VMM=${EMBER_VMM:-$BUILD/ember-vmm}
 GUESTS=$BUILD/guests
 TMP=$(mktemp -d /tmp/ember-test.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
+# EMBER_KEEP_TMP=1 keeps a failed test's files (snapshots, logs) for a look.
+trap 'rc=$?; if [ "${EMBER_KEEP_TMP:-}" = 1 ] && [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
+	echo "kept: $TMP" >&2; else rm -rf "$TMP"; fi' EXIT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 skip() { echo "SKIP: $*"; exit 77; }

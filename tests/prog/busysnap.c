@@ -39,7 +39,8 @@
 #include "virtio/virtio.h"
 
 static const char *vmm, *tmp;
-static char vsock_path[256];
+static char vsock_path[256], clone_ctl[256], clone_log[256];
+static char clone_console[256];
 static atomic_bool stop_storm;
 static atomic_uint storm_ok, storm_fail;
 
@@ -48,14 +49,22 @@ static pid_t spawn_vmm(const char *snap, const char *vsock, const char *ctl)
 	pid_t pid = fork();
 
 	if (pid == 0) {
+		if (!ctl) {
+			/* A clone keeps its log, so a failure can say why. */
+			int fd = open(clone_log, O_WRONLY | O_CREAT | O_TRUNC |
+				      O_CLOEXEC, 0644);
+
+			if (fd >= 0)
+				dup2(fd, 2);
+		}
 		if (ctl)
 			execl(vmm, vmm, "--restore", snap, "--vsock", vsock,
 			      "--control", ctl, "--serial", "none", "--timeout",
 			      "300", "-q", (char *)NULL);
 		else
 			execl(vmm, vmm, "--restore", snap, "--vsock", vsock,
-			      "--serial", "none", "--timeout", "60", "-q",
-			      (char *)NULL);
+			      "--control", clone_ctl, "--serial", clone_console,
+			      "--timeout", "60", "-v", (char *)NULL);
 		_exit(127);
 	}
 	return pid;
@@ -181,6 +190,46 @@ static int held_chains(const char *dir, unsigned *held, unsigned *rx_avail,
 	return ret;
 }
 
+static void print_tail(const char *what, const char *path)
+{
+	char buf[4096];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	off_t end = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
+	ssize_t n;
+
+	if (end < 0) {
+		fprintf(stderr, "  %s: none\n", what);
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	n = pread(fd, buf, sizeof(buf) - 1, end > (off_t)sizeof(buf) - 1 ?
+		  end - (off_t)sizeof(buf) + 1 : 0);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	fprintf(stderr, "  %s (last %zd bytes):\n%s\n", what, n, buf);
+}
+
+/* A clone that did not serve: what its VMM says of itself (state, where
+ * each vCPU is) and the end of its log and console. */
+static void clone_report(void)
+{
+	char reply[512];
+	int fd = unix_connect(clone_ctl);
+
+	if (fd < 0) {
+		fprintf(stderr, "  clone control socket: %s\n", strerror(errno));
+	} else {
+		if (!ctl(fd, "status\n", reply, sizeof(reply)))
+			fprintf(stderr, "  clone status: %s", reply);
+		if (!ctl(fd, "vcpus\n", reply, sizeof(reply)))
+			fprintf(stderr, "  clone vcpus: %s", reply);
+		close(fd);
+	}
+	print_tail("clone log", clone_log);
+	print_tail("clone console", clone_console);
+}
+
 int main(int argc, char **argv)
 {
 	const char *snap = NULL;
@@ -209,6 +258,9 @@ int main(int argc, char **argv)
 	snprintf(ctlp, sizeof(ctlp), "%s/busy.ctl", tmp);
 	snprintf(vsock_path, sizeof(vsock_path), "%s/busy.sock", tmp);
 	snprintf(csock, sizeof(csock), "%s/clone.sock", tmp);
+	snprintf(clone_ctl, sizeof(clone_ctl), "%s/clone.ctl", tmp);
+	snprintf(clone_log, sizeof(clone_log), "%s/clone.log", tmp);
+	snprintf(clone_console, sizeof(clone_console), "%s/clone.console", tmp);
 	pid = spawn_vmm(snap, vsock_path, ctlp);
 	for (int i = 0; i < 500 && fd < 0; i++) {
 		fd = unix_connect(ctlp);
@@ -262,23 +314,34 @@ int main(int argc, char **argv)
 	for (unsigned r = 0; r < rounds; r++) {
 		struct inv_result res;
 		char msg[32];
+		int st = 0;
 		pid_t c;
 		int len = snprintf(msg, sizeof(msg), "clone %u", r);
 
 		snprintf(dir, sizeof(dir), "%s/busy.%u", tmp, r);
 		unlink(csock);
+		unlink(clone_ctl);
 		c = spawn_vmm(dir, csock, NULL);
 		ember_invoke(csock, EMBER_INV_VSOCK_PORT, msg, (size_t)len, 15000,
 			     &res);
 		if (res.status == EMBER_INVOKE_OK && res.len == (size_t)len &&
 		    !memcmp(res.payload, msg, res.len))
 			clones_ok++;
-		else
+		else {
 			fprintf(stderr, "FAIL: clone of snapshot %u: %s\n", r,
 				res.msg);
+			clone_report();
+			if (waitpid(c, &st, WNOHANG) == c) {
+				fprintf(stderr, "  clone exited: status 0x%x\n",
+					st);
+				c = 0;
+			}
+		}
 		inv_result_free(&res);
-		kill(c, SIGKILL);
-		waitpid(c, NULL, 0);
+		if (c > 0) {
+			kill(c, SIGKILL);
+			waitpid(c, NULL, 0);
+		}
 	}
 	printf("%u snapshots under a storm (%u invocations served, %u failed "
 	       "meanwhile): %u chains held across them; %u of %u clones "

@@ -938,6 +938,53 @@ static void test_reset_keeps_handshakes(void **state)
 	close(fd);
 }
 
+/* After a transport reset (a restore), a host REQUEST waits until the
+ * guest has handled the reset, shown by its re-offering an event buffer:
+ * a guest that took the REQUEST first would drop the new connection with
+ * the old ones (snapshot-busy's clone that never answered). */
+static void test_reset_before_requests(void **state)
+{
+	char line[] = "CONNECT 1000\n", ok[32];
+	uint32_t id, len;
+	struct pkt p;
+	int fd;
+
+	(void)state;
+	post_all_rx();
+	/* No event buffer yet: the event waits, and so do REQUESTs. */
+	vsock_transport_reset(v);
+	fd = host_dial();
+	write_all(fd, line, strlen(line));
+	pump(3);
+	expect_no_pkt();
+	set_desc(&q[2], 0, EVBUF_GPA, 8, VIRTQ_DESC_F_WRITE, 0);
+	offer(&q[2], 0);
+	kick(VSOCK_QUEUE_EVENT);
+	assert_int_equal(take_used(&q[2], &id, &len), 1);
+	assert_int_equal(len, 4);
+	/* Delivered, not yet handled: an rx kick does not release it. */
+	kick(VSOCK_QUEUE_RX);
+	expect_no_pkt();
+	/* The guest handled it and offers the buffer again. */
+	offer(&q[2], 0);
+	kick(VSOCK_QUEUE_EVENT);
+	assert_int_equal(rx_pkt(&p), 1);
+	assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
+	assert_int_equal(p.h.dst_port, 1000);
+	tx(VSOCK_OP_RESPONSE, 1000, p.h.src_port, NULL, 0);
+	snprintf(line, sizeof(line), "OK %u\n", p.h.src_port);
+	assert_int_equal(recv(fd, ok, strlen(line), MSG_WAITALL),
+			 (ssize_t)strlen(line));
+	/* Later connections are not held. */
+	{
+		uint32_t local;
+		int fd2 = host_connect(1001, &local);
+
+		close(fd2);
+	}
+	close(fd);
+}
+
 static void test_rx_without_buffers(void **state)
 {
 	(void)state;
@@ -1085,6 +1132,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_quiesce_returns_held_rx, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_reset_keeps_handshakes, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_reset_before_requests, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_table_full, setup, teardown),

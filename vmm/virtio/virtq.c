@@ -351,6 +351,11 @@ bool virtq_has_avail(const struct virtq *q)
 	return load16(avail_idx(q), __ATOMIC_ACQUIRE) != q->last_avail;
 }
 
+uint16_t virtq_avail_idx(const struct virtq *q)
+{
+	return q->avail ? load16(avail_idx(q), __ATOMIC_ACQUIRE) : 0;
+}
+
 /* Shared walk for the two copy helpers: the readable part is a prefix of the
  * segments (add_seg enforces it), the writable part the rest. */
 static uint64_t chain_copy(const struct virtq_chain *c, bool writable,

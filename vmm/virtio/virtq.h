@@ -113,6 +113,10 @@ void virtq_set_notify(struct virtq *q, bool enable);
 /* True when chains are waiting. */
 bool virtq_has_avail(const struct virtq *q);
 
+/* The driver's avail->idx: how many chains it has offered so far (mod
+ * 2^16); 0 for a queue that is not live. */
+uint16_t virtq_avail_idx(const struct virtq *q);
+
 /* Gather/scatter helpers over a chain's segments, skipping `off` bytes of
  * the readable (or writable) part. Return the number of bytes copied. */
 uint64_t virtq_chain_read(const struct virtq_chain *c, uint64_t off,

@@ -414,6 +414,12 @@ static int conn_produce(struct vsock *v, struct vsock_conn *c,
 	ssize_t n;
 
 	if (c->pend & VPEND_REQUEST) {
+		if (v->reset_unacked) {
+			/* Not before the guest handled the reset (see
+			 * reset_handled): reset_handled puts c back. */
+			vsock_rxlist_remove(v, c);
+			return 0;
+		}
 		c->pend &= ~VPEND_REQUEST;
 		conn_hdr(v, c, &h, VSOCK_OP_REQUEST, 0, 0);
 		goto out_hdr;
@@ -634,6 +640,9 @@ static void process_event(struct vsock *v)
 		if (v->ev_chain.writable_len < sizeof(ev)) {
 			virtq_push(q, v->ev_chain.head, 0);
 		} else {
+			/* Read before the push: a polling guest may take the
+			 * event and offer a new buffer the moment it is used. */
+			v->reset_ev_avail = virtq_avail_idx(q);
 			virtq_chain_write(&v->ev_chain, 0, &ev, sizeof(ev));
 			virtq_push(q, v->ev_chain.head, sizeof(ev));
 			v->event_pending = false;
@@ -642,10 +651,43 @@ static void process_event(struct vsock *v)
 	}
 }
 
+/*
+ * After a TRANSPORT_RESET (a restore), the guest must have handled it
+ * before it sees a new host connection. The event and rx queues are
+ * separate and the spec orders neither: a guest caught by the snapshot
+ * after its look at the event queue takes a fresh REQUEST first, accepts
+ * it, and then drops it with the old connections when it reads the event;
+ * the host peer then waits forever (a clone of a busy VM that never
+ * answers: snapshot-busy). Both Ember's guest driver and Linux's re-offer
+ * the event buffer once they have handled the event, so a new avail entry
+ * on the event queue is the sign. Until then host REQUESTs wait on their
+ * handshake deadline. (A guest-initiated REQUEST
+ * sent before the guest read the event is not covered: the guest then
+ * refuses its own connection, and the host peer is closed when the guest
+ * says nothing more.)
+ */
+static void reset_handled(struct vsock *v)
+{
+	const struct virtq *q = &v->t->vq[VSOCK_QUEUE_EVENT];
+
+	if (!v->reset_unacked)
+		return;
+	if (v->event_pending || virtq_avail_idx(q) == v->reset_ev_avail)
+		return;
+	v->reset_unacked = false;
+	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+		struct vsock_conn *c = &v->conns[i];
+
+		if (c->state == VCONN_REQ_SENT && (c->pend & VPEND_REQUEST))
+			vsock_rxlist_append(v, c);
+	}
+}
+
 void vsock_process_queues_locked(struct vsock *v)
 {
 	if (!v->t || v->broken || !vmmio_is_live(v->t))
 		return;
+	reset_handled(v);
 	for (int round = 0; round < 64; round++) {
 		process_tx(v);
 		if (v->broken)
@@ -762,6 +804,7 @@ static void vsock_reset(void *dev)
 	v->rx_held = false;
 	v->broken = false;
 	v->event_pending = false;
+	v->reset_unacked = false;
 	v->signal_mask = 0;
 	vsock_unlock(v);
 }
@@ -825,6 +868,7 @@ void vsock_transport_reset(struct vsock *v)
 	drop_all_locked(v);
 	pick_port_base(v);
 	v->event_pending = true;
+	v->reset_unacked = true;
 	vsock_process_queues_locked(v);
 	vsock_unlock(v);
 }

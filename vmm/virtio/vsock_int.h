@@ -96,6 +96,10 @@ struct vsock {
 	unsigned signal_mask;    /* queues to signal once the lock is dropped */
 	bool tx_stalled;         /* stopped popping tx: ctrl queue nearly full */
 	bool event_pending;      /* TRANSPORT_RESET not yet delivered */
+	/* TRANSPORT_RESET queued or delivered, and the guest has not yet
+	 * shown it handled it: host REQUESTs wait (vsock.c, reset_handled). */
+	bool reset_unacked;
+	uint16_t reset_ev_avail; /* event avail->idx when it was delivered */
 	bool broken;             /* a ring was broken: NEEDS_RESET was set */
 	bool rx_held;            /* rx_chain popped but not yet filled */
 	struct virtq_chain rx_chain, tx_chain, ev_chain;
