@@ -262,6 +262,7 @@ struct confine *confine_create(const struct confine_config *cfg, char *err,
 	}
 	if (ret) {
 		confine_destroy(c);
+		errno = -ret;
 		return NULL;
 	}
 	return c;

@@ -57,7 +57,9 @@ struct confine_config {
 struct confine;
 
 /* Checks the settings, opens /dev/kvm-free resources (the VMM by fd, its
- * libraries, the cgroup subtree). NULL + reason on error. */
+ * libraries, the cgroup subtree). NULL + reason on error, errno set:
+ * ENOTSUP when the settings ask for what this host or VMM cannot do (a
+ * configuration error), anything else for a failure. */
 struct confine *confine_create(const struct confine_config *cfg, char *err,
 			       size_t errlen);
 

@@ -306,8 +306,11 @@ int main(int argc, char **argv)
 
 		confine = confine_create(&cc, err, sizeof(err));
 		if (!confine) {
-			fprintf(stderr, "emberd: confinement: %s\n(--no-jail "
-				"and --no-cgroups turn it off, for debugging)\n",
+			if (errno == ENOTSUP)
+				status = EXIT_USAGE;
+			fprintf(stderr, "emberd: confinement: %s\n(--no-jail, "
+				"--no-cgroups and --no-seccomp turn its parts "
+				"off, for debugging)\n",
 				err);
 			goto out;
 		}
