@@ -21,7 +21,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -35,6 +34,7 @@
 #include "agent/archive.h"
 #include "agent/deploy.h"
 #include "agent/deploy_linux.h"
+#include "agent/util.h"
 #include "ember.h"
 #include "ember/abi.h"
 #include "log.h"
@@ -647,31 +647,10 @@ static void vmm_line(struct build *b, const char *line, bool *ready,
 
 static pid_t spawn_vmm(struct build *b, int err_w, char *const *argv)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	sigset_t none, all;
 	pid_t pid = -1;
-	int ret;
+	int ret = util_spawn(&pid, argv, NULL, b->out_fd, err_w, b->boot_fd,
+			     false);
 
-	sigemptyset(&none);
-	sigfillset(&all);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&at);
-	/* The caller's threads may block or catch signals; the VMM starts
-	 * clean. */
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setsigdefault(&at, &all);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK |
-					      POSIX_SPAWN_SETSIGDEF);
-	posix_spawn_file_actions_addfchdir_np(&fa, b->out_fd);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, err_w, 2);
-	posix_spawn_file_actions_adddup2(&fa, b->boot_fd, 3);
-	posix_spawn_file_actions_addclosefrom_np(&fa, 4);
-	ret = posix_spawn(&pid, b->vmm, &fa, &at, argv, environ);
-	posix_spawnattr_destroy(&at);
-	posix_spawn_file_actions_destroy(&fa);
 	if (ret) {
 		errno = ret;
 		return -1;

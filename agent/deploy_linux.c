@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include <unistd.h>
 
 #include "agent/deploy_linux.h"
+#include "agent/util.h"
 #include "invoke.h"
 #include "proto/invoke.h"
 
@@ -122,14 +122,11 @@ static void tool_reason(const char *err, size_t len, char *why, size_t whylen)
 int deploy_linux_run_image(int dir_fd, const char *tmp_dir, char *const *argv,
 			   uint32_t timeout_ms, char *why, size_t whylen)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
 	char err[TOOL_ERR_KEEP], path_env[4096], tmp_env[4096 + 8];
 	char *envp[] = { path_env, tmp_env, unconst("LC_ALL=C"), NULL };
 	const char *path = getenv("PATH");
 	uint64_t deadline = now_us() + (uint64_t)timeout_ms * 1000u;
 	size_t elen = 0;
-	sigset_t none, all;
 	int p[2], status, ret;
 	bool timed_out = false;
 	pid_t pid;
@@ -145,25 +142,8 @@ int deploy_linux_run_image(int dir_fd, const char *tmp_dir, char *const *argv,
 		snprintf(why, whylen, "pipe: %s", strerror(e));
 		return -e;
 	}
-	sigemptyset(&none);
-	sigfillset(&all);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&at);
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setsigdefault(&at, &all);
 	/* Its own process group: a timeout ends fakeroot and mkfs too. */
-	posix_spawnattr_setpgroup(&at, 0);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK |
-					      POSIX_SPAWN_SETSIGDEF |
-					      POSIX_SPAWN_SETPGROUP);
-	posix_spawn_file_actions_addfchdir_np(&fa, dir_fd);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, p[1], 2);
-	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-	ret = posix_spawn(&pid, argv[0], &fa, &at, argv, envp);
-	posix_spawnattr_destroy(&at);
-	posix_spawn_file_actions_destroy(&fa);
+	ret = util_spawn(&pid, argv, envp, dir_fd, p[1], -1, true);
 	close(p[1]);
 	if (ret) {
 		close(p[0]);

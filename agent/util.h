@@ -4,7 +4,8 @@
  * Owns: the rule for tenant and function names, wall-clock timestamps in
  * ISO 8601, monotonic time, random bytes and hex, and the few file-system
  * operations emberd needs on its state directory (mkdir -p, a recursive
- * delete that never follows symlinks, fsync of a directory). No state, no
+ * delete that never follows symlinks, fsync of a directory), and the one
+ * way emberd starts a helper process (util_spawn). No state, no
  * threads of its own; every function is safe to call from any thread.
  */
 #ifndef EMBER_AGENT_UTIL_H
@@ -13,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Names of tenants and functions: ^[a-z0-9][a-z0-9-]{0,62}$. The charset
  * keeps a name from ever being a path, a SQL fragment, a header or a
@@ -61,5 +63,16 @@ int util_fsync_dir(const char *path);
 /* Reads a whole small file (at most max bytes) into a malloc'd,
  * NUL-terminated buffer. 0 or -errno (-EFBIG when larger than max). */
 int util_read_file(const char *path, size_t max, char **out, size_t *len);
+
+/*
+ * Starts `argv` (argv[0] the path) as a helper: no signal blocked, every
+ * disposition back to default (the caller's threads may block or catch
+ * signals), working directory `dir_fd`, stdin and stdout /dev/null, stderr
+ * `err_fd`, `fd3` as fd 3 when >= 0, no other fd; in a process group of
+ * its own when `own_pgroup` (so a kill of the group ends its children
+ * too). envp NULL passes ours. 0 and *pid, or an errno value.
+ */
+int util_spawn(pid_t *pid, char *const *argv, char *const *envp, int dir_fd,
+	       int err_fd, int fd3, bool own_pgroup);
 
 #endif

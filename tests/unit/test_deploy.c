@@ -17,7 +17,7 @@
  * kernel alone takes 30-100 s here: tests/integration/linux-init). */
 // link: agent/deploy.c agent/deploy_linux.c agent/archive.c agent/manifest.c
 // link: tools/mkimage.c tools/beneath.c guest-micro/mfs.c
-// link: proto/invoke.c vmm/invoke.c vmm/log.c tests/unit/tarbuild.c
+// link: proto/invoke.c vmm/invoke.c vmm/log.c tests/unit/tarbuild.c agent/util.c
 // libs: -larchive -ljansson
 #include <dirent.h>
 #include <errno.h>
