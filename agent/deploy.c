@@ -41,8 +41,6 @@
 #include "tools/beneath.h"
 #include "tools/mkimage.h"
 
-extern char **environ;
-
 /* ember-vmm's own log line for the READY hypercall (vmm/vcpu.c), at -v. */
 #define READY_LINE "vcpu: info: guest is ready"
 #define VMM_PREFIX "ember-vmm: "
