@@ -447,6 +447,8 @@ static int tenant_group(struct confine *c, int64_t tenant_id,
 			return 0;
 		c->tenants = t;
 		c->nr_tenants++;
+		/* realloc's new entry is garbage: no spare group yet. */
+		memset(&c->tenants[i], 0, sizeof(c->tenants[i]));
 		c->tenants[i].id = tenant_id;
 	}
 	c->tenants[i].memory_mib = memory_mib;

@@ -109,6 +109,12 @@ struct tenant {
 	unsigned instances;     /* restoring, idle or busy */
 	uint64_t memory_mib;    /* theirs: guest RAM + VMM overhead */
 	unsigned inflight;      /* busy instances */
+	/* Set when a VM of the tenant could not start its threads (its
+	 * cgroup's pids limit): no more instances than that until one of them
+	 * ends (tenant_thread_limited). 0: no such cap. */
+	unsigned thread_cap;
+	bool thread_solo;       /* one VM alone is being tried under the cap */
+	unsigned dying;         /* VMMs killed, not reaped: threads held */
 	struct tenant *hnext;
 };
 
@@ -179,6 +185,7 @@ struct inst {
 	int ws_fd, wsd_fd;         /* the files it writes */
 	struct inv *inv;           /* BUSY */
 	bool fresh;                /* restored, no invocation served yet */
+	bool dying;                /* killed, counted in fn->t->dying */
 	bool first;                /* serving its first invocation */
 	uint64_t ready_ns;         /* when it became ready (READY) */
 	bool want_out;             /* EPOLLOUT armed */
@@ -539,6 +546,8 @@ static bool admit_start(struct sched *s, struct fn *fn)
 	for (;;) {
 		bool t_ok = (!t->limits.instances ||
 			     t->instances < t->limits.instances) &&
+			    (!t->thread_cap || (t->instances < t->thread_cap &&
+						!t->dying)) &&
 			    (!t->limits.memory_mib ||
 			     t->memory_mib + need <= t->limits.memory_mib);
 		bool mem_ok = !s->cfg.memory_budget_mib ||
@@ -672,8 +681,11 @@ static void on_queue_timeout(void *ctx, struct timer *t)
 			     "no VM could be started: %s", s->spawn_error);
 	else
 		inv_complete(s, inv, SCHED_THROTTLED,
-			     "no instance became free within %llu ms",
-			     (unsigned long long)inv->wait_ms);
+			     "no instance became free within %llu ms%s",
+			     (unsigned long long)inv->wait_ms,
+			     inv->fn->t->thread_cap ?
+				     " (the tenant's VMs are at their thread "
+				     "limit, emberd --tenant-pids-max)" : "");
 }
 
 /* Fails every invocation waiting on fn that no instance will serve. */
@@ -849,6 +861,12 @@ static void inst_kill(struct sched *s, struct inst *in)
 		fn_event(in->fn, "scale_down", "v%u: an instance (VMM %d, %s) "
 			 "stopped", in->fn->version, (int)in->proc.pid,
 			 state_name[in->state]);
+	if (in->fn && in->state >= I_RESTORING && in->state <= I_BUSY) {
+		/* Its threads count in the tenant's pids group until the
+		 * process is reaped (on_pid). */
+		in->dying = true;
+		in->fn->t->dying++;
+	}
 	inst_unlist(s, in);
 	in->state = I_DEAD;
 	timer_cancel(s, &in->timer);
@@ -905,6 +923,51 @@ static void fn_start_failed(struct sched *s, struct fn *fn, const char *why)
 	fn_fail_waiters(s, fn, SCHED_INTERNAL, why);
 }
 
+/*
+ * A restore that could not start the VM's threads: the VMM reports
+ * pthread_create's or clone's EAGAIN, which for a jailed VMM means its
+ * cgroup's pids limit (the tenant's --tenant-pids-max, shared by all its
+ * VMs; each VMM has a uid of its own, so RLIMIT_NPROC is not it). That is
+ * the tenant at its capacity, not a broken function: it does not count as
+ * a start failure. The tenant starts no more VMs than it runs now, and
+ * none while a killed one still holds its threads, until one that served
+ * is reaped; what waits is served by those, or times out as
+ * throttled (429). With none running, the burst itself may have filled the
+ * group (the shells moved in together): one VM is tried alone. When that
+ * fails too, nothing will free a thread, and the waiters fail now, also as
+ * throttled. (lock held, in already killed)
+ */
+static bool thread_limit_hit(const char *why)
+{
+	return strstr(why, strerror(EAGAIN)) != NULL;
+}
+
+static void tenant_thread_limited(struct sched *s, struct fn *fn,
+				  const char *why)
+{
+	struct tenant *t = fn->t;
+
+	util_copy(fn->last_start_error, sizeof(fn->last_start_error), why);
+	log_warn_rl("tenant %s: a VM for %s v%u could not start its threads "
+		    "(the tenant's pids limit, --tenant-pids-max): at most %u "
+		    "VMs until one ends", fn->tenant, fn->name, fn->version,
+		    t->instances ? t->instances : 1);
+	if (t->instances) {
+		t->thread_cap = t->instances;
+	} else if (!t->thread_solo) {
+		/* Tried once the VMs killed meanwhile are reaped. */
+		t->thread_cap = 1;
+		t->thread_solo = true;
+		fn_wait_capacity(s, fn);
+	} else {
+		t->thread_solo = false;
+		fn_fail_waiters(s, fn, SCHED_THROTTLED,
+				"the tenant's VMs are at their thread limit "
+				"(emberd --tenant-pids-max): no VM could "
+				"start");
+	}
+}
+
 /* The instance's VM is gone or unusable (lock held): its invocation, if
  * any, ends as a crash with `why`; the instance is killed. */
 static void inst_died(struct sched *s, struct inst *in, const char *why)
@@ -925,7 +988,10 @@ static void inst_died(struct sched *s, struct inst *in, const char *why)
 	/* Killed first, so that the failure accounting below sees the
 	 * counters without this instance. */
 	inst_kill(s, in);
-	if (state == I_RESTORING || state == I_STARTING) {
+	if ((state == I_RESTORING || state == I_STARTING) &&
+	    thread_limit_hit(msg)) {
+		tenant_thread_limited(s, in->fn, msg);
+	} else if (state == I_RESTORING || state == I_STARTING) {
 		log_warn_rl("function %s v%u: start failed: %s", in->fn->name,
 			    in->fn->version, msg);
 		fn_start_failed(s, in->fn, msg);
@@ -1003,6 +1069,16 @@ static void on_pid(struct sched *s, struct watch *w, uint32_t ev)
 		fn_event(in->fn, "reap", "VMM %d (%s) ended by itself: %s",
 			 (int)in->proc.pid, state_name[in->state], st);
 		inst_died(s, in, why);
+	}
+	if (in->dying) {
+		struct tenant *t = in->fn->t;
+
+		/* Its threads are freed now. One that had been serving makes
+		 * room for another: the thread cap is learned again. */
+		t->dying--;
+		if (in->ready_ns)
+			t->thread_cap = 0;
+		capacity_released(s);
 	}
 	if (in->fn) {
 		in->fn->refs--;
@@ -1430,6 +1506,7 @@ static void frame_done(struct sched *s, struct inst *in)
 		s->nr_restoring--;
 		pthread_cond_signal(&s->pool_cond);
 		fn->start_failures = 0;
+		fn->t->thread_solo = false;
 		idle_enter(s, in);
 		fn_event(fn, "scale_up", "v%u: a new instance (VMM %d) is ready, "
 			 "restored in %llu us", fn->version, (int)in->proc.pid,
