@@ -376,6 +376,23 @@ static int host_connect(uint32_t gport, uint32_t *local)
 	return fd;
 }
 
+/* The next rx packet is the REQUEST of host socket fd's connection to
+ * guest port gport; the guest accepts, and fd gets the "OK" line. */
+static void guest_accepts(int fd, uint32_t gport)
+{
+	char want[32], got[32];
+	struct pkt p;
+
+	assert_int_equal(rx_pkt(&p), 1);
+	assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
+	assert_int_equal(p.h.dst_port, gport);
+	tx(VSOCK_OP_RESPONSE, gport, p.h.src_port, NULL, 0);
+	snprintf(want, sizeof(want), "OK %u\n", p.h.src_port);
+	assert_int_equal(recv(fd, got, strlen(want), MSG_WAITALL),
+			 (ssize_t)strlen(want));
+	assert_memory_equal(got, want, strlen(want));
+}
+
 /* ---- tests ---- */
 
 static void test_config(void **state)
@@ -915,8 +932,7 @@ static void test_quiesce_returns_held_rx(void **state)
  * guest knew, not the host's pending handshakes. */
 static void test_reset_keeps_handshakes(void **state)
 {
-	char line[] = "CONNECT 1000\n", ok[32];
-	struct pkt p;
+	const char line[] = "CONNECT 1000\n";
 	int fd;
 
 	(void)state;
@@ -928,13 +944,7 @@ static void test_reset_keeps_handshakes(void **state)
 	assert_int_equal(vsock_ops.activate(v, &t), 0);
 	write_all(fd, line, strlen(line));
 	pump(3);
-	assert_int_equal(rx_pkt(&p), 1);
-	assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
-	assert_int_equal(p.h.dst_port, 1000);
-	tx(VSOCK_OP_RESPONSE, 1000, p.h.src_port, NULL, 0);
-	snprintf(line, sizeof(line), "OK %u\n", p.h.src_port);
-	assert_int_equal(recv(fd, ok, strlen(line), MSG_WAITALL),
-			 (ssize_t)strlen(line));
+	guest_accepts(fd, 1000);
 	close(fd);
 }
 
@@ -944,9 +954,8 @@ static void test_reset_keeps_handshakes(void **state)
  * the old ones (snapshot-busy's clone that never answered). */
 static void test_reset_before_requests(void **state)
 {
-	char line[] = "CONNECT 1000\n", ok[32];
+	const char line[] = "CONNECT 1000\n";
 	uint32_t id, len;
-	struct pkt p;
 	int fd;
 
 	(void)state;
@@ -968,13 +977,7 @@ static void test_reset_before_requests(void **state)
 	/* The guest handled it and offers the buffer again. */
 	offer(&q[2], 0);
 	kick(VSOCK_QUEUE_EVENT);
-	assert_int_equal(rx_pkt(&p), 1);
-	assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
-	assert_int_equal(p.h.dst_port, 1000);
-	tx(VSOCK_OP_RESPONSE, 1000, p.h.src_port, NULL, 0);
-	snprintf(line, sizeof(line), "OK %u\n", p.h.src_port);
-	assert_int_equal(recv(fd, ok, strlen(line), MSG_WAITALL),
-			 (ssize_t)strlen(line));
+	guest_accepts(fd, 1000);
 	/* Later connections are not held. */
 	{
 		uint32_t local;
