@@ -110,8 +110,8 @@ struct tenant {
 	uint64_t memory_mib;    /* theirs: guest RAM + VMM overhead */
 	unsigned inflight;      /* busy instances */
 	/* Set when a VM of the tenant could not start its threads (its
-	 * cgroup's pids limit): no more instances than that until one of them
-	 * ends (tenant_thread_limited). 0: no such cap. */
+	 * cgroup's pids limit): no more instances than that until one that
+	 * served is reaped (tenant_thread_limited). 0: no such cap. */
 	unsigned thread_cap;
 	bool thread_solo;       /* one VM alone is being tried under the cap */
 	unsigned dying;         /* VMMs killed, not reaped: threads held */
@@ -923,25 +923,25 @@ static void fn_start_failed(struct sched *s, struct fn *fn, const char *why)
 	fn_fail_waiters(s, fn, SCHED_INTERNAL, why);
 }
 
-/*
- * A restore that could not start the VM's threads: the VMM reports
+/* A restore that could not start the VM's threads: the VMM reports
  * pthread_create's or clone's EAGAIN, which for a jailed VMM means its
  * cgroup's pids limit (the tenant's --tenant-pids-max, shared by all its
- * VMs; each VMM has a uid of its own, so RLIMIT_NPROC is not it). That is
- * the tenant at its capacity, not a broken function: it does not count as
+ * VMs; each VMM has a uid of its own, so RLIMIT_NPROC is not it). */
+static bool thread_limit_hit(const char *why)
+{
+	return strstr(why, strerror(EAGAIN)) != NULL;
+}
+
+/*
+ * Such a restore is the tenant at its capacity, not a broken function: it does not count as
  * a start failure. The tenant starts no more VMs than it runs now, and
  * none while a killed one still holds its threads, until one that served
  * is reaped; what waits is served by those, or times out as
  * throttled (429). With none running, the burst itself may have filled the
  * group (the shells moved in together): one VM is tried alone. When that
  * fails too, nothing will free a thread, and the waiters fail now, also as
- * throttled. (lock held, in already killed)
+ * throttled. (lock held, the instance already killed)
  */
-static bool thread_limit_hit(const char *why)
-{
-	return strstr(why, strerror(EAGAIN)) != NULL;
-}
-
 static void tenant_thread_limited(struct sched *s, struct fn *fn,
 				  const char *why)
 {
@@ -988,13 +988,14 @@ static void inst_died(struct sched *s, struct inst *in, const char *why)
 	/* Killed first, so that the failure accounting below sees the
 	 * counters without this instance. */
 	inst_kill(s, in);
-	if ((state == I_RESTORING || state == I_STARTING) &&
-	    thread_limit_hit(msg)) {
-		tenant_thread_limited(s, in->fn, msg);
-	} else if (state == I_RESTORING || state == I_STARTING) {
-		log_warn_rl("function %s v%u: start failed: %s", in->fn->name,
-			    in->fn->version, msg);
-		fn_start_failed(s, in->fn, msg);
+	if (state == I_RESTORING || state == I_STARTING) {
+		if (thread_limit_hit(msg)) {
+			tenant_thread_limited(s, in->fn, msg);
+		} else {
+			log_warn_rl("function %s v%u: start failed: %s",
+				    in->fn->name, in->fn->version, msg);
+			fn_start_failed(s, in->fn, msg);
+		}
 	} else if (state == I_SPAWNING) {
 		spawn_failed(s, msg);
 	}

@@ -44,27 +44,28 @@ static char clone_console[256];
 static atomic_bool stop_storm;
 static atomic_uint storm_ok, storm_fail;
 
+/* The busy VM (control socket ctl), or with ctl NULL a clone. */
 static pid_t spawn_vmm(const char *snap, const char *vsock, const char *ctl)
 {
 	pid_t pid = fork();
 
+	if (pid == 0 && ctl) {
+		execl(vmm, vmm, "--restore", snap, "--vsock", vsock,
+		      "--control", ctl, "--serial", "none", "--timeout", "300",
+		      "-q", (char *)NULL);
+		_exit(127);
+	}
 	if (pid == 0) {
-		if (!ctl) {
-			/* A clone keeps its log, so a failure can say why. */
-			int fd = open(clone_log, O_WRONLY | O_CREAT | O_TRUNC |
-				      O_CLOEXEC, 0644);
+		/* A clone keeps its log, console and control socket, so that
+		 * a failure can say why (clone_report). */
+		int fd = open(clone_log, O_WRONLY | O_CREAT | O_TRUNC |
+			      O_CLOEXEC, 0644);
 
-			if (fd >= 0)
-				dup2(fd, 2);
-		}
-		if (ctl)
-			execl(vmm, vmm, "--restore", snap, "--vsock", vsock,
-			      "--control", ctl, "--serial", "none", "--timeout",
-			      "300", "-q", (char *)NULL);
-		else
-			execl(vmm, vmm, "--restore", snap, "--vsock", vsock,
-			      "--control", clone_ctl, "--serial", clone_console,
-			      "--timeout", "60", "-v", (char *)NULL);
+		if (fd >= 0)
+			dup2(fd, 2);
+		execl(vmm, vmm, "--restore", snap, "--vsock", vsock,
+		      "--control", clone_ctl, "--serial", clone_console,
+		      "--timeout", "60", "-v", (char *)NULL);
 		_exit(127);
 	}
 	return pid;

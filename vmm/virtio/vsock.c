@@ -661,10 +661,10 @@ static void process_event(struct vsock *v)
  * answers: snapshot-busy). Both Ember's guest driver and Linux's re-offer
  * the event buffer once they have handled the event, so a new avail entry
  * on the event queue is the sign. Until then host REQUESTs wait on their
- * handshake deadline. (A guest-initiated REQUEST
- * sent before the guest read the event is not covered: the guest then
- * refuses its own connection, and the host peer is closed when the guest
- * says nothing more.)
+ * handshake deadline. (A guest-initiated REQUEST sent before the guest
+ * read the event is not covered: the guest then refuses its own
+ * connection, and the host peer is closed when the guest says nothing
+ * more.)
  */
 static void reset_handled(struct vsock *v)
 {
