@@ -13,7 +13,6 @@
 #define NR_EV 8
 #define DEFAULT_CONNS 64
 #define DEFAULT_BUF (64u * 1024)
-#define DEFAULT_SPINS 2000
 #define EPHEMERAL_FIRST 49152u
 
 _Static_assert(sizeof(struct vsock_hdr) == 44, "5.10.6 header is 44 bytes");
@@ -464,7 +463,7 @@ int gvsock_init(struct gvsock *v, uintptr_t base, unsigned max_conns,
 	memset(v, 0, sizeof(*v));
 	v->max_conns = max_conns ? max_conns : DEFAULT_CONNS;
 	v->buf_size = buf_size ? buf_size : DEFAULT_BUF;
-	v->spins = DEFAULT_SPINS;
+	gd_spin_init(&v->spin, GD_SPIN_DEFAULT_MAX_NS);
 	v->next_port = EPHEMERAL_FIRST;
 	ret = gmmio_probe(&v->dev, base);
 	if (ret)
@@ -778,17 +777,23 @@ int gvsock_poll(struct gvsock *v)
 	return n;
 }
 
+static int poll_once(void *v)
+{
+	return gvsock_poll(v);
+}
+
+int gvsock_spin(struct gvsock *v, uint64_t deadline_ns)
+{
+	return gd_spin_poll(&v->spin, poll_once, v, deadline_ns);
+}
+
 int gvsock_wait(struct gvsock *v)
 {
-	unsigned i;
-	int r;
+	int r = gvsock_spin(v, UINT64_MAX);
 
-	for (i = 0; i < v->spins; i++) {
-		r = gvsock_poll(v);
-		if (r != 0)
-			return r;
-		__asm__ volatile("pause" ::: "memory");
-	}
+	if (r != 0)
+		return r;
 	gd_idle();
+	gd_spin_woke(&v->spin);
 	return gvsock_poll(v);
 }

@@ -16,6 +16,7 @@
 #define EMBER_GD_VSOCK_H
 
 #include "gd_platform.h"
+#include "spin.h"
 #include "virtio_mmio.h"
 #include "virtq.h"
 #include "ember/vsock_wire.h"
@@ -84,7 +85,7 @@ struct gvsock {
 	/* Control packets that found the tx queue full, sent first later. */
 	struct vsock_hdr *ctrl;
 	unsigned ctrl_head, ctrl_len, ctrl_cap;
-	unsigned spins;        /* empty polls before gd_idle() in gvsock_wait */
+	struct gd_spin spin;   /* how long gvsock_wait polls before gd_idle() */
 	struct gvsock_stats st;
 };
 
@@ -149,9 +150,14 @@ void gvsock_close(struct gvsock *v, int h);
  */
 int gvsock_poll(struct gvsock *v);
 
-/* Polls up to v->spins times until something happens; if nothing did,
- * calls gd_idle() once (which may sleep in the VMM) and polls again.
- * Returns as gvsock_poll (0 possible: callers loop). */
+/* Polls until something happens, deadline_ns passes or v->spin's budget
+ * says to sleep (spin.h). Returns as gvsock_poll: 0 when nothing happened.
+ * A caller that then sleeps calls gd_spin_woke(&v->spin) when it wakes. */
+int gvsock_spin(struct gvsock *v, uint64_t deadline_ns);
+
+/* gvsock_spin(); if nothing happened, gd_idle() once (which may sleep in
+ * the VMM) and a poll again. Returns as gvsock_poll (0 possible: callers
+ * loop). */
 int gvsock_wait(struct gvsock *v);
 
 #endif

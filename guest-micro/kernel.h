@@ -108,6 +108,7 @@ extern const struct ember_boot_info *boot_info;
 extern char micro_cmdline_debug; /* "debug" on the command line */
 extern char micro_cmdline_strace; /* "strace": every syscall on the console */
 extern uint64_t micro_preempt_ns; /* "preempt=MS": the tick, 0 = none */
+extern uint64_t micro_spin_max_ns; /* "spin=US": the idle spin's ceiling */
 uint64_t micro_handler_size(void);
 const char *micro_handler_path(void);
 
@@ -489,9 +490,13 @@ void stdio_mark_ready(void);
 /* Reports the handler's end to the host: an ERROR frame if it died while
  * serving a request (code EMBER_ERR_*, message), then flushes. */
 void stdio_report_end(uint32_t code, const char *msg);
-/* Polls the vsock device (spinning briefly, never past CLOCK_MONOTONIC
- * `until`): true if it had news for threads waiting on I/O. */
+/* Polls the vsock device (spinning as long as its adaptive budget says,
+ * guest-drivers/spin.h, never past CLOCK_MONOTONIC `until`): true if it
+ * had news for threads waiting on I/O. */
 bool stdio_poll(uint64_t until);
+/* The idle loop slept in the VMM after stdio_poll() found nothing and has
+ * woken: lets the spin budget learn how long the sleep was. */
+void stdio_woke(void);
 /* Sends a LOG frame (stream stderr) with a micro-guest message, when the
  * host is connected; otherwise nothing. */
 void stdio_log(const char *msg, size_t len);

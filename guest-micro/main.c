@@ -8,6 +8,9 @@
  *                    stdout/stderr on the serial console
  *   strace           print every system call and its result on the console
  *   preempt=MS       the preemption tick in ms (default 10, 0 = none)
+ *   spin=US          the longest the idle loop polls vsock before it sleeps
+ *                    in the VMM, in us (default 100; the budget adapts
+ *                    below it, guest-drivers/spin.h; 0 = never spin)
  *   handler=PATH     run PATH from the image when no boot module is given
  *                    (also the handler's argv[0]; default "/handler")
  *   KEY=VALUE        put into the handler's environment
@@ -16,10 +19,12 @@
 #include "kernel.h"
 #include "blk.h"
 #include "gd_platform.h"
+#include "spin.h"
 
 const struct ember_boot_info *boot_info;
 char micro_cmdline_debug, micro_cmdline_strace;
 uint64_t micro_preempt_ns = SCHED_SLICE_NS;
+uint64_t micro_spin_max_ns = GD_SPIN_DEFAULT_MAX_NS;
 static char handler_path[256] = "/handler";
 
 const char *micro_handler_path(void)
@@ -53,6 +58,16 @@ static const char *cmdline_find(const char *cl, const char *word,
 		}
 	}
 	return NULL;
+}
+
+/* The decimal number a value starts with (0 if none), at most 10^6. */
+static uint64_t cmdline_number(const char *v, size_t vl)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < vl && v[i] >= '0' && v[i] <= '9'; i++)
+		n = MIN(n * 10 + (uint64_t)(v[i] - '0'), 1000000ULL);
+	return n;
 }
 
 /* --- gd_platform.h hooks for the virtio drivers --- */
@@ -173,13 +188,11 @@ void micro_main(const struct ember_boot_info *bi)
 		handler_path[vl] = '\0';
 	}
 	v = cmdline_find(cl, "preempt", &vl);
-	if (v) {
-		uint64_t ms = 0;
-
-		for (size_t i = 0; i < vl && v[i] >= '0' && v[i] <= '9'; i++)
-			ms = MIN(ms * 10 + (uint64_t)(v[i] - '0'), 1000000ULL);
-		micro_preempt_ns = ms * 1000000u;
-	}
+	if (v)
+		micro_preempt_ns = cmdline_number(v, vl) * 1000000u;
+	v = cmdline_find(cl, "spin", &vl);
+	if (v)
+		micro_spin_max_ns = cmdline_number(v, vl) * 1000u;
 	mm_init();
 
 	/* Devices: the first virtio-blk is the image, the first vsock the

@@ -350,6 +350,8 @@ static void idle(void)
 			return;
 		woke = micro_wait(next == SCHED_NEVER ? 1000000000ULL :
 				  MAX(next - now, 1000ULL)) && io;
+		if (io)
+			stdio_woke();
 	}
 	if (woke)
 		wake_io_waiters(); /* device activity: they look again */

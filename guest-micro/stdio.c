@@ -90,6 +90,7 @@ int stdio_init(void)
 		ret = gvsock_listen(&vs, EMBER_INV_VSOCK_PORT);
 		if (ret)
 			return ret;
+		gd_spin_init(&vs.spin, micro_spin_max_ns);
 		have_vsock = true;
 		return 0;
 	}
@@ -278,20 +279,15 @@ static long stdio_read(void *buf, uint64_t len, bool nonblock)
 
 bool stdio_poll(uint64_t until)
 {
-	if (!have_vsock)
-		return false;
-	/* A short spin first: an answer that is already on its way costs
-	 * less than a WAIT exit. */
-	for (unsigned i = 0; i <= vs.spins; i++) {
-		int n = gvsock_poll(&vs);
+	/* A spin first: an answer that is already on its way costs less than
+	 * a WAIT exit (news, or a broken device to report, ends it). */
+	return have_vsock && gvsock_spin(&vs, until) != 0;
+}
 
-		if (n != 0)
-			return true; /* news, or a broken device to report */
-		if ((i & 63) == 63 && time_mono_ns() >= until)
-			break;
-		__asm__ volatile("pause" ::: "memory");
-	}
-	return false;
+void stdio_woke(void)
+{
+	if (have_vsock)
+		gd_spin_woke(&vs.spin);
 }
 
 static long stdio_write(int fd, const void *buf, uint64_t len)

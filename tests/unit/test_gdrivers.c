@@ -7,7 +7,7 @@
  * bad device behaviour.
  */
 // link: guest-drivers/virtio_mmio.c guest-drivers/virtq.c
-// link: guest-drivers/blk.c guest-drivers/vsock.c
+// link: guest-drivers/blk.c guest-drivers/vsock.c guest-drivers/spin.c
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
