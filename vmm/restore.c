@@ -38,10 +38,11 @@ static int restore_vcpu(struct ember_vm *vm, struct vcpu *v,
 			const struct snap_vcpu *sv, char *err, size_t errlen)
 {
 	char why[128];
-	int fd = v->fd, ret;
+	int fd = v->fd, ret = 0;
 
-	ret = cpu_setup_cpuid(fd, vm->kvm.supported_cpuid, vm->cpu_template,
-			      v->id, vm->nr_vcpus);
+	if (!vm->cpuid_preset || vm->cpuid_preset_template != vm->cpu_template)
+		ret = cpu_setup_cpuid(fd, vm->kvm.supported_cpuid,
+				      vm->cpu_template, v->id, vm->nr_vcpus);
 	if (ret < 0) {
 		snprintf(err, errlen, "vCPU %u: CPUID: %s", v->id, strerror(-ret));
 		return ret;

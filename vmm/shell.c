@@ -9,8 +9,30 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "log.h"
+
+/* The CPUID a restore with the default template will want, set now, off
+ * the restore's critical path (restore_vcpu skips it then). */
+static int preset_cpuid(struct ember_vm *vm, char *err, size_t errlen)
+{
+	enum cpu_template t = vm_pick_template(EMBER_CPU_AUTO);
+
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		int ret = cpu_setup_cpuid(vm->vcpu[i].fd, vm->kvm.supported_cpuid,
+					  t, i, vm->nr_vcpus);
+
+		if (ret < 0) {
+			snprintf(err, errlen, "vCPU %u: CPUID: %s", i,
+				 strerror(-ret));
+			return ret;
+		}
+	}
+	vm->cpuid_preset = true;
+	vm->cpuid_preset_template = t;
+	return 0;
+}
 
 struct ember_shell *ember_shell_create(unsigned nr_vcpus, bool irqchip,
 				       int *retp, char *err, size_t errlen)
@@ -43,6 +65,8 @@ struct ember_shell *ember_shell_create(unsigned nr_vcpus, bool irqchip,
 		ret = vm_setup_irqchip(sh->vm, err, errlen);
 	if (!ret)
 		ret = vm_create_core(sh->vm, err, errlen);
+	if (!ret)
+		ret = preset_cpuid(sh->vm, err, errlen);
 	if (ret < 0)
 		goto err;
 	*retp = 0;

@@ -66,6 +66,12 @@ struct ember_vm {
 	char *cmdline;              /* the final command line given to the guest */
 	enum boot_kind boot;
 	enum cpu_template cpu_template;
+	/* A shell's vCPUs carry this template's CPUID already, set while it
+	 * was made (ember_shell_create): KVM_SET_CPUID2 costs ~0.1 ms per
+	 * vCPU here, and a restore with the same template skips it. (KVM lets
+	 * a vCPU that never ran take another CPUID.) */
+	bool cpuid_preset;
+	enum cpu_template cpuid_preset_template;
 	bool irqchip;               /* in-kernel PIC/IOAPIC/PIT (Linux guests) */
 	struct kvm kvm;
 	struct bus pio, mmio;
