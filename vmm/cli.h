@@ -39,6 +39,7 @@ struct cli_shell_opts {
 	unsigned nr_cpus;
 	bool irqchip;
 	enum ember_cpu_template cpu_template;
+	unsigned mem_mib;         /* guest RAM to map ahead (--mem), or 0 */
 };
 
 /* --seccomp[=MODE] (cli_seccomp.c): MODE "kill", "log", or "off"/NULL

@@ -472,6 +472,22 @@ static void finish(struct srv *s, pthread_t thread, const char *exit_line)
 		close(fd);
 }
 
+/* The shell could not be set up: says why on stderr and, as an ERR line,
+ * to a controller already connected; returns `status`. */
+static int setup_failed(const struct cli_shell_opts *o, int status,
+			const char *what, const char *err)
+{
+	char line[EMBER_SHELLCTL_LINE_MAX + 1];
+
+	fprintf(stderr, "ember-vmm: %s: %s\n", what, err);
+	if (o->control_fd >= 0) {
+		snprintf(line, sizeof(line), "ERR %.*s",
+			 (int)(sizeof(line) - sizeof("ERR ")), err);
+		ember_shellctl_send(o->control_fd, line, NULL, 0);
+	}
+	return status;
+}
+
 int cli_shell_main(const struct cli_shell_opts *o)
 {
 	struct srv s = { .o = o, .listen_fd = -1, .client_fd = -1 };
@@ -489,14 +505,15 @@ int cli_shell_main(const struct cli_shell_opts *o)
 	cli_stop_on_signals(NULL);
 	s.sh = ember_shell_create(o->nr_cpus, o->irqchip, &ret, err,
 				  sizeof(err));
-	if (!s.sh) {
-		status = cli_status_for_create_error(ret);
-		fprintf(stderr, "ember-vmm: cannot create the VM shell: %s\n", err);
-		if (o->control_fd >= 0) {
-			snprintf(line, sizeof(line), "ERR %s", err);
-			ember_shellctl_send(o->control_fd, line, NULL, 0);
-		}
-		return status;
+	if (!s.sh)
+		return setup_failed(o, cli_status_for_create_error(ret),
+				    "cannot create the VM shell", err);
+	if (o->mem_mib &&
+	    (ret = ember_shell_reserve_memory(s.sh, o->mem_mib, err,
+					      sizeof(err))) < 0) {
+		ember_shell_destroy(s.sh);
+		return setup_failed(o, ST_SOFTWARE,
+				    "cannot map the shell's guest RAM", err);
 	}
 	if (o->control_path) {
 		s.listen_fd = listen_seqpacket(o->control_path);

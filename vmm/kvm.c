@@ -149,6 +149,57 @@ err_close_kvm:
 	return ret;
 }
 
+/* Registers (or, with `remove`, deletes) the slots of kvm->mem. */
+static int set_slots(struct kvm *kvm, bool remove, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < kvm->mem.nr_regions; i++) {
+		const struct mem_region *r = &kvm->mem.region[i];
+		struct kvm_userspace_memory_region slot = {
+			.slot = i,
+			.guest_phys_addr = r->gpa,
+			.memory_size = remove ? 0 : r->size,
+			.userspace_addr = (uintptr_t)r->hva,
+		};
+		int ret = kvm_ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION,
+				    &slot, err, errlen);
+
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+static void unmap_ram(struct kvm *kvm)
+{
+	munmap(kvm->ram, kvm->ram_size);
+	kvm->ram = NULL;
+	kvm->ram_size = 0;
+	kvm->ram_reserved = false;
+}
+
+/* The snapshot's memory over the reserved placeholder, slots untouched. */
+static int map_over_reserved(struct kvm *kvm, int fd, char *err,
+			     size_t errlen)
+{
+	void *p = mmap(kvm->ram, kvm->ram_size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_FIXED, fd, 0);
+	int ret;
+
+	if (p == MAP_FAILED) {
+		ret = -errno;
+		/* (A failed MAP_FIXED may have unmapped the placeholder: the
+		 * slots then name nothing; the VM is not run after this.) */
+		snprintf(err, errlen, "cannot map %llu MiB of guest RAM: %s",
+			 (unsigned long long)(kvm->ram_size >> 20),
+			 strerror(-ret));
+		return ret;
+	}
+	madvise(p, kvm->ram_size, MADV_DONTDUMP);
+	kvm->ram_reserved = false;
+	kvm->ram_is_file = true;
+	return 0;
+}
+
 int kvm_map_ram(struct kvm *kvm, uint64_t ram_size, int fd, char *err,
 		size_t errlen)
 {
@@ -157,6 +208,14 @@ int kvm_map_ram(struct kvm *kvm, uint64_t ram_size, int fd, char *err,
 	void *p;
 	int ret;
 
+	if (kvm->ram_reserved) {
+		if (fd >= 0 && ram_size == kvm->ram_size)
+			return map_over_reserved(kvm, fd, err, errlen);
+		ret = set_slots(kvm, true, err, errlen);
+		if (ret < 0)
+			return ret;
+		unmap_ram(kvm);
+	}
 	p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, flags, fd, 0);
 	if (p == MAP_FAILED) {
 		ret = -errno;
@@ -170,24 +229,24 @@ int kvm_map_ram(struct kvm *kvm, uint64_t ram_size, int fd, char *err,
 	kvm->ram_size = ram_size;
 	kvm->ram_is_file = fd >= 0;
 	mem_layout(&kvm->mem, kvm->ram, ram_size);
-	for (unsigned i = 0; i < kvm->mem.nr_regions; i++) {
-		const struct mem_region *r = &kvm->mem.region[i];
-		struct kvm_userspace_memory_region slot = {
-			.slot = i,
-			.guest_phys_addr = r->gpa,
-			.memory_size = r->size,
-			.userspace_addr = (uintptr_t)r->hva,
-		};
+	ret = set_slots(kvm, false, err, errlen);
+	if (ret < 0)
+		unmap_ram(kvm);
+	return ret;
+}
 
-		ret = kvm_ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot,
-				err, errlen);
-		if (ret < 0) {
-			munmap(kvm->ram, ram_size);
-			kvm->ram = NULL;
-			return ret;
-		}
-	}
-	return 0;
+int kvm_reserve_ram(struct kvm *kvm, uint64_t ram_size, char *err,
+		    size_t errlen)
+{
+	int ret;
+
+	if (kvm->ram)
+		return errbuf_fail(err, errlen, -EBUSY,
+				   "guest RAM is already mapped");
+	ret = kvm_map_ram(kvm, ram_size, -1, err, errlen);
+	if (ret == 0)
+		kvm->ram_reserved = true;
+	return ret;
 }
 
 void kvm_close(struct kvm *kvm)

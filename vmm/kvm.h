@@ -26,6 +26,7 @@ struct kvm {
 	uint8_t *ram;         /* one anonymous (or file) mapping of all RAM */
 	uint64_t ram_size;
 	bool ram_is_file;     /* mapped from a snapshot memory file */
+	bool ram_reserved;    /* a placeholder under ready slots (kvm_reserve_ram) */
 	struct guest_mem mem;
 };
 
@@ -48,10 +49,26 @@ void kvm_use_fd(int fd);
 /*
  * Maps `ram_size` bytes of RAM (anonymous, or MAP_PRIVATE from `fd` when fd
  * >= 0, the copy-on-write restore path) and registers the memory slots of
- * the guest ABI layout. 0 or -errno with a reason.
+ * the guest ABI layout. After kvm_reserve_ram() of the same size, a file is
+ * mapped in place over the placeholder (MAP_FIXED) and the slots stay as
+ * they are; of another size, the placeholder and its slots go first. 0 or
+ * -errno with a reason.
  */
+
 int kvm_map_ram(struct kvm *kvm, uint64_t ram_size, int fd, char *err,
 		size_t errlen);
+
+/*
+ * A placeholder for `ram_size` bytes of guest RAM (anonymous, never touched)
+ * with its memory slots registered now, for a shell: each
+ * KVM_SET_USER_MEMORY_REGION costs ~0.2 ms here (KVM waits for an SRCU
+ * grace period), which a restore of that size then skips. The vCPUs must
+ * not run before kvm_map_ram() replaces it. KVM follows the new mapping:
+ * a slot names a range of the process's addresses, not the pages behind
+ * it. 0 or -errno with a reason.
+ */
+int kvm_reserve_ram(struct kvm *kvm, uint64_t ram_size, char *err,
+		    size_t errlen);
 
 void kvm_close(struct kvm *kvm);
 

@@ -77,6 +77,17 @@ err:
 	return NULL;
 }
 
+int ember_shell_reserve_memory(struct ember_shell *sh, unsigned mem_mib,
+			       char *err, size_t errlen)
+{
+	if (mem_mib == 0 || mem_mib > 64u * 1024)
+		return errbuf_fail(err, errlen, -EINVAL,
+				   "memory size %u MiB out of range (1-65536)",
+				   mem_mib);
+	return kvm_reserve_ram(&sh->vm->kvm, (uint64_t)mem_mib << 20, err,
+			       errlen);
+}
+
 void ember_shell_destroy(struct ember_shell *sh)
 {
 	if (!sh)

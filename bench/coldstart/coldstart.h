@@ -10,6 +10,10 @@
 #ifndef EMBER_BENCH_COLDSTART_H
 #define EMBER_BENCH_COLDSTART_H
 
+/* The snapshot's guest RAM (and so the size a pool reserves in a shell). */
+#define SNAP_MEM_MIB 256
+#define SNAP_MEM_MIB_STR "256"
+
 #include <limits.h>
 #include <signal.h>
 #include <stdbool.h>

@@ -58,8 +58,8 @@ static void make_snapshot(struct cfg *c, struct results *R)
 	char *sock = xasprintf("%s/snap.sock", c->work);
 	char *argv[] = { c->vmm, "-q", "--micro", "--handler",
 			 c->handler, "--vsock", sock, "--serial",
-			 "none", "--snapshot-at-ready", c->snap, "--timeout",
-			 "120", NULL };
+			 "none", "--mem", SNAP_MEM_MIB_STR, "--snapshot-at-ready",
+			 c->snap, "--timeout", "120", NULL };
 	uint64_t t0 = now_ns();
 	struct stat st;
 	char *path;

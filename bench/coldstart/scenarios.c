@@ -194,6 +194,9 @@ static struct ember_shell *shell_new(void)
 	sh = ember_shell_create(1, g_irqchip, &ret, err, sizeof(err));
 	if (!sh)
 		die("ember_shell_create: %s", err);
+	/* A pool knows what it will restore: the snapshot's 256 MiB. */
+	if (ember_shell_reserve_memory(sh, SNAP_MEM_MIB, err, sizeof(err)) < 0)
+		die("ember_shell_reserve_memory: %s", err);
 	return sh;
 }
 

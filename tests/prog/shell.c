@@ -204,16 +204,10 @@ out:
 		reap(pid, T_MS);
 }
 
-/*
- * A shell sets its vCPUs' CPUID for the host's default template while it
- * waits (off the restore's critical path); a restore that asks for the
- * other template gets that one instead (KVM takes a second KVM_SET_CPUID2
- * on a vCPU that never ran), and the clone serves.
- */
-static void case_other_template(void)
+/* A shell spawned with `args` restores the snapshot from fds and serves
+ * one invocation; `what` names the case. */
+static void restore_and_echo(const char *const *args, const char *what)
 {
-	const char *other = ember_host_is_pvm() ? "host" : "pvm";
-	const char *const args[] = { "-q", "--cpu-template", other, NULL };
 	struct ember_shellctl *c = NULL;
 	struct inv_client *inv = NULL;
 	char reply[4096];
@@ -221,7 +215,7 @@ static void case_other_template(void)
 	pid_t pid = 0;
 
 	c = spawn_with(args, &pid);
-	CHECK(c, "shell with --cpu-template %s did not start", other);
+	CHECK(c, "%s: the shell did not start", what);
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
 	      "socketpair");
 	fds[0] = open_snap("state");
@@ -230,16 +224,14 @@ static void case_other_template(void)
 	CHECK(fds[0] >= 0 && fds[1] >= 0, "open snapshot");
 	CHECK(command(c, "restore state=0 memory=1 vsock=2 vsock-connected "
 		      "timeout_ms=60000", fds, 3, reply, sizeof(reply)) == 0 &&
-	      !strcmp(reply, "restored"), "restore (template %s): %s", other,
-	      reply);
+	      !strcmp(reply, "restored"), "%s: restore: %s", what, reply);
 	close(sv[1]);
 	sv[1] = -1;
 	inv = inv_client_handshake_fd(sv[0], EMBER_INV_VSOCK_PORT, T_MS, &err);
 	sv[0] = -1;
-	CHECK(inv, "vsock handshake: %s", strerror(-err));
-	CHECK(echo_once(inv, "other template") == 0, "invoke");
-	printf("ok   restore with --cpu-template %s into a shell preset for "
-	       "the default: serves\n", other);
+	CHECK(inv, "%s: vsock handshake: %s", what, strerror(-err));
+	CHECK(echo_once(inv, what) == 0, "%s: invoke", what);
+	printf("ok   %s: restores and serves\n", what);
 out:
 	for (unsigned i = 0; i < 2; i++)
 		if (fds[i] >= 0)
@@ -253,6 +245,28 @@ out:
 	ember_shellctl_close(c);
 	if (pid > 0)
 		reap(pid, T_MS);
+}
+
+/*
+ * What a shell prepares while it waits, and a restore that does not match
+ * it: its vCPUs' CPUID is set for the host's default template, and a
+ * restore asking for the other template gets that one (KVM takes a second
+ * KVM_SET_CPUID2 on a vCPU that never ran); with --mem its guest RAM is a
+ * placeholder under ready memory slots, which a snapshot of that size (the
+ * test snapshot's 256 MiB) is mapped over and one of another size replaces.
+ */
+static void case_prepared_shells(void)
+{
+	const char *other = ember_host_is_pvm() ? "host" : "pvm";
+	const char *const tmpl[] = { "-q", "--cpu-template", other, NULL };
+	const char *const same[] = { "-q", "--mem", "256", NULL };
+	const char *const smaller[] = { "-q", "--mem", "64", NULL };
+	char what[64];
+
+	snprintf(what, sizeof(what), "--cpu-template %s", other);
+	restore_and_echo(tmpl, what);
+	restore_and_echo(same, "--mem 256 (the snapshot's size)");
+	restore_and_echo(smaller, "--mem 64 (not the snapshot's size)");
 }
 
 /* A listening socket as the vsock host side, the working set from the
@@ -595,7 +609,7 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	case_fds_only();
-	case_other_template();
+	case_prepared_shells();
 	case_listen_prefetch_resnapshot();
 	case_bad_commands();
 	case_bad_snapshots();
