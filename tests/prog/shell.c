@@ -123,6 +123,22 @@ static int command(struct ember_shellctl *c, const char *cmd, const int *fds,
 	return ember_shellctl_command(c, cmd, fds, nfds, T_MS, reply, len);
 }
 
+/* A case's end, whatever it reached: the socketpair ends still held, the
+ * invocation client, the controller, and the VMM (reaped by pid). */
+static void end_session(struct ember_shellctl *c, struct inv_client *inv,
+			const int sv[2], pid_t pid)
+{
+	if (sv[0] >= 0)
+		close(sv[0]);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	if (inv)
+		inv_client_destroy(inv);
+	ember_shellctl_close(c);
+	if (pid > 0)
+		reap(pid, T_MS);
+}
+
 /*
  * A shell restored over the socketpair with fds only (state, memory, a
  * connected vsock socket, a serial fd) serves invocations, answers
@@ -193,15 +209,7 @@ out:
 	for (unsigned i = 0; i < 4; i++)
 		if (fds[i] >= 0 && i != 2)
 			close(fds[i]);
-	if (sv[0] >= 0)
-		close(sv[0]);
-	if (sv[1] >= 0)
-		close(sv[1]);
-	if (inv)
-		inv_client_destroy(inv);
-	ember_shellctl_close(c);
-	if (pid > 0)
-		reap(pid, T_MS);
+	end_session(c, inv, sv, pid);
 }
 
 /* A shell spawned with `args` restores the snapshot from fds and serves
@@ -236,15 +244,7 @@ out:
 	for (unsigned i = 0; i < 2; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
-	if (sv[0] >= 0)
-		close(sv[0]);
-	if (sv[1] >= 0)
-		close(sv[1]);
-	if (inv)
-		inv_client_destroy(inv);
-	ember_shellctl_close(c);
-	if (pid > 0)
-		reap(pid, T_MS);
+	end_session(c, inv, sv, pid);
 }
 
 /*

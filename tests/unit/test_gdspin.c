@@ -39,6 +39,13 @@ static int fake_poll(void *arg)
 	return polls == news_at ? 1 : 0;
 }
 
+/* The vCPU is descheduled (a gap well past GD_SPIN_GAP_NS) after poll n. */
+static void deschedule_after(unsigned n)
+{
+	jump_at = n;
+	jump_ns = 3 * GD_SPIN_GAP_NS;
+}
+
 static int spin(struct gd_spin *s, uint64_t deadline)
 {
 	polls = 0;
@@ -101,8 +108,7 @@ static void test_descheduled_halves(void **state)
 
 	(void)state;
 	gd_spin_init(&s, MAX_NS);
-	jump_at = 3;
-	jump_ns = 3 * GD_SPIN_GAP_NS;
+	deschedule_after(3);
 	assert_int_equal(spin(&s, UINT64_MAX), 0);
 	assert_int_equal(polls, 4); /* one more look after the gap */
 	assert_int_equal(s.descheduled, 1);
@@ -120,8 +126,7 @@ static void test_no_growth_while_contended(void **state)
 
 	(void)state;
 	gd_spin_init(&s, MAX_NS);
-	jump_at = 3;
-	jump_ns = 3 * GD_SPIN_GAP_NS;
+	deschedule_after(3);
 	assert_int_equal(spin(&s, UINT64_MAX), 0);
 	assert_int_equal(s.budget_ns, MAX_NS / 2);
 	jump_at = 0;
@@ -145,8 +150,7 @@ static void test_gap_then_news_keeps_budget(void **state)
 
 	(void)state;
 	gd_spin_init(&s, MAX_NS);
-	jump_at = 3;
-	jump_ns = 3 * GD_SPIN_GAP_NS;
+	deschedule_after(3);
 	news_at = 4;
 	assert_int_equal(spin(&s, UINT64_MAX), 1);
 	assert_int_equal(s.descheduled, 0);
