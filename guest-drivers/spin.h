@@ -6,11 +6,12 @@
  * VMM's wake-up when an answer is already on its way; when it is not, the
  * vCPU burns a host CPU, and on a host with fewer cores than busy threads
  * it burns the very CPU that the thread producing the answer (the VMM's
- * event thread, the client, another VM) is waiting for. Measured here: a
- * fixed 2000-poll spin made one VM serve 24 k invocations/s and two VMs
- * 15 k/s together; no spin at all gave 15.5 k/s and 21.6 k/s
- * (docs/benchmarks.md, "Invocation"). No fixed budget is right, so it
- * adapts, in the manner of KVM's halt polling (Documentation/virt/kvm/
+ * event thread, the client, another VM) is waiting for. Measured beside a
+ * CPU hog: a fixed 2000-poll spin made one VM serve 24 k invocations/s and
+ * two VMs 15 k/s together; no spin at all gave 15.5 k/s and 21.6 k/s
+ * (docs/benchmarks.md, "Invocation"; on a quiet host the difference was
+ * within the noise, other costs dominating). No fixed budget is right, so
+ * it adapts, in the manner of KVM's halt polling (Documentation/virt/kvm/
  * halt-polling.rst), to two signals:
  *
  *   - descheduled: a gap between two polls far longer than a poll takes
@@ -38,8 +39,8 @@
 /* The budget a growing spin starts from, and below which a shrinking one
  * becomes 0 (poll once, then sleep). */
 #define GD_SPIN_MIN_NS 5000ULL
-/* The default ceiling: a little longer than a warm invocation's round
- * trip outside the guest, about what the fixed 2000 polls took. */
+/* The default ceiling: longer than a warm invocation's host-side round
+ * trip (40-80 us here), so a closed-loop client's next request is caught. */
 #define GD_SPIN_DEFAULT_MAX_NS 100000ULL
 /* After a descheduling, the budget does not grow for this long: while
  * other threads want this vCPU's CPU, a spin that would have caught the
