@@ -92,7 +92,9 @@ struct confine {
 	char cg_name[64];
 	bool made_root;
 	bool has_seccomp;           /* the VMM takes --seccomp */
-	const char *args[2];        /* extra VMM arguments: --seccomp */
+	/* Extra VMM arguments: --seccomp, --threads-at-restore, NULL. */
+	const char *args[3];
+	unsigned nr_args;
 	struct cgroups *cg;
 	pthread_mutex_t lock;       /* tenants[], the move queue */
 	struct tenant_group *tenants;
@@ -238,7 +240,7 @@ struct confine *confine_create(const struct confine_config *cfg, char *err,
 	if (cfg->seccomp) {
 		c->has_seccomp = vmm_knows(cfg->vmm, "--seccomp");
 		if (c->has_seccomp)
-			c->args[0] = "--seccomp";
+			c->args[c->nr_args++] = "--seccomp";
 		else
 			/* Never a silent downgrade: a VMM without filters
 			 * is a choice the operator makes (--no-seccomp). */
@@ -247,6 +249,20 @@ struct confine *confine_create(const struct confine_config *cfg, char *err,
 					  "ember-vmm?); use a current one, or "
 					  "--no-seccomp to run VMs without "
 					  "filters", cfg->vmm);
+	}
+	/* A shell starts its VM's threads while it waits, in emberd's
+	 * cgroup; moved before the restore, they would land in the tenant's
+	 * pids group without meeting its limit (a move is not counted against
+	 * pids.max, a thread's creation is). So with the synchronous move the
+	 * threads are made at the restore, in the VM's groups. */
+	if (!ret && cfg->cgroups && cfg->cgroup_move_sync) {
+		if (vmm_knows(cfg->vmm, "--threads-at-restore"))
+			c->args[c->nr_args++] = "--threads-at-restore";
+		else
+			ret = errbuf_fail(err, errlen, -ENOTSUP, "%s has no "
+					  "--threads-at-restore, which "
+					  "--cgroup-move-sync needs (an older "
+					  "ember-vmm?)", cfg->vmm);
 	}
 	if (!ret && cfg->jail)
 		ret = make_jail(c, err, errlen);

@@ -40,6 +40,7 @@ struct cli_shell_opts {
 	bool irqchip;
 	enum ember_cpu_template cpu_template;
 	unsigned mem_mib;         /* guest RAM to map ahead (--mem), or 0 */
+	bool threads_at_restore;  /* --threads-at-restore */
 };
 
 /* --seccomp[=MODE] (cli_seccomp.c): MODE "kill", "log", or "off"/NULL

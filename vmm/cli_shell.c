@@ -515,6 +515,12 @@ int cli_shell_main(const struct cli_shell_opts *o)
 		return setup_failed(o, ST_SOFTWARE,
 				    "cannot map the shell's guest RAM", err);
 	}
+	if (!o->threads_at_restore &&
+	    (ret = ember_shell_start_threads(s.sh, err, sizeof(err))) < 0) {
+		ember_shell_destroy(s.sh);
+		return setup_failed(o, ST_SOFTWARE,
+				    "cannot start the shell's threads", err);
+	}
 	if (o->control_path) {
 		s.listen_fd = listen_seqpacket(o->control_path);
 		if (s.listen_fd < 0) {

@@ -88,6 +88,15 @@ int ember_shell_reserve_memory(struct ember_shell *sh, unsigned mem_mib,
 			       errlen);
 }
 
+int ember_shell_start_threads(struct ember_shell *sh, char *err,
+			      size_t errlen)
+{
+	if (sh->vm->threads_parked)
+		return errbuf_fail(err, errlen, -EBUSY, "the shell's threads "
+				   "are started already");
+	return vm_prestart_threads(sh->vm, err, errlen);
+}
+
 void ember_shell_destroy(struct ember_shell *sh)
 {
 	if (!sh)

@@ -749,6 +749,40 @@ static void record_registers(struct vcpu *v)
 	format_registers(v, &r, &s);
 }
 
+/*
+ * A shell's vCPU thread is started ahead (vm_prestart_threads) and waits
+ * here until the restored VM starts; false when the shell is destroyed
+ * unrestored (the thread never counted as running). Before it waits it
+ * makes its first KVM_RUN, with immediate_exit set: KVM then does its
+ * once-per-VM and once-per-thread work and returns -EINTR without entering
+ * the guest. On x86 that work is starting the VM's NX-huge-page recovery
+ * worker (a new task in this process, which inherits this thread's
+ * seccomp filter) and taking this thread as the vCPU's. It must be this
+ * thread: made by the thread that creates the shell, it cost the restore
+ * 1.5 ms more, not less (KVM handing the vCPU to another task; this
+ * host's kernel waits for an RCU grace period there). A vCPU that never entered the guest still takes KVM_SET_CPUID2,
+ * so the restore may set its CPUID after this. Measured: docs/benchmarks.md.
+ */
+static bool wait_for_go(struct vcpu *v)
+{
+	struct ember_vm *vm = v->vm;
+	bool go;
+
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->go && !vm->stopping) {
+		pthread_mutex_unlock(&vm->lock);
+		if (vcpu_complete_exit(v) < 0)
+			log_warn("vCPU %u: the first KVM_RUN, made ahead, did "
+				 "not return -EINTR", v->id);
+		pthread_mutex_lock(&vm->lock);
+	}
+	while (!vm->go && !vm->stopping)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	go = vm->go;
+	pthread_mutex_unlock(&vm->lock);
+	return go;
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -758,6 +792,8 @@ static void *vcpu_thread(void *arg)
 	snprintf(name, sizeof(name), "vcpu%u", v->id);
 	pthread_setname_np(pthread_self(), name);
 	ember_thread_serving(EMBER_THREAD_VCPU); /* setup ends here */
+	if (!wait_for_go(v))
+		return NULL;
 	while (!vm_is_stopping(vm)) {
 		int ret;
 

@@ -864,6 +864,7 @@ out:
 int ember_vm_start(struct ember_vm *vm)
 {
 	struct timespec now;
+	bool parked;
 	int ret;
 
 	pthread_mutex_lock(&vm->lock);
@@ -872,11 +873,26 @@ int ember_vm_start(struct ember_vm *vm)
 		return -EBUSY;
 	}
 	vm->started = true;
+	parked = vm->threads_parked;
 	pthread_mutex_unlock(&vm->lock);
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	vm->deadline_ns = vm->cfg.timeout_ms ?
 		(uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec +
 			vm->cfg.timeout_ms * 1000000ULL : 0;
+	if (parked) {
+		/* A shell's: the threads exist, with their filters; wake them,
+		 * the event thread first, as below. */
+		evloop_resume(vm->loop);
+		pthread_mutex_lock(&vm->lock);
+		vm->vcpus_running = vm->nr_vcpus;
+		vm->go = true;
+		pthread_cond_broadcast(&vm->cond);
+		pthread_mutex_unlock(&vm->lock);
+		return 0;
+	}
+	pthread_mutex_lock(&vm->lock);
+	vm->go = true; /* the threads made below need not wait */
+	pthread_mutex_unlock(&vm->lock);
 	ret = evloop_start(vm->loop);
 	if (ret < 0) {
 		vm_request_stop(vm, EMBER_EXIT_VMM_ERROR, 0, 0,
@@ -900,6 +916,44 @@ int ember_vm_start(struct ember_vm *vm)
 		}
 	}
 	return 0;
+}
+
+int vm_prestart_threads(struct ember_vm *vm, char *err, size_t errlen)
+{
+	int ret;
+
+	/* Paused before it starts: the thread parks at once (evloop.c). */
+	evloop_pause(vm->loop);
+	ret = evloop_start(vm->loop);
+	if (ret < 0)
+		return errbuf_fail(err, errlen, ret, "cannot start the event "
+				   "thread: %s", strerror(-ret));
+	pthread_mutex_lock(&vm->lock);
+	vm->threads_parked = true;
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		ret = vcpu_start(&vm->vcpu[i]);
+		if (ret < 0)
+			return errbuf_fail(err, errlen, ret, "cannot start vCPU "
+					   "thread %u: %s", i, strerror(-ret));
+	}
+	return 0;
+}
+
+/* Ends the threads of a shell that never ran a VM (vm_prestart_threads);
+ * evloop_destroy() ends the event thread. */
+static void end_parked_threads(struct ember_vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->threads_parked || vm->go) {
+		pthread_mutex_unlock(&vm->lock);
+		return;
+	}
+	__atomic_store_n(&vm->stopping, true, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_join(&vm->vcpu[i]);
 }
 
 /* Milliseconds until the --timeout deadline for poll(2): -1 without one,
@@ -1020,6 +1074,7 @@ void ember_vm_destroy(struct ember_vm *vm)
 {
 	if (!vm)
 		return;
+	end_parked_threads(vm);
 	if (vm->loop)
 		evloop_destroy(vm->loop); /* no device callback runs after */
 	for (unsigned i = 0; i < vm->nr_virtio; i++) {

@@ -115,6 +115,10 @@ struct ember_vm {
 	int stop_fd;                /* eventfd written when the VM stops */
 	int stop_req_fd;            /* eventfd: ember_vm_stop() was called */
 	bool started, waited;       /* ember_vm_start() / ember_vm_wait() done */
+	/* A shell's threads, started ahead (vm_prestart_threads): the vCPU
+	 * threads wait for `go`, the event thread is parked; ember_vm_start()
+	 * releases them. Both under lock. */
+	bool threads_parked, go;
 	bool restored;              /* built from a snapshot */
 	uint64_t deadline_ns;       /* CLOCK_MONOTONIC end (--timeout), or 0 */
 	int serial_fd;              /* our dup of cfg.serial_fd, or -1 */
@@ -154,6 +158,11 @@ int vm_sync_guest_clock(struct ember_vm *vm);
 
 /* vcpu.c: creates vCPU `id` (fd and kvm_run mapping). 0 or -errno. */
 int vcpu_create(struct ember_vm *vm, unsigned id, char *err, size_t errlen);
+/* vm.c: a shell's vCPU and event threads started now, waiting for
+ * ember_vm_start(); their setup (and their seccomp filters, through the
+ * thread hook) is then off the restore's critical path. */
+int vm_prestart_threads(struct ember_vm *vm, char *err, size_t errlen);
+
 /* vcpu.c: starts / joins the vCPU threads. */
 int vcpu_start(struct vcpu *v);
 void vcpu_join(struct vcpu *v);

@@ -197,6 +197,8 @@ static struct ember_shell *shell_new(void)
 	/* A pool knows what it will restore: the snapshot's 256 MiB. */
 	if (ember_shell_reserve_memory(sh, SNAP_MEM_MIB, err, sizeof(err)) < 0)
 		die("ember_shell_reserve_memory: %s", err);
+	if (ember_shell_start_threads(sh, err, sizeof(err)) < 0)
+		die("ember_shell_start_threads: %s", err);
 	return sh;
 }
 

@@ -57,7 +57,7 @@ extern "C" {
 /* The version of this header's API: bumped on any change a caller could
  * notice (a struct grew, a call was added or changed meaning). Compare it
  * with ember_api_version() to catch a header and a library that differ. */
-#define EMBER_API_VERSION 3
+#define EMBER_API_VERSION 4
 int ember_api_version(void);
 
 #define EMBER_MAX_VCPUS 8
@@ -258,6 +258,22 @@ void ember_shell_destroy(struct ember_shell *sh);
  */
 int ember_shell_reserve_memory(struct ember_shell *sh, unsigned mem_mib,
 			       char *err, size_t errlen);
+
+/*
+ * Starts the shell's VM threads now (one per vCPU, and the event thread);
+ * they wait, and ember_vm_start() after the restore wakes them instead of
+ * creating them. Each vCPU thread makes its first KVM_RUN meanwhile (with
+ * immediate_exit: KVM's once-per-VM set-up, no guest entry), and the thread
+ * hook (ember_set_thread_hook) runs on each thread now. Off the restore's
+ * path then: ~0.2-0.3 ms here (docs/benchmarks.md). The shell then holds
+ * nr_vcpus + 1 threads (KVM may add a worker of its own to the process);
+ * an embedder that must have them created at the restore, in the cgroup
+ * the VM is moved to first (a pids limit counts creation, not moves), does
+ * not call this. Call at most once, before ember_shell_restore(), on the
+ * thread that made the shell. 0 or -errno with a reason (-EBUSY: twice).
+ */
+int ember_shell_start_threads(struct ember_shell *sh, char *err,
+			      size_t errlen);
 
 /* Writes the pages a restored VM has touched so far (call after the first
  * invocation) to its snapshot's `workingset` and `workingset-dirty` files
