@@ -108,7 +108,8 @@ static int check_writable(int fd, const char *what, char *err, size_t len)
 }
 
 /*
- * restore state=I memory=J [vsock=K [vsock-connected]] [disk=D]...
+ * restore state=I memory=J [vsock=K [vsock-connected]] [vsock-carry=C]
+ *         [disk=D]...
  *         [workingset=L [workingset-dirty=W]] [serial=M] [prefetch]
  *         [timeout_ms=N]
  * Fills *r from the arguments and the attached fds. -EINVAL + reason.
@@ -140,7 +141,10 @@ static int parse_restore(struct ctl_args *a, const int *fds, unsigned nfds,
 		r->vsock_conn_fd = vsock;
 	else
 		r->vsock_listen_fd = vsock;
-	ret = ctl_fd(a, "workingset", fds, nfds, &r->workingset_fd, err, len);
+	ret = ctl_fd(a, "vsock-carry", fds, nfds, &r->vsock_carry_fd, err, len);
+	if (ret >= 0)
+		ret = ctl_fd(a, "workingset", fds, nfds, &r->workingset_fd, err,
+			     len);
 	if (ret >= 0)
 		ret = ctl_fd(a, "workingset-dirty", fds, nfds,
 			     &r->workingset_dirty_fd, err, len);

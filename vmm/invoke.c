@@ -742,6 +742,15 @@ struct inv_client *inv_client_from_vsock_fd(int fd, int *err)
 	return c;
 }
 
+struct inv_client *inv_client_from_carried_fd(int fd, int *err)
+{
+	struct inv_client *c = inv_client_from_vsock_fd(fd, err);
+
+	if (c)
+		c->ready = 1;
+	return c;
+}
+
 struct inv_client *inv_client_handshake_fd(int fd, uint32_t port,
 					   int timeout_ms, int *err)
 {

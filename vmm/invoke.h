@@ -67,6 +67,12 @@ struct inv_client *inv_client_handshake_fd(int fd, uint32_t port,
  * is pending. Takes fd over (closed on failure too). */
 struct inv_client *inv_client_from_vsock_fd(int fd, int *err);
 
+/* The host end of a connection a snapshot carried (ember_restore's
+ * vsock_carry_fd): no handshake, and READY was consumed before the
+ * snapshot, so the client starts as ready. Takes fd over (closed on
+ * failure too). */
+struct inv_client *inv_client_from_carried_fd(int fd, int *err);
+
 /* Wraps a handler running as a plain process: frames are written to wfd and
  * read from rfd (which may be the same socket). The fds are made
  * non-blocking and closed by inv_client_destroy() when `own` is set. A plain

@@ -171,7 +171,7 @@ void ember_restore_init(struct ember_restore *r)
 	memset(r, 0, sizeof(*r));
 	r->state_fd = r->memory_fd = -1;
 	r->workingset_fd = r->workingset_dirty_fd = -1;
-	r->vsock_listen_fd = r->vsock_conn_fd = -1;
+	r->vsock_listen_fd = r->vsock_conn_fd = r->vsock_carry_fd = -1;
 	for (unsigned i = 0; i < EMBER_MAX_DISKS; i++)
 		r->disk_fds[i] = -1;
 	r->serial_fd = -1;

@@ -73,13 +73,22 @@ struct series {
 	char first_error[256];
 };
 
+/* How a library cold start restores (scenarios.c): from `snap` (NULL: the
+ * main snapshot), with prefetch, and over the connection the snapshot
+ * carries instead of a new one (scenario h). */
+struct lib_opts {
+	const char *snap;
+	bool prefetch, carry;
+};
+
 /* The command line (main.c). */
 struct cfg {
 	char *vmm, *handler, *out, *qemu;
 	char work[PATH_MAX];
 	char snap[PATH_MAX];
+	char snap_carry[PATH_MAX]; /* scenario h's snapshot */
 	bool quick, keep_work;
-	unsigned runs_a, runs_b, runs_b2, runs_c, runs_d, runs_g;
+	unsigned runs_a, runs_b, runs_b2, runs_c, runs_d, runs_g, runs_h;
 	unsigned clones[4], nclones;
 	double tput_seconds;
 	char only[32];
@@ -133,6 +142,11 @@ struct results {
 	struct tput tp_proc, tp_lib;
 	bool ws_ok;
 	char ws_error[256];
+	/* h: the carrying snapshot restored plainly (a new connection) and
+	 * over its carried connection, each without and with prefetch. */
+	struct series h_plain, h_plain_pf, h_carry, h_carry_pf;
+	bool h_ok;
+	char h_error[256];
 	long ws_pages;
 	long snap_state_bytes, snap_mem_alloc_kib;
 	double snap_create_ms;
@@ -178,19 +192,26 @@ void series_fail(struct series *s, const char *fmt, ...)
 void series_add(struct series *s, const struct run *r);
 int start_session(const char *sock, pid_t pid, uint64_t t0,
 		  struct run *r, char *why, size_t whylen);
+/* The same over the connection a snapshot carried, `fd` (ours): no
+ * handshake, no READY; r->sock and r->hs stay 0. */
+int carried_session(int fd, uint64_t t0, struct run *r, char *why,
+		    size_t whylen);
 
-/* scenarios.c: a, b, b2, c, f, g */
+/* scenarios.c: a, b, b2, c, f, g, h */
 void run_process_series(struct cfg *c, struct series *s,
 			unsigned n, bool prefetch, bool boot,
 			const char *tag);
 void run_exec_only(struct cfg *c, struct samples *s, unsigned n);
 void probe_shell(struct cfg *c);
 void run_lib_series(struct cfg *c, struct series *s, unsigned n,
-		    bool shell, bool prefetch, struct trace *tr_shell,
-		    struct trace *tr_restore, const char *tag);
+		    bool shell, const struct lib_opts *o,
+		    struct trace *tr_shell, struct trace *tr_restore,
+		    const char *tag);
 void run_tput_processes(struct cfg *c, struct tput *t);
 void run_tput_library(struct cfg *c, struct tput *t);
-int record_workingset(struct cfg *c, char *why, size_t whylen);
+int record_workingset(struct cfg *c, char *snap, char *why,
+		      size_t whylen);
+int make_carry_snapshot(struct cfg *c, char *why, size_t whylen);
 
 /* qemu.c: d */
 void run_qemu(struct cfg *c, struct qemu_result *qr);

@@ -15,6 +15,10 @@
  *   e  density: N idle clones of one snapshot, PSS / private memory each
  *   f  restores per second with both cores (processes and library)
  *   g  working-set prefetch on vs off, for a and b
+ *   h  b from a snapshot that carries its host connection: restored over
+ *      it (no transport reset, handshake or READY) against the same
+ *      snapshot restored with a new connection, each with and without
+ *      prefetch
  *
  * All times come from clock_gettime(CLOCK_MONOTONIC) in this process. Steps
  * inside libember (b, b2) are timed by wrapping, at link time
@@ -116,7 +120,7 @@ static void usage(FILE *f)
 {
 	fputs("usage: coldstart [--vmm PATH] [--handler PATH] [--qemu PATH]\n"
 	      "                 [--out FILE] [--work DIR] [--quick] [--runs N]\n"
-	      "                 [--clones N[,N..]] [--seconds S] [--only abcdefg]\n"
+	      "                 [--clones N[,N..]] [--seconds S] [--only abcdefgh]\n"
 	      "                 [--keep]\n"
 	      "Runs the cold-start scenarios (docs/benchmarks.md), prints a\n"
 	      "table and writes FILE (default bench/results/coldstart.json).\n"
@@ -190,6 +194,7 @@ int main(int argc, char **argv)
 	c.runs_c = c.quick ? 5 : 50;
 	c.runs_d = c.quick ? 3 : 30;
 	c.runs_g = c.quick ? 20 : 100;
+	c.runs_h = c.quick ? 20 : 150;
 	if (runs)
 		c.runs_a = c.runs_b = runs;
 	if (!c.tput_seconds)
@@ -229,6 +234,8 @@ int main(int argc, char **argv)
 	if (strlen(c.work) > 200)
 		die("--work: path too long");
 	snprintf(c.snap, sizeof(c.snap), "%.200s/snap", c.work);
+	snprintf(c.snap_carry, sizeof(c.snap_carry), "%.200s/snap-carry",
+		 c.work);
 	logpath = xasprintf("%s/vmm.log", c.work);
 	g_errlog = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	{
@@ -264,6 +271,8 @@ int main(int argc, char **argv)
 	}
 	probe_shell(&c);
 
+	const struct lib_opts plain = { 0 }, pf = { .prefetch = true };
+
 	if (want(&c, 'a')) {
 		fprintf(stderr, "coldstart: (a) %u process restores\n", c.runs_a);
 		run_exec_only(&c, &R.exec_only, c.quick ? 10 : 50);
@@ -272,9 +281,9 @@ int main(int argc, char **argv)
 	if (want(&c, 'b')) {
 		fprintf(stderr, "coldstart: (b) %u shell restores, %u library "
 			"restores\n", c.runs_b, c.runs_b2);
-		run_lib_series(&c, &R.b, c.runs_b, true, false, &R.tr_shell,
+		run_lib_series(&c, &R.b, c.runs_b, true, &plain, &R.tr_shell,
 			       &R.tr_restore, "b");
-		run_lib_series(&c, &R.b2, c.runs_b2, false, false, NULL,
+		run_lib_series(&c, &R.b2, c.runs_b2, false, &plain, NULL,
 			       &R.tr_b2, "b2");
 	}
 	if (want(&c, 'c')) {
@@ -316,7 +325,7 @@ int main(int argc, char **argv)
 
 		fprintf(stderr, "coldstart: (g) working set, %u runs each\n",
 			c.runs_g);
-		if (record_workingset(&c, why, sizeof(why)) < 0 ||
+		if (record_workingset(&c, c.snap, why, sizeof(why)) < 0 ||
 		    stat(ws, &st) < 0) {
 			snprintf(R.ws_error, sizeof(R.ws_error), "%s",
 				 why[0] ? why : "no workingset file");
@@ -328,9 +337,9 @@ int main(int argc, char **argv)
 						   "g-off");
 				run_process_series(&c, &R.g_on, 1, true, false,
 						   "g-on");
-				run_lib_series(&c, &R.gb_off, 1, true, false,
+				run_lib_series(&c, &R.gb_off, 1, true, &plain,
 					       NULL, &R.tr_gb_off, "gb-off");
-				run_lib_series(&c, &R.gb_on, 1, true, true,
+				run_lib_series(&c, &R.gb_on, 1, true, &pf,
 					       NULL, &R.tr_gb_on, "gb-on");
 			}
 			R.ws_pages = R.tr_gb_on.runs ?
@@ -339,6 +348,32 @@ int main(int argc, char **argv)
 		}
 		free(ws);
 		free(sock);
+	}
+	if (want(&c, 'h')) {
+		const struct lib_opts hp = { c.snap_carry, false, false },
+				      hpp = { c.snap_carry, true, false },
+				      hc = { c.snap_carry, false, true },
+				      hcp = { c.snap_carry, true, true };
+		char why[256] = "";
+
+		fprintf(stderr, "coldstart: (h) carried connection, %u runs "
+			"each\n", c.runs_h);
+		if (make_carry_snapshot(&c, why, sizeof(why)) < 0 ||
+		    record_workingset(&c, c.snap_carry, why, sizeof(why)) < 0) {
+			snprintf(R.h_error, sizeof(R.h_error), "%s", why);
+		} else {
+			R.h_ok = true;
+			for (unsigned i = 0; i < c.runs_h; i++) {
+				run_lib_series(&c, &R.h_plain, 1, true, &hp,
+					       NULL, NULL, "h-plain");
+				run_lib_series(&c, &R.h_carry, 1, true, &hc,
+					       NULL, NULL, "h-carry");
+				run_lib_series(&c, &R.h_plain_pf, 1, true,
+					       &hpp, NULL, NULL, "h-plain-pf");
+				run_lib_series(&c, &R.h_carry_pf, 1, true,
+					       &hcp, NULL, NULL, "h-carry-pf");
+			}
+		}
 	}
 
 	print_table(&R);

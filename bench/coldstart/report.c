@@ -375,6 +375,20 @@ void write_json(struct cfg *c, struct results *R)
 	fputs(",\n", f);
 	j_trace(f, "b_on_trace", &R->tr_gb_on);
 	fputs("},\n", f);
+	fprintf(f, "\"carried_connection\": {\"ok\": %s, \"error\": ",
+		R->h_ok ? "true" : "false");
+	j_str(f, R->h_error);
+	fputs(", \"interleaved\": true,\n", f);
+	j_series(f, "plain", "(h) new connection", &R->h_plain);
+	fputs(",\n", f);
+	j_series(f, "carried", "(h) carried connection", &R->h_carry);
+	fputs(",\n", f);
+	j_series(f, "plain_prefetch", "(h) new connection, prefetch",
+		 &R->h_plain_pf);
+	fputs(",\n", f);
+	j_series(f, "carried_prefetch", "(h) carried connection, prefetch",
+		 &R->h_carry_pf);
+	fputs("},\n", f);
 	{
 		struct stats a = s_stats(&R->a.total), b = s_stats(&R->b.total);
 		double qm = s_median(&R->q.total);
@@ -438,6 +452,19 @@ void print_table(const struct results *R)
 	row("(g) (a) prefetch on", &R->g_on.total, R->g_on.failures);
 	row("(g) (b) prefetch off", &R->gb_off.total, R->gb_off.failures);
 	row("(g) (b) prefetch on", &R->gb_on.total, R->gb_on.failures);
+	row("(h) (b) new connection", &R->h_plain.total, R->h_plain.failures);
+	row("(h) (b) carried connection", &R->h_carry.total,
+	    R->h_carry.failures);
+	row("    ember_shell_restore()", &R->h_carry.restore, 0);
+	row("    first invoke round trip", &R->h_carry.invoke, 0);
+	row("(h) (b) new connection, prefetch", &R->h_plain_pf.total,
+	    R->h_plain_pf.failures);
+	row("(h) (b) carried connection, prefetch", &R->h_carry_pf.total,
+	    R->h_carry_pf.failures);
+	row("    ember_shell_restore()", &R->h_carry_pf.restore, 0);
+	row("    first invoke round trip", &R->h_carry_pf.invoke, 0);
+	if (R->h_error[0])
+		printf("  (h): %s\n", R->h_error);
 	if (R->q.total.n && R->a.total.n)
 		printf("  QEMU / (a) p50: %.1fx   QEMU / (b) p50: %.1fx\n",
 		       s_median(&R->q.total) / s_median(&R->a.total),

@@ -1,7 +1,8 @@
 /*
  * scenarios.c - the Ember scenarios: a, c, g (a new ember-vmm process per
  * cold start), b, b2 (restores through libember in this process), f
- * (restores per second) and the working set g records.
+ * (restores per second), the working set g records, and h (b over the
+ * connection a snapshot carries).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -11,11 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "coldstart.h"
 #include "ember.h"
+#include "invoke.h"
+#include "proto/invoke.h"
 
 /* ---------------------------------------------------------------------
  * a, c, g: a new ember-vmm process per cold start
@@ -122,22 +126,29 @@ static bool g_irqchip; /* the snapshot's shell shape, probed once */
 
 /* One library cold start. With `shell`, restore into it (created off the
  * clock by the caller); else ember_vm_restore() on the clock. */
-static int lib_start(struct cfg *c, struct ember_shell *shell,
-		     bool prefetch, const char *sock, struct trace *tr,
-		     struct run *r, char *why, size_t whylen)
+static int lib_start(struct cfg *c, const struct lib_opts *o,
+		     struct ember_shell *shell, const char *sock,
+		     struct trace *tr, struct run *r, char *why, size_t whylen)
 {
 	struct ember_restore rs;
 	struct vmthread th = { 0 };
 	char err[256] = "";
 	pthread_t tid;
 	uint64_t t0, t1;
-	int ret;
+	int ret, sp[2] = { -1, -1 };
 
 	ember_restore_init(&rs);
-	rs.dir = c->snap;
-	rs.vsock_path = sock;
+	rs.dir = o->snap ? o->snap : c->snap;
 	rs.timeout_ms = 60000;
-	rs.prefetch = prefetch;
+	rs.prefetch = o->prefetch;
+	if (o->carry) {
+		/* sp[0] ours, sp[1] the VM's (it keeps a duplicate). */
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+			die("socketpair: %s", strerror(errno));
+		rs.vsock_carry_fd = sp[1];
+	} else {
+		rs.vsock_path = sock;
+	}
 	unlink(sock);
 	memset(r, 0, sizeof(*r));
 	r->minflt = -1;
@@ -152,8 +163,12 @@ static int lib_start(struct cfg *c, struct ember_shell *shell,
 		tr_disarm();
 		tr_end_run(tr);
 	}
+	if (sp[1] >= 0)
+		close(sp[1]);
 	if (!th.vm) {
 		snprintf(why, whylen, "restore: %s", err);
+		if (sp[0] >= 0)
+			close(sp[0]);
 		return ret ? ret : -EIO;
 	}
 	r->restore = us_since(t0, t1);
@@ -168,7 +183,8 @@ static int lib_start(struct cfg *c, struct ember_shell *shell,
 		uint64_t fr;
 
 		getrusage(RUSAGE_SELF, &ru0);
-		ret = start_session(sock, 0, t0, r, why, whylen);
+		ret = o->carry ? carried_session(sp[0], t0, r, why, whylen) :
+				 start_session(sock, 0, t0, r, why, whylen);
 		getrusage(RUSAGE_SELF, &ru1);
 		/* Faults of the whole process (guest first touches, through
 		 * KVM, count here) over the session: the restore's own
@@ -210,8 +226,8 @@ void probe_shell(struct cfg *c)
 
 	for (int irq = 0; irq < 2; irq++) {
 		g_irqchip = irq;
-		if (!lib_start(c, shell_new(), false, sock, NULL, &r, why,
-			       sizeof(why))) {
+		if (!lib_start(c, &(struct lib_opts){ 0 }, shell_new(), sock,
+			       NULL, &r, why, sizeof(why))) {
 			free(sock);
 			return;
 		}
@@ -220,8 +236,9 @@ void probe_shell(struct cfg *c)
 }
 
 void run_lib_series(struct cfg *c, struct series *s, unsigned n,
-		    bool shell, bool prefetch, struct trace *tr_shell,
-		    struct trace *tr_restore, const char *tag)
+		    bool shell, const struct lib_opts *o,
+		    struct trace *tr_shell, struct trace *tr_restore,
+		    const char *tag)
 {
 	char *sock = xasprintf("%s/%s.sock", c->work, tag), why[256];
 	struct run r;
@@ -238,7 +255,7 @@ void run_lib_series(struct cfg *c, struct series *s, unsigned n,
 				tr_end_run(tr_shell);
 			}
 		}
-		if (lib_start(c, sh, prefetch, sock, tr_restore, &r, why,
+		if (lib_start(c, o, sh, sock, tr_restore, &r, why,
 			      sizeof(why)) < 0)
 			series_fail(s, "%s run %u: %s", tag, i, why);
 		else
@@ -346,7 +363,8 @@ static void library_loop(struct cfg *c, unsigned id, unsigned long res[2])
 	struct run r;
 
 	while (now_ns() < until) {
-		if (lib_start(c, NULL, false, sock, NULL, &r, why,
+		if (lib_start(c, &(struct lib_opts){ 0 }, NULL, sock, NULL, &r,
+			      why,
 			      sizeof(why)) < 0)
 			res[1]++;
 		else
@@ -387,24 +405,40 @@ static int control_cmd(const char *path, const char *cmd, char *reply,
 	return r < 0 ? r : strncmp(reply, "OK", 2) ? -EIO : 0;
 }
 
-int record_workingset(struct cfg *c, char *why, size_t whylen)
+/* Spawns `ember-vmm --restore snap` with its vsock at `sock` and a
+ * control socket at `ctl` (both unlinked first): its pid, or -errno with
+ * the reason in why. */
+static pid_t spawn_controlled(struct cfg *c, char *snap, char *sock,
+			      char *ctl, char *why, size_t whylen)
 {
-	char *sock = xasprintf("%s/ws.sock", c->work);
-	char *ctl = xasprintf("%s/ws.ctl", c->work);
-	char *argv[] = { c->vmm, "-q", "--restore", c->snap, "--vsock",
+	char *argv[] = { c->vmm, "-q", "--restore", snap, "--vsock",
 			 sock, "--control", ctl, "--serial", "none",
 			 "--timeout", "60", NULL };
-	char reply[256];
-	struct run r;
 	pid_t pid;
-	int ret;
 
 	unlink(sock);
 	unlink(ctl);
 	pid = spawn(argv);
 	if (pid < 0) {
-		ret = -errno;
-		snprintf(why, whylen, "spawn: %s", strerror(-ret));
+		pid = -errno;
+		snprintf(why, whylen, "spawn: %s", strerror(-pid));
+	}
+	return pid;
+}
+
+int record_workingset(struct cfg *c, char *snap, char *why,
+		      size_t whylen)
+{
+	char *sock = xasprintf("%s/ws.sock", c->work);
+	char *ctl = xasprintf("%s/ws.ctl", c->work);
+	char reply[256];
+	struct run r;
+	pid_t pid;
+	int ret;
+
+	pid = spawn_controlled(c, snap, sock, ctl, why, whylen);
+	if (pid < 0) {
+		ret = pid;
 		goto out;
 	}
 	ret = start_session(sock, pid, now_ns(), &r, why, whylen);
@@ -424,5 +458,71 @@ out:
 	unlink(ctl);
 	free(sock);
 	free(ctl);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------
+ * h: a snapshot that carries its host connection
+ */
+
+/*
+ * Restores the main snapshot in a process, connects, takes READY and one
+ * invocation, then (the connection idle, between two frames) pauses the
+ * VM and snapshots it into c->snap_carry over its control socket: that
+ * snapshot carries the connection (docs/snapshots.md).
+ */
+int make_carry_snapshot(struct cfg *c, char *why, size_t whylen)
+{
+	char *sock = xasprintf("%s/carry.sock", c->work);
+	char *ctl = xasprintf("%s/carry.ctl", c->work);
+	char *cmd = xasprintf("snapshot %s\n", c->snap_carry);
+	uint64_t deadline = now_ns() + 10000000000ull;
+	struct inv_result res = { 0 };
+	struct inv_client *cl = NULL;
+	char reply[256] = "";
+	pid_t pid;
+	int fd, ret;
+
+	pid = spawn_controlled(c, c->snap, sock, ctl, why, whylen);
+	if (pid < 0) {
+		ret = pid;
+		goto out;
+	}
+	fd = connect_wait(sock, pid, deadline);
+	cl = fd < 0 ? NULL : inv_client_handshake_fd(fd, EMBER_INV_VSOCK_PORT,
+						     10000, &ret);
+	if (fd < 0 || !cl) {
+		ret = fd < 0 ? fd : ret;
+		snprintf(why, whylen, "connect: %s", strerror(-ret));
+		goto out;
+	}
+	ret = inv_client_wait_ready(cl, 10000);
+	if (!ret && inv_client_invoke(cl, g_req, strlen(g_req), 10000,
+				      &res) != EMBER_INVOKE_OK)
+		ret = -EIO;
+	if (ret < 0) {
+		snprintf(why, whylen, "first invoke: %s", res.msg);
+		goto out;
+	}
+	ret = control_cmd(ctl, "pause\n", reply, sizeof(reply));
+	if (!ret)
+		ret = control_cmd(ctl, cmd, reply, sizeof(reply));
+	if (ret < 0)
+		snprintf(why, whylen, "snapshot: %.200s", reply);
+	else
+		control_cmd(ctl, "stop\n", reply, sizeof(reply));
+	for (int i = 0; i < 200 && waitpid(pid, NULL, WNOHANG) == 0; i++)
+		usleep(5000);
+out:
+	inv_result_free(&res);
+	if (cl)
+		inv_client_destroy(cl);
+	if (pid > 0)
+		kid_reap(pid);
+	unlink(sock);
+	unlink(ctl);
+	free(sock);
+	free(ctl);
+	free(cmd);
 	return ret;
 }

@@ -160,3 +160,18 @@ int start_session(const char *sock, pid_t pid, uint64_t t0,
 	r->exits_hs = (long)(kvm_runs() - x0);
 	return finish_start(c, t0, pid, r, why, whylen);
 }
+
+int carried_session(int fd, uint64_t t0, struct run *r, char *why,
+		    size_t whylen)
+{
+	struct inv_client *c;
+	int ret;
+
+	r->sock = r->hs = 0;
+	c = inv_client_from_carried_fd(fd, &ret); /* takes fd over */
+	if (!c) {
+		snprintf(why, whylen, "client: %s", strerror(-ret));
+		return ret;
+	}
+	return finish_start(c, t0, 0, r, why, whylen);
+}

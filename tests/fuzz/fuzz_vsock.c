@@ -6,11 +6,15 @@
  * connections backed by socketpairs exist at host ports 1000..1003 / guest
  * ports 2000..2003, so data, credit and shutdown paths are reached; after
  * each packet the rx side is drained like a driver with buffers would.
+ * When the input's first 32 bytes decode as a carried connection's record
+ * (vsock_carry.c: a snapshot file's, so hostile too), connection 0 enters
+ * the table from it, its counters as the record says.
  * Invariants checked: every rx packet is well formed and never carries more
  * payload than the buffer or VSOCK_MAX_PAYLOAD; the table count is sane.
  */
 // link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/thread.c vmm/virtio/virtq.c
 // link: vmm/virtio/vsock.c vmm/virtio/vsock_conn.c vmm/virtio/vsock_unix.c
+// link: vmm/virtio/vsock_carry.c
 // link: snapshots/snap_prop.c
 #include <stdint.h>
 #include <stdlib.h>
@@ -75,6 +79,8 @@ static void drain_rx(struct vsock *v, uint64_t cap)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct vsock *v;
+	struct vsock_carry k;
+	bool carried;
 	int host[NCONN];
 	uint32_t port;
 	int err;
@@ -90,6 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    size < VSOCK_CONNECT_LINE_MAX ? size : VSOCK_CONNECT_LINE_MAX,
 			    &port);
 
+	carried = size >= VSOCK_CARRY_LEN &&
+		  vsock_carry_decode(data, VSOCK_CARRY_LEN, &k) == 0;
 	v = calloc(1, sizeof(*v));
 	if (!v || vsock_dev_init(v, 3) < 0)
 		abort();
@@ -103,6 +111,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		host[i] = sp[1];
 		pthread_mutex_lock(&v->lock);
+		if (i == 0 && carried) {
+			k.local_port = 1000;
+			k.peer_port = 2000;
+			if (vsock_carry_attach_locked(v, &k, sp[0]) < 0)
+				abort();
+			vsock_unlock(v);
+			if (write(host[i], "host bytes", 10) != 10)
+				abort();
+			continue;
+		}
 		c = vsock_conn_alloc(v, sp[0]);
 		c->state = VCONN_ESTABLISHED;
 		c->local_port = 1000 + (uint32_t)i;

@@ -533,6 +533,147 @@ out:
 	unlink(path);
 }
 
+/* Whether the file `dir`/state holds `needle` (a prop name, say). */
+static bool state_has(const char *dir, const char *needle)
+{
+	char path[4096 + 16], buf[1 << 16];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/state", dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	return n > 0 && memmem(buf, (size_t)n, needle, strlen(needle));
+}
+
+/* Restores `dir` into a new shell with `cmd` and fds state, memory and
+ * `sock` (fd 2); *pid is the shell's. The controller, or NULL. */
+static struct ember_shellctl *restore_dir(const char *dir, const char *cmd,
+					  int sock, pid_t *pid, char *reply,
+					  size_t len)
+{
+	char path[4096 + 16];
+	struct ember_shellctl *c = spawn(pid);
+	int fds[3] = { -1, -1, sock }, ret = -1;
+
+	if (!c)
+		return NULL;
+	snprintf(path, sizeof(path), "%s/state", dir);
+	fds[0] = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "%s/memory", dir);
+	fds[1] = open(path, O_RDONLY | O_CLOEXEC);
+	if (fds[0] >= 0 && fds[1] >= 0)
+		ret = command(c, cmd, fds, 3, reply, len);
+	else
+		snprintf(reply, len, "cannot open %s", dir);
+	for (unsigned i = 0; i < 2; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	if (ret != 0) {
+		ember_shellctl_close(c);
+		reap(*pid, T_MS);
+		*pid = 0;
+		return NULL;
+	}
+	return c;
+}
+
+/*
+ * A snapshot taken with one idle host connection carries it: restored
+ * with `vsock-carry=K`, the clone serves invocations over the socket K at
+ * once (no handshake, no READY), many of them and one larger than the
+ * device's and the guest's buffers (the credit counters carried right);
+ * restored with a new connection instead, it serves that one (READY
+ * again); the original VM goes on serving after the snapshot. Fails on a
+ * VMM without carried connections (no carried-conn saved, vsock-carry
+ * unknown).
+ */
+static void case_carried_connection(void)
+{
+	struct ember_shellctl *c = NULL;
+	struct inv_client *inv = NULL;
+	char reply[4096], dir[4096], *big = NULL;
+	int sv[2] = { -1, -1 }, dfd = -1, err;
+	pid_t pid = 0;
+
+	snprintf(dir, sizeof(dir), "%s/snap-carry", tmp);
+	CHECK(mkdir(dir, 0700) == 0 || errno == EEXIST, "mkdir %s", dir);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
+	      "socketpair");
+	c = restore_dir(snap, "restore state=0 memory=1 vsock=2 "
+			"vsock-connected", sv[1], &pid, reply, sizeof(reply));
+	CHECK(c, "restore: %s", reply);
+	close(sv[1]);
+	sv[1] = -1;
+	inv = inv_client_handshake_fd(sv[0], EMBER_INV_VSOCK_PORT, T_MS, &err);
+	sv[0] = -1;
+	CHECK(inv, "handshake: %s", strerror(-err));
+	CHECK(inv_client_wait_ready(inv, T_MS) == 0, "READY");
+	CHECK(echo_once(inv, "before the snapshot") == 0, "invoke");
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CHECK(dfd >= 0, "open %s", dir);
+	CHECK(command(c, "pause", NULL, 0, reply, sizeof(reply)) == 0, "pause");
+	CHECK(command(c, "snapshot dir=0", &dfd, 1, reply, sizeof(reply)) == 0,
+	      "snapshot: %s", reply);
+	CHECK(command(c, "resume", NULL, 0, reply, sizeof(reply)) == 0,
+	      "resume");
+	CHECK(echo_once(inv, "the original goes on") == 0, "invoke after");
+	end_session(c, inv, sv, pid);
+	c = NULL;
+	inv = NULL;
+	pid = 0;
+	CHECK(state_has(dir, "carried-conn"), "the snapshot carries no "
+	      "connection");
+
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
+	      "socketpair");
+	c = restore_dir(dir, "restore state=0 memory=1 vsock-carry=2", sv[1],
+			&pid, reply, sizeof(reply));
+	CHECK(c, "restore with vsock-carry: %s", reply);
+	close(sv[1]);
+	sv[1] = -1;
+	inv = inv_client_from_carried_fd(sv[0], &err);
+	sv[0] = -1;
+	CHECK(inv, "client: %s", strerror(-err));
+	for (int i = 0; i < 20; i++)
+		CHECK(echo_once(inv, "over the carried connection") == 0,
+		      "invoke %d", i);
+	big = malloc(1 << 20);
+	CHECK(big, "malloc");
+	for (size_t i = 0; i < (1 << 20) - 1; i++)
+		big[i] = (char)('a' + i % 26);
+	big[(1 << 20) - 1] = 0;
+	CHECK(echo_once(inv, big) == 0, "a 1 MiB invoke");
+	end_session(c, inv, sv, pid);
+	c = NULL;
+	inv = NULL;
+	pid = 0;
+
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
+	      "socketpair");
+	c = restore_dir(dir, "restore state=0 memory=1 vsock=2 "
+			"vsock-connected", sv[1], &pid, reply, sizeof(reply));
+	CHECK(c, "plain restore of the carrying snapshot: %s", reply);
+	close(sv[1]);
+	sv[1] = -1;
+	inv = inv_client_handshake_fd(sv[0], EMBER_INV_VSOCK_PORT, T_MS, &err);
+	sv[0] = -1;
+	CHECK(inv, "handshake: %s", strerror(-err));
+	CHECK(inv_client_wait_ready(inv, T_MS) == 0, "READY after the reset");
+	CHECK(echo_once(inv, "a new connection") == 0, "invoke");
+	printf("ok   a snapshot with an idle host connection carries it: the "
+	       "clone serves it with no handshake (20 invokes and 1 MiB); "
+	       "restored plainly it takes a new one\n");
+out:
+	free(big);
+	if (dfd >= 0)
+		close(dfd);
+	end_session(c, inv, sv, pid);
+}
+
 /* Unknown and early commands get ERR and the shell lives on; a malformed
  * restore (missing fds) is final: ERR, then exit status 64. */
 static void case_bad_commands(void)
@@ -659,6 +800,11 @@ static void case_bad_snapshots(void)
 	/* A snapshot with a vsock device restored without its host side. */
 	restore_expect("no vsock host side", "restore state=0 memory=1", fds,
 		       2, 64);
+	/* A socket for a carried connection the snapshot does not have. */
+	close(fds[2]);
+	fds[2] = dup(sv[1]);
+	restore_expect("vsock-carry on a snapshot that carries none",
+		       "restore state=0 memory=1 vsock-carry=2", fds, 3, 64);
 	for (unsigned i = 0; i < 3; i++)
 		close(fds[i]);
 	close(sv[0]);
@@ -771,6 +917,7 @@ int main(int argc, char **argv)
 	case_threads_late();
 	case_prepared_shells();
 	case_listen_prefetch_resnapshot();
+	case_carried_connection();
 	case_bad_commands();
 	case_bad_snapshots();
 	case_controller_goes_away();

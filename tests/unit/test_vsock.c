@@ -3,10 +3,12 @@
  * side (vsock_unix.c), driven through real split virtqueues (virtq.c) over a
  * fake guest RAM, the real event loop (run one round at a time) and real
  * Unix sockets in a temporary directory. The transport is faked: these
- * tests play the driver.
+ * tests play the driver. Also the connection a snapshot carries across
+ * its restore (vsock_carry.c).
  */
 // link: vmm/mem.c vmm/log.c vmm/evloop.c vmm/thread.c vmm/virtio/virtq.c
 // link: vmm/virtio/vsock.c vmm/virtio/vsock_conn.c vmm/virtio/vsock_unix.c
+// link: vmm/virtio/vsock_carry.c
 // link: snapshots/snap_prop.c
 #include <errno.h>
 #include <fcntl.h>
@@ -1116,6 +1118,514 @@ static void test_broken_ring(void **state)
 	assert_int_equal(v->nr_conns, 0);
 }
 
+/* ---- a connection carried by a snapshot (vsock_carry.c) ---- */
+
+/* vsock_carry_capture() on the test's device: true with *why NULL, or
+ * false with a reason (failures are reported at the caller's line). */
+#define capture(k) capture_at(k, __FILE__, __LINE__)
+static bool capture_at(struct vsock_carry *k, const char *file, int line)
+{
+	const char *why = "unset";
+	bool ok = vsock_carry_capture(v, k, &why);
+
+	if (ok)
+		_assert_true(why == NULL, "why == NULL", file, line);
+	else
+		_assert_true(why != NULL, "why != NULL", file, line);
+	return ok;
+}
+
+/* A guest packet on (gport -> local) advertising the guest's credit. */
+static void tx_credit(uint16_t op, uint32_t gport, uint32_t local,
+		      const void *data, uint32_t len, uint32_t buf_alloc,
+		      uint32_t fwd_cnt)
+{
+	struct vsock_hdr h = ghdr(op, gport, local, len);
+
+	h.buf_alloc = buf_alloc;
+	h.fwd_cnt = fwd_cnt;
+	tx_raw(&h, data, len);
+}
+
+/* Host connects to guest port `gport` and the guest accepts; sets *local.
+ * Like host_connect(), but the guest advertises buf_alloc 12345. */
+static int host_connect_credit(uint32_t gport, uint32_t *local)
+{
+	char line[32], want[32];
+	struct pkt p;
+	int fd = host_dial();
+
+	snprintf(line, sizeof(line), "CONNECT %u\n", gport);
+	write_all(fd, line, strlen(line));
+	pump(3);
+	assert_int_equal(rx_pkt(&p), 1);
+	assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
+	*local = p.h.src_port;
+	tx_credit(VSOCK_OP_RESPONSE, gport, *local, NULL, 0, 12345, 0);
+	snprintf(want, sizeof(want), "OK %u\n", *local);
+	assert_int_equal(recv(fd, line, strlen(want), MSG_WAITALL),
+			 (ssize_t)strlen(want));
+	assert_memory_equal(line, want, strlen(want));
+	return fd;
+}
+
+/*
+ * The record a snapshot saves is exactly the device's side of its one
+ * idle host connection, and every state a clone could not serve is
+ * refused. Each refusal is shown on a device that is carriable once the
+ * one condition goes away, so it is that condition that refuses.
+ */
+static void test_carry_capture(void **state)
+{
+	static uint8_t out[VSOCK_MAX_PAYLOAD], sink[VSOCK_BUF_ALLOC];
+	char line[32], buf[16];
+	struct vsock_carry k;
+	struct vsock_conn *c;
+	uint32_t local, local2;
+	struct pkt p;
+	int fd, fd2, lfd, sz = 4096;
+
+	(void)state;
+	post_all_rx();
+	/* No connection at all. */
+	assert_false(capture(&k));
+
+	/* A host peer in its handshake, then one whose REQUEST the guest has
+	 * not answered: neither is established. */
+	fd = host_dial();
+	pump(2);
+	assert_int_equal(v->nr_conns, 1);
+	assert_int_equal(v->conns[0].state, VCONN_HANDSHAKE);
+	assert_false(capture(&k));
+	write_all(fd, "CONNECT 1000\n", 13);
+	pump(3);
+	assert_int_equal(rx_pkt(&p), 1);
+	assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
+	local = p.h.src_port;
+	c = vsock_conn_lookup(v, local, 1000);
+	assert_non_null(c);
+	assert_int_equal(c->state, VCONN_REQ_SENT);
+	assert_false(capture(&k));
+	/* The guest accepts, advertising buf_alloc 12345 (and, once it has
+	 * consumed 4 of the 6 bytes below, fwd_cnt 4). */
+	tx_credit(VSOCK_OP_RESPONSE, 1000, local, NULL, 0, 12345, 0);
+	snprintf(line, sizeof(line), "OK %u\n", local);
+	assert_int_equal(recv(fd, buf, strlen(line), MSG_WAITALL),
+			 (ssize_t)strlen(line));
+	assert_memory_equal(buf, line, strlen(line));
+	assert_int_equal(c->state, VCONN_ESTABLISHED);
+
+	/* Data both ways, everything written: host "ping!!" (tx_cnt 6, of
+	 * which the guest consumed 4), guest "pong!" (fwd_cnt 5), a
+	 * CREDIT_REQUEST that tells the guest our fwd_cnt (fwd_cnt_sent 5),
+	 * then "abc" (fwd_cnt 8). Distinct values, so a field saved in
+	 * another's place shows. */
+	write_all(fd, "ping!!", 6);
+	pump(3);
+	p = expect_pkt(VSOCK_OP_RW, local, 1000);
+	assert_int_equal(p.h.len, 6);
+	assert_memory_equal(p.data, "ping!!", 6);
+	tx_credit(VSOCK_OP_RW, 1000, local, "pong!", 5, 12345, 4);
+	tx_credit(VSOCK_OP_CREDIT_REQUEST, 1000, local, NULL, 0, 12345, 4);
+	p = expect_pkt(VSOCK_OP_CREDIT_UPDATE, local, 1000);
+	assert_int_equal(p.h.fwd_cnt, 5);
+	tx_credit(VSOCK_OP_RW, 1000, local, "abc", 3, 12345, 4);
+	assert_int_equal(recv(fd, buf, 8, MSG_WAITALL), 8);
+	assert_memory_equal(buf, "pong!abc", 8);
+	assert_int_equal(c->buf_len, 0);
+
+	assert_true(capture(&k));
+	assert_int_equal(k.local_port, local);
+	assert_int_equal(k.peer_port, 1000);
+	assert_int_equal(k.peer_buf_alloc, 12345);
+	assert_int_equal(k.peer_fwd_cnt, 4);
+	assert_int_equal(k.tx_cnt, 6);
+	assert_int_equal(k.fwd_cnt, 8);
+	assert_int_equal(k.fwd_cnt_sent, 5);
+	assert_int_equal(k.flags, 0);
+	/* ... which are the connection's own fields. */
+	assert_int_equal(k.local_port, c->local_port);
+	assert_int_equal(k.peer_port, c->peer_port);
+	assert_int_equal(k.peer_buf_alloc, c->peer_buf_alloc);
+	assert_int_equal(k.peer_fwd_cnt, c->peer_fwd_cnt);
+	assert_int_equal(k.tx_cnt, c->tx_cnt);
+	assert_int_equal(k.fwd_cnt, c->fwd_cnt);
+	assert_int_equal(k.fwd_cnt_sent, c->fwd_cnt_sent);
+
+	/* A CREDIT_UPDATE still owed is carried as VSOCK_CARRY_F_CREDIT. The
+	 * guest stops re-posting rx buffers and keeps asking for credit: once
+	 * the ring is empty, the update stays pending. */
+	for (int i = 0; i < 2 * QSZ && !(c->pend & VPEND_CREDIT); i++)
+		tx_credit(VSOCK_OP_CREDIT_REQUEST, 1000, local, NULL, 0, 12345, 4);
+	assert_true(c->pend & VPEND_CREDIT);
+	assert_true(capture(&k));
+	assert_int_equal(k.flags, VSOCK_CARRY_F_CREDIT);
+	/* The guest takes the updates and posts buffers again: paid, and the
+	 * flag goes. */
+	while (rx_pkt(&p))
+		assert_int_equal(p.h.op, VSOCK_OP_CREDIT_UPDATE);
+	kick(VSOCK_QUEUE_RX);
+	while (rx_pkt(&p))
+		assert_int_equal(p.h.op, VSOCK_OP_CREDIT_UPDATE);
+	assert_false(c->pend & VPEND_CREDIT);
+	assert_true(capture(&k));
+	assert_int_equal(k.flags, 0);
+
+	/* Two connections: refused; carriable again once the second is gone
+	 * (its host closes, the guest answers the SHUTDOWN with RST). */
+	fd2 = host_connect_credit(1001, &local2);
+	assert_int_equal(v->nr_conns, 2);
+	assert_false(capture(&k));
+	close(fd2);
+	pump(3);
+	expect_pkt(VSOCK_OP_SHUTDOWN, local2, 1001);
+	tx(VSOCK_OP_RST, 1001, local2, NULL, 0);
+	assert_int_equal(v->nr_conns, 1);
+	assert_true(capture(&k));
+
+	/* Guest bytes the host has not read yet: with both socket buffers
+	 * shrunk (as in test_guest_to_host_credit) the device must keep some
+	 * in c->buf. Refused until the host has read everything. */
+	assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)), 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz)), 0);
+	fill_pattern(out, sizeof(out), 5);
+	{
+		size_t sent = 0, got = 0;
+
+		for (int i = 0; i < 3 && !c->buf_len; i++) {
+			tx_credit(VSOCK_OP_RW, 1000, local, out, sizeof(out), 12345, 4);
+			sent += sizeof(out);
+		}
+		assert_true(c->buf_len > 0);
+		assert_false(capture(&k));
+		for (int i = 0; i < 5000 && (got < sent || c->buf_len); i++) {
+			ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+
+			if (n > 0)
+				got += (size_t)n;
+			pump(1);
+		}
+		assert_int_equal(got, sent);
+		assert_int_equal(c->buf_len, 0);
+	}
+	while (rx_pkt(&p))
+		assert_int_equal(p.h.op, VSOCK_OP_CREDIT_UPDATE);
+	assert_true(capture(&k));
+	assert_int_equal(k.fwd_cnt, c->rx_cnt);
+
+	/* A transport reset under way (event not delivered, or not yet
+	 * handled by the guest). vsock_transport_reset() would also drop the
+	 * connection, so its flags are set by hand here to show that they
+	 * alone refuse; the real call is below. */
+	v->event_pending = true;
+	assert_false(capture(&k));
+	v->event_pending = false;
+	v->reset_unacked = true;
+	assert_false(capture(&k));
+	v->reset_unacked = false;
+	assert_true(capture(&k));
+
+	/* The guest shut its sending side down: refused, though the
+	 * connection is still there and idle. */
+	{
+		struct vsock_hdr h = ghdr(VSOCK_OP_SHUTDOWN, 1000, local, 0);
+
+		h.flags = VSOCK_SHUTDOWN_SEND;
+		tx_raw(&h, NULL, 0);
+	}
+	assert_int_equal(v->nr_conns, 1);
+	assert_int_equal(c->buf_len, 0);
+	assert_false(capture(&k));
+	tx(VSOCK_OP_RST, 1000, local, NULL, 0);
+	assert_int_equal(v->nr_conns, 0);
+	close(fd);
+
+	/* A connection the guest initiated is not the host's to carry. */
+	lfd = host_listen(6001);
+	fd = guest_connect(lfd, 2001, 6001);
+	assert_int_equal(v->nr_conns, 1);
+	assert_false(capture(&k));
+	tx(VSOCK_OP_RST, 2001, 6001, NULL, 0);
+	close(fd);
+	close(lfd);
+
+	/* The host peer finished sending (EOF, SHUTDOWN to the guest). */
+	fd = host_connect(1002, &local);
+	assert_true(capture(&k));
+	shutdown(fd, SHUT_WR);
+	pump(3);
+	expect_pkt(VSOCK_OP_SHUTDOWN, local, 1002);
+	assert_int_equal(v->nr_conns, 1);
+	assert_false(capture(&k));
+	tx(VSOCK_OP_RST, 1002, local, NULL, 0);
+	assert_int_equal(v->nr_conns, 0);
+	close(fd);
+
+	/* And after a real transport reset. */
+	fd = host_connect(1003, &local);
+	assert_true(capture(&k));
+	vsock_transport_reset(v);
+	assert_false(capture(&k));
+	close(fd);
+}
+
+/* The saved record: eight little-endian u32 in struct order, decoded back
+ * to the same values; a wrong length, an unknown flag or port
+ * VMADDR_PORT_ANY (a record no device produces) is refused. */
+static void test_carry_codec(void **state)
+{
+	const struct vsock_carry in = {
+		.local_port = 0x40000001, .peer_port = 0x2345,
+		.peer_buf_alloc = 0x31323334, .peer_fwd_cnt = 0xa1a2a3a4,
+		.tx_cnt = 0x51525354, .fwd_cnt = 0xfedcba98,
+		.fwd_cnt_sent = 0x01020304, .flags = VSOCK_CARRY_F_CREDIT,
+	};
+	const uint32_t want[8] = {
+		in.local_port, in.peer_port, in.peer_buf_alloc, in.peer_fwd_cnt,
+		in.tx_cnt, in.fwd_cnt, in.fwd_cnt_sent, in.flags,
+	};
+	uint8_t rec[VSOCK_CARRY_LEN + 1];
+	struct vsock_carry out;
+
+	(void)state;
+	assert_int_equal(VSOCK_CARRY_LEN, 32);
+	memset(rec, 0xee, sizeof(rec));
+	vsock_carry_encode(&in, rec);
+	assert_int_equal(rec[VSOCK_CARRY_LEN], 0xee); /* no overrun */
+	for (unsigned i = 0; i < 8; i++) {
+		const uint8_t *b = rec + 4 * i;
+
+		assert_int_equal(b[0] | b[1] << 8 | b[2] << 16 | (uint32_t)b[3] << 24,
+				 want[i]);
+	}
+	memset(&out, 0, sizeof(out));
+	assert_int_equal(vsock_carry_decode(rec, VSOCK_CARRY_LEN, &out), 0);
+	assert_int_equal(out.local_port, in.local_port);
+	assert_int_equal(out.peer_port, in.peer_port);
+	assert_int_equal(out.peer_buf_alloc, in.peer_buf_alloc);
+	assert_int_equal(out.peer_fwd_cnt, in.peer_fwd_cnt);
+	assert_int_equal(out.tx_cnt, in.tx_cnt);
+	assert_int_equal(out.fwd_cnt, in.fwd_cnt);
+	assert_int_equal(out.fwd_cnt_sent, in.fwd_cnt_sent);
+	assert_int_equal(out.flags, in.flags);
+
+	/* Wrong lengths. */
+	assert_int_equal(vsock_carry_decode(rec, VSOCK_CARRY_LEN - 1, &out), -EINVAL);
+	assert_int_equal(vsock_carry_decode(rec, VSOCK_CARRY_LEN + 1, &out), -EINVAL);
+	/* A flag this version does not know. */
+	{
+		struct vsock_carry bad = in;
+
+		bad.flags = 2;
+		vsock_carry_encode(&bad, rec);
+		assert_int_equal(vsock_carry_decode(rec, VSOCK_CARRY_LEN, &out), -EINVAL);
+		bad.flags = 0x80000000u | VSOCK_CARRY_F_CREDIT;
+		vsock_carry_encode(&bad, rec);
+		assert_int_equal(vsock_carry_decode(rec, VSOCK_CARRY_LEN, &out), -EINVAL);
+		/* Either port VMADDR_PORT_ANY. */
+		bad = in;
+		bad.local_port = 0xffffffffu;
+		vsock_carry_encode(&bad, rec);
+		assert_int_equal(vsock_carry_decode(rec, VSOCK_CARRY_LEN, &out), -EINVAL);
+		bad = in;
+		bad.peer_port = 0xffffffffu;
+		vsock_carry_encode(&bad, rec);
+		assert_int_equal(vsock_carry_decode(rec, VSOCK_CARRY_LEN, &out), -EINVAL);
+		/* Flags 0 is fine. */
+		bad = in;
+		bad.flags = 0;
+		vsock_carry_encode(&bad, rec);
+		assert_int_equal(vsock_carry_decode(rec, VSOCK_CARRY_LEN, &out), 0);
+		assert_int_equal(out.flags, 0);
+	}
+	/* The counters are not checked: all ones is a record like another. */
+	memset(rec, 0xff, VSOCK_CARRY_LEN);
+	memset(rec, 0, 8);       /* ports 0 and 0 */
+	memset(rec + 28, 0, 4);  /* flags 0 */
+	rec[0] = 7;
+	rec[4] = 9;
+	assert_int_equal(vsock_carry_decode(rec, VSOCK_CARRY_LEN, &out), 0);
+	assert_int_equal(out.local_port, 7);
+	assert_int_equal(out.peer_port, 9);
+	assert_int_equal(out.peer_buf_alloc, 0xffffffffu);
+	assert_int_equal(out.peer_fwd_cnt, 0xffffffffu);
+	assert_int_equal(out.tx_cnt, 0xffffffffu);
+	assert_int_equal(out.fwd_cnt, 0xffffffffu);
+	assert_int_equal(out.fwd_cnt_sent, 0xffffffffu);
+	assert_int_equal(out.flags, 0);
+}
+
+/* A record as a restore would decode it: host port L, guest port P; the
+ * guest's credit leaves room for exactly 10 bytes (1000 - (5000 - 4010));
+ * our fwd_cnt 777, of which the guest heard 700. */
+#define CARRY_L 0x40000123u
+#define CARRY_P 1234u
+static const struct vsock_carry carry_rec = {
+	.local_port = CARRY_L, .peer_port = CARRY_P,
+	.peer_buf_alloc = 1000, .peer_fwd_cnt = 4010, .tx_cnt = 5000,
+	.fwd_cnt = 777, .fwd_cnt_sent = 700,
+};
+
+/*
+ * Given the host socket for the connection a snapshot carries, the device
+ * serves the guest's connection as it stands: no handshake, the saved
+ * ports and counters, the guest's credit honoured; and only once.
+ */
+static void test_carry_attach(void **state)
+{
+	int sp[2], sp2[2];
+	struct vsock_carry k;
+	struct vsock_conn *c;
+	struct pkt p;
+	char buf[16];
+
+	(void)state;
+	post_all_rx();
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+	v->has_carry = true;
+	v->carry = carry_rec;
+	assert_int_equal(vsock_add_carried_conn(v, sp[0]), 0);
+	close(sp[0]); /* the device serves its own duplicate */
+	assert_false(v->has_carry);
+	assert_int_equal(v->nr_conns, 1);
+	c = vsock_conn_lookup(v, CARRY_L, CARRY_P);
+	assert_non_null(c);
+	assert_int_equal(c->state, VCONN_ESTABLISHED);
+	/* Idle, it is the record's connection: a snapshot taken now would
+	 * save the very same record (a clone can be snapshotted again). */
+	assert_true(capture(&k));
+	assert_int_equal(k.local_port, carry_rec.local_port);
+	assert_int_equal(k.peer_port, carry_rec.peer_port);
+	assert_int_equal(k.peer_buf_alloc, carry_rec.peer_buf_alloc);
+	assert_int_equal(k.peer_fwd_cnt, carry_rec.peer_fwd_cnt);
+	assert_int_equal(k.tx_cnt, carry_rec.tx_cnt);
+	assert_int_equal(k.fwd_cnt, carry_rec.fwd_cnt);
+	assert_int_equal(k.fwd_cnt_sent, carry_rec.fwd_cnt_sent);
+	assert_int_equal(k.flags, 0);
+	/* Nothing goes to the guest by itself: no REQUEST, no RESPONSE. */
+	pump(2);
+	kick(VSOCK_QUEUE_RX);
+	expect_no_pkt();
+
+	/* Host bytes arrive as RW on (L -> P), first of all packets, limited
+	 * to the guest's saved credit, headed with the saved fwd_cnt. */
+	write_all(sp[1], "0123456789abcdef", 16);
+	pump(3);
+	p = expect_pkt(VSOCK_OP_RW, CARRY_L, CARRY_P);
+	assert_int_equal(p.h.len, 10);
+	assert_memory_equal(p.data, "0123456789", 10);
+	assert_int_equal(p.h.fwd_cnt, 777);
+	assert_int_equal(p.h.buf_alloc, VSOCK_BUF_ALLOC);
+	pump(3);
+	expect_no_pkt(); /* credit used up */
+
+	/* The guest writes on (P -> L), telling it consumed all 5010 bytes:
+	 * they reach the host, and the rest of the host's bytes follow with
+	 * our fwd_cnt counted on from the saved one. */
+	{
+		struct vsock_hdr h = ghdr(VSOCK_OP_RW, CARRY_P, CARRY_L, 2);
+
+		h.buf_alloc = 1000;
+		h.fwd_cnt = 5010;
+		tx_raw(&h, "hi", 2);
+	}
+	assert_int_equal(recv(sp[1], buf, 2, MSG_WAITALL), 2);
+	assert_memory_equal(buf, "hi", 2);
+	pump(3);
+	p = expect_pkt(VSOCK_OP_RW, CARRY_L, CARRY_P);
+	assert_int_equal(p.h.len, 6);
+	assert_memory_equal(p.data, "abcdef", 6);
+	assert_int_equal(p.h.fwd_cnt, 779);
+	assert_int_equal(v->stat_rst_sent, 0);
+	/* Still idle, with the counters carried on. */
+	assert_true(capture(&k));
+	assert_int_equal(k.peer_buf_alloc, 1000);
+	assert_int_equal(k.peer_fwd_cnt, 5010);
+	assert_int_equal(k.tx_cnt, 5016);
+	assert_int_equal(k.fwd_cnt, 779);
+	assert_int_equal(k.fwd_cnt_sent, 779);
+
+	/* The record was used: a second socket for it is refused. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp2), 0);
+	assert_int_equal(vsock_add_carried_conn(v, sp2[0]), -ENOENT);
+	assert_int_equal(v->nr_conns, 1);
+	close(sp2[0]);
+	close(sp2[1]);
+	close(sp[1]);
+}
+
+/* No record, or an fd that is not a connected Unix stream socket: the
+ * socket is refused and no connection appears. */
+static void test_carry_attach_refused(void **state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int sp[2], pfd[2], lfd;
+
+	(void)state;
+	post_all_rx();
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+	v->has_carry = false;
+	assert_int_equal(vsock_add_carried_conn(v, sp[0]), -ENOENT);
+	assert_int_equal(v->nr_conns, 0);
+
+	v->has_carry = true;
+	v->carry = carry_rec;
+	assert_int_equal(pipe(pfd), 0);
+	assert_int_equal(vsock_add_carried_conn(v, pfd[0]), -ENOTSOCK);
+	assert_int_equal(v->nr_conns, 0);
+	close(pfd[0]);
+	close(pfd[1]);
+
+	v->has_carry = true;
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(lfd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/l.sock", dir);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(lfd, 1), 0);
+	assert_int_equal(vsock_add_carried_conn(v, lfd), -EINVAL);
+	assert_int_equal(v->nr_conns, 0);
+	close(lfd);
+
+	pump(2);
+	kick(VSOCK_QUEUE_RX);
+	expect_no_pkt();
+	close(sp[0]);
+	close(sp[1]);
+}
+
+/* A record saved while a CREDIT_UPDATE was owed: the guest gets it first,
+ * on (L -> P) with the saved fwd_cnt, before any data. */
+static void test_carry_attach_credit(void **state)
+{
+	int sp[2];
+	struct pkt p;
+
+	(void)state;
+	post_all_rx();
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+	v->has_carry = true;
+	v->carry = carry_rec;
+	v->carry.flags = VSOCK_CARRY_F_CREDIT;
+	assert_int_equal(vsock_add_carried_conn(v, sp[0]), 0);
+	/* Sent at the device's next look at its queues, here the guest's rx
+	 * notification. (vsock_add_carried_conn() does not run the queues
+	 * itself: without this kick, or host bytes, nothing is sent yet.) */
+	kick(VSOCK_QUEUE_RX);
+	p = expect_pkt(VSOCK_OP_CREDIT_UPDATE, CARRY_L, CARRY_P);
+	assert_int_equal(p.h.fwd_cnt, 777);
+	assert_int_equal(p.h.buf_alloc, VSOCK_BUF_ALLOC);
+	assert_int_equal(p.h.len, 0);
+	expect_no_pkt(); /* once */
+	/* Then data as usual. */
+	write_all(sp[1], "x", 1);
+	pump(3);
+	p = expect_pkt(VSOCK_OP_RW, CARRY_L, CARRY_P);
+	assert_memory_equal(p.data, "x", 1);
+	expect_no_pkt();
+	close(sp[0]);
+	close(sp[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1141,6 +1651,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_table_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_broken_ring, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_carry_capture, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_carry_codec, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_carry_attach, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_carry_attach_refused, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_carry_attach_credit, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -57,7 +57,7 @@ extern "C" {
 /* The version of this header's API: bumped on any change a caller could
  * notice (a struct grew, a call was added or changed meaning). Compare it
  * with ember_api_version() to catch a header and a library that differ. */
-#define EMBER_API_VERSION 4
+#define EMBER_API_VERSION 5
 int ember_api_version(void);
 
 #define EMBER_MAX_VCPUS 8
@@ -207,6 +207,14 @@ struct ember_restore {
 	const char *vsock_path;
 	int vsock_listen_fd;
 	int vsock_conn_fd;
+	/* Or: the host end of the connection the snapshot carries (taken
+	 * with one idle host connection, docs/snapshots.md), a connected
+	 * AF_UNIX stream socket: the guest's connection goes on over it with
+	 * no transport reset, no handshake and no READY; the next bytes on it
+	 * are the host's next frame. -EDESTADDRREQ if the snapshot carries
+	 * none. Without it such a snapshot restores as any other (the reset
+	 * drops the connection, the guest waits for a new one). */
+	int vsock_carry_fd;
 	const char *disks[EMBER_MAX_DISKS]; /* new backing paths, in order */
 	int disk_fds[EMBER_MAX_DISKS];  /* or open backing files (-1: path) */
 	unsigned nr_disks;          /* entries used in disks[]/disk_fds[] */

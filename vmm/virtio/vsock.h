@@ -72,6 +72,15 @@ struct vsock *vsock_create_fd(int listen_fd, uint64_t guest_cid,
  */
 int vsock_add_host_conn(struct vsock *v, int conn_fd);
 
+/*
+ * On a VM restored from a snapshot that carries a connection (vsock_carry.c,
+ * docs/snapshots.md): serves that connection on `conn_fd` (a connected
+ * AF_UNIX stream socket, duplicated), no handshake, instead of resetting the
+ * transport. 0 or -errno: -ENOENT the snapshot carries none (or its socket
+ * was given already), -EMFILE the table is full, or the fd's kind.
+ */
+int vsock_add_carried_conn(struct vsock *v, int conn_fd);
+
 /* Closes every host socket and the listener, unlinks uds_path, frees `v`.
  * Call it after evloop_destroy() of the loop given to vsock_create() and
  * after the transport stopped calling ops: it no longer touches the loop. */

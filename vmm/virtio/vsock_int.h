@@ -81,6 +81,22 @@ struct vsock_conn {
  * most 2 * VSOCK_MAX_CONNS sockets can close in one lock hold. */
 #define VSOCK_MAX_ZOMBIES (2 * VSOCK_MAX_CONNS)
 
+/*
+ * A connection a snapshot carries across its restore (vsock_carry.c): the
+ * device's side of one established host connection, saved so that a clone
+ * handed a new connected host socket for it can serve the guest's
+ * connection as it is, with no transport reset, no handshake and no READY.
+ * Saved as VSOCK_CARRY_LEN bytes: these eight little-endian u32, in order.
+ */
+struct vsock_carry {
+	uint32_t local_port, peer_port;
+	uint32_t peer_buf_alloc, peer_fwd_cnt, tx_cnt; /* the guest's credit */
+	uint32_t fwd_cnt, fwd_cnt_sent; /* ours (rx_cnt == fwd_cnt: idle) */
+	uint32_t flags;                 /* VSOCK_CARRY_F_* */
+};
+#define VSOCK_CARRY_LEN 32
+#define VSOCK_CARRY_F_CREDIT 1u     /* a CREDIT_UPDATE is owed the guest */
+
 struct vsock {
 	pthread_mutex_t lock;
 	uint64_t guest_cid;
@@ -115,6 +131,11 @@ struct vsock {
 	 * for our lock, so they are deleted and closed by vsock_unlock(). */
 	int zombie[VSOCK_MAX_ZOMBIES];
 	unsigned nr_zombies;
+
+	/* Restored from a snapshot that carries a connection: its record,
+	 * used when the restore hands over the host socket for it. */
+	bool has_carry;
+	struct vsock_carry carry;
 
 	struct vsock_hdr ctrl[VSOCK_CTRL_QUEUE];
 	unsigned ctrl_head, ctrl_len;
@@ -201,6 +222,27 @@ bool vsock_conn_after_output(struct vsock *v, struct vsock_conn *c);
  * they fit. 0 or -ENOMEM. */
 int vsock_conn_buffer(struct vsock_conn *c, const struct iovec *payload,
 		      unsigned niov, uint64_t skip, uint64_t present);
+
+/* ---- vsock_carry.c: a connection carried by a snapshot */
+
+/*
+ * With the device quiesced for a snapshot: fills *k and returns true when
+ * the device's one connection can be carried (established by the host,
+ * idle: every guest byte written to the host, no shutdown under way, no
+ * other connection or control packet, no reset pending); false and *why
+ * otherwise. Takes v->lock.
+ */
+bool vsock_carry_capture(struct vsock *v, struct vsock_carry *k,
+			 const char **why);
+void vsock_carry_encode(const struct vsock_carry *k,
+			uint8_t out[VSOCK_CARRY_LEN]);
+/* Parses a saved record (untrusted: from a snapshot file): 0, or -EINVAL
+ * for a wrong length, an unknown flag or port 0xffffffff (VMADDR_PORT_ANY). */
+int vsock_carry_decode(const uint8_t *p, size_t len, struct vsock_carry *k);
+/* Enters the carried connection with `fd` (already checked and ours) as
+ * its host socket. 0 or -EMFILE (table full). */
+int vsock_carry_attach_locked(struct vsock *v, const struct vsock_carry *k,
+			      int fd);
 
 /* ---- vsock_unix.c: host side */
 

@@ -491,17 +491,25 @@ struct vsock *vsock_create_fd(int listen_fd, uint64_t guest_cid,
 	return v;
 }
 
-int vsock_add_host_conn(struct vsock *v, int conn_fd)
+/* A caller's connected host socket, checked and duplicated: ours, or
+ * -errno. */
+static int take_conn_fd(int conn_fd)
 {
-	struct vsock_conn *c;
-	int fd, ret;
+	int fd, ret = check_unix_stream(conn_fd, false);
 
-	ret = check_unix_stream(conn_fd, false);
 	if (ret < 0)
 		return ret;
 	fd = fcntl(conn_fd, F_DUPFD_CLOEXEC, 3);
+	return fd < 0 ? -errno : fd;
+}
+
+int vsock_add_host_conn(struct vsock *v, int conn_fd)
+{
+	struct vsock_conn *c;
+	int fd = take_conn_fd(conn_fd), ret = 0;
+
 	if (fd < 0)
-		return -errno;
+		return fd;
 	pthread_mutex_lock(&v->lock);
 	c = vsock_conn_alloc(v, fd);
 	if (!c) {
@@ -517,6 +525,24 @@ int vsock_add_host_conn(struct vsock *v, int conn_fd)
 		vsock_host_arm_timer(v);
 	}
 	vsock_unlock(v);
+	return ret;
+}
+
+int vsock_add_carried_conn(struct vsock *v, int conn_fd)
+{
+	int fd = take_conn_fd(conn_fd), ret;
+
+	if (fd < 0)
+		return fd;
+	pthread_mutex_lock(&v->lock);
+	ret = v->has_carry ? vsock_carry_attach_locked(v, &v->carry, fd) :
+			     -ENOENT;
+	v->has_carry = false; /* one host socket for it, not two */
+	if (ret == 0)
+		vsock_process_queues_locked(v); /* a CREDIT_UPDATE owed */
+	vsock_unlock(v);
+	if (ret < 0)
+		close(fd);
 	return ret;
 }
 
@@ -591,9 +617,25 @@ static void *vsock_dev_create(const struct vm_dev_ctx *ctx,
 	return recorded(v, cfg->vsock_path, ret, err, errlen);
 }
 
-/* Saved: guest-cid (u64, 3..0xfffffffe) and uds-path (string). The host
- * side: the caller's vsock_path, or its listening and/or connected
- * sockets, or (restoring from a directory) the saved path. */
+/* The saved connection a snapshot carries, if any (vsock_carry.c). */
+static int restore_carry(struct vsock *v, const struct snap_virtio_dev *saved,
+			 char *err, size_t errlen)
+{
+	const struct snap_prop *p = snap_prop_find(saved, "carried-conn");
+
+	if (!p)
+		return 0;
+	if (vsock_carry_decode(p->data, p->len, &v->carry) < 0)
+		return errbuf_fail(err, errlen, -EINVAL, "vsock: bad saved "
+				   "state (carried-conn)");
+	v->has_carry = true;
+	return 0;
+}
+
+/* Saved: guest-cid (u64, 3..0xfffffffe), uds-path (string) and, when the
+ * snapshot carries a connection, carried-conn (VSOCK_CARRY_LEN bytes).
+ * The host side: the caller's vsock_path, or its listening and/or
+ * connected sockets, or (restoring from a directory) the saved path. */
 static void *vsock_dev_restore(const struct vm_dev_ctx *ctx,
 			       const struct snap_virtio_dev *saved,
 			       const struct virtio_dev_ops **ops, int *ret,
@@ -602,7 +644,8 @@ static void *vsock_dev_restore(const struct vm_dev_ctx *ctx,
 	const struct ember_restore *r = ctx->restore;
 	char path[SNAP_UDS_PATH_MAX];
 	bool by_fd = !r->vsock_path && (r->vsock_listen_fd >= 0 ||
-					r->vsock_conn_fd >= 0);
+					r->vsock_conn_fd >= 0 ||
+					r->vsock_carry_fd >= 0);
 	uint64_t cid;
 	struct vsock *v;
 
@@ -624,7 +667,8 @@ static void *vsock_dev_restore(const struct vm_dev_ctx *ctx,
 		*ret = errbuf_fail(err, errlen, -EDESTADDRREQ, "restoring from "
 				   "fds: the snapshot has a vsock device, give "
 				   "its host side (a path, a listening or a "
-				   "connected socket)");
+				   "connected socket, or the carried "
+				   "connection's)");
 		return NULL;
 	}
 	v = by_fd ? vsock_create_fd(r->vsock_listen_fd, cid, ctx->loop, ret) :
@@ -640,6 +684,11 @@ static void *vsock_dev_restore(const struct vm_dev_ctx *ctx,
 				    path, listen_errstr(*ret));
 		return NULL;
 	}
+	*ret = restore_carry(v, saved, err, errlen);
+	if (*ret < 0) {
+		vsock_destroy(v);
+		return NULL;
+	}
 	*ops = &vsock_ops;
 	return recorded(v, r->vsock_path ? r->vsock_path : path, ret, err,
 			errlen);
@@ -652,7 +701,7 @@ static int vsock_check_restore(const struct ember_restore *r, unsigned n,
 		return errbuf_fail(err, errlen, -EDESTADDRREQ, "vsock: a path or "
 				   "a listening socket, not both");
 	if (!n && (r->vsock_path || r->vsock_listen_fd >= 0 ||
-		   r->vsock_conn_fd >= 0))
+		   r->vsock_conn_fd >= 0 || r->vsock_carry_fd >= 0))
 		return errbuf_fail(err, errlen, -EDESTADDRREQ, "a vsock host "
 				   "side given, but the snapshot has no vsock "
 				   "device");
@@ -660,16 +709,30 @@ static int vsock_check_restore(const struct ember_restore *r, unsigned n,
 }
 
 /* A restored guest's connections belong to the original: reset the
- * transport; then the caller's connected socket, if any, comes in as a
- * fresh host connection (after the reset, which would drop it). */
+ * transport; or, given the host socket for the connection the snapshot
+ * carries, keep the guest's one connection and serve it on that socket.
+ * Then the caller's connected socket, if any, comes in as a fresh host
+ * connection (after the reset, which would drop it). */
 static int vsock_dev_restored(void *dev, const struct vm_dev_ctx *ctx,
 			      char *err, size_t errlen)
 {
 	struct vsock *v = dev;
 	int ret;
 
-	if (v->t)
+	if (ctx->restore->vsock_carry_fd >= 0) {
+		ret = vsock_add_carried_conn(v, ctx->restore->vsock_carry_fd);
+		if (ret == -ENOENT)
+			return errbuf_fail(err, errlen, -EDESTADDRREQ, "vsock: "
+					   "a socket for the carried connection "
+					   "given, but the snapshot carries "
+					   "none (docs/snapshots.md)");
+		if (ret < 0)
+			return errbuf_fail(err, errlen, ret, "vsock carried "
+					   "connection's socket: %s",
+					   strerror(-ret));
+	} else if (v->t) {
 		vsock_transport_reset(v);
+	}
 	if (ctx->restore->vsock_conn_fd < 0)
 		return 0;
 	ret = vsock_add_host_conn(v, ctx->restore->vsock_conn_fd);
@@ -685,8 +748,19 @@ static int vsock_dev_save(void *dev, struct snap_virtio_dev *saved, char *err,
 	struct vsock *v = dev;
 	int ret = snap_prop_set_u64(saved, "guest-cid", v->guest_cid);
 
+	struct vsock_carry k;
+	const char *why;
+
 	if (!ret)
 		ret = snap_prop_set_str(saved, "uds-path", v->record_path);
+	if (!ret && vsock_carry_capture(v, &k, &why)) {
+		uint8_t rec[VSOCK_CARRY_LEN];
+
+		vsock_carry_encode(&k, rec);
+		ret = snap_prop_set(saved, "carried-conn", rec, sizeof(rec));
+	} else if (!ret) {
+		log_debug("no connection carried: %s", why);
+	}
 	if (ret < 0)
 		return errbuf_fail(err, errlen, ret, "vsock: cannot record its "
 				   "state");
