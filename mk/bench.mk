@@ -39,3 +39,13 @@ bench-coldstart: $(BUILD)/bench/coldstart $(COLDSTART_TOOLS)/ember-vmm \
 		bench/results/coldstart-cdf.svg
 
 bench: bench-coldstart
+
+# A new ember-vmm --restore process over a new connection or over the one
+# the snapshot carries (docs/snapshots.md), arms alternated.
+.PHONY: bench-carry-process
+bench-carry-process: $(BUILD)/ember-vmm $(BUILD)/ember-micro \
+		$(BUILD)/handlers/echo
+	@mkdir -p bench/results
+	BUILD=$(BUILD) bench/carry_process
+
+bench: bench-carry-process

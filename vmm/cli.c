@@ -75,6 +75,14 @@ static const char usage_text[] =
 "                         path and disk paths (a clone must not share them)\n"
 "      --paused           start with the vCPUs paused (resume through the\n"
 "                         control socket)\n"
+"      --vsock-carry-fd FD\n"
+"                         with --restore: FD, an inherited connected AF_UNIX\n"
+"                         stream socket, is the host end of the connection\n"
+"                         the snapshot carries (taken with one idle host\n"
+"                         connection, docs/snapshots.md): no transport\n"
+"                         reset, no CONNECT, no READY on it; its next bytes\n"
+"                         are the host's next frame. Exit 64 if the snapshot\n"
+"                         carries none\n"
 "      --prefetch         with --restore: map the pages recorded in\n"
 "                         DIR/workingset before the guest runs\n"
 "      --control PATH     serve the control socket PATH (a stream socket): one\n"
@@ -331,7 +339,7 @@ int main(int argc, char **argv)
 		OPT_BACKEND, OPT_VSOCK, OPT_CID, OPT_RESTORE, OPT_CONTROL,
 		OPT_SNAP_READY, OPT_PREFETCH, OPT_PAUSED, OPT_SHELL,
 		OPT_CONTROL_FD, OPT_IRQCHIP, OPT_SECCOMP, OPT_NO_SECCOMP,
-		OPT_KVM_FD, OPT_THREADS_AT_RESTORE,
+		OPT_KVM_FD, OPT_THREADS_AT_RESTORE, OPT_CARRY_FD,
 	};
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, 'k' },
@@ -364,6 +372,7 @@ int main(int argc, char **argv)
 		{ "seccomp", optional_argument, NULL, OPT_SECCOMP },
 		{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
 		{ "kvm-fd", required_argument, NULL, OPT_KVM_FD },
+		{ "vsock-carry-fd", required_argument, NULL, OPT_CARRY_FD },
 		{ "threads-at-restore", no_argument, NULL,
 		  OPT_THREADS_AT_RESTORE },
 		{ NULL, 0, NULL, 0 },
@@ -378,7 +387,7 @@ int main(int argc, char **argv)
 	bool prefetch = false, paused = false, shell = false, irqchip = false;
 	bool threads_at_restore = false;
 	bool mem_set = false;
-	int control_fd = -1;
+	int control_fd = -1, carry_fd = -1;
 	char *micro_kernel = NULL; /* ember-micro beside us, with --micro */
 	struct ember_control *ctl = NULL;
 	bool micro = false;
@@ -514,6 +523,14 @@ int main(int argc, char **argv)
 			kvm_use_fd(kfd);
 			break;
 		}
+		case OPT_CARRY_FD:
+			carry_fd = (int)parse_u64(optarg, "carried connection fd",
+						  3, INT_MAX);
+			if (fcntl(carry_fd, F_GETFD) < 0)
+				usage_error("--vsock-carry-fd %d: not an open "
+					    "descriptor", carry_fd);
+			fcntl(carry_fd, F_SETFD, FD_CLOEXEC);
+			break;
 		case OPT_PREFETCH:
 			prefetch = true;
 			break;
@@ -564,6 +581,7 @@ int main(int argc, char **argv)
 				    "FD and --control PATH");
 		if (cfg.kernel || micro || handler || cfg.initrd || cfg.cmdline ||
 		    restore || snap_ready || paused || prefetch || cfg.nr_disks ||
+		    carry_fd >= 0 ||
 		    cfg.vsock_path || cfg.timeout_ms ||
 		    cfg.serial_fd != STDOUT_FILENO)
 			usage_error("--shell takes only --control-fd or --control, "
@@ -599,6 +617,8 @@ int main(int argc, char **argv)
 		usage_error("--restore takes no --kernel, --micro, --initrd or --cmdline");
 	if (!cfg.kernel && !restore)
 		usage_error("no kernel given: use --kernel FILE");
+	if (carry_fd >= 0 && !restore)
+		usage_error("--vsock-carry-fd needs --restore");
 	if (paused && !control)
 		usage_error("--paused needs --control PATH to resume the VM");
 
@@ -627,6 +647,7 @@ int main(int argc, char **argv)
 		r.timeout_ms = cfg.timeout_ms;
 		r.cpu_template = cfg.cpu_template;
 		r.prefetch = prefetch;
+		r.vsock_carry_fd = carry_fd;
 		for (unsigned i = 0; i < cfg.nr_disks; i++)
 			r.disks[i] = cfg.disks[i].path;
 		vm = ember_vm_restore(&r, &ret, err, sizeof(err));

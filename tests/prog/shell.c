@@ -674,6 +674,69 @@ out:
 	end_session(c, inv, sv, pid);
 }
 
+/* Starts `ember-vmm --restore dir --vsock-carry-fd FD` with FD the VMM's
+ * end of a new socketpair; *mine gets ours. The pid, or -1. */
+static pid_t spawn_carried(const char *dir, int *mine)
+{
+	char fdnum[16];
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		close(sv[0]);
+		snprintf(fdnum, sizeof(fdnum), "%d", sv[1]);
+		execl(vmm, vmm, "-q", "--restore", dir, "--serial", "none",
+		      "--timeout", "30", "--vsock-carry-fd", fdnum,
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(sv[1]);
+	if (pid < 0)
+		close(sv[0]);
+	else
+		*mine = sv[0];
+	return pid;
+}
+
+/* The same from a new process (`ember-vmm --restore --vsock-carry-fd`):
+ * the clone serves over the inherited socket at once; a snapshot that
+ * carries no connection is refused with exit 64. */
+static void case_carried_connection_process(void)
+{
+	struct inv_client *inv = NULL;
+	char dir[4096];
+	int fd = -1, err, st;
+	pid_t pid;
+
+	snprintf(dir, sizeof(dir), "%s/snap-carry", tmp);
+	pid = spawn_carried(dir, &fd);
+	CHECK(pid > 0, "fork");
+	inv = inv_client_from_carried_fd(fd, &err);
+	CHECK(inv, "client: %s", strerror(-err));
+	for (int i = 0; i < 5; i++)
+		CHECK(echo_once(inv, "a new process, carried") == 0,
+		      "invoke %d", i);
+	inv_client_destroy(inv); /* the guest's peer goes: it waits on */
+	inv = NULL;
+	kill(pid, SIGTERM);
+	st = reap(pid, T_MS);
+	CHECK(st == 0, "exit status %d after SIGTERM", st);
+	pid = spawn_carried(snap, &fd);
+	CHECK(pid > 0, "fork");
+	st = reap(pid, T_MS);
+	close(fd);
+	CHECK(st == 64, "--vsock-carry-fd on a snapshot that carries none: "
+	      "exit %d, want 64", st);
+	printf("ok   ember-vmm --restore --vsock-carry-fd serves over the "
+	       "inherited socket; exit 64 for a snapshot without one\n");
+out:
+	if (inv)
+		inv_client_destroy(inv);
+}
+
 /* Unknown and early commands get ERR and the shell lives on; a malformed
  * restore (missing fds) is final: ERR, then exit status 64. */
 static void case_bad_commands(void)
@@ -918,6 +981,7 @@ int main(int argc, char **argv)
 	case_prepared_shells();
 	case_listen_prefetch_resnapshot();
 	case_carried_connection();
+	case_carried_connection_process();
 	case_bad_commands();
 	case_bad_snapshots();
 	case_controller_goes_away();

@@ -1175,6 +1175,20 @@ static int host_connect_credit(uint32_t gport, uint32_t *local)
  * refused. Each refusal is shown on a device that is carriable once the
  * one condition goes away, so it is that condition that refuses.
  */
+/* Every field of two carried-connection records is equal. */
+static void expect_carry_eq(const struct vsock_carry *a,
+			    const struct vsock_carry *b)
+{
+	assert_int_equal(a->local_port, b->local_port);
+	assert_int_equal(a->peer_port, b->peer_port);
+	assert_int_equal(a->peer_buf_alloc, b->peer_buf_alloc);
+	assert_int_equal(a->peer_fwd_cnt, b->peer_fwd_cnt);
+	assert_int_equal(a->tx_cnt, b->tx_cnt);
+	assert_int_equal(a->fwd_cnt, b->fwd_cnt);
+	assert_int_equal(a->fwd_cnt_sent, b->fwd_cnt_sent);
+	assert_int_equal(a->flags, b->flags);
+}
+
 static void test_carry_capture(void **state)
 {
 	static uint8_t out[VSOCK_MAX_PAYLOAD], sink[VSOCK_BUF_ALLOC];
@@ -1235,22 +1249,16 @@ static void test_carry_capture(void **state)
 	assert_int_equal(c->buf_len, 0);
 
 	assert_true(capture(&k));
-	assert_int_equal(k.local_port, local);
-	assert_int_equal(k.peer_port, 1000);
-	assert_int_equal(k.peer_buf_alloc, 12345);
-	assert_int_equal(k.peer_fwd_cnt, 4);
-	assert_int_equal(k.tx_cnt, 6);
-	assert_int_equal(k.fwd_cnt, 8);
-	assert_int_equal(k.fwd_cnt_sent, 5);
-	assert_int_equal(k.flags, 0);
+	expect_carry_eq(&k, &(struct vsock_carry){
+		.local_port = local, .peer_port = 1000,
+		.peer_buf_alloc = 12345, .peer_fwd_cnt = 4, .tx_cnt = 6,
+		.fwd_cnt = 8, .fwd_cnt_sent = 5, .flags = 0 });
 	/* ... which are the connection's own fields. */
-	assert_int_equal(k.local_port, c->local_port);
-	assert_int_equal(k.peer_port, c->peer_port);
-	assert_int_equal(k.peer_buf_alloc, c->peer_buf_alloc);
-	assert_int_equal(k.peer_fwd_cnt, c->peer_fwd_cnt);
-	assert_int_equal(k.tx_cnt, c->tx_cnt);
-	assert_int_equal(k.fwd_cnt, c->fwd_cnt);
-	assert_int_equal(k.fwd_cnt_sent, c->fwd_cnt_sent);
+	expect_carry_eq(&k, &(struct vsock_carry){
+		.local_port = c->local_port, .peer_port = c->peer_port,
+		.peer_buf_alloc = c->peer_buf_alloc,
+		.peer_fwd_cnt = c->peer_fwd_cnt, .tx_cnt = c->tx_cnt,
+		.fwd_cnt = c->fwd_cnt, .fwd_cnt_sent = c->fwd_cnt_sent });
 
 	/* A CREDIT_UPDATE still owed is carried as VSOCK_CARRY_F_CREDIT. The
 	 * guest stops re-posting rx buffers and keeps asking for credit: once
@@ -1400,14 +1408,7 @@ static void test_carry_codec(void **state)
 	}
 	memset(&out, 0, sizeof(out));
 	assert_int_equal(vsock_carry_decode(rec, VSOCK_CARRY_LEN, &out), 0);
-	assert_int_equal(out.local_port, in.local_port);
-	assert_int_equal(out.peer_port, in.peer_port);
-	assert_int_equal(out.peer_buf_alloc, in.peer_buf_alloc);
-	assert_int_equal(out.peer_fwd_cnt, in.peer_fwd_cnt);
-	assert_int_equal(out.tx_cnt, in.tx_cnt);
-	assert_int_equal(out.fwd_cnt, in.fwd_cnt);
-	assert_int_equal(out.fwd_cnt_sent, in.fwd_cnt_sent);
-	assert_int_equal(out.flags, in.flags);
+	expect_carry_eq(&out, &in);
 
 	/* Wrong lengths. */
 	assert_int_equal(vsock_carry_decode(rec, VSOCK_CARRY_LEN - 1, &out), -EINVAL);
@@ -1494,14 +1495,7 @@ static void test_carry_attach(void **state)
 	/* Idle, it is the record's connection: a snapshot taken now would
 	 * save the very same record (a clone can be snapshotted again). */
 	assert_true(capture(&k));
-	assert_int_equal(k.local_port, carry_rec.local_port);
-	assert_int_equal(k.peer_port, carry_rec.peer_port);
-	assert_int_equal(k.peer_buf_alloc, carry_rec.peer_buf_alloc);
-	assert_int_equal(k.peer_fwd_cnt, carry_rec.peer_fwd_cnt);
-	assert_int_equal(k.tx_cnt, carry_rec.tx_cnt);
-	assert_int_equal(k.fwd_cnt, carry_rec.fwd_cnt);
-	assert_int_equal(k.fwd_cnt_sent, carry_rec.fwd_cnt_sent);
-	assert_int_equal(k.flags, 0);
+	expect_carry_eq(&k, &carry_rec);
 	/* Nothing goes to the guest by itself: no REQUEST, no RESPONSE. */
 	pump(2);
 	kick(VSOCK_QUEUE_RX);
