@@ -187,6 +187,18 @@ static uint64_t parse_u64(const char *s, const char *what, uint64_t min,
 	return v;
 }
 
+/* The inherited descriptor option `opt` names (3 and up, open; `what` in
+ * a parse error), made close-on-exec so no child of ours inherits it. */
+static int inherited_fd(const char *s, const char *opt, const char *what)
+{
+	int fd = (int)parse_u64(s, what, 3, INT_MAX);
+
+	if (fcntl(fd, F_GETFD) < 0)
+		usage_error("%s %d: not an open descriptor", opt, fd);
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	return fd;
+}
+
 static uint64_t parse_seconds_ms(const char *s)
 {
 	char *end;
@@ -513,23 +525,12 @@ int main(int argc, char **argv)
 			control_fd = (int)parse_u64(optarg, "control fd", 0,
 						    INT_MAX);
 			break;
-		case OPT_KVM_FD: {
-			int kfd = (int)parse_u64(optarg, "KVM fd", 3, INT_MAX);
-
-			if (fcntl(kfd, F_GETFD) < 0)
-				usage_error("--kvm-fd %d: not an open descriptor",
-					    kfd);
-			fcntl(kfd, F_SETFD, FD_CLOEXEC);
-			kvm_use_fd(kfd);
+		case OPT_KVM_FD:
+			kvm_use_fd(inherited_fd(optarg, "--kvm-fd", "KVM fd"));
 			break;
-		}
 		case OPT_CARRY_FD:
-			carry_fd = (int)parse_u64(optarg, "carried connection fd",
-						  3, INT_MAX);
-			if (fcntl(carry_fd, F_GETFD) < 0)
-				usage_error("--vsock-carry-fd %d: not an open "
-					    "descriptor", carry_fd);
-			fcntl(carry_fd, F_SETFD, FD_CLOEXEC);
+			carry_fd = inherited_fd(optarg, "--vsock-carry-fd",
+						"carried connection fd");
 			break;
 		case OPT_PREFETCH:
 			prefetch = true;

@@ -364,8 +364,7 @@ static void library_loop(struct cfg *c, unsigned id, unsigned long res[2])
 
 	while (now_ns() < until) {
 		if (lib_start(c, &(struct lib_opts){ 0 }, NULL, sock, NULL, &r,
-			      why,
-			      sizeof(why)) < 0)
+			      why, sizeof(why)) < 0)
 			res[1]++;
 		else
 			res[0]++;

@@ -550,14 +550,15 @@ static bool state_has(const char *dir, const char *needle)
 }
 
 /* Restores `dir` into a new shell with `cmd` and fds state, memory and
- * `sock` (fd 2); *pid is the shell's. The controller, or NULL. */
+ * (fd 2) the shell's end of a new socketpair, whose other end goes to
+ * *mine; *pid is the shell's. The controller, or NULL (reply says why). */
 static struct ember_shellctl *restore_dir(const char *dir, const char *cmd,
-					  int sock, pid_t *pid, char *reply,
+					  int *mine, pid_t *pid, char *reply,
 					  size_t len)
 {
 	char path[4096 + 16];
 	struct ember_shellctl *c = spawn(pid);
-	int fds[3] = { -1, -1, sock }, ret = -1;
+	int fds[3] = { -1, -1, -1 }, sv[2] = { -1, -1 }, ret = -1;
 
 	if (!c)
 		return NULL;
@@ -565,19 +566,28 @@ static struct ember_shellctl *restore_dir(const char *dir, const char *cmd,
 	fds[0] = open(path, O_RDONLY | O_CLOEXEC);
 	snprintf(path, sizeof(path), "%s/memory", dir);
 	fds[1] = open(path, O_RDONLY | O_CLOEXEC);
-	if (fds[0] >= 0 && fds[1] >= 0)
-		ret = command(c, cmd, fds, 3, reply, len);
-	else
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		snprintf(reply, len, "socketpair: %s", strerror(errno));
+	} else if (fds[0] < 0 || fds[1] < 0) {
 		snprintf(reply, len, "cannot open %s", dir);
+	} else {
+		fds[2] = sv[1];
+		ret = command(c, cmd, fds, 3, reply, len);
+	}
 	for (unsigned i = 0; i < 2; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
+	if (sv[1] >= 0)
+		close(sv[1]); /* the shell has its own copy */
 	if (ret != 0) {
+		if (sv[0] >= 0)
+			close(sv[0]);
 		ember_shellctl_close(c);
 		reap(*pid, T_MS);
 		*pid = 0;
 		return NULL;
 	}
+	*mine = sv[0];
 	return c;
 }
 
@@ -596,20 +606,16 @@ static void case_carried_connection(void)
 	struct ember_shellctl *c = NULL;
 	struct inv_client *inv = NULL;
 	char reply[4096], dir[4096], *big = NULL;
-	int sv[2] = { -1, -1 }, dfd = -1, err;
+	int dfd = -1, fd, err;
+	const int no_fds[2] = { -1, -1 }; /* end_session() has none to close */
 	pid_t pid = 0;
 
 	snprintf(dir, sizeof(dir), "%s/snap-carry", tmp);
 	CHECK(mkdir(dir, 0700) == 0 || errno == EEXIST, "mkdir %s", dir);
-	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
-	      "socketpair");
 	c = restore_dir(snap, "restore state=0 memory=1 vsock=2 "
-			"vsock-connected", sv[1], &pid, reply, sizeof(reply));
+			"vsock-connected", &fd, &pid, reply, sizeof(reply));
 	CHECK(c, "restore: %s", reply);
-	close(sv[1]);
-	sv[1] = -1;
-	inv = inv_client_handshake_fd(sv[0], EMBER_INV_VSOCK_PORT, T_MS, &err);
-	sv[0] = -1;
+	inv = inv_client_handshake_fd(fd, EMBER_INV_VSOCK_PORT, T_MS, &err);
 	CHECK(inv, "handshake: %s", strerror(-err));
 	CHECK(inv_client_wait_ready(inv, T_MS) == 0, "READY");
 	CHECK(echo_once(inv, "before the snapshot") == 0, "invoke");
@@ -621,22 +627,17 @@ static void case_carried_connection(void)
 	CHECK(command(c, "resume", NULL, 0, reply, sizeof(reply)) == 0,
 	      "resume");
 	CHECK(echo_once(inv, "the original goes on") == 0, "invoke after");
-	end_session(c, inv, sv, pid);
+	end_session(c, inv, no_fds, pid);
 	c = NULL;
 	inv = NULL;
 	pid = 0;
 	CHECK(state_has(dir, "carried-conn"), "the snapshot carries no "
 	      "connection");
 
-	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
-	      "socketpair");
-	c = restore_dir(dir, "restore state=0 memory=1 vsock-carry=2", sv[1],
+	c = restore_dir(dir, "restore state=0 memory=1 vsock-carry=2", &fd,
 			&pid, reply, sizeof(reply));
 	CHECK(c, "restore with vsock-carry: %s", reply);
-	close(sv[1]);
-	sv[1] = -1;
-	inv = inv_client_from_carried_fd(sv[0], &err);
-	sv[0] = -1;
+	inv = inv_client_from_carried_fd(fd, &err);
 	CHECK(inv, "client: %s", strerror(-err));
 	for (int i = 0; i < 20; i++)
 		CHECK(echo_once(inv, "over the carried connection") == 0,
@@ -647,20 +648,15 @@ static void case_carried_connection(void)
 		big[i] = (char)('a' + i % 26);
 	big[(1 << 20) - 1] = 0;
 	CHECK(echo_once(inv, big) == 0, "a 1 MiB invoke");
-	end_session(c, inv, sv, pid);
+	end_session(c, inv, no_fds, pid);
 	c = NULL;
 	inv = NULL;
 	pid = 0;
 
-	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
-	      "socketpair");
 	c = restore_dir(dir, "restore state=0 memory=1 vsock=2 "
-			"vsock-connected", sv[1], &pid, reply, sizeof(reply));
+			"vsock-connected", &fd, &pid, reply, sizeof(reply));
 	CHECK(c, "plain restore of the carrying snapshot: %s", reply);
-	close(sv[1]);
-	sv[1] = -1;
-	inv = inv_client_handshake_fd(sv[0], EMBER_INV_VSOCK_PORT, T_MS, &err);
-	sv[0] = -1;
+	inv = inv_client_handshake_fd(fd, EMBER_INV_VSOCK_PORT, T_MS, &err);
 	CHECK(inv, "handshake: %s", strerror(-err));
 	CHECK(inv_client_wait_ready(inv, T_MS) == 0, "READY after the reset");
 	CHECK(echo_once(inv, "a new connection") == 0, "invoke");
@@ -671,7 +667,7 @@ out:
 	free(big);
 	if (dfd >= 0)
 		close(dfd);
-	end_session(c, inv, sv, pid);
+	end_session(c, inv, no_fds, pid);
 }
 
 /* Starts `ember-vmm --restore dir --vsock-carry-fd FD` with FD the VMM's

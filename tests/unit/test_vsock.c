@@ -220,12 +220,23 @@ static void tx_raw(const struct vsock_hdr *h, const void *data,
 	assert_int_equal(id, 0);
 }
 
+/* A guest packet on (gport -> local) advertising the guest's credit. */
+static void tx_credit(uint16_t op, uint32_t gport, uint32_t local,
+		      const void *data, uint32_t len, uint32_t buf_alloc,
+		      uint32_t fwd_cnt)
+{
+	struct vsock_hdr h = ghdr(op, gport, local, len);
+
+	h.buf_alloc = buf_alloc;
+	h.fwd_cnt = fwd_cnt;
+	tx_raw(&h, data, len);
+}
+
+/* The same with ghdr()'s credit: buf_alloc 1 MiB, fwd_cnt 0. */
 static void tx(uint16_t op, uint32_t src_port, uint32_t dst_port,
 	       const void *data, uint32_t len)
 {
-	struct vsock_hdr h = ghdr(op, src_port, dst_port, len);
-
-	tx_raw(&h, data, len);
+	tx_credit(op, src_port, dst_port, data, len, 1u << 20, 0);
 }
 
 static void pump(int rounds)
@@ -353,9 +364,10 @@ static int guest_connect(int lfd, uint32_t gport, uint32_t port)
 	return fd;
 }
 
-/* Host connects to guest port `gport` and the guest accepts. Sets *local
- * to the host-side port the device chose. */
-static int host_connect(uint32_t gport, uint32_t *local)
+/* Host connects to guest port `gport` and the guest accepts, advertising
+ * `buf_alloc`. Sets *local to the host-side port the device chose. */
+static int host_connect_alloc(uint32_t gport, uint32_t *local,
+			      uint32_t buf_alloc)
 {
 	char line[64], want[32];
 	struct pkt p;
@@ -370,12 +382,17 @@ static int host_connect(uint32_t gport, uint32_t *local)
 	assert_int_equal(p.h.dst_port, gport);
 	assert_true(p.h.src_port >= (1u << 30));
 	*local = p.h.src_port;
-	tx(VSOCK_OP_RESPONSE, gport, *local, NULL, 0);
+	tx_credit(VSOCK_OP_RESPONSE, gport, *local, NULL, 0, buf_alloc, 0);
 	snprintf(want, sizeof(want), "OK %u\n", *local);
 	n = recv(fd, line, strlen(want), MSG_WAITALL);
 	assert_int_equal(n, (ssize_t)strlen(want));
 	assert_memory_equal(line, want, strlen(want));
 	return fd;
+}
+
+static int host_connect(uint32_t gport, uint32_t *local)
+{
+	return host_connect_alloc(gport, local, 1u << 20);
 }
 
 /* The next rx packet is the REQUEST of host socket fd's connection to
@@ -1135,46 +1152,6 @@ static bool capture_at(struct vsock_carry *k, const char *file, int line)
 	return ok;
 }
 
-/* A guest packet on (gport -> local) advertising the guest's credit. */
-static void tx_credit(uint16_t op, uint32_t gport, uint32_t local,
-		      const void *data, uint32_t len, uint32_t buf_alloc,
-		      uint32_t fwd_cnt)
-{
-	struct vsock_hdr h = ghdr(op, gport, local, len);
-
-	h.buf_alloc = buf_alloc;
-	h.fwd_cnt = fwd_cnt;
-	tx_raw(&h, data, len);
-}
-
-/* Host connects to guest port `gport` and the guest accepts; sets *local.
- * Like host_connect(), but the guest advertises buf_alloc 12345. */
-static int host_connect_credit(uint32_t gport, uint32_t *local)
-{
-	char line[32], want[32];
-	struct pkt p;
-	int fd = host_dial();
-
-	snprintf(line, sizeof(line), "CONNECT %u\n", gport);
-	write_all(fd, line, strlen(line));
-	pump(3);
-	assert_int_equal(rx_pkt(&p), 1);
-	assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
-	*local = p.h.src_port;
-	tx_credit(VSOCK_OP_RESPONSE, gport, *local, NULL, 0, 12345, 0);
-	snprintf(want, sizeof(want), "OK %u\n", *local);
-	assert_int_equal(recv(fd, line, strlen(want), MSG_WAITALL),
-			 (ssize_t)strlen(want));
-	assert_memory_equal(line, want, strlen(want));
-	return fd;
-}
-
-/*
- * The record a snapshot saves is exactly the device's side of its one
- * idle host connection, and every state a clone could not serve is
- * refused. Each refusal is shown on a device that is carriable once the
- * one condition goes away, so it is that condition that refuses.
- */
 /* Every field of two carried-connection records is equal. */
 static void expect_carry_eq(const struct vsock_carry *a,
 			    const struct vsock_carry *b)
@@ -1189,6 +1166,12 @@ static void expect_carry_eq(const struct vsock_carry *a,
 	assert_int_equal(a->flags, b->flags);
 }
 
+/*
+ * The record a snapshot saves is exactly the device's side of its one
+ * idle host connection, and every state a clone could not serve is
+ * refused. Each refusal is shown on a device that is carriable once the
+ * one condition goes away, so it is that condition that refuses.
+ */
 static void test_carry_capture(void **state)
 {
 	static uint8_t out[VSOCK_MAX_PAYLOAD], sink[VSOCK_BUF_ALLOC];
@@ -1281,7 +1264,7 @@ static void test_carry_capture(void **state)
 
 	/* Two connections: refused; carriable again once the second is gone
 	 * (its host closes, the guest answers the SHUTDOWN with RST). */
-	fd2 = host_connect_credit(1001, &local2);
+	fd2 = host_connect_alloc(1001, &local2, 12345);
 	assert_int_equal(v->nr_conns, 2);
 	assert_false(capture(&k));
 	close(fd2);

@@ -746,20 +746,18 @@ static int vsock_dev_save(void *dev, struct snap_virtio_dev *saved, char *err,
 			  size_t errlen)
 {
 	struct vsock *v = dev;
-	int ret = snap_prop_set_u64(saved, "guest-cid", v->guest_cid);
-
 	struct vsock_carry k;
+	uint8_t rec[VSOCK_CARRY_LEN];
 	const char *why;
+	int ret = snap_prop_set_u64(saved, "guest-cid", v->guest_cid);
 
 	if (!ret)
 		ret = snap_prop_set_str(saved, "uds-path", v->record_path);
-	if (!ret && vsock_carry_capture(v, &k, &why)) {
-		uint8_t rec[VSOCK_CARRY_LEN];
-
+	if (!ret && !vsock_carry_capture(v, &k, &why)) {
+		log_debug("no connection carried: %s", why);
+	} else if (!ret) {
 		vsock_carry_encode(&k, rec);
 		ret = snap_prop_set(saved, "carried-conn", rec, sizeof(rec));
-	} else if (!ret) {
-		log_debug("no connection carried: %s", why);
 	}
 	if (ret < 0)
 		return errbuf_fail(err, errlen, ret, "vsock: cannot record its "
