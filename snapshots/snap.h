@@ -335,11 +335,12 @@ int snap_load_state_fd(int fd, struct snap_vm *s, unsigned flags, char *err,
 int snap_load_state_blob_fd(int fd, const char *what, void **blob,
 			    size_t *len, char *err, size_t errlen);
 
-/* ---- CPU fingerprint (snap_read.c) ---- */
+/* ---- CPU fingerprint (snap_cpu.c) ---- */
 
-/* Fills *fp from this host's CPUID. Returns 0, or -ENOTSUP when CPUID leaf 1
- * is missing. The caller may then overwrite fp->words with the (filtered)
- * feature words actually given to the guest. */
+/* Fills *fp from this host's CPUID, read once per process (thread-safe).
+ * Returns 0, or -ENOTSUP when CPUID leaf 1 is missing. The caller may then
+ * overwrite fp->words with the (filtered) feature words actually given to
+ * the guest. */
 int snap_cpu_fingerprint(struct snap_cpu_fp *fp);
 
 /* Returns 0 when a snapshot taken on `saved` can run on `here`, else
