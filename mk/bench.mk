@@ -41,7 +41,8 @@ bench-coldstart: $(BUILD)/bench/coldstart $(COLDSTART_TOOLS)/ember-vmm \
 bench: bench-coldstart
 
 # A new ember-vmm --restore process over a new connection or over the one
-# the snapshot carries (docs/snapshots.md), arms alternated.
+# the snapshot carries (docs/snapshots.md), with and without prefetch, arms
+# alternated.
 .PHONY: bench-carry-process
 bench-carry-process: $(BUILD)/ember-vmm $(BUILD)/ember-micro \
 		$(BUILD)/handlers/echo
@@ -49,3 +50,13 @@ bench-carry-process: $(BUILD)/ember-vmm $(BUILD)/ember-micro \
 	BUILD=$(BUILD) bench/carry_process
 
 bench: bench-carry-process
+
+# KVM's page faults in a restored guest's first invocation, counted with
+# the kernel's trace events (root; docs/benchmarks.md).
+.PHONY: bench-shadow-faults
+bench-shadow-faults: $(BUILD)/ember-vmm $(BUILD)/ember-micro \
+		$(BUILD)/handlers/echo
+	@mkdir -p bench/results
+	BUILD=$(BUILD) bench/shadow_faults
+
+bench: bench-shadow-faults
