@@ -2,7 +2,7 @@
  * deploy.c - the deploy pipeline (see deploy.h): receive, extract,
  * manifest, image, boot, snapshot.
  *
- * The boot runs `ember-vmm --micro ... --snapshot-at-ready snapshot` as a
+ * The boot runs `ember-vmm --micro ... --vsock ... --control ...` as a
  * child in out_dir, rather than a VM inside the caller, because one VM per
  * process is the rule (a guest that escapes lands in a process that holds
  * nothing else) and because a handler that fails its initialisation then
@@ -10,10 +10,15 @@
  * reached READY ("guest is ready") and how it ended; its console file holds
  * the handler's own initialisation output, which a failed deploy returns.
  *
+ * The deploy connects to the guest over vsock, waits for READY, and
+ * snapshots the paused VM through its control socket with that connection
+ * open and idle, so the snapshot carries it and a cold start skips the
+ * handshake and READY (docs/snapshots.md, sched.c).
+ *
  * Guest "linux" (deploy_linux.c) takes the same steps with other tools: the
  * image is an ext4 root disk from the image tool, the VMM boots the Linux
- * kernel (fd 3) with it read-only, and the deploy itself waits for READY
- * over vsock and snapshots the VM through its control socket.
+ * kernel (fd 3) with it read-only, and the connection is closed before the
+ * snapshot (its READY asks for SYNC, which every clone must get).
  */
 #include <elf.h>
 #include <errno.h>
@@ -845,6 +850,21 @@ static int linux_boot_failure(struct build *b, int lret, int status,
 	return fail(b, DEPLOY_STEP_BOOT, -EIO, "%s (%s)", why, last);
 }
 
+/* The micro guest: the READY wait or the snapshot exchange failed while
+ * the VMM still ran (it was killed then). An end of the VM on its own
+ * (-EPIPE) is boot_failure()'s to explain from its status. */
+static int micro_boot_failure(struct build *b, int lret, bool ready,
+			      uint32_t timeout_ms, const char *why)
+{
+	collect_output(b);
+	if (lret == -ETIMEDOUT)
+		return fail(b, DEPLOY_STEP_BOOT, -ETIMEDOUT,
+			    "the handler was not ready within %u ms (it never "
+			    "read its first request)", timeout_ms);
+	return fail(b, ready ? DEPLOY_STEP_SNAPSHOT : DEPLOY_STEP_BOOT, -EIO,
+		    "%s", why);
+}
+
 static int do_boot(struct build *b)
 {
 	const struct fn_manifest *m = &b->res->manifest;
@@ -855,14 +875,15 @@ static int do_boot(struct build *b)
 	char *argv[] = {
 		b->vmm, "-v", "--micro", "--kernel", b->micro,
 		"--handler", "/proc/self/fd/3", "--mem", mem,
-		"--disk", "image,ro", "--vsock", "v.sock",
-		"--serial", "init.log", "--cmdline", b->cmdline,
-		"--snapshot-at-ready", "snapshot", "--timeout", timeout,
+		"--disk", "image,ro", "--vsock", DEPLOY_LINUX_VSOCK,
+		"--control", DEPLOY_LINUX_CONTROL, "--serial", "init.log",
+		"--cmdline", b->cmdline, "--timeout", timeout,
 		NULL /* --seccomp when asked */, NULL,
 	};
 	/* Guest "linux": the kernel is fd 3, the root disk read-only (every
-	 * clone shares it), READY and the snapshot go through vsock and the
-	 * control socket (deploy_linux.c). */
+	 * clone shares it). For both, READY and the snapshot go through vsock
+	 * and the control socket (deploy_snapshot_at_ready()); the micro
+	 * guest's snapshot keeps the connection. */
 	char *largv[] = {
 		b->vmm, "-v", "--kernel", "/proc/self/fd/3", "--mem", mem,
 		"--disk", "image,ro", "--vsock", DEPLOY_LINUX_VSOCK,
@@ -891,9 +912,9 @@ static int do_boot(struct build *b)
 	if (b->rq->tools->seccomp)
 		argv[sizeof(argv) / sizeof(argv[0]) - 2] = "--seccomp";
 	snprintf(mem, sizeof(mem), "%u", m->memory_mib);
-	/* A Linux guest's VMM also has to write the snapshot after READY:
-	 * it stops by itself a minute after the boot's deadline. */
-	vmm_ms = timeout_ms + (b->linux_guest ? 60000u : 0u);
+	/* The VMM also has to write the snapshot after READY: it stops by
+	 * itself a minute after the boot's deadline. */
+	vmm_ms = timeout_ms + 60000u;
 	snprintf(timeout, sizeof(timeout), "%llu.%03llu",
 		 (unsigned long long)(vmm_ms / 1000),
 		 (unsigned long long)(vmm_ms % 1000));
@@ -928,13 +949,13 @@ static int do_boot(struct build *b)
 	}
 	if (b->rq->vmm_child)
 		b->rq->vmm_child(b->rq->ctx, pid, true);
-	if (b->linux_guest) {
+	{
 		uint64_t ready_us = 0;
 
-		lret = deploy_linux_snapshot(b->out_fd, pid,
-					     t0 + (uint64_t)timeout_ms * 1000u,
-					     &ready, &ready_us, lwhy,
-					     sizeof(lwhy));
+		lret = deploy_snapshot_at_ready(b->out_fd, pid,
+						t0 + (uint64_t)timeout_ms * 1000u,
+						!b->linux_guest, &ready,
+						&ready_us, lwhy, sizeof(lwhy));
 		/* Not ready in time, or the exchange failed: it ends now
 		 * (unreaped, the pid cannot have been reused). */
 		if (lret && lret != -EPIPE)
@@ -949,13 +970,14 @@ static int do_boot(struct build *b)
 		b->rq->vmm_child(b->rq->ctx, pid, false);
 	close(err_r);
 	t1 = now_us();
-	unlinkat(b->out_fd, "v.sock", 0); /* if the VMM left it */
-	if (b->linux_guest) {
-		unlinkat(b->out_fd, DEPLOY_LINUX_CONTROL, 0);
-		if (lret)
-			return linux_boot_failure(b, lret, status, ready,
-						  timeout_ms, lwhy);
-	}
+	/* If the VMM left them. */
+	unlinkat(b->out_fd, DEPLOY_LINUX_VSOCK, 0);
+	unlinkat(b->out_fd, DEPLOY_LINUX_CONTROL, 0);
+	if (lret && b->linux_guest)
+		return linux_boot_failure(b, lret, status, ready, timeout_ms,
+					  lwhy);
+	if (lret && lret != -EPIPE)
+		return micro_boot_failure(b, lret, ready, timeout_ms, lwhy);
 	if (status != 0 || !ready ||
 	    fstatat(b->out_fd, "snapshot/state", &sb, AT_SYMLINK_NOFOLLOW) ||
 	    fstatat(b->out_fd, "snapshot/memory", &sb, AT_SYMLINK_NOFOLLOW))

@@ -299,9 +299,9 @@ static int control_connect(int dir_fd, uint64_t deadline_us, char *why,
 	return -1;
 }
 
-int deploy_linux_snapshot(int dir_fd, pid_t pid, uint64_t deadline_us,
-			  bool *ready, uint64_t *ready_us, char *why,
-			  size_t whylen)
+int deploy_snapshot_at_ready(int dir_fd, pid_t pid, uint64_t deadline_us,
+			     bool carry, bool *ready, uint64_t *ready_us,
+			     char *why, size_t whylen)
 {
 	char vsock[64];
 	struct inv_client *c = NULL;
@@ -355,7 +355,10 @@ int deploy_linux_snapshot(int dir_fd, pid_t pid, uint64_t deadline_us,
 	}
 	/* READY comes once the handler waits for its first request. */
 	ret = inv_client_wait_ready(c, ms_until(deadline_us));
-	inv_client_destroy(c);
+	if (ret || !carry) {
+		inv_client_destroy(c);
+		c = NULL;
+	}
 	if (ret == -ETIMEDOUT) {
 		snprintf(why, whylen, "no READY in time");
 		return -ETIMEDOUT;
@@ -368,8 +371,10 @@ int deploy_linux_snapshot(int dir_fd, pid_t pid, uint64_t deadline_us,
 	*ready = true;
 	*ready_us = now_us();
 	ctl = control_connect(dir_fd, deadline_us, why, whylen);
-	if (ctl < 0)
+	if (ctl < 0) {
+		inv_client_destroy(c);
 		return -EIO;
+	}
 	ret = control_cmd(ctl, "pause\n", why, whylen);
 	if (!ret)
 		ret = control_cmd(ctl, "snapshot snapshot\n", why, whylen);
@@ -377,5 +382,6 @@ int deploy_linux_snapshot(int dir_fd, pid_t pid, uint64_t deadline_us,
 	if (control_cmd(ctl, "stop\n", why, ret ? 0 : whylen) && !ret)
 		ret = -EIO;
 	close(ctl);
+	inv_client_destroy(c); /* (NULL without carry) */
 	return ret;
 }

@@ -5,7 +5,9 @@
  * fakeroot, no mount, no root), and the snapshot at READY, which a Linux
  * guest reports over vsock (guest-init's READY frame) rather than with the
  * micro guest's READY hypercall, so the deploy connects, waits for it and
- * snapshots the paused VM through its control socket.
+ * snapshots the paused VM through its control socket. The micro guest's
+ * deploy takes its snapshot the same way (deploy_snapshot_at_ready()), to
+ * keep the connection in it.
  *
  * Owns: the image tool's command line, running it, the READY wait and the
  * pause/snapshot/stop exchange. Does not own: the pipeline's steps, the
@@ -70,9 +72,16 @@ int deploy_linux_run_image(int dir_fd, const char *tmp_dir, char *const *argv,
  * (the VM or its guest ended first), -EIO (the control exchange failed),
  * with the reason in why[whylen]; *ready says whether READY came, and
  * *ready_us when (CLOCK_MONOTONIC).
+ *
+ * Both guests' deploys use it. With `carry` (the micro guest) the
+ * connection stays open, idle after READY, until the snapshot is written,
+ * so the snapshot carries it (docs/snapshots.md): a restore handed a
+ * socket for it skips the handshake and READY. Without (guest "linux",
+ * whose READY asks for SYNC, the clock and entropy each clone must get) it
+ * is closed before the pause.
  */
-int deploy_linux_snapshot(int dir_fd, pid_t pid, uint64_t deadline_us,
-			  bool *ready, uint64_t *ready_us, char *why,
-			  size_t whylen);
+int deploy_snapshot_at_ready(int dir_fd, pid_t pid, uint64_t deadline_us,
+			     bool carry, bool *ready, uint64_t *ready_us,
+			     char *why, size_t whylen);
 
 #endif

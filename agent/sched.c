@@ -13,6 +13,8 @@
  *
  *   SPAWNING --READY--> SHELL (in the pool) --restore--> RESTORING
  *     --OK restored--> STARTING --vsock "OK n", READY frame--> IDLE
+ *   or, when the snapshot carries its connection (micro guests' since
+ *   2026-12-03, docs/snapshots.md): RESTORING --OK restored--> IDLE
  *   IDLE <--> BUSY (one invocation)          any --> DEAD --reaped--> freed
  *
  * Invocations wait in their function's FIFO; whenever an instance becomes
@@ -46,6 +48,7 @@
 #include "agent/elog.h"
 #include "agent/list.h"
 #include "agent/timers.h"
+#include "ember.h"
 #include "ember/shellctl.h"
 #include "log.h"
 #include "proto/invoke.h"
@@ -129,6 +132,7 @@ struct fn {
 	uint32_t memory_mib, timeout_ms, max_conc;
 	uint32_t idle_ttl_ms, min_instances;
 	bool ws_known;          /* the snapshot has a working set (or gave up) */
+	bool carried;           /* the snapshot carries its host connection */
 	bool ws_recording;      /* an instance is writing it now */
 	uint64_t avg_service_ns;    /* moving average of durations */
 	unsigned service_samples;
@@ -273,6 +277,7 @@ static void idle_enter(struct sched *s, struct inst *in);
 static void idle_timer_arm(struct sched *s, struct inst *in);
 static void fn_time_service(struct fn *fn, uint64_t ns);
 static void ws_record(struct sched *s, struct inst *in);
+static void inst_ready(struct sched *s, struct inst *in);
 
 const char *sched_outcome_name(enum sched_outcome o)
 {
@@ -1373,6 +1378,8 @@ static void on_ctl(struct sched *s, struct watch *w, uint32_t ev)
 				if (!strncmp(line, "OK", 2)) {
 					if (in->state == I_RESTORING)
 						in->state = I_STARTING;
+					if (in->fn->carried)
+						inst_ready(s, in);
 					break;
 				}
 				snprintf(in->exit_msg, sizeof(in->exit_msg),
@@ -1486,6 +1493,28 @@ static int inst_send_sync(struct inst *in)
 }
 
 /* A whole frame arrived. */
+/* A restored instance can take invocations: after its READY frame, or,
+ * over a carried connection, after "OK restored". */
+static void inst_ready(struct sched *s, struct inst *in)
+{
+	struct fn *fn = in->fn;
+
+	in->fresh = true;
+	in->ready_ns = util_now_ns();
+	in->init_ns = in->ready_ns - in->restore_ns;
+	timer_cancel(s, &in->timer);
+	fn->nr_starting--;
+	s->nr_restoring--;
+	pthread_cond_signal(&s->pool_cond);
+	fn->start_failures = 0;
+	fn->t->thread_solo = false;
+	idle_enter(s, in);
+	fn_event(fn, "scale_up", "v%u: a new instance (VMM %d) is ready, "
+		 "restored in %llu us%s", fn->version, (int)in->proc.pid,
+		 (unsigned long long)(in->init_ns / 1000),
+		 fn->carried ? " over the snapshot's connection" : "");
+}
+
 static void frame_done(struct sched *s, struct inst *in)
 {
 	const struct ember_inv_hdr *h = &in->dec.hdr;
@@ -1496,22 +1525,13 @@ static void frame_done(struct sched *s, struct inst *in)
 	case EMBER_INV_READY:
 		if (in->state != I_STARTING && in->state != I_RESTORING)
 			return on_protocol_error(s, in, "unexpected READY");
+		if (fn->carried)
+			return on_protocol_error(s, in, "READY over a carried "
+						 "connection");
 		if ((h->flags & EMBER_INV_F_READY_SYNC) && inst_send_sync(in))
 			return inst_died(s, in, "the SYNC frame could not be "
 					 "sent");
-		in->fresh = true;
-		in->ready_ns = util_now_ns();
-		in->init_ns = in->ready_ns - in->restore_ns;
-		timer_cancel(s, &in->timer);
-		fn->nr_starting--;
-		s->nr_restoring--;
-		pthread_cond_signal(&s->pool_cond);
-		fn->start_failures = 0;
-		fn->t->thread_solo = false;
-		idle_enter(s, in);
-		fn_event(fn, "scale_up", "v%u: a new instance (VMM %d) is ready, "
-			 "restored in %llu us", fn->version, (int)in->proc.pid,
-			 (unsigned long long)(in->init_ns / 1000));
+		inst_ready(s, in);
 		break;
 	case EMBER_INV_RESULT: {
 		bool first = in->first;
@@ -1778,9 +1798,9 @@ static int inst_restore(struct sched *s, struct inst *in, struct fn *fn)
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		goto err_files;
 	fds[nfds++] = sv[1]; /* closed with fds[] from here on */
-	len = (size_t)snprintf(line, sizeof(line),
-			       "restore state=0 memory=1 vsock=2 "
-			       "vsock-connected");
+	len = (size_t)snprintf(line, sizeof(line), "restore state=0 memory=1 %s",
+			       fn->carried ? "vsock-carry=2" :
+					     "vsock=2 vsock-connected");
 	if (fn->disk) {
 		if ((fds[nfds] = open(fn->disk, O_RDONLY | O_CLOEXEC)) < 0)
 			goto err_files;
@@ -1819,10 +1839,13 @@ static int inst_restore(struct sched *s, struct inst *in, struct fn *fn)
 		goto err_sent;
 	}
 	/* The handshake goes out now, with the restore: the VMM reads it as
-	 * soon as the restored guest's vsock device runs. */
+	 * soon as the restored guest's vsock device runs. A carried
+	 * connection has none: the guest's end is established already. */
+	in->handshaken = fn->carried;
 	if (fcntl(sv[0], F_SETFL, O_NONBLOCK) < 0 ||
-	    write(sv[0], connect_line, sizeof(connect_line) - 1) !=
-		    (ssize_t)(sizeof(connect_line) - 1) ||
+	    (!fn->carried &&
+	     write(sv[0], connect_line, sizeof(connect_line) - 1) !=
+		     (ssize_t)(sizeof(connect_line) - 1)) ||
 	    watch_add(s, &in->w_vsock, sv[0], on_vsock)) {
 		close(sv[0]);
 		snprintf(why, sizeof(why), "vsock connection: %s",
@@ -2287,6 +2310,30 @@ static void fn_retire(struct sched *s, struct fn *fn)
 	fn_schedule_pump(s, fn); /* frees it once unreferenced */
 }
 
+/*
+ * Whether fn's snapshot carries its host connection, so that its restores
+ * hand the VMM a socket for it (vsock-carry) and skip CONNECT and READY.
+ * Asked of micro guests only: a Linux guest's READY asks for SYNC, the
+ * clock and entropy each clone must get, and its deploy does not keep the
+ * connection. Snapshots deployed before 2026-12-03 carry none and restore
+ * as before.
+ */
+static bool snapshot_carries(const struct fn *fn)
+{
+	char path[4096], err[256];
+	int fd, ret;
+
+	snprintf(path, sizeof(path), "%s/state", fn->snap_dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false; /* the restore will say what is wrong */
+	ret = ember_snapshot_carries_connection(fd, err, sizeof(err));
+	close(fd);
+	if (ret < 0)
+		log_warn("%s v%u: %s", fn->name, fn->version, err);
+	return ret == 1;
+}
+
 int sched_fn_set(struct sched *s, const struct sched_fn_spec *spec)
 {
 	struct fn *fn = calloc(1, sizeof(*fn)), *old;
@@ -2324,6 +2371,7 @@ int sched_fn_set(struct sched *s, const struct sched_fn_spec *spec)
 		snprintf(ws, sizeof(ws), "%s/workingset", fn->snap_dir);
 		fn->ws_known = stat(ws, &st) == 0;
 	}
+	fn->carried = !fn->irqchip && snapshot_carries(fn);
 	pthread_mutex_lock(&s->lock);
 	fn->t = tenant_get(s, fn->tenant_id);
 	if (!fn->t) {

@@ -25,6 +25,7 @@
 
 #include "log.h"
 #include "snapshots/snap.h"
+#include "virtio/virtio.h"
 
 /*
  * Restore order, per vCPU (Firecracker's order, with KVM's reasons): CPUID
@@ -336,4 +337,21 @@ struct ember_vm *ember_vm_restore(const struct ember_restore *r, int *retp,
 		vm = shell_restore_state(sh, r, s, retp, err, errlen);
 	free(s);
 	return vm;
+}
+
+int ember_snapshot_carries_connection(int state_fd, char *err, size_t errlen)
+{
+	struct snap_vm *s = calloc(1, sizeof(*s)); /* ~1 MiB: not on a stack */
+	int ret;
+
+	if (!s)
+		return errbuf_fail(err, errlen, -ENOMEM, "out of memory");
+	/* Another host's CPU does not change what the file holds. */
+	ret = snap_load_state_fd(state_fd, s, SNAP_LOAD_ANY_CPU, err, errlen);
+	for (uint32_t i = 0; ret == 0 && i < s->nr_devices; i++)
+		if (s->dev[i].device_id == VIRTIO_ID_VSOCK &&
+		    snap_prop_find(&s->dev[i], "carried-conn"))
+			ret = 1;
+	free(s);
+	return ret;
 }

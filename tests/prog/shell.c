@@ -591,6 +591,24 @@ static struct ember_shellctl *restore_dir(const char *dir, const char *cmd,
 	return c;
 }
 
+/* ember_snapshot_carries_connection() of DIR/NAME; err says why on < 0. */
+static int carries(const char *dir, const char *name, char *err, size_t len)
+{
+	char path[4096];
+	int fd, ret;
+
+	err[0] = '\0';
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, len, "open %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	ret = ember_snapshot_carries_connection(fd, err, len);
+	close(fd);
+	return ret;
+}
+
 /*
  * A snapshot taken with one idle host connection carries it: restored
  * with `vsock-carry=K`, the clone serves invocations over the socket K at
@@ -633,6 +651,14 @@ static void case_carried_connection(void)
 	pid = 0;
 	CHECK(state_has(dir, "carried-conn"), "the snapshot carries no "
 	      "connection");
+	/* What emberd asks before it restores over it. */
+	CHECK(carries(dir, "state", reply, sizeof(reply)) == 1,
+	      "ember_snapshot_carries_connection(carrying): %s", reply);
+	CHECK(carries(snap, "state", reply, sizeof(reply)) == 0,
+	      "ember_snapshot_carries_connection(at READY): %s", reply);
+	CHECK(carries(dir, "memory", reply, sizeof(reply)) < 0 && reply[0],
+	      "ember_snapshot_carries_connection(not a state file) must fail "
+	      "with a reason");
 
 	c = restore_dir(dir, "restore state=0 memory=1 vsock-carry=2", &fd,
 			&pid, reply, sizeof(reply));

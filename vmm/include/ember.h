@@ -57,7 +57,7 @@ extern "C" {
 /* The version of this header's API: bumped on any change a caller could
  * notice (a struct grew, a call was added or changed meaning). Compare it
  * with ember_api_version() to catch a header and a library that differ. */
-#define EMBER_API_VERSION 5
+#define EMBER_API_VERSION 6
 int ember_api_version(void);
 
 #define EMBER_MAX_VCPUS 8
@@ -239,6 +239,17 @@ void ember_restore_init(struct ember_restore *r);
  */
 struct ember_vm *ember_vm_restore(const struct ember_restore *r, int *ret,
 				  char *err, size_t errlen);
+
+/*
+ * Whether the snapshot whose state file is open at state_fd carries a host
+ * connection (taken with one idle host connection, docs/snapshots.md), so
+ * that a restore can be handed its socket (vsock_carry_fd): 1 if it does,
+ * 0 if not, -errno with a reason if the state file cannot be read or
+ * parsed. Reads the file from offset 0 (pread); the record itself is
+ * checked by the restore.
+ */
+int ember_snapshot_carries_connection(int state_fd, char *err,
+				      size_t errlen);
 
 /*
  * A VM shell for embedders that keep a pool: the KVM VM, its vCPUs, event
