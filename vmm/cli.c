@@ -591,8 +591,10 @@ int main(int argc, char **argv)
 				    "(the rest comes with the restore command)");
 		/* Everything reaches a shell as fds: only --control PATH's
 		 * socket file is a path (main unlinks it at exit). */
-		status = cli_seccomp_setup(seccomp, control ? SECCOMP_F_UNLINK
-							    : 0);
+		status = cli_seccomp_setup(seccomp,
+					   (control ? SECCOMP_F_UNLINK : 0) |
+					   (threads_at_restore ?
+					    SECCOMP_F_THREADS_AT_RESTORE : 0));
 		if (status != ST_OK)
 			return status;
 		return cli_shell_main(&so);

@@ -35,6 +35,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -297,6 +298,19 @@ static const struct rule restore[] = {
 	ALLOW(io_uring_setup, "the restored disks' ring"),
 	ALLOW(io_uring_register, "the ring's registered image file"),
 	ALLOW(getrandom, "fresh entropy for the restored guest"),
+	ALLOW(timerfd_create, "the restored vsock device's retry timer"),
+	ALLOW(timerfd_settime, "that timer, armed or stopped while the "
+	      "restore sets up the device"),
+	ALLOW(getsockopt, "checking the vsock socket handed in (type, "
+	      "domain, listening)"),
+	ALLOW_IF(fcntl, EQ32(1, F_SETFL), "the vsock socket handed in made "
+		 "non-blocking"),
+	ALLOW(rt_sigaction, "the vCPU kick signal's handler"),
+};
+
+/* SECCOMP_F_THREADS_AT_RESTORE: the restore creates the VM's threads,
+ * which start under `restore` (with the vcpu and evloop lists). */
+static const struct rule restore_threads[] = {
 	ALLOW_IF(clone, MASKED(0, CLONE_THREAD, CLONE_THREAD),
 		 "threads of the restored VM; never a process"),
 	ALLOW(set_robust_list, "a new thread's start"),
@@ -304,10 +318,6 @@ static const struct rule restore[] = {
 	ALLOW(sched_getaffinity, "a new thread's start"),
 	ALLOW_IF(prctl, EQ32(0, PR_SET_NAME), "a new thread names itself "
 		 "(vcpuN, event) before it loads its own filter"),
-	ALLOW(timerfd_create, "the restored vsock device's retry timer"),
-	ALLOW(getsockopt, "checking the vsock socket handed in (type, "
-	      "domain, listening)"),
-	ALLOW(rt_sigaction, "the vCPU kick signal's handler"),
 };
 
 struct list {
@@ -318,7 +328,7 @@ struct list {
 
 #define L(t) { t, sizeof(t) / sizeof((t)[0]), 0 }
 #define L_IF(t, f) { t, sizeof(t) / sizeof((t)[0]), f }
-#define MAX_LISTS 8
+#define MAX_LISTS 10
 static const struct {
 	const char *name;
 	struct list l[MAX_LISTS];
@@ -337,8 +347,13 @@ static const struct {
 				     L(snapshot_writer),
 				     L_IF(paths, SECCOMP_F_PATHS) } },
 	[SECCOMP_THREAD_RESTORE] = { "restore", { L(common), L(control),
-				     L(snapshot_writer), L(restore), L(vcpu),
-				     L(evloop), L_IF(paths, SECCOMP_F_PATHS),
+				     L(snapshot_writer), L(restore),
+				     L_IF(restore_threads,
+					  SECCOMP_F_THREADS_AT_RESTORE),
+				     L_IF(vcpu, SECCOMP_F_THREADS_AT_RESTORE),
+				     L_IF(evloop,
+					  SECCOMP_F_THREADS_AT_RESTORE),
+				     L_IF(paths, SECCOMP_F_PATHS),
 				     L_IF(vsock_connect,
 					  SECCOMP_F_VSOCK_CONNECT) } },
 };
@@ -503,6 +518,10 @@ int seccomp_prepare(enum seccomp_mode m, unsigned flags, char *err,
  *   fork    clone() of a process (no CLONE_THREAD): no fork bombs
  *   exec    execve("/bin/true")
  *   open    open("/etc/passwd") from the root (no path after setup)
+ *   timer, epoll, setname
+ *           timer_create, epoll_wait (on fd -1) and PR_SET_NAME: a
+ *           vCPU's, an event thread's and a new thread's calls, which
+ *           only the threads that make them may
  * A trip that returns means the filter let the call through: the process
  * then exits 99, which no test accepts.
  */
@@ -529,6 +548,12 @@ static void test_trip(enum seccomp_thread kind)
 		syscall(SYS_execve, "/bin/true", argv, environ);
 	} else if (!strcmp(call, "open")) {
 		syscall(SYS_openat, AT_FDCWD, "/etc/passwd", O_RDONLY);
+	} else if (!strcmp(call, "timer")) {
+		syscall(SYS_timer_create, CLOCK_MONOTONIC, NULL, NULL);
+	} else if (!strcmp(call, "epoll")) {
+		syscall(SYS_epoll_wait, -1, NULL, 0, 0);
+	} else if (!strcmp(call, "setname")) {
+		syscall(SYS_prctl, PR_SET_NAME, "tripped", 0L, 0L, 0L);
 	} else {
 		socket(AF_INET, SOCK_STREAM, 0);
 	}

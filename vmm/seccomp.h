@@ -64,6 +64,12 @@ enum {
 	/* --vsock PATH (not fds): a guest connection to host port P connects
 	 * to PATH_P, a Unix socket made on the vCPU or event thread. */
 	SECCOMP_F_VSOCK_CONNECT = 1u << 3,
+	/* --shell --threads-at-restore: the control thread creates the VM's
+	 * threads at the restore, and they keep its `restore` filter under
+	 * their own, so that list must also allow what they do (and
+	 * creating them). Without it the threads exist before the restore
+	 * and `restore` holds only what building the VM takes. */
+	SECCOMP_F_THREADS_AT_RESTORE = 1u << 4,
 };
 
 /* Compiles every kind's filter for this process (the pid it may signal is

@@ -31,6 +31,10 @@
 #include "proto/invoke.h"
 
 static const char *vmm, *snap, *tmp;
+/* --vmm-arg ARG (repeatable): added to every shell's arguments (the
+ * integration test runs the cases again with --seccomp). */
+static const char *extra_args[4];
+static unsigned nr_extra;
 static int failures;
 
 #define CHECK(cond, ...)                                                      \
@@ -67,12 +71,21 @@ static int reap(pid_t pid, int timeout_ms)
 static struct ember_shellctl *spawn_with(const char *const *args,
 					 pid_t *pid)
 {
+	const char *all[32];
 	struct ember_shellctl *c;
 	pid_t said = 0;
 	char why[256];
+	unsigned n = 0;
 	int err = 0, ret;
 
-	c = ember_shellctl_spawn(vmm, args, pid, &err);
+	while (args[n] && n < 32 - 1 - nr_extra) {
+		all[n] = args[n];
+		n++;
+	}
+	for (unsigned i = 0; i < nr_extra; i++)
+		all[n++] = extra_args[i];
+	all[n] = NULL;
+	c = ember_shellctl_spawn(vmm, all, pid, &err);
 	if (!c) {
 		fprintf(stderr, "spawn %s: %s\n", vmm, strerror(-err));
 		return NULL;
@@ -990,10 +1003,13 @@ int main(int argc, char **argv)
 			snap = argv[i + 1];
 		else if (!strcmp(argv[i], "--tmp"))
 			tmp = argv[i + 1];
+		else if (!strcmp(argv[i], "--vmm-arg") &&
+			 nr_extra < sizeof(extra_args) / sizeof(extra_args[0]))
+			extra_args[nr_extra++] = argv[i + 1];
 	}
 	if (!vmm || !snap || !tmp) {
-		fprintf(stderr, "usage: %s --vmm VMM --snapshot DIR --tmp DIR\n",
-			argv[0]);
+		fprintf(stderr, "usage: %s --vmm VMM --snapshot DIR --tmp DIR "
+			"[--vmm-arg ARG]...\n", argv[0]);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

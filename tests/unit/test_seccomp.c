@@ -166,12 +166,17 @@ static int make_thread(enum seccomp_thread k)
 	return ret == (void *)0x42 ? 0 : 2;
 }
 
-/* Only the control thread restoring a VM starts threads (clone with
- * CLONE_THREAD, after clone3's ENOSYS). */
+/* Only the control thread of a --threads-at-restore shell, restoring a
+ * VM, starts threads (clone with CLONE_THREAD, after clone3's ENOSYS). */
 static void test_threads_only_in_restore(void **state)
 {
 	(void)state;
+	/* A default shell's threads exist before its restore: none then. */
+	in_child(SECCOMP_THREAD_RESTORE, SECCOMP_KILL, make_thread,
+		 KILLED_SIGSYS);
+	prep_flags = SECCOMP_F_THREADS_AT_RESTORE;
 	in_child(SECCOMP_THREAD_RESTORE, SECCOMP_KILL, make_thread, EXITS_0);
+	prep_flags = 0;
 	in_child(SECCOMP_THREAD_VCPU, SECCOMP_KILL, make_thread, KILLED_SIGSYS);
 	in_child(SECCOMP_THREAD_EVLOOP, SECCOMP_KILL, make_thread,
 		 KILLED_SIGSYS);
@@ -484,8 +489,9 @@ static void test_config_lists(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
-/* A restored shell's vCPU thread: created under RESTORE, then VCPU on top;
- * what a vCPU needs must pass both (a preemption timer, the WAIT poll). */
+/* A --threads-at-restore shell's vCPU thread: created under RESTORE, then
+ * VCPU on top; what a vCPU needs must pass both (a preemption timer, the
+ * WAIT poll). */
 static int restore_then_vcpu(enum seccomp_thread k)
 {
 	struct sigevent sev;
@@ -518,13 +524,21 @@ static int restore_then_evloop(enum seccomp_thread k)
 	return epoll_wait(-1, &ev, 1, 0) < 0 && errno == EBADF ? 0 : 2;
 }
 
+/* With --threads-at-restore the restore list holds what its threads do;
+ * without, it does not (the vCPU's timer, the event loop's wait kill). */
 static void test_restore_holds_its_threads_lists(void **state)
 {
 	(void)state;
+	prep_flags = SECCOMP_F_THREADS_AT_RESTORE;
 	in_child(SECCOMP_THREAD_RESTORE, SECCOMP_KILL, restore_then_vcpu,
 		 EXITS_0);
 	in_child(SECCOMP_THREAD_RESTORE, SECCOMP_KILL, restore_then_evloop,
 		 EXITS_0);
+	prep_flags = 0;
+	in_child(SECCOMP_THREAD_RESTORE, SECCOMP_KILL, restore_then_vcpu,
+		 KILLED_SIGSYS);
+	in_child(SECCOMP_THREAD_RESTORE, SECCOMP_KILL, restore_then_evloop,
+		 KILLED_SIGSYS);
 }
 
 /* A snapshot quiesces the disks on the thread that asked for it (the
