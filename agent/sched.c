@@ -14,7 +14,8 @@
  *   SPAWNING --READY--> SHELL (in the pool) --restore--> RESTORING
  *     --OK restored--> STARTING --vsock "OK n", READY frame--> IDLE
  *   or, when the snapshot carries its connection (micro guests' since
- *   2026-12-03, docs/snapshots.md): RESTORING --OK restored--> IDLE
+ *   2026-12-03, docs/snapshots.md): RESTORING --OK restored, PING-->
+ *     STARTING --PONG--> IDLE
  *   IDLE <--> BUSY (one invocation)          any --> DEAD --reaped--> freed
  *
  * Invocations wait in their function's FIFO; whenever an instance becomes
@@ -197,6 +198,7 @@ struct inst {
 	bool vsock_gone;
 	bool lost;                 /* a socket closed: waiting for the why */
 	bool restore_pending;      /* the restore's reply has not come yet */
+	bool warming;              /* carried: its warm-up PING is out */
 	bool log_kept;             /* the LOG frame being read is kept */
 	uint64_t restore_ns, init_ns, last_used_ns;
 	char hs[32];
@@ -278,6 +280,7 @@ static void idle_timer_arm(struct sched *s, struct inst *in);
 static void fn_time_service(struct fn *fn, uint64_t ns);
 static void ws_record(struct sched *s, struct inst *in);
 static void inst_ready(struct sched *s, struct inst *in);
+static void inst_warm_up(struct sched *s, struct inst *in);
 
 const char *sched_outcome_name(enum sched_outcome o)
 {
@@ -1379,7 +1382,7 @@ static void on_ctl(struct sched *s, struct watch *w, uint32_t ev)
 					if (in->state == I_RESTORING)
 						in->state = I_STARTING;
 					if (in->fn->carried)
-						inst_ready(s, in);
+						inst_warm_up(s, in);
 					break;
 				}
 				snprintf(in->exit_msg, sizeof(in->exit_msg),
@@ -1494,7 +1497,7 @@ static int inst_send_sync(struct inst *in)
 
 /* A whole frame arrived. */
 /* A restored instance can take invocations: after its READY frame, or,
- * over a carried connection, after "OK restored". */
+ * over a carried connection, after the PONG to inst_warm_up()'s PING. */
 static void inst_ready(struct sched *s, struct inst *in)
 {
 	struct fn *fn = in->fn;
@@ -1513,6 +1516,27 @@ static void inst_ready(struct sched *s, struct inst *in)
 		 "restored in %llu us%s", fn->version, (int)in->proc.pid,
 		 (unsigned long long)(in->init_ns / 1000),
 		 fn->carried ? " over the snapshot's connection" : "");
+}
+
+/*
+ * Restored over a carried connection, the guest has not run yet: its first
+ * frame pays the first touch of every page on its path (~50 KVM page
+ * faults, ~1.2 ms here: docs/benchmarks.md). With a handshake, READY paid
+ * part of that inside the restore, which is not billed; here a PING does,
+ * so that a cold invocation's billed duration is not the platform's
+ * warm-up (docs/metering.md). The instance is ready at its PONG; the start
+ * deadline still runs.
+ */
+static void inst_warm_up(struct sched *s, struct inst *in)
+{
+	uint8_t hdr[EMBER_INV_HDR_SIZE];
+
+	ember_inv_hdr_encode(hdr, EMBER_INV_PING, 0, 0, 0, 1);
+	/* The connection is fresh and idle: 24 bytes cannot meet a full
+	 * socket. */
+	if (write(in->w_vsock.fd, hdr, sizeof(hdr)) != (ssize_t)sizeof(hdr))
+		return inst_died(s, in, "the warm-up PING could not be sent");
+	in->warming = true;
 }
 
 static void frame_done(struct sched *s, struct inst *in)
@@ -1596,6 +1620,11 @@ static void frame_done(struct sched *s, struct inst *in)
 			inv->logs_dropped = true;
 		break;
 	case EMBER_INV_PONG:
+		if (in->warming) {
+			in->warming = false;
+			inst_ready(s, in);
+			break;
+		}
 		in->ping_sent_ns = 0;
 		in->last_ping_ns = util_now_ns();
 		if (in->state == I_IDLE)
