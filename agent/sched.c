@@ -280,7 +280,7 @@ static void idle_timer_arm(struct sched *s, struct inst *in);
 static void fn_time_service(struct fn *fn, uint64_t ns);
 static void ws_record(struct sched *s, struct inst *in);
 static void inst_ready(struct sched *s, struct inst *in);
-static void inst_warm_up(struct sched *s, struct inst *in);
+static int inst_warm_up(struct sched *s, struct inst *in);
 
 const char *sched_outcome_name(enum sched_outcome o)
 {
@@ -1381,8 +1381,9 @@ static void on_ctl(struct sched *s, struct watch *w, uint32_t ev)
 				if (!strncmp(line, "OK", 2)) {
 					if (in->state == I_RESTORING)
 						in->state = I_STARTING;
-					if (in->fn->carried)
-						inst_warm_up(s, in);
+					if (in->fn->carried &&
+					    inst_warm_up(s, in) < 0)
+						return;
 					break;
 				}
 				snprintf(in->exit_msg, sizeof(in->exit_msg),
@@ -1495,7 +1496,6 @@ static int inst_send_sync(struct inst *in)
 	return 0;
 }
 
-/* A whole frame arrived. */
 /* A restored instance can take invocations: after its READY frame, or,
  * over a carried connection, after the PONG to inst_warm_up()'s PING. */
 static void inst_ready(struct sched *s, struct inst *in)
@@ -1527,18 +1527,22 @@ static void inst_ready(struct sched *s, struct inst *in)
  * warm-up (docs/metering.md). The instance is ready at its PONG; the start
  * deadline still runs.
  */
-static void inst_warm_up(struct sched *s, struct inst *in)
+static int inst_warm_up(struct sched *s, struct inst *in)
 {
 	uint8_t hdr[EMBER_INV_HDR_SIZE];
 
 	ember_inv_hdr_encode(hdr, EMBER_INV_PING, 0, 0, 0, 1);
 	/* The connection is fresh and idle: 24 bytes cannot meet a full
 	 * socket. */
-	if (write(in->w_vsock.fd, hdr, sizeof(hdr)) != (ssize_t)sizeof(hdr))
-		return inst_died(s, in, "the warm-up PING could not be sent");
+	if (write(in->w_vsock.fd, hdr, sizeof(hdr)) != (ssize_t)sizeof(hdr)) {
+		inst_died(s, in, "the warm-up PING could not be sent");
+		return -EIO;
+	}
 	in->warming = true;
+	return 0;
 }
 
+/* A whole frame arrived. */
 static void frame_done(struct sched *s, struct inst *in)
 {
 	const struct ember_inv_hdr *h = &in->dec.hdr;
