@@ -875,8 +875,8 @@ static int do_boot(struct build *b)
 	char *argv[] = {
 		b->vmm, "-v", "--micro", "--kernel", b->micro,
 		"--handler", "/proc/self/fd/3", "--mem", mem,
-		"--disk", "image,ro", "--vsock", DEPLOY_LINUX_VSOCK,
-		"--control", DEPLOY_LINUX_CONTROL, "--serial", "init.log",
+		"--disk", "image,ro", "--vsock", DEPLOY_VSOCK,
+		"--control", DEPLOY_CONTROL, "--serial", "init.log",
 		"--cmdline", b->cmdline, "--timeout", timeout,
 		NULL /* --seccomp when asked */, NULL,
 	};
@@ -886,13 +886,13 @@ static int do_boot(struct build *b)
 	 * guest's snapshot keeps the connection. */
 	char *largv[] = {
 		b->vmm, "-v", "--kernel", "/proc/self/fd/3", "--mem", mem,
-		"--disk", "image,ro", "--vsock", DEPLOY_LINUX_VSOCK,
-		"--control", DEPLOY_LINUX_CONTROL, "--serial", "init.log",
+		"--disk", "image,ro", "--vsock", DEPLOY_VSOCK,
+		"--control", DEPLOY_CONTROL, "--serial", "init.log",
 		"--cmdline", DEPLOY_LINUX_CMDLINE, "--timeout", timeout, NULL,
 	};
 	int pipefd[2], err_r, err_w, status, lret = 0;
 	bool ready = false;
-	uint64_t t0, t1, vmm_ms;
+	uint64_t t0, t1, vmm_ms, ready_us = 0;
 	struct stat sb;
 	pid_t pid;
 
@@ -949,21 +949,17 @@ static int do_boot(struct build *b)
 	}
 	if (b->rq->vmm_child)
 		b->rq->vmm_child(b->rq->ctx, pid, true);
-	{
-		uint64_t ready_us = 0;
-
-		lret = deploy_snapshot_at_ready(b->out_fd, pid,
-						t0 + (uint64_t)timeout_ms * 1000u,
-						!b->linux_guest, &ready,
-						&ready_us, lwhy, sizeof(lwhy));
-		/* Not ready in time, or the exchange failed: it ends now
-		 * (unreaped, the pid cannot have been reused). */
-		if (lret && lret != -EPIPE)
-			kill(pid, SIGKILL);
-		if (ready)
-			progress(b, DEPLOY_STEP_BOOT, "READY after %.1f ms",
-				 (double)(ready_us - t0) / 1000.0);
-	}
+	lret = deploy_snapshot_at_ready(b->out_fd, pid,
+					t0 + (uint64_t)timeout_ms * 1000u,
+					!b->linux_guest, &ready, &ready_us,
+					lwhy, sizeof(lwhy));
+	/* Not ready in time, or the exchange failed: it ends now (unreaped,
+	 * the pid cannot have been reused). */
+	if (lret && lret != -EPIPE)
+		kill(pid, SIGKILL);
+	if (ready)
+		progress(b, DEPLOY_STEP_BOOT, "READY after %.1f ms",
+			 (double)(ready_us - t0) / 1000.0);
 	status = watch_vmm(b, pid, err_r, t0,
 			   t0 + (vmm_ms + KILL_GRACE_MS) * 1000u, &ready);
 	if (b->rq->vmm_child)
@@ -971,8 +967,8 @@ static int do_boot(struct build *b)
 	close(err_r);
 	t1 = now_us();
 	/* If the VMM left them. */
-	unlinkat(b->out_fd, DEPLOY_LINUX_VSOCK, 0);
-	unlinkat(b->out_fd, DEPLOY_LINUX_CONTROL, 0);
+	unlinkat(b->out_fd, DEPLOY_VSOCK, 0);
+	unlinkat(b->out_fd, DEPLOY_CONTROL, 0);
 	if (lret && b->linux_guest)
 		return linux_boot_failure(b, lret, status, ready, timeout_ms,
 					  lwhy);

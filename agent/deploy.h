@@ -38,6 +38,10 @@
 #define DEPLOY_MAX_FILES 4096ull
 #define DEPLOY_MAX_TREE_BYTES (256ull << 20)
 #define DEPLOY_BOOT_TIMEOUT_MS 30000u
+/* The boot's sockets in out_dir, removed once it ended: the guest's vsock
+ * and the VMM's control socket (both guests). */
+#define DEPLOY_VSOCK "v.sock"
+#define DEPLOY_CONTROL "ctl.sock"
 #define DEPLOY_OUTPUT_MAX (16u << 10)   /* bytes of init output kept */
 #define DEPLOY_LINUX_BOOT_TIMEOUT_MS 120000u
 #define DEPLOY_IMAGE_TIMEOUT_MS 300000u /* the ext4 image tool */

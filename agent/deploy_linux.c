@@ -282,7 +282,7 @@ static int control_connect(int dir_fd, uint64_t deadline_us, char *why,
 	int fd;
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s",
-		 dir_fd, DEPLOY_LINUX_CONTROL);
+		 dir_fd, DEPLOY_CONTROL);
 	for (;;) {
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0)
@@ -309,7 +309,7 @@ int deploy_snapshot_at_ready(int dir_fd, pid_t pid, uint64_t deadline_us,
 
 	*ready = false;
 	snprintf(vsock, sizeof(vsock), "/proc/self/fd/%d/%s", dir_fd,
-		 DEPLOY_LINUX_VSOCK);
+		 DEPLOY_VSOCK);
 	/* The guest listens once its kernel has booted and guest-init has
 	 * started: until then the socket is missing (ENOENT) or CONNECT is
 	 * refused. One attempt every 20 ms (each refusal costs the booting

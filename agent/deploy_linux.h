@@ -37,9 +37,6 @@
 #define DEPLOY_LINUX_UID "1000"
 /* The image tool's arguments: fixed ones plus --env KEY=VALUE pairs. */
 #define DEPLOY_LINUX_ARGV_MAX (16 + 2 * MANIFEST_ENV_MAX)
-/* The names in the version directory (deploy.h's layout). */
-#define DEPLOY_LINUX_VSOCK "v.sock"
-#define DEPLOY_LINUX_CONTROL "ctl.sock"
 
 /*
  * The image tool's argv for manifest m: `tool --init INIT --tree TREE

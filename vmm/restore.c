@@ -26,6 +26,7 @@
 #include "log.h"
 #include "snapshots/snap.h"
 #include "virtio/virtio.h"
+#include "virtio/vsock.h"
 
 /*
  * Restore order, per vCPU (Firecracker's order, with KVM's reasons): CPUID
@@ -350,7 +351,7 @@ int ember_snapshot_carries_connection(int state_fd, char *err, size_t errlen)
 	ret = snap_load_state_fd(state_fd, s, SNAP_LOAD_ANY_CPU, err, errlen);
 	for (uint32_t i = 0; ret == 0 && i < s->nr_devices; i++)
 		if (s->dev[i].device_id == VIRTIO_ID_VSOCK &&
-		    snap_prop_find(&s->dev[i], "carried-conn"))
+		    snap_prop_find(&s->dev[i], VSOCK_CARRY_PROP))
 			ret = 1;
 	free(s);
 	return ret;

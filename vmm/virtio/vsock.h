@@ -80,6 +80,8 @@ int vsock_add_host_conn(struct vsock *v, int conn_fd);
  * was given already), -EMFILE the table is full, or the fd's kind.
  */
 int vsock_add_carried_conn(struct vsock *v, int conn_fd);
+/* The saved property that holds it, in the vsock device's state. */
+#define VSOCK_CARRY_PROP "carried-conn"
 
 /* Closes every host socket and the listener, unlinks uds_path, frees `v`.
  * Call it after evloop_destroy() of the loop given to vsock_create() and

@@ -21,6 +21,7 @@
  * of the protocol's frames is the snapshotting host's business: it takes
  * the snapshot after a complete reply (docs/snapshots.md).
  */
+#include <endian.h>
 #include <errno.h>
 #include <string.h>
 
@@ -78,40 +79,31 @@ bool vsock_carry_capture(struct vsock *v, struct vsock_carry *k,
 	return !*why;
 }
 
-static void put32(uint8_t *p, uint32_t x)
-{
-	for (unsigned i = 0; i < 4; i++)
-		p[i] = (uint8_t)(x >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
 void vsock_carry_encode(const struct vsock_carry *k,
 			uint8_t out[VSOCK_CARRY_LEN])
 {
 	const uint32_t f[VSOCK_CARRY_LEN / 4] = {
-		k->local_port, k->peer_port, k->peer_buf_alloc,
-		k->peer_fwd_cnt, k->tx_cnt, k->fwd_cnt, k->fwd_cnt_sent,
-		k->flags,
+		htole32(k->local_port), htole32(k->peer_port),
+		htole32(k->peer_buf_alloc), htole32(k->peer_fwd_cnt),
+		htole32(k->tx_cnt), htole32(k->fwd_cnt),
+		htole32(k->fwd_cnt_sent), htole32(k->flags),
 	};
 
-	for (unsigned i = 0; i < VSOCK_CARRY_LEN / 4; i++)
-		put32(out + 4 * i, f[i]);
+	memcpy(out, f, VSOCK_CARRY_LEN);
 }
 
 int vsock_carry_decode(const uint8_t *p, size_t len, struct vsock_carry *k)
 {
+	uint32_t f[VSOCK_CARRY_LEN / 4];
+
 	if (len != VSOCK_CARRY_LEN)
 		return -EINVAL;
+	memcpy(f, p, VSOCK_CARRY_LEN);
 	*k = (struct vsock_carry){
-		.local_port = get32(p), .peer_port = get32(p + 4),
-		.peer_buf_alloc = get32(p + 8), .peer_fwd_cnt = get32(p + 12),
-		.tx_cnt = get32(p + 16), .fwd_cnt = get32(p + 20),
-		.fwd_cnt_sent = get32(p + 24), .flags = get32(p + 28),
+		.local_port = le32toh(f[0]), .peer_port = le32toh(f[1]),
+		.peer_buf_alloc = le32toh(f[2]), .peer_fwd_cnt = le32toh(f[3]),
+		.tx_cnt = le32toh(f[4]), .fwd_cnt = le32toh(f[5]),
+		.fwd_cnt_sent = le32toh(f[6]), .flags = le32toh(f[7]),
 	};
 	/* The counters are the guest's business as much as ours: any value
 	 * is one a guest could have produced, and the credit code copes with

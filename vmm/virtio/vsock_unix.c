@@ -621,7 +621,7 @@ static void *vsock_dev_create(const struct vm_dev_ctx *ctx,
 static int restore_carry(struct vsock *v, const struct snap_virtio_dev *saved,
 			 char *err, size_t errlen)
 {
-	const struct snap_prop *p = snap_prop_find(saved, "carried-conn");
+	const struct snap_prop *p = snap_prop_find(saved, VSOCK_CARRY_PROP);
 
 	if (!p)
 		return 0;
@@ -757,7 +757,7 @@ static int vsock_dev_save(void *dev, struct snap_virtio_dev *saved, char *err,
 		log_debug("no connection carried: %s", why);
 	} else if (!ret) {
 		vsock_carry_encode(&k, rec);
-		ret = snap_prop_set(saved, "carried-conn", rec, sizeof(rec));
+		ret = snap_prop_set(saved, VSOCK_CARRY_PROP, rec, sizeof(rec));
 	}
 	if (ret < 0)
 		return errbuf_fail(err, errlen, ret, "vsock: cannot record its "
